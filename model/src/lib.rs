@@ -1,0 +1,9 @@
+//! Encore's models: collaborative filtering, co-purchase neighbours, popularity,
+//! nearest-neighbour indexes over item embeddings, ranking metrics and the
+//! versioned artifact that carries a trained engine from `encore-train` to
+//! `encore-serve`.
+
+pub mod ann;
+pub mod cf;
+pub mod metrics;
+pub mod topk;
