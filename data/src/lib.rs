@@ -10,9 +10,12 @@
 //! assert_eq!(m.matrix.nnz(), 2);
 //! ```
 
+pub mod catalog;
 pub mod ids;
+pub mod ingest;
 pub mod log;
 pub mod matrix;
+pub mod timestamp;
 
 pub use ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};
 pub use log::{Purchase, PurchaseLog};

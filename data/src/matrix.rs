@@ -195,21 +195,12 @@ impl Csr {
 }
 
 /// How purchases are turned into interaction strengths.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Weighting {
     /// Half-life of the recency decay in days; `None` weighs all purchases equally.
     pub recency_half_life_days: Option<f64>,
     /// Reference time for the decay (usually the end of the training period).
     pub reference_time: i64,
-}
-
-impl Default for Weighting {
-    fn default() -> Self {
-        Weighting {
-            recency_half_life_days: None,
-            reference_time: 0,
-        }
-    }
 }
 
 /// Customer x item matrix of net purchased quantity.
