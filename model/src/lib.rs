@@ -4,6 +4,9 @@
 //! `encore-serve`.
 
 pub mod ann;
+pub mod artifact;
 pub mod cf;
+pub mod engine;
 pub mod metrics;
+pub mod pipeline;
 pub mod topk;

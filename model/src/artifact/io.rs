@@ -1,0 +1,348 @@
+//! Binary array files of the artifact and the atomic directory write.
+//!
+//! # Implementation notes
+//! Every array file starts with an 8-byte magic naming its element type and a
+//! little-endian header of its shape; the payload follows, little-endian. The
+//! manifest records each file's size and CRC-32, and [`verify_file`] checks
+//! both before a file is parsed, so a truncated or bit-flipped artifact is
+//! refused before any model code sees it.
+
+use super::ArtifactError;
+use encore_data::Csr;
+use ndarray::Array2;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
+const MAGIC_CSR: &[u8; 8] = b"ENCCSR\0\x01";
+
+/// Size and checksum of one artifact file, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// Writes `bytes` to `dir/name`, fsyncs it and returns its manifest entry.
+pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry, ArtifactError> {
+    let path = dir.join(name);
+    let mut file = File::create(&path).map_err(|e| ArtifactError::io(&path, e))?;
+    file.write_all(bytes)
+        .map_err(|e| ArtifactError::io(&path, e))?;
+    file.sync_all().map_err(|e| ArtifactError::io(&path, e))?;
+    Ok(FileEntry {
+        bytes: bytes.len() as u64,
+        crc32: crc32fast::hash(bytes),
+    })
+}
+
+/// Computes the entry of a file written by someone else (e.g. the HNSW dump), fsyncing it.
+pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, ArtifactError> {
+    let bytes = fs::read(path).map_err(|e| ArtifactError::io(path, e))?;
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ArtifactError::io(path, e))?;
+    Ok(FileEntry {
+        bytes: bytes.len() as u64,
+        crc32: crc32fast::hash(&bytes),
+    })
+}
+
+/// Reads `dir/name` and checks it against its manifest entry.
+pub(crate) fn verify_file(
+    dir: &Path,
+    name: &str,
+    entry: &FileEntry,
+) -> Result<Vec<u8>, ArtifactError> {
+    let path = dir.join(name);
+    let mut bytes = Vec::with_capacity(entry.bytes as usize);
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| ArtifactError::io(&path, e))?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(ArtifactError::Corrupt {
+            path,
+            reason: format!(
+                "size is {} bytes, the manifest says {}",
+                bytes.len(),
+                entry.bytes
+            ),
+        });
+    }
+    let crc = crc32fast::hash(&bytes);
+    if crc != entry.crc32 {
+        return Err(ArtifactError::Corrupt {
+            path,
+            reason: format!(
+                "checksum {crc:08x} does not match the manifest's {:08x}",
+                entry.crc32
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Serialises a dense `f32` matrix.
+pub(crate) fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + a.len() * 4);
+    out.extend_from_slice(MAGIC_F32);
+    out.extend_from_slice(&(a.nrows() as u64).to_le_bytes());
+    out.extend_from_slice(&(a.ncols() as u64).to_le_bytes());
+    for &v in a.iter() {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> ArtifactError {
+    ArtifactError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    path: &'a Path,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ArtifactError> {
+        if self.bytes.len() < n {
+            return Err(corrupt(self.path, "file ends early"));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, ArtifactError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn magic(&mut self, magic: &[u8; 8]) -> Result<(), ArtifactError> {
+        if self.take(8)? != magic {
+            return Err(corrupt(self.path, "wrong file type (bad magic bytes)"));
+        }
+        Ok(())
+    }
+
+    fn array<T>(&mut self, n: usize, parse: fn([u8; 4]) -> T) -> Result<Vec<T>, ArtifactError> {
+        let raw = self.take(
+            n.checked_mul(4)
+                .ok_or_else(|| corrupt(self.path, "size overflow"))?,
+        )?;
+        Ok(raw
+            .chunks_exact(4)
+            .map(|c| parse(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    fn finish(&self) -> Result<(), ArtifactError> {
+        if !self.bytes.is_empty() {
+            return Err(corrupt(self.path, "trailing bytes after the data"));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a dense `f32` matrix written by [`encode_f32`].
+pub(crate) fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, ArtifactError> {
+    let mut cur = Cursor { bytes, path };
+    cur.magic(MAGIC_F32)?;
+    let rows = cur.u64()? as usize;
+    let cols = cur.u64()? as usize;
+    let n = rows
+        .checked_mul(cols)
+        .ok_or_else(|| corrupt(path, "shape overflow"))?;
+    let data = cur.array(n, f32::from_le_bytes)?;
+    cur.finish()?;
+    Array2::from_shape_vec((rows, cols), data).map_err(|e| corrupt(path, e.to_string()))
+}
+
+/// Serialises a CSR matrix.
+pub(crate) fn encode_csr(m: &Csr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + m.indptr().len() * 8 + m.nnz() * 8);
+    out.extend_from_slice(MAGIC_CSR);
+    out.extend_from_slice(&(m.n_rows() as u64).to_le_bytes());
+    out.extend_from_slice(&(m.n_cols() as u64).to_le_bytes());
+    out.extend_from_slice(&(m.nnz() as u64).to_le_bytes());
+    for &p in m.indptr() {
+        out.extend_from_slice(&(p as u64).to_le_bytes());
+    }
+    for &c in m.indices() {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    for &v in m.values() {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Parses a CSR matrix written by [`encode_csr`], checking its invariants.
+pub(crate) fn decode_csr(bytes: &[u8], path: &Path) -> Result<Csr, ArtifactError> {
+    let mut cur = Cursor { bytes, path };
+    cur.magic(MAGIC_CSR)?;
+    let rows = cur.u64()? as usize;
+    let cols = cur.u64()? as usize;
+    let nnz = cur.u64()? as usize;
+    let ptr_bytes = rows
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(8))
+        .ok_or_else(|| corrupt(path, "shape overflow"))?;
+    let indptr = cur
+        .take(ptr_bytes)?
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)
+        .collect();
+    let indices = cur.array(nnz, u32::from_le_bytes)?;
+    let values = cur.array(nnz, f32::from_le_bytes)?;
+    cur.finish()?;
+    Csr::from_parts(rows, cols, indptr, indices, values).map_err(|reason| corrupt(path, reason))
+}
+
+/// A directory being written; renamed into place by [`StagingDir::commit`].
+/// Dropping it without committing removes the partial directory.
+pub(crate) struct StagingDir {
+    pub(crate) path: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl StagingDir {
+    /// Creates a hidden staging directory next to `target`.
+    pub(crate) fn new(target: &Path) -> Result<Self, ArtifactError> {
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(|e| ArtifactError::io(&parent, e))?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| ArtifactError::InvalidTarget {
+                path: target.to_path_buf(),
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+        fs::create_dir(&path).map_err(|e| ArtifactError::io(&path, e))?;
+        Ok(StagingDir {
+            path,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Fsyncs the staging directory and renames it onto the target.
+    ///
+    /// An existing artifact at the target is first renamed aside and removed
+    /// after the new one is in place, so the target never holds a mix of two.
+    pub(crate) fn commit(mut self) -> Result<(), ArtifactError> {
+        sync_dir(&self.path)?;
+        let mut old = None;
+        if self.target.exists() {
+            let aside = self.path.with_extension("old");
+            fs::rename(&self.target, &aside).map_err(|e| ArtifactError::io(&self.target, e))?;
+            old = Some(aside);
+        }
+        fs::rename(&self.path, &self.target).map_err(|e| ArtifactError::io(&self.target, e))?;
+        self.committed = true;
+        if let Some(parent) = self.target.parent() {
+            // Best effort: makes the rename itself durable.
+            let _ = sync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            });
+        }
+        if let Some(old) = old {
+            fs::remove_dir_all(&old).map_err(|e| ArtifactError::io(&old, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn sync_dir(path: &Path) -> Result<(), ArtifactError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| ArtifactError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f32_roundtrip_and_truncation() {
+        let a = Array2::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, -6.5]).unwrap();
+        let bytes = encode_f32(&a);
+        let p = Path::new("x.f32");
+        assert_eq!(decode_f32(&bytes, p).unwrap(), a);
+        assert!(decode_f32(&bytes[..bytes.len() - 1], p).is_err());
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(decode_f32(&extra, p).is_err());
+    }
+
+    #[test]
+    fn csr_roundtrip_and_bad_invariant() {
+        let m = Csr::from_triplets(3, 4, [(0, 1, 1.0), (2, 3, 2.0), (2, 0, 0.5)]);
+        let bytes = encode_csr(&m);
+        let p = Path::new("x.csr");
+        assert_eq!(decode_csr(&bytes, p).unwrap(), m);
+        let mut bad = bytes.clone();
+        // Point a column index out of range.
+        let idx_at = 32 + 4 * 8;
+        bad[idx_at..idx_at + 4].copy_from_slice(&9u32.to_le_bytes());
+        assert!(decode_csr(&bad, p).is_err());
+    }
+
+    #[test]
+    fn verify_detects_bit_flip() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write_file(dir.path(), "a.bin", b"hello world").unwrap();
+        assert!(verify_file(dir.path(), "a.bin", &entry).is_ok());
+        fs::write(dir.path().join("a.bin"), b"hellp world").unwrap();
+        let err = verify_file(dir.path(), "a.bin", &entry).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn staging_replaces_target_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("model");
+        for round in 0..2 {
+            let stage = StagingDir::new(&target).unwrap();
+            fs::write(stage.path.join("f"), format!("{round}")).unwrap();
+            stage.commit().unwrap();
+            assert_eq!(
+                fs::read_to_string(target.join("f")).unwrap(),
+                format!("{round}")
+            );
+        }
+        {
+            let stage = StagingDir::new(&target).unwrap();
+            fs::write(stage.path.join("f"), "abandoned").unwrap();
+        }
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("model")]);
+    }
+}

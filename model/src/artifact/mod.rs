@@ -1,0 +1,332 @@
+//! The versioned artifact: a directory holding a trained [`Engine`].
+//!
+//! ```text
+//! model/
+//!   manifest.json        format version, model version, created time, data summary,
+//!                        config, metrics, and the size + CRC-32 of every other file
+//!   customers.json       customer ids in index order
+//!   items.json           item ids with catalog metadata, in index order
+//!   history.csr          customer x item purchase history (binary CSR)
+//!   als_users.f32        ALS customer factors (binary dense matrix)
+//!   als_items.f32        ALS item factors
+//!   copurchase.csr       item x item co-purchase neighbours
+//!   popularity.json      the fallback list
+//!   similar.hnsw.graph   HNSW index over the item factors (hnsw_rs dump)
+//!   similar.hnsw.data
+//! ```
+//!
+//! # Implementation notes
+//! [`save`] writes into a hidden staging directory beside the target, fsyncs
+//! every file, writes `manifest.json` last and renames the directory into
+//! place, so a reader sees either the old artifact or the new one, whole.
+//! [`load`] refuses an artifact whose format version it does not know, whose
+//! manifest is missing, or any of whose files fails its size or checksum.
+
+mod io;
+
+pub use io::FileEntry;
+
+use crate::ann::HnswIndex;
+use crate::cf::als::{Als, AlsParams};
+use crate::cf::item_knn::CoPurchase;
+use crate::cf::popularity::Popularity;
+use crate::engine::{Engine, EngineParts, ItemMeta};
+use encore_data::IdMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The artifact format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const MANIFEST: &str = "manifest.json";
+const HNSW_BASENAME: &str = "similar";
+
+/// What the training data looked like.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataSummary {
+    /// `sha256:` of the input file as read.
+    pub fingerprint: String,
+    pub source: String,
+    pub rows_read: u64,
+    pub rows_accepted: u64,
+    pub rows_rejected: u64,
+    pub customers: usize,
+    pub items: usize,
+    pub orders: usize,
+    /// Non-zero (customer, item) pairs the models trained on.
+    pub interactions: usize,
+    pub first_purchase: Option<String>,
+    pub last_purchase: Option<String>,
+}
+
+/// The artifact's table of contents, written last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Unique name of this model, e.g. `20261122T231500Z-3fa2c1d0`.
+    pub model_version: String,
+    /// RFC 3339 time the artifact was written.
+    pub created_at: String,
+    /// Version of Encore that wrote it.
+    pub encore_version: String,
+    pub data: DataSummary,
+    /// The training configuration, as given.
+    pub config: serde_json::Value,
+    /// ALS hyper-parameters (also inside `config`; here because loading needs them).
+    pub als: AlsParams,
+    /// Evaluation figures of the training run, if any.
+    pub metrics: serde_json::Value,
+    /// Every other file of the artifact with its size and checksum.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+/// Why an artifact could not be written or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not an Encore model directory (no manifest.json)")]
+    NotAnArtifact { path: PathBuf },
+    #[error(
+        "{path}: artifact format version {found} is not supported (this build reads version {expected}); retrain with this version of encore-train"
+    )]
+    IncompatibleVersion {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("{path}: damaged artifact: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: cannot write an artifact there")]
+    InvalidTarget { path: PathBuf },
+}
+
+impl ArtifactError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        ArtifactError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ItemRecord {
+    id: String,
+    #[serde(flatten)]
+    meta: ItemMeta,
+}
+
+/// Writes `engine` to `target` atomically (see the module docs). `engine`'s
+/// manifest is written with its `files` table filled in.
+pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
+    let stage = io::StagingDir::new(target)?;
+    let dir = stage.path.clone();
+    let mut files = BTreeMap::new();
+
+    files.insert(
+        "customers.json".to_string(),
+        io::write_file(&dir, "customers.json", &json(engine.customers()))?,
+    );
+    let items: Vec<ItemRecord> = engine
+        .items()
+        .ids()
+        .zip(engine.all_item_meta())
+        .map(|(id, meta)| ItemRecord {
+            id: id.to_string(),
+            meta: meta.clone(),
+        })
+        .collect();
+    files.insert(
+        "items.json".to_string(),
+        io::write_file(&dir, "items.json", &json(&items))?,
+    );
+    files.insert(
+        "history.csr".to_string(),
+        io::write_file(&dir, "history.csr", &io::encode_csr(engine.history()))?,
+    );
+    files.insert(
+        "als_users.f32".to_string(),
+        io::write_file(
+            &dir,
+            "als_users.f32",
+            &io::encode_f32(engine.als().user_factors()),
+        )?,
+    );
+    files.insert(
+        "als_items.f32".to_string(),
+        io::write_file(
+            &dir,
+            "als_items.f32",
+            &io::encode_f32(engine.als().item_factors()),
+        )?,
+    );
+    files.insert(
+        "copurchase.csr".to_string(),
+        io::write_file(
+            &dir,
+            "copurchase.csr",
+            &io::encode_csr(engine.copurchase().as_csr()),
+        )?,
+    );
+    files.insert(
+        "popularity.json".to_string(),
+        io::write_file(
+            &dir,
+            "popularity.json",
+            &json(&engine.popularity().ranked()),
+        )?,
+    );
+    let dumped = engine
+        .similar_index()
+        .dump(&dir, HNSW_BASENAME)
+        .map_err(|e| ArtifactError::Corrupt {
+            path: dir.clone(),
+            reason: format!("cannot dump the HNSW index: {e}"),
+        })?;
+    for path in dumped {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.insert(name, io::entry_of(&path)?);
+    }
+
+    let mut manifest = engine.manifest().clone();
+    manifest.format_version = FORMAT_VERSION;
+    manifest.files = files;
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    io::write_file(&dir, MANIFEST, &bytes)?;
+    stage.commit()?;
+    Ok(manifest)
+}
+
+/// Reads only the manifest of the artifact at `dir`, checking its format version.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, ArtifactError> {
+    let path = dir.join(MANIFEST);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ArtifactError::NotAnArtifact {
+                path: dir.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(ArtifactError::io(&path, e)),
+    };
+    // Look at the version before the rest, so a future format gets the right message.
+    #[derive(Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let version: Version = serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Corrupt {
+        path: path.clone(),
+        reason: format!("manifest is not valid JSON: {e}"),
+    })?;
+    if version.format_version != FORMAT_VERSION {
+        return Err(ArtifactError::IncompatibleVersion {
+            path: dir.to_path_buf(),
+            found: version.format_version,
+            expected: FORMAT_VERSION,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Corrupt {
+        path,
+        reason: format!("manifest: {e}"),
+    })
+}
+
+/// Loads and fully validates the artifact at `dir`.
+pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
+    let manifest = read_manifest(dir)?;
+    let file = |name: &str| -> Result<(PathBuf, Vec<u8>), ArtifactError> {
+        let entry = manifest
+            .files
+            .get(name)
+            .ok_or_else(|| ArtifactError::Corrupt {
+                path: dir.join(MANIFEST),
+                reason: format!("the manifest lists no file {name}"),
+            })?;
+        Ok((dir.join(name), io::verify_file(dir, name, entry)?))
+    };
+    let parse_json = |name: &str| -> Result<serde_json::Value, ArtifactError> {
+        let (path, bytes) = file(name)?;
+        serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    };
+    fn typed<T: serde::de::DeserializeOwned>(
+        v: serde_json::Value,
+        path: PathBuf,
+    ) -> Result<T, ArtifactError> {
+        serde_json::from_value(v).map_err(|e| ArtifactError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    let customers: IdMap = typed(parse_json("customers.json")?, dir.join("customers.json"))?;
+    let records: Vec<ItemRecord> = typed(parse_json("items.json")?, dir.join("items.json"))?;
+    let items = IdMap::from_ids(records.iter().map(|r| r.id.as_str()));
+    if items.len() != records.len() {
+        return Err(ArtifactError::Corrupt {
+            path: dir.join("items.json"),
+            reason: "duplicate item id".into(),
+        });
+    }
+    let item_meta = records.into_iter().map(|r| r.meta).collect();
+    let (p, b) = file("history.csr")?;
+    let history = io::decode_csr(&b, &p)?;
+    let (p, b) = file("als_users.f32")?;
+    let users = io::decode_f32(&b, &p)?;
+    let (p, b) = file("als_items.f32")?;
+    let item_factors = io::decode_f32(&b, &p)?;
+    let als =
+        Als::from_factors(manifest.als.clone(), users, item_factors.clone()).map_err(|e| {
+            ArtifactError::Corrupt {
+                path: dir.join("als_items.f32"),
+                reason: e.to_string(),
+            }
+        })?;
+    let (p, b) = file("copurchase.csr")?;
+    let copurchase = CoPurchase::from_csr(io::decode_csr(&b, &p)?);
+    let ranked: Vec<(u32, f32)> =
+        typed(parse_json("popularity.json")?, dir.join("popularity.json"))?;
+    let popularity = Popularity::from_ranked(ranked);
+    // The HNSW files are checked against the manifest before hnsw_rs reads them.
+    for (name, entry) in &manifest.files {
+        if name.starts_with(HNSW_BASENAME) {
+            io::verify_file(dir, name, entry)?;
+        }
+    }
+    let similar =
+        HnswIndex::load(dir, HNSW_BASENAME, &item_factors).map_err(|e| ArtifactError::Corrupt {
+            path: dir.join(format!("{HNSW_BASENAME}.hnsw.graph")),
+            reason: e.to_string(),
+        })?;
+    Engine::from_parts(EngineParts {
+        manifest,
+        customers,
+        items,
+        item_meta,
+        history,
+        als,
+        copurchase,
+        popularity,
+        similar,
+    })
+    .map_err(|e| ArtifactError::Corrupt {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("artifact JSON serialises")
+}

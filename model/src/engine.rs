@@ -1,0 +1,287 @@
+//! The trained engine: every model of one artifact behind one query API.
+//!
+//! `encore-serve` answers HTTP requests from an [`Engine`] and `encore-train
+//! recommend` writes batch lists from one; neither needs to know which model
+//! produced a list beyond the [`Source`] it reports.
+
+use crate::ann::{HnswIndex, VectorSearch};
+use crate::artifact::Manifest;
+use crate::cf::als::Als;
+use crate::cf::item_knn::CoPurchase;
+use crate::cf::popularity::Popularity;
+use crate::topk::top_k_dense;
+use encore_data::{Csr, IdMap};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// What the storefront knows of an item, from the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Unavailable items are never recommended.
+    #[serde(default = "yes")]
+    pub available: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ItemMeta {
+    fn default() -> Self {
+        ItemMeta {
+            title: None,
+            category: None,
+            available: true,
+        }
+    }
+}
+
+/// Where a recommendation list came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The personalised model.
+    Model,
+    /// The popularity list, for customers or baskets the model does not know.
+    Fallback,
+}
+
+/// Filters applied to every list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Items never to return.
+    pub exclude: HashSet<u32>,
+    /// Only items of this catalog category.
+    pub category: Option<String>,
+    /// Keep items the customer already bought (recommendations only).
+    pub include_purchased: bool,
+}
+
+/// A ranked list of `(item index, score)`, best first.
+pub type Ranked = Vec<(u32, f32)>;
+
+/// All the pieces an engine is made of; see [`Engine::from_parts`].
+pub struct EngineParts {
+    pub manifest: Manifest,
+    pub customers: IdMap,
+    pub items: IdMap,
+    pub item_meta: Vec<ItemMeta>,
+    /// Customer x item purchase history of the training period.
+    pub history: Csr,
+    pub als: Als,
+    pub copurchase: CoPurchase,
+    pub popularity: Popularity,
+    pub similar: HnswIndex,
+}
+
+/// A trained engine, ready to answer queries. Cheap to share behind an `Arc`.
+pub struct Engine {
+    manifest: Manifest,
+    customers: IdMap,
+    items: IdMap,
+    item_meta: Vec<ItemMeta>,
+    history: Csr,
+    als: Als,
+    copurchase: CoPurchase,
+    popularity: Popularity,
+    similar: HnswIndex,
+}
+
+/// An engine whose parts do not fit together.
+#[derive(Debug, thiserror::Error)]
+#[error("inconsistent engine: {0}")]
+pub struct InconsistentEngine(pub String);
+
+impl Engine {
+    /// Assembles an engine, checking that every part agrees on the customer and item counts.
+    pub fn from_parts(p: EngineParts) -> Result<Engine, InconsistentEngine> {
+        let (nc, ni) = (p.customers.len(), p.items.len());
+        let check = |ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(InconsistentEngine(format!(
+                    "{what} does not match {nc} customers x {ni} items"
+                )))
+            }
+        };
+        check(p.item_meta.len() == ni, "item metadata")?;
+        check(
+            p.history.n_rows() == nc && p.history.n_cols() == ni,
+            "purchase history",
+        )?;
+        check(
+            p.als.user_factors().nrows() == nc && p.als.item_factors().nrows() == ni,
+            "ALS factors",
+        )?;
+        let nb = p.copurchase.as_csr();
+        check(
+            nb.n_rows() == ni && nb.n_cols() == ni,
+            "co-purchase neighbours",
+        )?;
+        check(
+            p.popularity
+                .ranked()
+                .iter()
+                .all(|&(i, _)| (i as usize) < ni),
+            "popularity list",
+        )?;
+        check(
+            p.similar.len() == ni && p.similar.dim() == p.als.factors(),
+            "similar-items index",
+        )?;
+        Ok(Engine {
+            manifest: p.manifest,
+            customers: p.customers,
+            items: p.items,
+            item_meta: p.item_meta,
+            history: p.history,
+            als: p.als,
+            copurchase: p.copurchase,
+            popularity: p.popularity,
+            similar: p.similar,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest, to record evaluation metrics before saving.
+    pub fn manifest_mut(&mut self) -> &mut Manifest {
+        &mut self.manifest
+    }
+
+    pub fn customers(&self) -> &IdMap {
+        &self.customers
+    }
+
+    pub fn items(&self) -> &IdMap {
+        &self.items
+    }
+
+    pub fn item_meta(&self, item: u32) -> &ItemMeta {
+        &self.item_meta[item as usize]
+    }
+
+    pub fn history(&self) -> &Csr {
+        &self.history
+    }
+
+    pub fn als(&self) -> &Als {
+        &self.als
+    }
+
+    pub fn copurchase(&self) -> &CoPurchase {
+        &self.copurchase
+    }
+
+    pub fn popularity(&self) -> &Popularity {
+        &self.popularity
+    }
+
+    pub fn similar_index(&self) -> &HnswIndex {
+        &self.similar
+    }
+
+    pub(crate) fn all_item_meta(&self) -> &[ItemMeta] {
+        &self.item_meta
+    }
+
+    /// True if `item` passes the availability, category and exclusion filters.
+    fn allowed(&self, item: u32, filter: &ListFilter) -> bool {
+        let meta = &self.item_meta[item as usize];
+        meta.available
+            && !filter.exclude.contains(&item)
+            && filter
+                .category
+                .as_deref()
+                .is_none_or(|c| meta.category.as_deref() == Some(c))
+    }
+
+    /// Items closest to `item` in the ALS embedding space (cosine), via HNSW.
+    pub fn similar(&self, item: u32, k: usize, filter: &ListFilter) -> Ranked {
+        let query = self.als.item_factors().row(item as usize).to_vec();
+        let n = self.items.len();
+        let mut fetch = (k + 1 + filter.exclude.len()).max(2 * k + 8).min(n);
+        loop {
+            let found: Ranked = self
+                .similar
+                .search(&query, fetch)
+                .into_iter()
+                .filter(|&(i, _)| i != item && self.allowed(i, filter))
+                .take(k)
+                .collect();
+            if found.len() >= k || fetch >= n {
+                return found;
+            }
+            fetch = (fetch * 4).min(n);
+        }
+    }
+
+    /// Items most often bought together with `item` (co-purchase neighbours).
+    pub fn bought_together(&self, item: u32, k: usize, filter: &ListFilter) -> Ranked {
+        self.copurchase
+            .neighbours(item)
+            .into_iter()
+            .filter(|&(i, _)| i != item && self.allowed(i, filter))
+            .take(k)
+            .collect()
+    }
+
+    /// The popularity list under `filter`.
+    pub fn fallback(&self, k: usize, filter: &ListFilter) -> Ranked {
+        self.popularity.top(k, |i| !self.allowed(i, filter))
+    }
+
+    /// Personalised recommendations for a known customer index, or the fallback
+    /// list for `None` or a customer with no usable history.
+    pub fn recommend(
+        &self,
+        customer: Option<u32>,
+        k: usize,
+        filter: &ListFilter,
+    ) -> (Source, Ranked) {
+        let Some(c) = customer.filter(|&c| self.history.row_nnz(c as usize) > 0) else {
+            return (Source::Fallback, self.fallback(k, filter));
+        };
+        let mut scores = vec![0f32; self.items.len()];
+        self.als.score_user(c as usize, &mut scores);
+        let (bought, _) = self.history.row(c as usize);
+        let list = top_k_dense(&scores, k, |i| {
+            !self.allowed(i, filter)
+                || (!filter.include_purchased && bought.binary_search(&i).is_ok())
+        });
+        (Source::Model, list)
+    }
+
+    /// Recommendations for an anonymous basket of item indices: the basket is
+    /// folded into the ALS space as if it were a customer. Basket items are
+    /// never returned. An empty basket gets the fallback list.
+    pub fn recommend_basket(
+        &self,
+        basket: &[u32],
+        k: usize,
+        filter: &ListFilter,
+    ) -> (Source, Ranked) {
+        if basket.is_empty() {
+            let mut f = filter.clone();
+            f.exclude.extend(basket.iter().copied());
+            return (Source::Fallback, self.fallback(k, &f));
+        }
+        let mut weighted: Vec<(u32, f32)> = basket.iter().map(|&i| (i, 1.0)).collect();
+        weighted.sort_unstable_by_key(|&(i, _)| i);
+        weighted.dedup_by_key(|&mut (i, _)| i);
+        let user = self.als.fold_in(&weighted);
+        let mut scores = vec![0f32; self.items.len()];
+        self.als.score_vector(&user, &mut scores);
+        let list = top_k_dense(&scores, k, |i| {
+            !self.allowed(i, filter) || weighted.binary_search_by_key(&i, |&(j, _)| j).is_ok()
+        });
+        (Source::Model, list)
+    }
+}

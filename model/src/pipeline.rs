@@ -1,0 +1,340 @@
+//! Training an [`Engine`] from a purchase history: one function, every model.
+//!
+//! The stages run in a fixed order (interaction matrix, ALS, co-purchase,
+//! popularity, HNSW) and report progress through a callback, so that the CLI
+//! can draw progress bars while tests stay silent.
+
+use crate::ann::{HnswIndex, HnswParams};
+use crate::artifact::{DataSummary, FORMAT_VERSION, Manifest};
+use crate::cf::als::{AlsError, AlsParams};
+use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
+use crate::cf::popularity::PopularityParams;
+use crate::engine::{Engine, EngineParts, ItemMeta};
+use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How quantities become ALS confidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantityScaling {
+    /// `r = ln(1 + quantity)`: a bulk order of 500 counts more than 1, not 500 times more.
+    #[default]
+    Log,
+    /// `r = quantity`.
+    Linear,
+    /// `r = 1` for every bought pair.
+    Binary,
+}
+
+/// ALS settings of the training configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlsConfig {
+    pub factors: usize,
+    pub regularization: f32,
+    /// Confidence `c = 1 + alpha * r` where `r` is the scaled quantity.
+    pub alpha: f32,
+    pub iterations: usize,
+    pub cg_steps: usize,
+    pub seed: u64,
+    pub scaling: QuantityScaling,
+    /// Half-life of the recency decay in days; none by default.
+    pub recency_half_life_days: Option<f64>,
+}
+
+impl Default for AlsConfig {
+    fn default() -> Self {
+        AlsConfig {
+            factors: 64,
+            regularization: 0.01,
+            alpha: 10.0,
+            iterations: 15,
+            cg_steps: 3,
+            seed: 42,
+            scaling: QuantityScaling::Log,
+            recency_half_life_days: None,
+        }
+    }
+}
+
+/// Co-purchase ("bought together") settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoPurchaseConfig {
+    /// `orders` (bought in the same order) or `customers` (bought by the same customer).
+    pub basis: String,
+    /// `cosine` or `bm25`.
+    pub similarity: String,
+    pub neighbours: usize,
+    pub min_support: u32,
+}
+
+impl Default for CoPurchaseConfig {
+    fn default() -> Self {
+        CoPurchaseConfig {
+            basis: "orders".into(),
+            similarity: "cosine".into(),
+            neighbours: 100,
+            min_support: 2,
+        }
+    }
+}
+
+/// Settings of the similar-items index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HnswConfig {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        let d = HnswParams::default();
+        HnswConfig {
+            m: d.m,
+            ef_construction: d.ef_construction,
+            ef_search: d.ef_search,
+        }
+    }
+}
+
+/// Popularity (fallback) settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PopularityConfig {
+    /// Count buyers over this many days before the end of the history.
+    pub window_days: f64,
+}
+
+impl Default for PopularityConfig {
+    fn default() -> Self {
+        PopularityConfig { window_days: 90.0 }
+    }
+}
+
+/// Everything that decides what a training run produces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    pub als: AlsConfig,
+    pub copurchase: CoPurchaseConfig,
+    pub popularity: PopularityConfig,
+    pub hnsw: HnswConfig,
+}
+
+/// Why a configuration or a training run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("config key '{key}': {reason}")]
+    Config { key: String, reason: String },
+    #[error("ALS: {0}")]
+    Als(#[from] AlsError),
+    #[error("similar-items index: {0}")]
+    Ann(String),
+    #[error("the purchase history has no usable purchase")]
+    NoData,
+}
+
+impl EngineConfig {
+    pub(crate) fn als_params(&self) -> AlsParams {
+        let a = &self.als;
+        AlsParams::new(a.factors)
+            .regularization(a.regularization)
+            .alpha(a.alpha)
+            .iterations(a.iterations)
+            .cg_steps(a.cg_steps)
+            .seed(a.seed)
+    }
+
+    pub(crate) fn copurchase_params(&self) -> Result<CoPurchaseParams, TrainError> {
+        let c = &self.copurchase;
+        let basis = match c.basis.as_str() {
+            "orders" => Basis::Orders,
+            "customers" => Basis::Customers,
+            other => {
+                return Err(TrainError::Config {
+                    key: "copurchase.basis".into(),
+                    reason: format!("'{other}' is not one of orders, customers"),
+                });
+            }
+        };
+        let weighting = match c.similarity.as_str() {
+            "cosine" => Similarity::Cosine,
+            "bm25" => Similarity::Bm25 { k1: 1.2, b: 0.75 },
+            other => {
+                return Err(TrainError::Config {
+                    key: "copurchase.similarity".into(),
+                    reason: format!("'{other}' is not one of cosine, bm25"),
+                });
+            }
+        };
+        Ok(CoPurchaseParams {
+            basis,
+            weighting,
+            neighbours: c.neighbours,
+            min_support: c.min_support,
+        })
+    }
+
+    /// Checks every value, naming the key of the first bad one.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        self.als_params().check()?;
+        self.copurchase_params()?;
+        let bad = |key: &str, reason: &str| {
+            Err(TrainError::Config {
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
+        if let Some(h) = self.als.recency_half_life_days
+            && !(h.is_finite() && h > 0.0)
+        {
+            return bad(
+                "als.recency_half_life_days",
+                "must be a positive number of days",
+            );
+        }
+        if self.copurchase.neighbours == 0 {
+            return bad("copurchase.neighbours", "must be at least 1");
+        }
+        if !(self.popularity.window_days.is_finite() && self.popularity.window_days > 0.0) {
+            return bad(
+                "popularity.window_days",
+                "must be a positive number of days",
+            );
+        }
+        if self.hnsw.m < 2 || self.hnsw.ef_construction == 0 || self.hnsw.ef_search == 0 {
+            return bad("hnsw", "m must be at least 2 and ef_* at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A training stage, reported as it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Matrix,
+    /// ALS starts, for this many iterations.
+    Als(usize),
+    /// ALS iteration `i` of `n` finished.
+    AlsIteration(usize, usize),
+    CoPurchase,
+    Popularity,
+    Index,
+}
+
+/// Turns a purchase history into the ALS input: net quantities per
+/// (customer, item), returns netted out, then scaled.
+pub fn interaction_matrix(log: &PurchaseLog, config: &AlsConfig) -> (Csr, usize) {
+    let reference_time = log.time_range().map_or(0, |(_, last)| last);
+    let m = InteractionMatrix::from_log(
+        log,
+        &Weighting {
+            recency_half_life_days: config.recency_half_life_days,
+            reference_time,
+        },
+    );
+    let scaled = match config.scaling {
+        QuantityScaling::Log => m.matrix.map_values(|q| q.ln_1p()),
+        QuantityScaling::Linear => m.matrix,
+        QuantityScaling::Binary => m.matrix.map_values(|_| 1.0),
+    };
+    (scaled, m.netted_out_pairs)
+}
+
+/// Trains every model on `log` and assembles an [`Engine`].
+///
+/// `item_meta` is indexed like `log.items` (missing entries mean "no catalog
+/// data, available"). `data` and `metrics` go into the manifest as given.
+pub fn train_engine(
+    log: &PurchaseLog,
+    mut item_meta: Vec<ItemMeta>,
+    config: &EngineConfig,
+    data: DataSummary,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<Engine, TrainError> {
+    config.validate()?;
+    if log.purchases.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    progress(Stage::Matrix);
+    let (interactions, _) = interaction_matrix(log, &config.als);
+    if interactions.nnz() == 0 {
+        return Err(TrainError::NoData);
+    }
+    let history = InteractionMatrix::from_log(log, &Weighting::default()).matrix;
+    let iterations = config.als.iterations;
+    progress(Stage::Als(iterations));
+    let als = config.als_params().fit_with(&interactions, &mut |i| {
+        progress(Stage::AlsIteration(i, iterations))
+    })?;
+    progress(Stage::CoPurchase);
+    let copurchase = config.copurchase_params()?.fit(log);
+    progress(Stage::Popularity);
+    let popularity = PopularityParams {
+        window_days: config.popularity.window_days,
+    }
+    .fit(log);
+    progress(Stage::Index);
+    let hnsw_params = HnswParams {
+        m: config.hnsw.m,
+        ef_construction: config.hnsw.ef_construction,
+        ef_search: config.hnsw.ef_search,
+        ..HnswParams::default()
+    };
+    let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
+        .map_err(|e| TrainError::Ann(e.to_string()))?;
+    item_meta.resize(log.items.len(), ItemMeta::default());
+
+    let data = DataSummary {
+        interactions: history.nnz(),
+        ..data
+    };
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        model_version: model_version(&data.fingerprint),
+        created_at: now_rfc3339(),
+        encore_version: env!("CARGO_PKG_VERSION").to_string(),
+        data,
+        config: serde_json::to_value(config).expect("config serialises"),
+        als: als.params().clone(),
+        metrics: serde_json::Value::Object(Default::default()),
+        files: BTreeMap::new(),
+    };
+    Engine::from_parts(EngineParts {
+        manifest,
+        customers: log.customers.clone(),
+        items: log.items.clone(),
+        item_meta,
+        history,
+        als,
+        copurchase,
+        popularity,
+        similar,
+    })
+    .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn now_rfc3339() -> String {
+    encore_data::timestamp::format_timestamp(now_secs())
+}
+
+/// `YYYYMMDDTHHMMSSZ-<first 8 hex of the fingerprint>`.
+fn model_version(fingerprint: &str) -> String {
+    let stamp: String = now_rfc3339()
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z')
+        .collect();
+    let hex = fingerprint.trim_start_matches("sha256:");
+    format!("{stamp}-{}", &hex[..hex.len().min(8)])
+}
