@@ -1,0 +1,189 @@
+//! Train on the bundled Online Retail sample, serve the artifact in-process,
+//! query every endpoint, and check that bad input answers in the error shape.
+
+use actix_web::http::StatusCode;
+use actix_web::{test as atest, web};
+use encore_model::pipeline::EngineConfig;
+use encore_serving::{AppState, create_app};
+use encore_training::batch::{ListKind, write_lists};
+use encore_training::fit::{FitEvaluation, fit};
+use encore_training::input::{InputArgs, load_input};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const COLUMNS: &str = "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Trains once per test binary on the full sample and returns the model directory.
+fn trained_model() -> &'static Path {
+    static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = InputArgs::new(&repo().join("data/sample/online_retail.csv.gz"));
+        args.columns = Some(COLUMNS.to_string());
+        args.catalog = Some(repo().join("data/sample/online_retail_catalog.csv"));
+        args.rejects = Some(dir.path().join("rejects.csv"));
+        let input = load_input(&args).expect("the bundled sample loads");
+        assert_eq!(input.report.rows_read, 541_909);
+        assert_eq!(input.log.customers.len(), 4_372);
+        let rejects = std::fs::read_to_string(dir.path().join("rejects.csv")).unwrap();
+        // One line per rejected row plus the header: nothing dropped silently.
+        let rejected: u64 = input.report.rejected.values().sum();
+        assert_eq!(rejects.lines().count() as u64, rejected + 1);
+
+        let mut config = EngineConfig::default();
+        config.als.factors = 32;
+        config.als.iterations = 8;
+        let out = dir.path().join("model");
+        let outcome = fit(
+            &input,
+            &config,
+            FitEvaluation::Cutoff(encore_data::timestamp::parse_timestamp("2011-10-01").unwrap()),
+            &[10],
+            &out,
+            false,
+        )
+        .expect("fit succeeds");
+        let eval = outcome.evaluation.expect("evaluation ran");
+        let als = eval.get("als", "recall@10").unwrap();
+        let pop = eval.get("popularity", "recall@10").unwrap();
+        assert!(
+            als > pop,
+            "ALS recall@10 {als} should beat popularity {pop}"
+        );
+        (dir, out)
+    });
+    path
+}
+
+/// GETs `uri` and returns the status and the JSON body.
+macro_rules! get {
+    ($app:expr, $uri:expr) => {{
+        let uri: &str = $uri;
+        let resp = atest::call_service($app, atest::TestRequest::get().uri(uri).to_request()).await;
+        let status = resp.status();
+        let body = atest::read_body(resp).await;
+        let json: Value = serde_json::from_slice(&body).unwrap_or_else(|e| {
+            panic!(
+                "{uri}: body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        (status, json)
+    }};
+}
+
+fn assert_error(status: StatusCode, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), want_status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    for field in ["message", "code", "type", "link"] {
+        assert!(body[field].is_string(), "error body lacks {field}: {body}");
+    }
+}
+
+#[actix_web::test]
+async fn every_endpoint_on_the_sample() {
+    let model = trained_model();
+    let state = web::Data::new(AppState::load(model).expect("artifact loads"));
+    let app = atest::init_service(create_app(state)).await;
+
+    let (s, b) = get!(&app, "/healthz");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = get!(&app, "/readyz");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = get!(&app, "/v1/model");
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["model_version"].is_string(), "{b}");
+    assert!(b["metrics"]["models"].is_array(), "{b}");
+
+    // White hanging heart t-light holder: the best seller of the sample.
+    let (s, b) = get!(&app, "/v1/items/85123A/similar?k=5");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["item_id"], "85123A");
+    let items = b["items"].as_array().unwrap();
+    assert_eq!(items.len(), 5);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["item_id"] != "85123A" && i["title"].is_string())
+    );
+
+    let (s, b) = get!(&app, "/v1/items/85123A/bought-together?k=5");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(!b["items"].as_array().unwrap().is_empty());
+
+    let (s, b) = get!(&app, "/v1/customers/17850/recommendations?k=10");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["source"], "model");
+    assert_eq!(b["items"].as_array().unwrap().len(), 10);
+    // Fees and postage are unavailable in the catalog: never recommended.
+    for item in b["items"].as_array().unwrap() {
+        assert_ne!(item["item_id"], "POST");
+    }
+
+    let (s, b) = get!(&app, "/v1/customers/no-such-customer/recommendations?k=3");
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["source"], "fallback");
+    assert_eq!(b["items"].as_array().unwrap().len(), 3);
+
+    let (s, b) = get!(
+        &app,
+        "/v1/customers/17850/recommendations?k=5&category=kitchen"
+    );
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for item in b["items"].as_array().unwrap() {
+        assert_eq!(item["category"], "kitchen", "{b}");
+    }
+
+    let req = atest::TestRequest::post()
+        .uri("/v1/recommendations")
+        .set_json(serde_json::json!({"items": ["85123A", "71053", "nope"], "k": 4}))
+        .to_request();
+    let resp = atest::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let b: Value = atest::read_body_json(resp).await;
+    assert_eq!(b["source"], "model");
+    assert_eq!(b["items"].as_array().unwrap().len(), 4);
+    assert_eq!(b["unknown_items"], serde_json::json!(["nope"]));
+
+    // Bad input, always in the error shape.
+    let (s, b) = get!(&app, "/v1/items/NOT-AN-ITEM/similar");
+    assert_error(s, &b, 404, "item_not_found");
+    let (s, b) = get!(&app, "/v1/items/85123A/similar?k=0");
+    assert_error(s, &b, 400, "invalid_k");
+    let (s, b) = get!(&app, "/v1/items/85123A/similar?k=201");
+    assert_error(s, &b, 400, "invalid_k");
+    let (s, b) = get!(&app, "/v1/customers/17850/recommendations?k=ten");
+    assert_error(s, &b, 400, "invalid_k");
+    let (s, b) = get!(&app, "/v1/no/such/route");
+    assert_error(s, &b, 404, "route_not_found");
+    let req = atest::TestRequest::post()
+        .uri("/v1/recommendations")
+        .insert_header(("content-type", "application/json"))
+        .set_payload("{\"items\": [")
+        .to_request();
+    let resp = atest::call_service(&app, req).await;
+    let s = resp.status();
+    let b: Value = atest::read_body_json(resp).await;
+    assert_error(s, &b, 400, "invalid_json");
+}
+
+#[test]
+fn batch_recommend_covers_every_customer() {
+    let engine = encore_model::artifact::load(trained_model()).unwrap();
+    let mut out = Vec::new();
+    let ids = vec!["17850".to_string(), "unknown-customer".to_string()];
+    let s = write_lists(&engine, ListKind::ForYou, Some(ids), 5, &mut out).unwrap();
+    assert_eq!(s.rows_in, 2);
+    assert_eq!(s.unknown, 1);
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "customer_id,rank,item_id,score");
+    assert_eq!(lines.len(), 1 + 2 * 5, "{text}");
+    assert!(lines[1].starts_with("17850,1,"));
+    assert!(lines[6].starts_with("unknown-customer,1,"));
+}
