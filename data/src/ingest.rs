@@ -420,6 +420,12 @@ pub fn read_purchases_from_reader<R: Read>(
         out: None,
     };
     if let Some(p) = &opts.rejects_path {
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| IngestError::RejectsFile {
+                path: p.clone(),
+                source,
+            })?;
+        }
         let file = File::create(p).map_err(|source| IngestError::RejectsFile {
             path: p.clone(),
             source,

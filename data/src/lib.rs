@@ -15,6 +15,7 @@ pub mod ids;
 pub mod ingest;
 pub mod log;
 pub mod matrix;
+pub mod synth;
 pub mod timestamp;
 
 pub use ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};

@@ -187,3 +187,87 @@ fn batch_recommend_covers_every_customer() {
     assert!(lines[1].starts_with("17850,1,"));
     assert!(lines[6].starts_with("unknown-customer,1,"));
 }
+
+#[test]
+fn hnsw_recall_against_the_exact_oracle_on_the_trained_model() {
+    use encore_model::ann::{ExactIndex, recall_at_k};
+    let engine = encore_model::artifact::load(trained_model()).unwrap();
+    let vectors = engine.als().item_factors();
+    let exact = ExactIndex::new(vectors);
+    let recall = recall_at_k(&exact, engine.similar_index(), vectors, 10);
+    assert!(
+        recall >= 0.95,
+        "HNSW recall@10 {recall:.3} < 0.95 against exact search"
+    );
+}
+
+#[test]
+fn damaged_or_incompatible_artifacts_are_refused() {
+    use encore_model::artifact::{ArtifactError, load};
+    let src = trained_model();
+    let copy = |name: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let dst = dir.path().join(name);
+        std::fs::create_dir(&dst).unwrap();
+        for e in std::fs::read_dir(src).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+        (dir, dst)
+    };
+    // Truncated factor file.
+    let (_d, m) = copy("truncated");
+    let f = m.join("als_items.f32");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load(&m).err().expect("truncated artifact refused");
+    assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("als_items.f32"), "{err}");
+    // One flipped bit in the HNSW graph.
+    let (_d, m) = copy("bitflip");
+    let f = m.join("similar.hnsw.graph");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&f, &bytes).unwrap();
+    assert!(matches!(load(&m), Err(ArtifactError::Corrupt { .. })));
+    // A format version from the future.
+    let (_d, m) = copy("version");
+    let f = m.join("manifest.json");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let text = text.replacen("\"format_version\": 1", "\"format_version\": 99", 1);
+    std::fs::write(&f, text).unwrap();
+    let err = load(&m).err().expect("future version refused");
+    assert!(
+        matches!(err, ArtifactError::IncompatibleVersion { found: 99, .. }),
+        "{err}"
+    );
+    // No manifest at all.
+    let (_d, m) = copy("nomanifest");
+    std::fs::remove_file(m.join("manifest.json")).unwrap();
+    assert!(matches!(load(&m), Err(ArtifactError::NotAnArtifact { .. })));
+}
+
+#[test]
+fn same_seed_same_model() {
+    use encore_data::synth::{SynthParams, generate};
+    use encore_model::artifact::DataSummary;
+    use encore_model::pipeline::train_engine;
+    let log = generate(&SynthParams {
+        customers: 400,
+        items: 150,
+        purchases: 6_000,
+        categories: 8,
+        ..SynthParams::default()
+    });
+    let mut config = EngineConfig::default();
+    config.als.factors = 8;
+    config.als.iterations = 4;
+    let train =
+        || train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+    let (a, b) = (train(), train());
+    assert_eq!(a.als().item_factors(), b.als().item_factors());
+    assert_eq!(a.als().user_factors(), b.als().user_factors());
+    assert_eq!(a.copurchase().as_csr(), b.copurchase().as_csr());
+    assert_eq!(a.popularity().ranked(), b.popularity().ranked());
+}
