@@ -45,6 +45,9 @@ impl Default for SynthParams {
     }
 }
 
+/// One generated line of a customer: (order number, item, time, quantity, price).
+type Line = (u32, u32, i64, f32, f32);
+
 /// Cumulative weights for sampling by binary search.
 struct Sampler {
     items: Vec<u32>,
@@ -104,7 +107,7 @@ pub fn generate(p: &SynthParams) -> PurchaseLog {
     let total: f64 = activity.iter().sum();
     let budget = p.purchases as f64;
 
-    let per_customer: Vec<Vec<(u32, u32, i64, f32, f32)>> = (0..p.customers)
+    let per_customer: Vec<Vec<Line>> = (0..p.customers)
         .into_par_iter()
         .map(|c| {
             let mut rng = Xoshiro256PlusPlus::seed_from_u64(

@@ -1,1 +1,102 @@
-fn main() {}
+//! `encore-serve`: serves a model directory written by `encore-train` over HTTP.
+//!
+//! ```text
+//! encore-serve --model model/ [--bind 127.0.0.1:8080] [--workers N] [--max-pending N]
+//! ```
+//!
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info`); example `curl`
+//! lines for the loaded model go to stdout.
+
+use actix_web::{HttpServer, web};
+use anyhow::Context;
+use clap::Parser;
+use encore_serving::limits::DEFAULT_MAX_PENDING_SCORING;
+use encore_serving::{AppState, create_app, curl};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// Serve Encore recommendations over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "encore-serve", version, about)]
+struct Args {
+    /// Model directory written by `encore-train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Address to listen on. `POST /v1/admin/reload` is unauthenticated, so keep
+    /// this on loopback unless something in front restricts that route.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// HTTP worker threads [default: the number of CPU cores].
+    #[arg(long, value_name = "N")]
+    workers: Option<NonZeroUsize>,
+    /// Scoring jobs that may be queued or running before new ones get 503.
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(DEFAULT_MAX_PENDING_SCORING).expect("non-zero"))]
+    max_pending: NonZeroUsize,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+
+    let state = AppState::load(&args.model)
+        .with_context(|| format!("cannot load the model in {}", args.model.display()))?
+        .with_max_pending_scoring(args.max_pending.get());
+    let engine = state.engine().context("no model loaded")?;
+    let workers = args
+        .workers
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, NonZeroUsize::get);
+    let app_state = web::Data::new(state);
+    let server = HttpServer::new(move || create_app(app_state.clone()))
+        .workers(workers)
+        .bind(&args.bind)
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+
+    let addrs = server.addrs();
+    if addrs.iter().any(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            bind = %args.bind,
+            "listening beyond loopback: POST /v1/admin/reload is not authenticated"
+        );
+    }
+    tracing::info!(
+        model_version = %engine.manifest().model_version,
+        created_at = %engine.manifest().created_at,
+        items = engine.items().len(),
+        customers = engine.customers().len(),
+        addrs = ?addrs,
+        workers,
+        "encore-serve listening"
+    );
+    if let Some(addr) = addrs.first() {
+        println!("Try:");
+        for line in curl::example_requests(&engine, &base_url(*addr)) {
+            println!("  {line}");
+        }
+    }
+    drop(engine);
+    server.run().await?;
+    Ok(())
+}
+
+/// A URL reaching `addr` from this machine (wildcard addresses become loopback).
+fn base_url(addr: SocketAddr) -> String {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
