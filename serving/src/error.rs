@@ -1,0 +1,456 @@
+//! The one error type of the HTTP API, and the one table of its codes.
+//!
+//! Every failure, whether raised by a handler, by an extractor (malformed query
+//! string, path or JSON body) or by routing (unknown route, wrong method),
+//! answers with the same JSON body:
+//!
+//! ```json
+//! {
+//!   "message": "item 'X-42' is not in the model",
+//!   "code": "item_not_found",
+//!   "type": "not_found",
+//!   "link": "https://encore.invalid/docs/errors#item_not_found"
+//! }
+//! ```
+//!
+//! `code` is stable and meant for programs; `message` is for people and may
+//! change. `link` is [`ERROR_LINK_BASE`] followed by the code.
+//!
+//! # Codes
+//!
+//! | code                     | status | type              | when |
+//! |--------------------------|--------|-------------------|------|
+//! | `invalid_id`             | 400    | `invalid_request` | an item or customer id is empty or longer than 256 bytes (after percent-decoding) |
+//! | `invalid_k`              | 400    | `invalid_request` | `k` is not an integer in `1..=200` |
+//! | `invalid_query`          | 400    | `invalid_request` | malformed query string: unknown, repeated or badly typed parameter |
+//! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, has an unknown field or a field of the wrong type |
+//! | `too_many_ids`           | 400    | `invalid_request` | a basket or exclusion list holds more than 1000 ids |
+//! | `method_not_allowed`     | 405    | `invalid_request` | the route exists but not for this method (see the `Allow` header) |
+//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB |
+//! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
+//! | `item_not_found`         | 404    | `not_found`       | the item of the path is not in the model |
+//! | `route_not_found`        | 404    | `not_found`       | no route has this path |
+//! | `service_unavailable`    | 503    | `unavailable`     | no model is loaded yet |
+//! | `overloaded`             | 503    | `unavailable`     | the scoring queue is full; retry after the `Retry-After` seconds |
+//! | `model_load_failed`      | 500    | `model`           | reload: the model directory is missing, unreadable or damaged; the old model keeps serving |
+//! | `model_incompatible`     | 500    | `model`           | reload: the artifact was written in a format this build does not read; the old model keeps serving |
+//! | `internal`               | 500    | `internal`        | a bug: please report it |
+//!
+//! Unknown customers are not an error: they get the popularity list with
+//! `"source": "fallback"`. Unknown items in an exclusion list are ignored and
+//! unknown items in a basket are reported in `unknown_items`.
+//!
+//! # Implementation notes
+//! The table above is checked against [`Code`] by a unit test, so the two cannot
+//! drift apart. [`ArtifactError`] is mapped by an exhaustive `match`; actix's
+//! extractor errors are `#[non_exhaustive]`, so their mappings need a final arm,
+//! which falls back to the extractor's generic code.
+
+use actix_web::error::{BlockingError, JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use encore_model::artifact::ArtifactError;
+use serde::Serialize;
+
+/// Where the documentation of each error code lives; the code is appended.
+pub const ERROR_LINK_BASE: &str = "https://encore.invalid/docs/errors#";
+
+/// The broad class of an error, the `type` field of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The request is wrong; repeating it unchanged will fail again.
+    InvalidRequest,
+    /// The route or the item does not exist.
+    NotFound,
+    /// The server cannot answer right now; retrying later may work.
+    Unavailable,
+    /// A model could not be loaded (admin endpoints only).
+    Model,
+    /// A bug in the server.
+    Internal,
+}
+
+impl ErrorType {
+    /// The name used in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::NotFound => "not_found",
+            ErrorType::Unavailable => "unavailable",
+            ErrorType::Model => "model",
+            ErrorType::Internal => "internal",
+        }
+    }
+}
+
+/// Every error code the API answers with; see the [module docs](self) for the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    InvalidId,
+    InvalidK,
+    InvalidQuery,
+    InvalidJson,
+    TooManyIds,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ItemNotFound,
+    RouteNotFound,
+    ServiceUnavailable,
+    Overloaded,
+    ModelLoadFailed,
+    ModelIncompatible,
+    Internal,
+}
+
+impl Code {
+    /// Every code, in the order of the table.
+    pub const ALL: [Code; 15] = [
+        Code::InvalidId,
+        Code::InvalidK,
+        Code::InvalidQuery,
+        Code::InvalidJson,
+        Code::TooManyIds,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::ItemNotFound,
+        Code::RouteNotFound,
+        Code::ServiceUnavailable,
+        Code::Overloaded,
+        Code::ModelLoadFailed,
+        Code::ModelIncompatible,
+        Code::Internal,
+    ];
+
+    /// The table: code name, HTTP status and type of every code, in one place.
+    fn entry(self) -> (&'static str, StatusCode, ErrorType) {
+        use ErrorType::*;
+        match self {
+            Code::InvalidId => ("invalid_id", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::InvalidK => ("invalid_k", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::InvalidJson => ("invalid_json", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::TooManyIds => ("too_many_ids", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::MethodNotAllowed => (
+                "method_not_allowed",
+                StatusCode::METHOD_NOT_ALLOWED,
+                InvalidRequest,
+            ),
+            Code::PayloadTooLarge => (
+                "payload_too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                InvalidRequest,
+            ),
+            Code::UnsupportedMediaType => (
+                "unsupported_media_type",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                InvalidRequest,
+            ),
+            Code::ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, NotFound),
+            Code::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, NotFound),
+            Code::ServiceUnavailable => (
+                "service_unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                Unavailable,
+            ),
+            Code::Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE, Unavailable),
+            Code::ModelLoadFailed => (
+                "model_load_failed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Model,
+            ),
+            Code::ModelIncompatible => (
+                "model_incompatible",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Model,
+            ),
+            Code::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, Internal),
+        }
+    }
+
+    /// The stable name of the code, e.g. `item_not_found`.
+    pub fn code(self) -> &'static str {
+        self.entry().0
+    }
+
+    /// The HTTP status the code answers with.
+    pub fn status(self) -> StatusCode {
+        self.entry().1
+    }
+
+    /// The broad class of the code.
+    pub fn kind(self) -> ErrorType {
+        self.entry().2
+    }
+
+    /// The documentation link of the code.
+    pub fn link(self) -> String {
+        format!("{ERROR_LINK_BASE}{}", self.code())
+    }
+}
+
+/// An API failure: a [`Code`], a human-readable message and any headers the
+/// answer needs (`Allow`, `Retry-After`, the model version).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {}", .code.code(), .message)]
+pub struct ApiError {
+    code: Code,
+    message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The JSON body of every error.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    message: &'a str,
+    code: &'static str,
+    #[serde(rename = "type")]
+    kind: ErrorType,
+    link: String,
+}
+
+impl ApiError {
+    /// An error with `code` and `message`.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The error's code.
+    pub fn code(&self) -> Code {
+        self.code
+    }
+
+    /// The error's message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Adds a header to the error response. Values that are not valid header
+    /// values are dropped (the body still says what went wrong).
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// `item_not_found` for `id`.
+    pub fn item_not_found(id: &str) -> Self {
+        ApiError::new(
+            Code::ItemNotFound,
+            format!("item '{id}' is not in the model"),
+        )
+    }
+
+    /// `route_not_found` for a request path.
+    pub fn route_not_found(method: &str, path: &str) -> Self {
+        ApiError::new(Code::RouteNotFound, format!("no route for {method} {path}"))
+    }
+
+    /// `method_not_allowed`, with the `Allow` header listing `allowed`.
+    pub fn method_not_allowed(method: &str, allowed: &str) -> Self {
+        ApiError::new(
+            Code::MethodNotAllowed,
+            format!("method {method} is not allowed here; use {allowed}"),
+        )
+        .with_header(header::ALLOW, allowed)
+    }
+
+    /// `overloaded`, asking the client to retry after `seconds`.
+    pub fn overloaded(seconds: u32) -> Self {
+        ApiError::new(
+            Code::Overloaded,
+            "too many scoring requests are waiting; retry later",
+        )
+        .with_header(header::RETRY_AFTER, &seconds.to_string())
+    }
+
+    /// `internal`, logging the details (which are not sent to the client).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        ApiError::new(
+            Code::Internal,
+            "internal error; the details are in the server log",
+        )
+    }
+
+    /// Maps a failing `Json` extractor.
+    pub fn from_json(err: JsonPayloadError) -> Self {
+        let too_large = |limit: usize| {
+            ApiError::new(
+                Code::PayloadTooLarge,
+                format!("the body is larger than the limit of {limit} bytes"),
+            )
+        };
+        match err {
+            JsonPayloadError::OverflowKnownLength { limit, .. }
+            | JsonPayloadError::Overflow { limit } => too_large(limit),
+            JsonPayloadError::ContentType => ApiError::new(
+                Code::UnsupportedMediaType,
+                "the body must be sent with Content-Type: application/json",
+            ),
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::new(Code::InvalidJson, format!("invalid JSON body: {e}"))
+            }
+            JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+                too_large(crate::limits::JSON_BODY_LIMIT)
+            }
+            JsonPayloadError::Payload(e) => {
+                ApiError::new(Code::InvalidJson, format!("cannot read the body: {e}"))
+            }
+            JsonPayloadError::Serialize(e) => ApiError::internal(e),
+            // `JsonPayloadError` is `#[non_exhaustive]`.
+            other => ApiError::new(Code::InvalidJson, other.to_string()),
+        }
+    }
+
+    /// Maps a failing `Query` extractor.
+    pub fn from_query(err: QueryPayloadError) -> Self {
+        match err {
+            QueryPayloadError::Deserialize(e) => {
+                ApiError::new(Code::InvalidQuery, format!("invalid query string: {e}"))
+            }
+            // `QueryPayloadError` is `#[non_exhaustive]`.
+            other => ApiError::new(Code::InvalidQuery, other.to_string()),
+        }
+    }
+
+    /// Maps a failing `Path` extractor. Every path parameter of this API is an id.
+    pub fn from_path(err: PathError) -> Self {
+        match err {
+            PathError::Deserialize(e) => {
+                ApiError::new(Code::InvalidId, format!("invalid id in the path: {e}"))
+            }
+            // `PathError` is `#[non_exhaustive]`.
+            other => ApiError::new(Code::InvalidId, other.to_string()),
+        }
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(err: ArtifactError) -> Self {
+        let code = match &err {
+            ArtifactError::IncompatibleVersion { .. } => Code::ModelIncompatible,
+            ArtifactError::Io { .. }
+            | ArtifactError::NotAnArtifact { .. }
+            | ArtifactError::Corrupt { .. }
+            | ArtifactError::InvalidTarget { .. } => Code::ModelLoadFailed,
+        };
+        ApiError::new(code, format!("the model was not reloaded: {err}"))
+    }
+}
+
+impl From<BlockingError> for ApiError {
+    fn from(err: BlockingError) -> Self {
+        ApiError::internal(format!("scoring task failed: {err}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        for (name, value) in &self.headers {
+            res.insert_header((name.clone(), value.clone()));
+        }
+        res.json(ErrorBody {
+            message: &self.message,
+            code: self.code.code(),
+            kind: self.code.kind(),
+            link: self.code.link(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_snake_case() {
+        let names: HashSet<_> = Code::ALL.iter().map(|c| c.code()).collect();
+        assert_eq!(names.len(), Code::ALL.len());
+        for code in Code::ALL {
+            let name = code.code();
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+            assert_eq!(code.link(), format!("{ERROR_LINK_BASE}{name}"));
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
+    }
+
+    /// The table in the module docs lists every code once, with its status and type.
+    #[test]
+    fn doc_table_matches_the_enum() {
+        let source = include_str!("error.rs");
+        let rows: Vec<Vec<String>> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .map(|row| {
+                format!("| `{row}")
+                    .split('|')
+                    .map(|cell| cell.trim().trim_matches('`').to_string())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows.len(), Code::ALL.len(), "one table row per code");
+        for (code, row) in Code::ALL.iter().zip(&rows) {
+            assert_eq!(row[1], code.code());
+            assert_eq!(
+                row[2],
+                code.status().as_u16().to_string(),
+                "{}",
+                code.code()
+            );
+            assert_eq!(row[3], code.kind().as_str(), "{}", code.code());
+        }
+    }
+
+    #[test]
+    fn type_serialises_like_as_str() {
+        for code in Code::ALL {
+            let json = serde_json::to_value(code.kind()).unwrap();
+            assert_eq!(json, code.kind().as_str());
+        }
+    }
+
+    #[test]
+    fn artifact_errors_map_to_model_codes() {
+        let err = ArtifactError::IncompatibleVersion {
+            path: "m".into(),
+            found: 9,
+            expected: 1,
+        };
+        assert_eq!(ApiError::from(err).code(), Code::ModelIncompatible);
+        let err = ArtifactError::Corrupt {
+            path: "m".into(),
+            reason: "short".into(),
+        };
+        let api = ApiError::from(err);
+        assert_eq!(api.code(), Code::ModelLoadFailed);
+        assert!(api.message().contains("short"));
+    }
+
+    #[test]
+    fn response_has_the_error_shape_and_headers() {
+        let res = ApiError::overloaded(2).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "2");
+        let res = ApiError::method_not_allowed("PUT", "GET").error_response();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers().get(header::ALLOW).unwrap(), "GET");
+    }
+}

@@ -1,0 +1,24 @@
+//! The limits of the API, in one place.
+
+/// Length of a list when the request gives no `k`.
+pub const DEFAULT_K: usize = 10;
+
+/// The longest list a request may ask for.
+pub const MAX_K: usize = 200;
+
+/// The longest item or customer id, in bytes (after percent-decoding).
+pub const MAX_ID_BYTES: usize = 256;
+
+/// The most ids a basket or an exclusion list may hold.
+pub const MAX_LIST_IDS: usize = 1000;
+
+/// The largest JSON body, in bytes (1 MiB).
+pub const JSON_BODY_LIMIT: usize = 1 << 20;
+
+/// Default number of scoring jobs (similar items, personal and basket
+/// recommendations) that may be queued or running at once before new ones get
+/// `503 overloaded`.
+pub const DEFAULT_MAX_PENDING_SCORING: usize = 64;
+
+/// The `Retry-After` of an `overloaded` answer, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 1;

@@ -1,0 +1,282 @@
+//! The HTTP routes, one module per resource, and what they share: parameter
+//! validation, the item list shape and the model-version header.
+
+pub(crate) mod customers;
+pub(crate) mod health;
+pub(crate) mod items;
+pub(crate) mod model;
+pub(crate) mod recommendations;
+
+use crate::MODEL_VERSION_HEADER;
+use crate::error::{ApiError, Code};
+use crate::limits::{DEFAULT_K, MAX_ID_BYTES, MAX_K, MAX_LIST_IDS};
+use crate::state::AppState;
+use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, web};
+use encore_model::engine::{Engine, Ranked};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Registers every route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(endpoint("/healthz", Method::GET, health::healthz))
+        .service(endpoint("/readyz", Method::GET, health::readyz))
+        .service(endpoint("/v1/model", Method::GET, model::manifest))
+        .service(endpoint("/v1/admin/reload", Method::POST, model::reload))
+        .service(endpoint(
+            "/v1/items/{item_id}/similar",
+            Method::GET,
+            items::similar,
+        ))
+        .service(endpoint(
+            "/v1/items/{item_id}/bought-together",
+            Method::GET,
+            items::bought_together,
+        ))
+        .service(endpoint(
+            "/v1/customers/{customer_id}/recommendations",
+            Method::GET,
+            customers::recommendations,
+        ))
+        .service(endpoint(
+            "/v1/recommendations",
+            Method::POST,
+            recommendations::basket,
+        ));
+}
+
+/// A resource answering `method` with `handler`, and any other method with
+/// `405 method_not_allowed` in the error shape.
+fn endpoint<F, Args>(path: &str, method: Method, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let allowed = method.clone();
+    web::resource(path)
+        .route(web::method(method).to(handler))
+        .default_service(web::to(move |req: HttpRequest| {
+            let err = ApiError::method_not_allowed(req.method().as_str(), allowed.as_str());
+            async move { Err::<HttpResponse, _>(err) }
+        }))
+}
+
+/// The default service: `404 route_not_found`.
+pub(crate) async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::route_not_found(req.method().as_str(), req.path()))
+}
+
+/// The snapshot of the model this request will use throughout.
+pub(crate) fn snapshot(state: &AppState) -> Result<Arc<Engine>, ApiError> {
+    state
+        .engine()
+        .ok_or_else(|| ApiError::new(Code::ServiceUnavailable, "no model is loaded yet"))
+}
+
+/// The `x-encore-model-version` header of `version`, if it is a valid header value.
+fn version_header(version: &str) -> Option<(HeaderName, HeaderValue)> {
+    let value = HeaderValue::from_str(version).ok()?;
+    Some((HeaderName::from_static(MODEL_VERSION_HEADER), value))
+}
+
+/// Answers `body` as JSON, or the error, either way tagged with the version of
+/// the model `engine` that produced it.
+pub(crate) fn model_response<T: Serialize>(
+    engine: &Engine,
+    result: Result<T, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let version = &engine.manifest().model_version;
+    match result {
+        Ok(body) => Ok(json_with_version(version, &body)),
+        Err(err) => Err(err.with_header(HeaderName::from_static(MODEL_VERSION_HEADER), version)),
+    }
+}
+
+/// A `200 OK` JSON answer carrying the model-version header.
+pub(crate) fn json_with_version<T: Serialize>(version: &str, body: &T) -> HttpResponse {
+    let mut res = HttpResponse::Ok();
+    if let Some(header) = version_header(version) {
+        res.insert_header(header);
+    }
+    res.json(body)
+}
+
+/// One recommended item as answered.
+#[derive(Debug, Serialize)]
+pub(crate) struct ScoredItem<'a> {
+    pub item_id: &'a str,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<&'a str>,
+}
+
+/// A ranked list of item indices as the answered items, with catalog data.
+pub(crate) fn scored_items<'a>(engine: &'a Engine, ranked: &Ranked) -> Vec<ScoredItem<'a>> {
+    ranked
+        .iter()
+        .map(|&(item, score)| {
+            let meta = engine.item_meta(item);
+            ScoredItem {
+                item_id: engine.items().id(item),
+                score,
+                title: meta.title.as_deref(),
+                category: meta.category.as_deref(),
+            }
+        })
+        .collect()
+}
+
+/// Parses the `k` query parameter: absent means [`DEFAULT_K`].
+pub(crate) fn parse_k(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw {
+        None => Ok(DEFAULT_K),
+        Some(text) => check_k(text.parse::<u64>().ok(), text),
+    }
+}
+
+/// Validates `k` of a JSON body: absent or `null` means [`DEFAULT_K`].
+pub(crate) fn json_k(raw: Option<&serde_json::Value>) -> Result<usize, ApiError> {
+    match raw {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_K),
+        Some(value) => check_k(value.as_u64(), &value.to_string()),
+    }
+}
+
+fn check_k(parsed: Option<u64>, shown: &str) -> Result<usize, ApiError> {
+    parsed
+        .and_then(|k| usize::try_from(k).ok())
+        .filter(|k| (1..=MAX_K).contains(k))
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidK,
+                format!("k must be an integer from 1 to {MAX_K}, not {shown}"),
+            )
+        })
+}
+
+/// Checks an item or customer id: 1 to [`MAX_ID_BYTES`] bytes.
+pub(crate) fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::new(Code::InvalidId, "ids must not be empty"));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(ApiError::new(
+            Code::InvalidId,
+            format!(
+                "ids are at most {MAX_ID_BYTES} bytes; this one has {}",
+                id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a list of ids given by the client (a basket or an exclusion list).
+pub(crate) fn check_ids<'a>(
+    what: &str,
+    ids: impl ExactSizeIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    if ids.len() > MAX_LIST_IDS {
+        return Err(ApiError::new(
+            Code::TooManyIds,
+            format!(
+                "{what} holds {} ids; the limit is {MAX_LIST_IDS}",
+                ids.len()
+            ),
+        ));
+    }
+    for id in ids {
+        check_id(id)?;
+    }
+    Ok(())
+}
+
+/// The item indices of `ids` that the model knows; unknown ids are ignored.
+pub(crate) fn known_items<'a>(engine: &Engine, ids: impl Iterator<Item = &'a str>) -> HashSet<u32> {
+    ids.filter_map(|id| engine.items().get(id)).collect()
+}
+
+/// A `category` filter: absent is no filter, empty is a mistake.
+pub(crate) fn check_category(category: Option<String>) -> Result<Option<String>, ApiError> {
+    match category {
+        Some(c) if c.is_empty() => Err(ApiError::new(
+            Code::InvalidQuery,
+            "category must not be empty; leave it out to get every category",
+        )),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn k_defaults_and_bounds() {
+        assert_eq!(parse_k(None).unwrap(), DEFAULT_K);
+        assert_eq!(parse_k(Some("1")).unwrap(), 1);
+        assert_eq!(parse_k(Some("200")).unwrap(), 200);
+        for bad in [
+            "0",
+            "201",
+            "abc",
+            "",
+            "-1",
+            "2.5",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(
+                parse_k(Some(bad)).unwrap_err().code(),
+                Code::InvalidK,
+                "{bad}"
+            );
+        }
+        assert_eq!(json_k(None).unwrap(), DEFAULT_K);
+        assert_eq!(json_k(Some(&json!(null))).unwrap(), DEFAULT_K);
+        assert_eq!(json_k(Some(&json!(7))).unwrap(), 7);
+        for bad in [json!(0), json!(201), json!("5"), json!(2.5), json!(-3)] {
+            assert_eq!(
+                json_k(Some(&bad)).unwrap_err().code(),
+                Code::InvalidK,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn ids_are_bounded() {
+        assert!(check_id("a").is_ok());
+        assert!(check_id(&"x".repeat(MAX_ID_BYTES)).is_ok());
+        assert_eq!(
+            check_id(&"x".repeat(MAX_ID_BYTES + 1)).unwrap_err().code(),
+            Code::InvalidId
+        );
+        assert_eq!(check_id("").unwrap_err().code(), Code::InvalidId);
+        let many = vec!["a"; MAX_LIST_IDS + 1];
+        assert_eq!(
+            check_ids("exclude", many.iter().copied())
+                .unwrap_err()
+                .code(),
+            Code::TooManyIds
+        );
+    }
+
+    #[test]
+    fn empty_category_is_refused() {
+        assert_eq!(check_category(None).unwrap(), None);
+        assert_eq!(
+            check_category(Some("tea".into())).unwrap().as_deref(),
+            Some("tea")
+        );
+        assert_eq!(
+            check_category(Some(String::new())).unwrap_err().code(),
+            Code::InvalidQuery
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! `GET /v1/model` (what is serving) and `POST /v1/admin/reload`.
+//!
+//! The reload endpoint is not authenticated yet: the server binds to loopback
+//! by default, and whoever can reach it can make the server re-read its model
+//! directory (nothing else: the directory is fixed at start-up). Put it behind
+//! authentication before binding to a public address.
+
+use super::{json_with_version, model_response, snapshot};
+use crate::error::ApiError;
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use encore_model::artifact::Manifest;
+use serde_json::json;
+
+/// The manifest of the serving model, without its table of files, plus the
+/// number of customers and items it knows.
+pub(crate) async fn manifest(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let engine = snapshot(&state)?;
+    // Destructured in full so that a new manifest field is a compile error here
+    // until someone decides whether to publish it.
+    let Manifest {
+        format_version,
+        model_version,
+        created_at,
+        encore_version,
+        data,
+        config,
+        als,
+        metrics,
+        files: _,
+    } = engine.manifest();
+    let body = json!({
+        "format_version": format_version,
+        "model_version": model_version,
+        "created_at": created_at,
+        "encore_version": encore_version,
+        "data": data,
+        "config": config,
+        "als": als,
+        "metrics": metrics,
+        "customers": engine.customers().len(),
+        "items": engine.items().len(),
+    });
+    model_response(&engine, Ok(body))
+}
+
+/// Reloads the model directory; the old model keeps serving if that fails.
+pub(crate) async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let loader = state.clone();
+    let reloaded = web::block(move || loader.reload())
+        .await?
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "reload refused; the old model keeps serving");
+        })?;
+    let changed = reloaded.previous_version != reloaded.model_version;
+    Ok(json_with_version(
+        &reloaded.model_version,
+        &json!({
+            "model_version": reloaded.model_version,
+            "previous_version": reloaded.previous_version,
+            "changed": changed,
+        }),
+    ))
+}

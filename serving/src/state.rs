@@ -1,0 +1,211 @@
+//! The server's shared state: the serving model, the directory it came from,
+//! and the queue in front of the scoring threads.
+//!
+//! # Implementation notes
+//! The model sits in an [`ArcSwap`]. A handler takes one snapshot
+//! ([`AppState::engine`]) when it starts and uses only that `Arc<Engine>`, so a
+//! reload that lands mid-request never mixes two models in one answer; the old
+//! engine is freed when the last request holding it finishes.
+//!
+//! [`AppState::reload`] loads the artifact with [`artifact::load`] (which checks
+//! the format version, every file's size and checksum, and that the parts fit
+//! together), runs a few smoke queries on it, and only then swaps it in. On any
+//! failure the old model keeps serving. Reloads are serialised, so two
+//! concurrent reloads cannot both be loading a full model at once.
+//!
+//! CPU-heavy scoring runs on the blocking thread pool through
+//! [`AppState::score`], behind a counter of queued-or-running jobs: when it is
+//! at capacity new jobs are refused at once with `503 overloaded` instead of
+//! piling up behind each other.
+
+use crate::error::ApiError;
+use crate::limits::{DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS};
+use actix_web::web;
+use arc_swap::ArcSwap;
+use encore_model::artifact::{self, ArtifactError};
+use encore_model::engine::{Engine, ListFilter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// What every request handler shares: the model and where it is reloaded from.
+pub struct AppState {
+    model_dir: PathBuf,
+    engine: ArcSwap<Engine>,
+    reload_lock: Mutex<()>,
+    scoring: ScoringQueue,
+}
+
+/// The outcome of a successful [`AppState::reload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Version of the model that served before the reload.
+    pub previous_version: String,
+    /// Version of the model now serving.
+    pub model_version: String,
+}
+
+impl AppState {
+    /// Loads, validates and warms the model at `model_dir`.
+    pub fn load(model_dir: impl Into<PathBuf>) -> Result<AppState, ArtifactError> {
+        let model_dir = model_dir.into();
+        let engine = load_checked(&model_dir)?;
+        Ok(AppState::new(model_dir, engine))
+    }
+
+    /// A state serving `engine`, which [`reload`](Self::reload) will replace with
+    /// the artifact at `model_dir`.
+    pub fn new(model_dir: impl Into<PathBuf>, engine: Engine) -> AppState {
+        AppState {
+            model_dir: model_dir.into(),
+            engine: ArcSwap::from_pointee(engine),
+            reload_lock: Mutex::new(()),
+            scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
+        }
+    }
+
+    /// Sets how many scoring jobs may be queued or running at once (at least 1).
+    pub fn with_max_pending_scoring(mut self, max: usize) -> AppState {
+        self.scoring = ScoringQueue::new(max.max(1));
+        self
+    }
+
+    /// The directory [`reload`](Self::reload) reads.
+    pub fn model_dir(&self) -> &Path {
+        &self.model_dir
+    }
+
+    /// A snapshot of the serving model, or `None` while no model is loaded.
+    ///
+    /// This version always holds a model (it refuses to start without one), so
+    /// this is always `Some`; callers treat `None` as "not ready" so that
+    /// starting before the first model arrives can be added without touching them.
+    pub fn engine(&self) -> Option<Arc<Engine>> {
+        Some(self.engine.load_full())
+    }
+
+    /// Loads the artifact in the model directory, validates and warms it, then
+    /// swaps it in atomically. On error the current model keeps serving.
+    ///
+    /// Blocks for as long as loading takes; call it off the async workers.
+    pub fn reload(&self) -> Result<Reloaded, ArtifactError> {
+        let _one_at_a_time = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let engine = load_checked(&self.model_dir)?;
+        let model_version = engine.manifest().model_version.clone();
+        let previous = self.engine.swap(Arc::new(engine));
+        let previous_version = previous.manifest().model_version.clone();
+        tracing::info!(%previous_version, %model_version, "model reloaded");
+        Ok(Reloaded {
+            previous_version,
+            model_version,
+        })
+    }
+
+    /// Runs CPU-heavy `job` on the blocking thread pool, or answers
+    /// `503 overloaded` at once when the scoring queue is full.
+    pub async fn score<R, F>(&self, job: F) -> Result<R, ApiError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self
+            .scoring
+            .try_enter()
+            .ok_or_else(|| ApiError::overloaded(RETRY_AFTER_SECONDS))?;
+        // The permit moves into the job, so it counts until the job ends even if
+        // the client goes away first.
+        Ok(web::block(move || {
+            let _permit = permit;
+            job()
+        })
+        .await?)
+    }
+}
+
+/// Loads and validates the artifact at `dir`, then runs one query of each kind
+/// so that a model that cannot answer is refused before it serves, and its
+/// pages are in memory before the first request.
+fn load_checked(dir: &Path) -> Result<Engine, ArtifactError> {
+    let started = std::time::Instant::now();
+    let engine = artifact::load(dir)?;
+    let filter = ListFilter::default();
+    if !engine.items().is_empty() {
+        engine.similar(0, 1, &filter);
+        engine.bought_together(0, 1, &filter);
+    }
+    let customer = (!engine.customers().is_empty()).then_some(0);
+    engine.recommend(customer, 1, &filter);
+    tracing::info!(
+        model_version = %engine.manifest().model_version,
+        items = engine.items().len(),
+        customers = engine.customers().len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        dir = %dir.display(),
+        "model loaded"
+    );
+    Ok(engine)
+}
+
+/// Counts scoring jobs queued or running, up to a capacity.
+struct ScoringQueue {
+    pending: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// One place in the [`ScoringQueue`], given back on drop.
+struct ScoringPermit {
+    pending: Arc<AtomicUsize>,
+}
+
+impl ScoringQueue {
+    fn new(capacity: usize) -> Self {
+        ScoringQueue {
+            pending: Arc::new(AtomicUsize::new(0)),
+            capacity,
+        }
+    }
+
+    fn try_enter(&self) -> Option<ScoringPermit> {
+        self.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ScoringPermit {
+                pending: Arc::clone(&self.pending),
+            })
+    }
+}
+
+impl Drop for ScoringPermit {
+    fn drop(&mut self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_refuses_beyond_capacity_and_frees_on_drop() {
+        let queue = ScoringQueue::new(2);
+        let a = queue.try_enter().expect("first");
+        let _b = queue.try_enter().expect("second");
+        assert!(queue.try_enter().is_none());
+        drop(a);
+        assert!(queue.try_enter().is_some());
+    }
+
+    #[test]
+    fn loading_a_missing_directory_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = AppState::load(dir.path().join("nope"))
+            .err()
+            .expect("no model");
+        assert!(matches!(err, ArtifactError::NotAnArtifact { .. }), "{err}");
+    }
+}
