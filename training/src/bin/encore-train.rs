@@ -158,8 +158,20 @@ fn main() -> Result<()> {
             let started = std::time::Instant::now();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let s = write_lists(&engine, list, ids, k, &mut out)?;
-            out.flush()?;
+            let s = match write_lists(&engine, list, ids, k, &mut out).and_then(|s| {
+                out.flush()?;
+                Ok(s)
+            }) {
+                Ok(s) => s,
+                // The reader went away (e.g. `| head`): not an error of ours.
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+                {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
                 "{} ids ({} unknown{}), {} lines in {:.2}s ({:.0} ids/s)",
