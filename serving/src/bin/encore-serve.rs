@@ -4,8 +4,9 @@
 //! encore-serve --model model/ [--bind 127.0.0.1:8080] [--workers N] [--max-pending N]
 //! ```
 //!
-//! Logs go to stderr, filtered by `RUST_LOG` (default `info`); example `curl`
-//! lines for the loaded model go to stdout.
+//! Logs go to stderr, filtered by `RUST_LOG` (default `info,hnsw_rs=warn`:
+//! `hnsw_rs` narrates every index load at info); example `curl` lines for the
+//! loaded model go to stdout.
 
 use actix_web::{HttpServer, web};
 use anyhow::Context;
@@ -41,7 +42,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
