@@ -89,6 +89,10 @@ pub struct Engine {
     copurchase: CoPurchase,
     popularity: Popularity,
     similar: HnswIndex,
+    /// Per item: whether anyone bought it (net) in the training period.
+    bought_by_anyone: Vec<bool>,
+    /// The ALS interaction value of one unit bought, under the trained scaling.
+    unit_weight: f32,
 }
 
 /// An engine whose parts do not fit together.
@@ -134,7 +138,18 @@ impl Engine {
             p.similar.len() == ni && p.similar.dim() == p.als.factors(),
             "similar-items index",
         )?;
+        let mut bought_by_anyone = vec![false; ni];
+        for &i in p.history.indices() {
+            bought_by_anyone[i as usize] = true;
+        }
+        // Same mapping as `pipeline::interaction_matrix` applies to a quantity of 1.
+        let unit_weight = match p.manifest.config["als"]["scaling"].as_str() {
+            Some("log") => std::f32::consts::LN_2,
+            _ => 1.0,
+        };
         Ok(Engine {
+            bought_by_anyone,
+            unit_weight,
             manifest: p.manifest,
             customers: p.customers,
             items: p.items,
@@ -260,27 +275,38 @@ impl Engine {
     }
 
     /// Recommendations for an anonymous basket of item indices: the basket is
-    /// folded into the ALS space as if it were a customer. Basket items are
-    /// never returned. An empty basket gets the fallback list.
+    /// folded into the ALS space as if it were a customer who bought one unit
+    /// of each item. Basket items are never returned. A basket with no item
+    /// that anyone bought in the training period gets the fallback list.
     pub fn recommend_basket(
         &self,
         basket: &[u32],
         k: usize,
         filter: &ListFilter,
     ) -> (Source, Ranked) {
-        if basket.is_empty() {
+        let mut weighted: Vec<(u32, f32)> = basket
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.bought_by_anyone
+                    .get(i as usize)
+                    .copied()
+                    .unwrap_or(false)
+            })
+            .map(|i| (i, self.unit_weight))
+            .collect();
+        if weighted.is_empty() {
             let mut f = filter.clone();
             f.exclude.extend(basket.iter().copied());
             return (Source::Fallback, self.fallback(k, &f));
         }
-        let mut weighted: Vec<(u32, f32)> = basket.iter().map(|&i| (i, 1.0)).collect();
         weighted.sort_unstable_by_key(|&(i, _)| i);
         weighted.dedup_by_key(|&mut (i, _)| i);
         let user = self.als.fold_in(&weighted);
         let mut scores = vec![0f32; self.items.len()];
         self.als.score_vector(&user, &mut scores);
         let list = top_k_dense(&scores, k, |i| {
-            !self.allowed(i, filter) || weighted.binary_search_by_key(&i, |&(j, _)| j).is_ok()
+            !self.allowed(i, filter) || basket.contains(&i)
         });
         (Source::Model, list)
     }

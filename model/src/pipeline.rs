@@ -88,6 +88,10 @@ pub struct HnswConfig {
     pub m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
+    /// Insert serially so that the same factors always give the same graph
+    /// (the default: same seed, same model); `false` builds on all cores,
+    /// about twice as fast, but the graph may differ from run to run.
+    pub deterministic: bool,
 }
 
 impl Default for HnswConfig {
@@ -97,6 +101,7 @@ impl Default for HnswConfig {
             m: d.m,
             ef_construction: d.ef_construction,
             ef_search: d.ef_search,
+            deterministic: true,
         }
     }
 }
@@ -206,8 +211,14 @@ impl EngineConfig {
                 "must be a positive number of days",
             );
         }
-        if self.hnsw.m < 2 || self.hnsw.ef_construction == 0 || self.hnsw.ef_search == 0 {
-            return bad("hnsw", "m must be at least 2 and ef_* at least 1");
+        if !(2..=255).contains(&self.hnsw.m) {
+            return bad("hnsw.m", "must be between 2 and 255");
+        }
+        if self.hnsw.ef_construction == 0 {
+            return bad("hnsw.ef_construction", "must be at least 1");
+        }
+        if self.hnsw.ef_search == 0 {
+            return bad("hnsw.ef_search", "must be at least 1");
         }
         Ok(())
     }
@@ -271,19 +282,22 @@ pub fn train_engine(
     let als = config.als_params().fit_with(&interactions, &mut |i| {
         progress(Stage::AlsIteration(i, iterations))
     })?;
+    // Co-purchase and popularity see only purchases that stood: lines of a
+    // (customer, item) pair whose returns cancel it out are left out, as in ALS.
+    let kept = kept_purchases(log, &history);
     progress(Stage::CoPurchase);
-    let copurchase = config.copurchase_params()?.fit(log);
+    let copurchase = config.copurchase_params()?.fit(&kept);
     progress(Stage::Popularity);
     let popularity = PopularityParams {
         window_days: config.popularity.window_days,
     }
-    .fit(log);
+    .fit(&kept);
     progress(Stage::Index);
     let hnsw_params = HnswParams {
         m: config.hnsw.m,
         ef_construction: config.hnsw.ef_construction,
         ef_search: config.hnsw.ef_search,
-        ..HnswParams::default()
+        deterministic: config.hnsw.deterministic,
     };
     let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
@@ -316,6 +330,22 @@ pub fn train_engine(
         similar,
     })
     .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// The positive-quantity lines of `log` whose (customer, item) pair has a
+/// positive net quantity in `history`.
+fn kept_purchases(log: &PurchaseLog, history: &Csr) -> PurchaseLog {
+    PurchaseLog {
+        customers: log.customers.clone(),
+        items: log.items.clone(),
+        orders: log.orders.clone(),
+        purchases: log
+            .purchases
+            .iter()
+            .filter(|p| p.quantity > 0.0 && history.get(p.customer.idx(), p.item.0) > 0.0)
+            .copied()
+            .collect(),
+    }
 }
 
 fn now_secs() -> i64 {

@@ -5,7 +5,9 @@
 //! bought at or after the cutoff.
 //!
 //! - Customers scored: those with at least one purchase before the cutoff and
-//!   at least one (net positive) purchase after it; the count is reported.
+//!   at least one (net positive) purchase of an available item after it; the
+//!   count is reported. Unavailable catalog items (fees, postage) are neither
+//!   recommended by any list nor counted as relevant.
 //! - Relevant items: distinct items bought after the cutoff. Items the customer
 //!   had bought before count too, and every list may contain them: repeat
 //!   buying is most of what a retailer sells, so it is not filtered away.
@@ -159,7 +161,15 @@ pub fn evaluate(
     let targets: Vec<Target> = (0..after.n_rows())
         .filter(|&c| after.row_nnz(c) > 0 && history.row_nnz(c) > 0)
         .map(|c| {
-            let relevant: HashSet<u32> = after.row(c).0.iter().copied().collect();
+            // Unavailable catalog items (fees, postage) are never recommended,
+            // so they are not counted as relevant either.
+            let relevant: HashSet<u32> = after
+                .row(c)
+                .0
+                .iter()
+                .copied()
+                .filter(|&i| engine.item_meta(i).available)
+                .collect();
             let before = history.row(c).0;
             let (repeat, new) = relevant
                 .iter()
@@ -171,6 +181,7 @@ pub fn evaluate(
                 new,
             }
         })
+        .filter(|t: &Target| !t.relevant.is_empty())
         .collect();
     if targets.is_empty() {
         bail!("no customer bought both before and after the cutoff: nothing to score");
@@ -201,44 +212,43 @@ fn ranked_list(engine: &Engine, model: &str, c: u32, k: usize, scores: &mut [f32
         ..ListFilter::default()
     };
     let (bought, qty) = engine.history().row(c as usize);
+    let available = |i: u32| engine.item_meta(i).available;
     let list = match model {
         "als" => engine.recommend(Some(c), k, &filter).1,
         "copurchase" => {
             scores.fill(0.0);
             let basket: Vec<(u32, f32)> = bought.iter().map(|&i| (i, 1.0)).collect();
             engine.copurchase().score_items(&basket, scores);
-            let mut list = top_k_dense(scores, k, |i| scores[i as usize] <= 0.0);
-            // Pad with popular items so every model answers k items.
-            if list.len() < k {
-                let have: HashSet<u32> = list.iter().map(|&(i, _)| i).collect();
-                list.extend(
-                    engine
-                        .popularity()
-                        .top(k, |i| have.contains(&i))
-                        .into_iter()
-                        .take(k - list.len()),
-                );
-            }
-            list
+            let list = top_k_dense(scores, k, |i| scores[i as usize] <= 0.0 || !available(i));
+            pad_with_popular(engine, list, k)
         }
         "popularity" => engine.fallback(k, &filter),
         "own_top" => {
-            let mut own: Vec<(u32, f32)> =
-                bought.iter().copied().zip(qty.iter().copied()).collect();
+            let mut own: Vec<(u32, f32)> = bought
+                .iter()
+                .copied()
+                .zip(qty.iter().copied())
+                .filter(|&(i, _)| available(i))
+                .collect();
             own.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             own.truncate(k);
-            if own.len() < k {
-                let have: HashSet<u32> = own.iter().map(|&(i, _)| i).collect();
-                let extra = engine
-                    .popularity()
-                    .top(k - own.len(), |i| have.contains(&i));
-                own.extend(extra);
-            }
-            own
+            pad_with_popular(engine, own, k)
         }
         other => unreachable!("unknown model {other}"),
     };
     list.into_iter().map(|(i, _)| i).collect()
+}
+
+/// Pads `list` with popular available items it does not hold, so every model answers `k` items.
+fn pad_with_popular(engine: &Engine, mut list: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    if list.len() < k {
+        let have: HashSet<u32> = list.iter().map(|&(i, _)| i).collect();
+        let extra = engine.popularity().top(k - list.len(), |i| {
+            have.contains(&i) || !engine.item_meta(i).available
+        });
+        list.extend(extra);
+    }
+    list
 }
 
 fn score_model(

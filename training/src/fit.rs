@@ -48,18 +48,24 @@ pub fn fit(
             .map(|(_, last)| last - (days * 86_400.0) as i64),
     };
     let report = match cutoff {
-        Some(cutoff) => Some(
-            evaluate(
-                &input.log,
-                &input.item_meta,
-                config,
-                &data,
-                cutoff,
-                ks,
-                Some(&mut progress),
-            )
-            .context("holdout evaluation")?,
-        ),
+        Some(cutoff) => match evaluate(
+            &input.log,
+            &input.item_meta,
+            config,
+            &data,
+            cutoff,
+            ks,
+            Some(&mut progress),
+        ) {
+            Ok(r) => Some(r),
+            // The default holdout is a convenience: a history it does not fit
+            // (shorter than the window, no returning customer) still gets a model.
+            Err(e) if matches!(evaluation, FitEvaluation::LastDays(_)) => {
+                eprintln!("warning: skipped the holdout evaluation: {e:#}");
+                None
+            }
+            Err(e) => return Err(e.context("holdout evaluation")),
+        },
         None => None,
     };
     let mut engine = train_engine(

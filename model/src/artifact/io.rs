@@ -214,7 +214,23 @@ pub(crate) struct StagingDir {
 
 impl StagingDir {
     /// Creates a hidden staging directory next to `target`.
+    ///
+    /// Refuses a target that exists and is neither an empty directory nor an
+    /// Encore artifact (a directory with a `manifest.json`), so that a mistyped
+    /// `--out` never replaces unrelated files.
     pub(crate) fn new(target: &Path) -> Result<Self, ArtifactError> {
+        if target.exists() {
+            let is_artifact = target.join("manifest.json").is_file();
+            let is_empty_dir = fs::read_dir(target).is_ok_and(|mut d| d.next().is_none());
+            if !(is_artifact || is_empty_dir) {
+                return Err(ArtifactError::InvalidTarget {
+                    path: target.to_path_buf(),
+                    reason: "it exists and is not an Encore model directory (no manifest.json); \
+                             choose a new or empty directory"
+                        .into(),
+                });
+            }
+        }
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -224,6 +240,7 @@ impl StagingDir {
             .file_name()
             .ok_or_else(|| ArtifactError::InvalidTarget {
                 path: target.to_path_buf(),
+                reason: "the path has no directory name".into(),
             })?
             .to_string_lossy()
             .into_owned();
@@ -248,11 +265,17 @@ impl StagingDir {
         sync_dir(&self.path)?;
         let mut old = None;
         if self.target.exists() {
-            let aside = self.path.with_extension("old");
+            let aside = PathBuf::from(format!("{}.old", self.path.display()));
             fs::rename(&self.target, &aside).map_err(|e| ArtifactError::io(&self.target, e))?;
             old = Some(aside);
         }
-        fs::rename(&self.path, &self.target).map_err(|e| ArtifactError::io(&self.target, e))?;
+        if let Err(e) = fs::rename(&self.path, &self.target) {
+            // Put the previous artifact back rather than leave nothing at the target.
+            if let Some(aside) = &old {
+                let _ = fs::rename(aside, &self.target);
+            }
+            return Err(ArtifactError::io(&self.target, e));
+        }
         self.committed = true;
         if let Some(parent) = self.target.parent() {
             // Best effort: makes the rename itself durable.

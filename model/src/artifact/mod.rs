@@ -13,6 +13,7 @@
 //!   popularity.json      the fallback list
 //!   similar.hnsw.graph   HNSW index over the item factors (hnsw_rs dump)
 //!   similar.hnsw.data
+//!   similar.hnsw.json    the index's parameters and counts
 //! ```
 //!
 //! # Implementation notes
@@ -103,8 +104,8 @@ pub enum ArtifactError {
     },
     #[error("{path}: damaged artifact: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("{path}: cannot write an artifact there")]
-    InvalidTarget { path: PathBuf },
+    #[error("{path}: cannot write a model there: {reason}")]
+    InvalidTarget { path: PathBuf, reason: String },
 }
 
 impl ArtifactError {

@@ -39,7 +39,9 @@ struct Input {
     /// Fail on the first bad row instead of skipping and counting it.
     #[arg(long)]
     strict: bool,
-    /// Where skipped rows go [default: <input file name>.rejects.csv].
+    /// Where skipped rows go, written only if a row is skipped [default:
+    /// <out>.rejects.csv for fit, <report>.rejects.csv or <input file name>.rejects.csv
+    /// in the current directory for evaluate].
     #[arg(long)]
     rejects: Option<PathBuf>,
     /// Training configuration (TOML); defaults apply to missing keys.
@@ -130,7 +132,11 @@ fn main() -> Result<()> {
             no_eval,
         } => {
             let config = load_config(input.config.as_deref())?;
-            let loaded = load_input(&input.args())?;
+            let mut args = input.args();
+            // Rejected rows go next to the model unless told otherwise.
+            args.rejects
+                .get_or_insert_with(|| PathBuf::from(format!("{}.rejects.csv", out.display())));
+            let loaded = load_input(&args)?;
             println!("{}", loaded.report.summary());
             if input.catalog.is_some() && loaded.catalog_unmatched > 0 {
                 println!(
@@ -195,7 +201,13 @@ fn main() -> Result<()> {
         } => {
             let cutoff = parse_cutoff(&holdout_from)?;
             let config = load_config(input.config.as_deref())?;
-            let loaded = load_input(&input.args())?;
+            let mut args = input.args();
+            if let Some(report) = &report {
+                args.rejects.get_or_insert_with(|| {
+                    PathBuf::from(format!("{}.rejects.csv", report.display()))
+                });
+            }
+            let loaded = load_input(&args)?;
             println!("{}", loaded.report.summary());
             let data = data_summary(&loaded.report, &loaded.log);
             let mut progress = StageProgress::new(show_progress);
