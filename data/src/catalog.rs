@@ -4,7 +4,7 @@
 //! is required, columns may come in any order. A catalog is small and made by
 //! hand, so any bad row is an error naming the file and line.
 
-use crate::ingest::IngestError;
+use crate::ingest::{IngestError, RejectReason};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -25,25 +25,38 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The entry of `item_id`, if the catalog has one.
     pub fn get(&self, item_id: &str) -> Option<&CatalogEntry> {
         self.entries.get(item_id)
     }
 
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True if the catalog has no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
 
+/// `true/false`, `1/0`, `yes/no` (`y/n`), any case; empty means `true`.
 fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "" | "true" | "1" | "yes" | "y" => Some(true),
-        "false" | "0" | "no" | "n" => Some(false),
-        _ => None,
+    let s = s.trim();
+    if s.is_empty() {
+        return Some(true);
     }
+    ["true", "1", "yes", "y"]
+        .iter()
+        .any(|t| s.eq_ignore_ascii_case(t))
+        .then_some(true)
+        .or_else(|| {
+            ["false", "0", "no", "n"]
+                .iter()
+                .any(|f| s.eq_ignore_ascii_case(f))
+                .then_some(false)
+        })
 }
 
 /// Reads a catalog file.
@@ -61,17 +74,18 @@ pub fn read_catalog_from_reader(
     source: &Path,
 ) -> Result<Catalog, IngestError> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let csv_err = |e: csv::Error| IngestError::Csv {
-        path: source.to_path_buf(),
-        line: e.position().map_or(0, |p| p.line()),
-        message: e.to_string(),
-    };
+    let csv_err = |e: csv::Error| IngestError::from_csv(source, e);
     let headers: Vec<String> = rdr
         .headers()
         .map_err(csv_err)?
         .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .map(|h| h.trim_start_matches('\u{feff}').trim().to_string())
         .collect();
+    if headers.is_empty() {
+        return Err(IngestError::EmptyFile {
+            path: source.to_path_buf(),
+        });
+    }
     let col = |name: &str| headers.iter().position(|h| h == name);
     let id_col = col("item_id").ok_or_else(|| IngestError::MissingColumn {
         path: source.to_path_buf(),
@@ -86,65 +100,70 @@ pub fn read_catalog_from_reader(
         col("available"),
     );
     let mut catalog = Catalog::default();
-    for record in rdr.records() {
-        let record = record.map_err(csv_err)?;
+    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut record = csv::StringRecord::new();
+    while rdr.read_record(&mut record).map_err(csv_err)? {
         let line = record.position().map_or(0, |p| p.line());
         let bad = |field: &'static str, value: &str, reason| IngestError::BadRow {
             path: source.to_path_buf(),
             line,
             field,
+            column: None,
             value: value.to_string(),
             reason,
         };
         if record.len() != headers.len() {
             return Err(bad(
                 "row",
-                &format!("{} columns, the header has {}", record.len(), headers.len()),
-                crate::ingest::RejectReason::WrongColumnCount,
+                &format!(
+                    "row has {} columns, the header has {}",
+                    record.len(),
+                    headers.len()
+                ),
+                RejectReason::WrongColumnCount,
             ));
         }
         let text = |c: Option<usize>| {
-            c.map(|c| record[c].trim())
+            c.and_then(|c| record.get(c))
+                .map(str::trim)
                 .filter(|s| !s.is_empty())
-                .map(str::to_string)
         };
-        let id = record[id_col].trim();
-        if id.is_empty() {
-            return Err(bad("item_id", id, crate::ingest::RejectReason::MissingItem));
-        }
+        let id = text(Some(id_col)).ok_or_else(|| bad("item_id", "", RejectReason::MissingItem))?;
         let price = match text(price) {
             None => None,
             Some(s) => Some(
                 s.parse::<f32>()
                     .ok()
                     .filter(|p| p.is_finite() && *p >= 0.0)
-                    .ok_or_else(|| bad("price", &s, crate::ingest::RejectReason::BadPrice))?,
+                    .ok_or_else(|| bad("price", s, RejectReason::BadPrice))?,
             ),
         };
-        let available = match available {
+        let available = match available.and_then(|c| record.get(c)) {
             None => true,
-            Some(c) => parse_bool(&record[c]).ok_or_else(|| IngestError::Csv {
+            Some(s) => parse_bool(s).ok_or_else(|| IngestError::InvalidValue {
                 path: source.to_path_buf(),
                 line,
-                message: format!(
-                    "field 'available': {:?} is not true/false, 1/0 or yes/no",
-                    &record[c]
-                ),
+                field: "available",
+                value: s.to_string(),
+                expected: "true/false, 1/0 or yes/no",
             })?,
         };
+        if let Some(&first) = first_line.get(id) {
+            return Err(IngestError::DuplicateItem {
+                path: source.to_path_buf(),
+                line,
+                item_id: id.to_string(),
+                first_line: first,
+            });
+        }
+        first_line.insert(id.to_string(), line);
         let entry = CatalogEntry {
-            title: text(title),
-            category: text(category),
+            title: text(title).map(str::to_string),
+            category: text(category).map(str::to_string),
             price,
             available,
         };
-        if catalog.entries.insert(id.to_string(), entry).is_some() {
-            return Err(IngestError::Csv {
-                path: source.to_path_buf(),
-                line,
-                message: format!("item_id {id:?} appears twice"),
-            });
-        }
+        catalog.entries.insert(id.to_string(), entry);
     }
     Ok(catalog)
 }
@@ -168,6 +187,29 @@ mod tests {
     }
 
     #[test]
+    fn available_spellings() {
+        for (s, v) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("Yes", true),
+            (" ", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+            ("N", false),
+        ] {
+            assert_eq!(parse_bool(s), Some(v), "{s:?}");
+        }
+        assert_eq!(parse_bool("2"), None);
+        let c = read("price,item_id,category\n2.5,a,tea\n,b,\n").unwrap();
+        assert_eq!(c.get("a").unwrap().price, Some(2.5));
+        assert_eq!(c.get("a").unwrap().category.as_deref(), Some("tea"));
+        assert_eq!(c.get("b").unwrap().price, None);
+        assert!(c.get("zz").is_none());
+    }
+
+    #[test]
     fn errors_name_line() {
         let e = read("item_id,price\na,1\nb,-2\n").unwrap_err().to_string();
         assert!(e.starts_with("cat.csv:3: field 'price'"), "{e}");
@@ -175,9 +217,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("cat.csv:2:"), "{e}");
-        let e = read("item_id\na\na\n").unwrap_err().to_string();
-        assert!(e.contains("twice"), "{e}");
-        assert!(read("title\nx\n").is_err());
+        assert_eq!(
+            e,
+            "cat.csv:2: field 'available': \"maybe\" is not true/false, 1/0 or yes/no"
+        );
+        let e = read("item_id\na\nb\na\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                IngestError::DuplicateItem {
+                    line: 4,
+                    first_line: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cat.csv:4: item_id \"a\" already appears on line 2"
+        );
+        let e = read("item_id,title\na\n").unwrap_err().to_string();
+        assert_eq!(e, "cat.csv:2: row has 1 columns, the header has 2");
+        let e = read("item_id,title\n ,x\n").unwrap_err().to_string();
+        assert!(e.starts_with("cat.csv:2: field 'item_id'"), "{e}");
+        assert!(matches!(
+            read("title\nx\n"),
+            Err(IngestError::MissingColumn { .. })
+        ));
+        assert!(matches!(read(""), Err(IngestError::EmptyFile { .. })));
     }
 
     #[test]

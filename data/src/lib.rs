@@ -1,5 +1,12 @@
 //! Purchase-history data for Encore: ingestion, id maps, interaction matrices.
 //!
+//! - [`ingest`] streams a purchase CSV (plain or gzip) into a [`PurchaseLog`],
+//!   counting and recording the rows it cannot use;
+//! - [`catalog`] reads the optional item catalog (titles, categories, availability);
+//! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
+//! - [`synth`] generates seeded synthetic histories for scale tests;
+//! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
+//!
 //! ```
 //! use encore_data::{PurchaseLog, InteractionMatrix, Weighting};
 //!
@@ -8,6 +15,23 @@
 //! log.push("o2", "alice", "mug", 1_700_100_000, 1.0, 8.0);
 //! let m = InteractionMatrix::from_log(&log, &Weighting::default());
 //! assert_eq!(m.matrix.nnz(), 2);
+//! ```
+//!
+//! Reading a file:
+//!
+//! ```no_run
+//! use encore_data::{IngestOptions, read_purchases};
+//! use std::path::Path;
+//!
+//! let opts = IngestOptions {
+//!     columns: "customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate"
+//!         .parse()
+//!         .expect("a valid column map"),
+//!     ..IngestOptions::default()
+//! };
+//! let (log, report) = read_purchases(Path::new("history.csv.gz"), &opts)?;
+//! println!("{}", report.summary());
+//! # Ok::<(), encore_data::IngestError>(())
 //! ```
 
 pub mod catalog;
@@ -18,6 +42,13 @@ pub mod matrix;
 pub mod synth;
 pub mod timestamp;
 
+pub use catalog::{Catalog, CatalogEntry, read_catalog};
 pub use ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};
+pub use ingest::{
+    ColumnMap, ColumnMapError, Field, IngestError, IngestOptions, IngestReport, RejectReason,
+    read_purchases, read_purchases_from_reader,
+};
 pub use log::{Purchase, PurchaseLog};
 pub use matrix::{Csr, InteractionMatrix, Weighting};
+pub use synth::SynthParams;
+pub use timestamp::{format_date, format_timestamp, parse_timestamp};

@@ -15,6 +15,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The proleptic Gregorian date of a day count since 1970-01-01.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -54,7 +55,8 @@ fn date(y: &[u8], m: &[u8], d: &[u8]) -> Option<i64> {
     Some(days_from_civil(y, m, d))
 }
 
-/// Parses a timestamp into seconds since the Unix epoch (UTC).
+/// Parses a timestamp into seconds since the Unix epoch (UTC); `None` if it
+/// matches none of the accepted forms or names an impossible date or time.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let b = s.trim().as_bytes();
     if b.len() == 8 {
@@ -160,10 +162,57 @@ mod tests {
         assert_eq!(parse_timestamp("2012-02-29"), Some(1_330_473_600));
     }
 
+    #[test]
+    fn calendar_edges() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp("1969-12-31 23:59:59"), Some(-1));
+        assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(format_date(-1), "1969-12-31");
+        assert_eq!(parse_timestamp("2000-02-29"), Some(951_782_400));
+        assert_eq!(parse_timestamp("1900-02-29"), None);
+        assert_eq!(parse_timestamp("2011-04-31"), None);
+        assert_eq!(parse_timestamp("2011-00-10"), None);
+        assert_eq!(parse_timestamp("2011-01-00"), None);
+        assert_eq!(parse_timestamp("20110230"), None);
+        assert_eq!(
+            parse_timestamp("2011-12-09t07:50:00-05:00"),
+            parse_timestamp("2011-12-09T12:50:00Z")
+        );
+        assert_eq!(
+            parse_timestamp(" 2011-12-09 12:50:00 "),
+            Some(1_323_435_000)
+        );
+        for bad in [
+            "2011-12-09T12:50:00+0100",
+            "2011-12-09T12:50:00.Z",
+            "2011-12-09T12:5",
+            "2011-12-09T",
+            "2011-12-09 12:60",
+            "2011-12-09T12:50:00+24:00",
+            "12/09/2011",
+            "2011-12-09T12:50:00ZZ",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn roundtrip(t in -2_000_000_000i64..4_000_000_000) {
             prop_assert_eq!(parse_timestamp(&format_timestamp(t)), Some(t));
+        }
+
+        #[test]
+        fn date_roundtrip(t in -2_000_000_000i64..4_000_000_000) {
+            let midnight = t.div_euclid(86_400) * 86_400;
+            prop_assert_eq!(parse_timestamp(&format_date(t)), Some(midnight));
+            prop_assert_eq!(parse_timestamp(&format_date(t).replace('-', "")), Some(midnight));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,40}", digits in "[0-9 :TZ+.-]{0,30}") {
+            let _ = parse_timestamp(&s);
+            let _ = parse_timestamp(&digits);
         }
     }
 }
