@@ -6,6 +6,7 @@
 pub mod ann;
 pub mod artifact;
 pub mod cf;
+pub mod customer;
 pub mod engine;
 pub mod metrics;
 pub mod pipeline;

@@ -1,0 +1,767 @@
+//! The BG/NBD model of repeat buying (Fader, Hardie & Lee 2005, "Counting
+//! your customers the easy way: an alternative to the Pareto/NBD model",
+//! Marketing Science 24(2)).
+//!
+//! # Model
+//! While alive, a customer buys as a Poisson process with rate `λ`; after each
+//! purchase she becomes inactive ("dies") with probability `p`. Across
+//! customers `λ ~ Gamma(r, α)` (shape `r`, rate `α`) and `p ~ Beta(a, b)`.
+//! A customer is summarised by `(x, t_x, T)`: `x` repeat purchases, the last
+//! at `t_x`, observed for `T` since her first purchase (see
+//! [`super::summary`]).
+//!
+//! # Likelihood (paper eq. 6)
+//! `L(r, α, a, b | x, t_x, T) = Γ(r+x) αʳ / Γ(r) · [A₁ + δ_{x>0} A₂]` with
+//! * `A₁ = B(a, b+x)/B(a, b) · (α+T)^−(r+x)`,
+//! * `A₂ = B(a+1, b+x−1)/B(a, b) · (α+t_x)^−(r+x)`,
+//!
+//! so `ln L = ln Γ(r+x) − ln Γ(r) + r ln α + ln[A₁ + δ A₂]`, the last term
+//! evaluated with log-sum-exp from `ln A₁` and `ln A₂`.
+//!
+//! # Fitting
+//! [`BgNbdParams::fit`] minimises `−(1/n) Σ ln Lᵢ + penalizer · (r² + α² + a² + b²)`
+//! over `(ln r, ln α, ln a, ln b)` with Nelder–Mead (restarted until it stops
+//! improving; optionally from several random starts). `lnΓ` of `r+x`, `b+x`
+//! and `a+b+x` is computed once per distinct `x` per evaluation.
+//!
+//! # Predictions
+//! * `P(alive | x, t_x, T) = 1 / (1 + δ_{x>0} · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x))` (eq. 11).
+//! * Unconditional `E[X(t)] = (a+b−1)/(a−1) · [1 − (α/(α+t))ʳ ₂F₁(r, b; a+b−1; t/(α+t))]` (eq. 9).
+//! * Conditional expected purchases in `(T, T+t]` (eq. 10):
+//!   `E[Y(t) | x, t_x, T] = (a+b+x−1)/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x; a+b+x−1; t/(α+T+t))]
+//!   / [1 + δ_{x>0} · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)]`.
+//!
+//!   Both expectations have a removable singularity at `a = 1`; there they
+//!   are the mean of the values at `a = 1 ± 10⁻⁵`.
+//! * [`BgNbd::expected_time_to_next_purchase`]: the horizon `u` at which the
+//!   conditional expected number of purchases `E[Y(u) | x, t_x, T]` reaches
+//!   one. It is *not* a median waiting time: it answers "by when do we expect
+//!   one more purchase?". Because a dead customer never buys again,
+//!   `E[Y(u)]` grows ever more slowly for customers who are probably dead
+//!   and may never reach 1 (it is bounded when `a > 1`); the method returns
+//!   `None` when 1 is not reached within the caller's `max_horizon`.
+
+use super::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
+use super::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
+use super::summary::{CustomerSummary, DAY_SECS};
+use rand::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the BG/NBD fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BgNbdParams {
+    /// L2 penalty on `(r, α, a, b)` added to the mean negative log-likelihood
+    /// (0 = plain maximum likelihood).
+    pub penalizer: f64,
+    /// Nelder–Mead iterations per start.
+    pub max_iter: usize,
+    /// Relative tolerance on the objective (the mean negative log-likelihood).
+    pub tol: f64,
+    /// The first starting point `(r, α, a, b)`.
+    pub initial: [f64; 4],
+    /// Number of starts: the first from `initial`, the others from random
+    /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
+    pub starts: usize,
+    /// Seed of the extra starting points.
+    pub seed: u64,
+}
+
+impl Default for BgNbdParams {
+    /// No penalty, 10,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
+    /// one start, seed 42.
+    fn default() -> Self {
+        BgNbdParams {
+            penalizer: 0.0,
+            max_iter: 10_000,
+            tol: 1e-12,
+            initial: [1.0; 4],
+            starts: 1,
+            seed: 42,
+        }
+    }
+}
+
+/// Why the BG/NBD model could not be fitted or evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BgNbdError {
+    /// A setting or model parameter is out of range.
+    #[error("invalid BG/NBD parameter {name} = {value}: {reason}")]
+    InvalidParam {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// No customer to fit on.
+    #[error("no customers to fit the BG/NBD model on")]
+    NoData,
+    /// A customer's `(x, t_x, T)` is impossible.
+    #[error("customer #{index} has (x, t_x, T) = ({x}, {t_x}, {t}): {reason}")]
+    InvalidCustomer {
+        index: usize,
+        x: f64,
+        t_x: f64,
+        t: f64,
+        reason: &'static str,
+    },
+    /// The optimiser refused to start.
+    #[error("optimiser: {0}")]
+    Optim(#[from] OptimError),
+    /// A special function failed.
+    #[error("special function: {0}")]
+    Special(#[from] SpecialError),
+}
+
+/// A fitted (or given) BG/NBD model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BgNbd {
+    /// Shape of the Gamma distribution of purchase rates.
+    pub r: f64,
+    /// Rate (inverse scale) of the Gamma distribution of purchase rates.
+    pub alpha: f64,
+    /// First shape of the Beta distribution of drop-out probabilities.
+    pub a: f64,
+    /// Second shape of the Beta distribution of drop-out probabilities.
+    pub b: f64,
+    /// Total log-likelihood of the fitting data (unpenalised); NaN for a
+    /// model built with [`BgNbd::new`].
+    pub log_likelihood: f64,
+    /// Nelder–Mead iterations of the winning start.
+    pub iterations: usize,
+    /// Whether the winning start met the tolerance.
+    pub converged: bool,
+    /// Customers fitted on.
+    pub n_customers: usize,
+}
+
+fn check_customer(index: usize, x: f64, t_x: f64, t: f64) -> Result<(), BgNbdError> {
+    let bad = |reason| {
+        Err(BgNbdError::InvalidCustomer {
+            index,
+            x,
+            t_x,
+            t,
+            reason,
+        })
+    };
+    if !(x.is_finite() && t_x.is_finite() && t.is_finite()) {
+        return bad("values must be finite");
+    }
+    if x < 0.0 || x.fract() != 0.0 {
+        return bad("x must be a non-negative whole number");
+    }
+    if t_x < 0.0 || t < t_x {
+        return bad("needs 0 <= t_x <= T");
+    }
+    Ok(())
+}
+
+impl BgNbdParams {
+    /// Checks every setting.
+    pub fn check(&self) -> Result<(), BgNbdError> {
+        let bad = |name, value: String, reason| {
+            Err(BgNbdError::InvalidParam {
+                name,
+                value,
+                reason,
+            })
+        };
+        if !(self.penalizer.is_finite() && self.penalizer >= 0.0) {
+            return bad(
+                "penalizer",
+                self.penalizer.to_string(),
+                "must be a finite non-negative number",
+            );
+        }
+        if self.max_iter == 0 {
+            return bad("max_iter", "0".into(), "must be at least 1");
+        }
+        if !(self.tol.is_finite() && self.tol > 0.0) {
+            return bad(
+                "tol",
+                self.tol.to_string(),
+                "must be a finite positive number",
+            );
+        }
+        if self.initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return bad(
+                "initial",
+                format!("{:?}", self.initial),
+                "every value must be finite and positive",
+            );
+        }
+        if self.starts == 0 {
+            return bad("starts", "0".into(), "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Fits the model to one `(x, t_x, T)` per customer by (penalised)
+    /// maximum likelihood; see the module docs.
+    pub fn fit(&self, data: &[(f64, f64, f64)]) -> Result<BgNbd, BgNbdError> {
+        self.check()?;
+        if data.is_empty() {
+            return Err(BgNbdError::NoData);
+        }
+        for (i, &(x, t_x, t)) in data.iter().enumerate() {
+            check_customer(i, x, t_x, t)?;
+        }
+        let prepared = Prepared::new(data);
+        let n = data.len() as f64;
+        let penalizer = self.penalizer;
+        let objective = |phi: &[f64]| {
+            let [r, alpha, a, b] = [phi[0].exp(), phi[1].exp(), phi[2].exp(), phi[3].exp()];
+            let ll = prepared.log_likelihood(r, alpha, a, b);
+            -ll / n + penalizer * (r * r + alpha * alpha + a * a + b * b)
+        };
+        let opts = NelderMeadOptions {
+            initial_step: 0.5,
+            max_iter: self.max_iter,
+            ftol_abs: self.tol * 1e-3,
+            ftol_rel: self.tol,
+            xtol: 1e-9,
+            max_restarts: 5,
+            adaptive: true,
+        };
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        let mut best: Option<super::optim::NelderMeadResult> = None;
+        for start in 0..self.starts {
+            let x0: Vec<f64> = if start == 0 {
+                self.initial.iter().map(|v| v.ln()).collect()
+            } else {
+                (0..4).map(|_| rng.gen_range(-2.0..2.0)).collect()
+            };
+            // A random start may land where the likelihood underflows; skip it.
+            let res = match minimize_nelder_mead(objective, &x0, &opts) {
+                Ok(res) => res,
+                Err(OptimError::NonFiniteStart { .. }) if start > 0 => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if best.as_ref().is_none_or(|b| res.fx < b.fx) {
+                best = Some(res);
+            }
+        }
+        let best = best.expect("the first start always yields a result");
+        let [r, alpha, a, b] = [
+            best.x[0].exp(),
+            best.x[1].exp(),
+            best.x[2].exp(),
+            best.x[3].exp(),
+        ];
+        Ok(BgNbd {
+            r,
+            alpha,
+            a,
+            b,
+            log_likelihood: prepared.log_likelihood(r, alpha, a, b),
+            iterations: best.iterations,
+            converged: best.converged,
+            n_customers: data.len(),
+        })
+    }
+}
+
+/// Fitting data grouped by distinct `x`, so that each evaluation computes the
+/// `x`-dependent log-gammas once per distinct value.
+struct Prepared {
+    /// Distinct `x` values.
+    xs: Vec<f64>,
+    /// `(index into xs, t_x, T)` per customer.
+    rows: Vec<(usize, f64, f64)>,
+}
+
+impl Prepared {
+    fn new(data: &[(f64, f64, f64)]) -> Self {
+        let mut xs: Vec<f64> = data.iter().map(|d| d.0).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let rows = data
+            .iter()
+            .map(|&(x, t_x, t)| {
+                let k = xs.partition_point(|&v| v < x);
+                (k, t_x, t)
+            })
+            .collect();
+        Prepared { xs, rows }
+    }
+
+    /// `Σ ln Lᵢ` (module docs); `−∞`/NaN where the parameters are degenerate.
+    fn log_likelihood(&self, r: f64, alpha: f64, a: f64, b: f64) -> f64 {
+        let ln_g_r = ln_gamma(r);
+        let ln_g_ab = ln_gamma(a + b);
+        let ln_g_b = ln_gamma(b);
+        let ln_a = a.ln();
+        // Per distinct x: (ln Γ(r+x) − ln Γ(r), common part of ln A1, of ln A2).
+        let per_x: Vec<(f64, f64, f64)> = self
+            .xs
+            .iter()
+            .map(|&x| {
+                let base = ln_g_ab - ln_g_b - ln_gamma(a + b + x);
+                let a1 = ln_gamma(b + x) + base;
+                let a2 = if x > 0.0 {
+                    ln_a + ln_gamma(b + x - 1.0) + base
+                } else {
+                    f64::NEG_INFINITY
+                };
+                (ln_gamma(r + x) - ln_g_r, a1, a2)
+            })
+            .collect();
+        let r_ln_alpha = r * alpha.ln();
+        let mut total = 0.0;
+        for &(k, t_x, t) in &self.rows {
+            let x = self.xs[k];
+            let (g, a1, a2) = per_x[k];
+            let rx = r + x;
+            let ln_a1 = a1 - rx * (alpha + t).ln();
+            let ln_sum = if x > 0.0 {
+                log_add_exp(ln_a1, a2 - rx * (alpha + t_x).ln())
+            } else {
+                ln_a1
+            };
+            total += g + r_ln_alpha + ln_sum;
+        }
+        total
+    }
+}
+
+/// Half-width of the evaluation around the removable singularity at `a = 1`.
+const A_ONE_EPS: f64 = 1e-5;
+
+impl BgNbd {
+    /// A model with given parameters (for instance from a stored fit).
+    pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, BgNbdError> {
+        for (name, v) in [("r", r), ("alpha", alpha), ("a", a), ("b", b)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(BgNbdError::InvalidParam {
+                    name,
+                    value: v.to_string(),
+                    reason: "must be finite and positive",
+                });
+            }
+        }
+        Ok(BgNbd {
+            r,
+            alpha,
+            a,
+            b,
+            log_likelihood: f64::NAN,
+            iterations: 0,
+            converged: false,
+            n_customers: 0,
+        })
+    }
+
+    /// Total log-likelihood of `data` under this model.
+    pub fn log_likelihood_of(&self, data: &[(f64, f64, f64)]) -> Result<f64, BgNbdError> {
+        for (i, &(x, t_x, t)) in data.iter().enumerate() {
+            check_customer(i, x, t_x, t)?;
+        }
+        Ok(Prepared::new(data).log_likelihood(self.r, self.alpha, self.a, self.b))
+    }
+
+    /// `ln` of the odds of being dead, `a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)`,
+    /// or `−∞` when `x = 0` (a customer without repeat purchase is alive).
+    fn ln_death_odds(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        if x <= 0.0 {
+            return f64::NEG_INFINITY;
+        }
+        self.a.ln() - (self.b + x - 1.0).ln()
+            + (self.r + x) * ((self.alpha + t).ln() - (self.alpha + t_x).ln())
+    }
+
+    /// Probability that the customer is still alive at `T` (module docs, eq. 11).
+    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        let z = self.ln_death_odds(x, t_x, t);
+        if z > 0.0 {
+            let e = (-z).exp();
+            e / (1.0 + e)
+        } else {
+            1.0 / (1.0 + z.exp())
+        }
+    }
+
+    /// Expected purchases of a newly acquired customer in `(0, t]` (eq. 9).
+    pub fn expected_purchases_unconditional(&self, t: f64) -> Result<f64, BgNbdError> {
+        check_horizon(t)?;
+        if t == 0.0 {
+            return Ok(0.0);
+        }
+        let eval = |a: f64| -> Result<f64, BgNbdError> {
+            let (r, alpha, b) = (self.r, self.alpha, self.b);
+            let z = t / (alpha + t);
+            let (m, s) = hyp2f1_scaled(r, b, a + b - 1.0, z)?;
+            let h = m * (s + r * (alpha / (alpha + t)).ln()).exp();
+            Ok((a + b - 1.0) / (a - 1.0) * (1.0 - h))
+        };
+        around_a_one(self.a, eval)
+    }
+
+    /// Expected purchases in `(T, T + t]` of a customer with history
+    /// `(x, t_x, T)` (eq. 10).
+    pub fn expected_purchases(
+        &self,
+        t: f64,
+        x: f64,
+        t_x: f64,
+        big_t: f64,
+    ) -> Result<f64, BgNbdError> {
+        check_customer(0, x, t_x, big_t)?;
+        check_horizon(t)?;
+        if t == 0.0 {
+            return Ok(0.0);
+        }
+        let (r, alpha, b) = (self.r, self.alpha, self.b);
+        let rx = r + x;
+        let z = t / (alpha + big_t + t);
+        let ln_ratio = ((alpha + big_t) / (alpha + big_t + t)).ln();
+        let eval = |a: f64| -> Result<f64, BgNbdError> {
+            let (m, s) = hyp2f1_scaled(rx, b + x, a + b + x - 1.0, z)?;
+            let h = m * (s + rx * ln_ratio).exp();
+            Ok((a + b + x - 1.0) / (a - 1.0) * (1.0 - h))
+        };
+        let numerator = around_a_one(self.a, eval)?;
+        Ok(numerator * self.p_alive(x, t_x, big_t))
+    }
+
+    /// The horizon `u ≤ max_horizon` (in the model's time unit) at which
+    /// `E[Y(u) | x, t_x, T]` reaches 1, to a relative precision of `10⁻⁶`;
+    /// `None` if it stays below 1 up to `max_horizon` (see the module docs).
+    pub fn expected_time_to_next_purchase(
+        &self,
+        x: f64,
+        t_x: f64,
+        big_t: f64,
+        max_horizon: f64,
+    ) -> Result<Option<f64>, BgNbdError> {
+        check_horizon(max_horizon)?;
+        if self.expected_purchases(max_horizon, x, t_x, big_t)? < 1.0 {
+            return Ok(None);
+        }
+        let (mut lo, mut hi) = (0.0_f64, max_horizon);
+        while hi - lo > 1e-6 * hi.max(1e-9) {
+            let mid = 0.5 * (lo + hi);
+            if self.expected_purchases(mid, x, t_x, big_t)? >= 1.0 {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Ok(Some(hi))
+    }
+
+    /// [`BgNbd::expected_time_to_next_purchase`] for a summary, as a date:
+    /// `reference + u` (seconds since the epoch), with `u` and `max_horizon`
+    /// in the summary's unit, which must be the unit the model was fitted in.
+    /// `reference` should be the time the summary was computed at.
+    pub fn expected_next_purchase_date(
+        &self,
+        summary: &CustomerSummary,
+        reference: i64,
+        max_horizon: f64,
+    ) -> Result<Option<i64>, BgNbdError> {
+        let s = summary.repeat_summary();
+        let u = self.expected_time_to_next_purchase(s.x, s.t_x, s.t, max_horizon)?;
+        Ok(u.map(|u| reference + (u * summary.unit.days() * DAY_SECS as f64).round() as i64))
+    }
+}
+
+fn check_horizon(t: f64) -> Result<(), BgNbdError> {
+    if t.is_finite() && t >= 0.0 {
+        Ok(())
+    } else {
+        Err(BgNbdError::InvalidParam {
+            name: "t",
+            value: t.to_string(),
+            reason: "the horizon must be finite and non-negative",
+        })
+    }
+}
+
+/// `eval(a)`, or the mean of `eval(1 ± ε)` when `a` is within `ε` of 1.
+fn around_a_one(a: f64, eval: impl Fn(f64) -> Result<f64, BgNbdError>) -> Result<f64, BgNbdError> {
+    if (a - 1.0).abs() < A_ONE_EPS {
+        Ok(0.5 * (eval(1.0 - A_ONE_EPS)? + eval(1.0 + A_ONE_EPS)?))
+    } else {
+        eval(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    /// The published CDNOW estimates.
+    fn cdnow() -> BgNbd {
+        BgNbd::new(0.2426, 4.4135, 0.7929, 2.4258).unwrap()
+    }
+
+    /// Simulates the BG/NBD generative process for `n` customers observed for `t`.
+    fn simulate(model: &BgNbd, n: usize, t: f64, seed: u64) -> Vec<(f64, f64, f64)> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let gamma = |rng: &mut Xoshiro256PlusPlus, shape: f64| -> f64 {
+            // Marsaglia–Tsang, boosted for shape < 1.
+            let (k, boost) = if shape < 1.0 {
+                (
+                    shape + 1.0,
+                    rng.gen_range(f64::EPSILON..1.0).powf(1.0 / shape),
+                )
+            } else {
+                (shape, 1.0)
+            };
+            let d = k - 1.0 / 3.0;
+            let c = 1.0 / (9.0 * d).sqrt();
+            loop {
+                let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.r#gen());
+                let n = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                let v = (1.0 + c * n).powi(3);
+                if v <= 0.0 {
+                    continue;
+                }
+                let u: f64 = rng.gen_range(f64::EPSILON..1.0);
+                if u.ln() < 0.5 * n * n + d - d * v + d * v.ln() {
+                    return d * v * boost;
+                }
+            }
+        };
+        (0..n)
+            .map(|_| {
+                let lambda = gamma(&mut rng, model.r) / model.alpha;
+                let ga = gamma(&mut rng, model.a);
+                let gb = gamma(&mut rng, model.b);
+                let p = ga / (ga + gb);
+                let (mut now, mut x, mut last) = (0.0, 0.0, 0.0);
+                loop {
+                    now += -rng.gen_range(f64::EPSILON..1.0_f64).ln() / lambda;
+                    if now > t {
+                        break;
+                    }
+                    x += 1.0;
+                    last = now;
+                    if rng.r#gen::<f64>() < p {
+                        break;
+                    }
+                }
+                (x, last, t)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recovers_simulated_parameters() {
+        let truth = BgNbd::new(0.5, 5.0, 0.8, 2.5).unwrap();
+        let data = simulate(&truth, 20_000, 52.0, 7);
+        let fit = BgNbdParams::default().fit(&data).unwrap();
+        assert!(fit.converged);
+        for (got, want) in [(fit.r, 0.5), (fit.alpha, 5.0), (fit.a, 0.8), (fit.b, 2.5)] {
+            assert!((got / want - 1.0).abs() < 0.2, "{fit:?}");
+        }
+        // The fit beats the truth on its own data (it is the maximum).
+        assert!(fit.log_likelihood >= truth.log_likelihood_of(&data).unwrap() - 1e-6);
+        // Several starts agree.
+        let multi = BgNbdParams {
+            starts: 3,
+            ..Default::default()
+        }
+        .fit(&data)
+        .unwrap();
+        assert!((multi.log_likelihood - fit.log_likelihood).abs() < 1e-3);
+    }
+
+    #[test]
+    fn likelihood_matches_the_direct_formula() {
+        let m = cdnow();
+        let (r, al, a, b) = (m.r, m.alpha, m.a, m.b);
+        let beta = |p: f64, q: f64| (ln_gamma(p) + ln_gamma(q) - ln_gamma(p + q)).exp();
+        for &(x, t_x, t) in &[(0.0, 0.0, 38.86), (2.0, 30.43, 38.86), (5.0, 10.0, 20.0)] {
+            let g = (ln_gamma(r + x) - ln_gamma(r)).exp() * al.powf(r);
+            let a1 = beta(a, b + x) / beta(a, b) / (al + t).powf(r + x);
+            let a2 = if x > 0.0 {
+                beta(a + 1.0, b + x - 1.0) / beta(a, b) / (al + t_x).powf(r + x)
+            } else {
+                0.0
+            };
+            let want = (g * (a1 + a2)).ln();
+            let got = m.log_likelihood_of(&[(x, t_x, t)]).unwrap();
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn predictions_behave() {
+        let m = cdnow();
+        // No repeat purchase: alive for sure.
+        assert_eq!(m.p_alive(0.0, 0.0, 38.0), 1.0);
+        // Recent heavy buyer alive, long-silent heavy buyer probably dead.
+        assert!(m.p_alive(10.0, 38.0, 38.86) > 0.9);
+        assert!(m.p_alive(10.0, 5.0, 38.86) < 0.01);
+        // Extreme odds stay finite.
+        let p = m.p_alive(500.0, 0.0, 1000.0);
+        assert!((0.0..1e-100).contains(&p));
+        // Expectations are increasing in t and start at 0.
+        let mut prev = 0.0;
+        for t in [0.0, 1.0, 10.0, 39.0, 100.0, 300.0] {
+            let e = m.expected_purchases(t, 2.0, 30.43, 38.86).unwrap();
+            assert!(e >= prev, "{e} < {prev} at t={t}");
+            prev = e;
+        }
+        // x = 0, t_x = T = 0 is a newly acquired customer: conditional = unconditional.
+        let c = m.expected_purchases(39.0, 0.0, 0.0, 0.0).unwrap();
+        let u = m.expected_purchases_unconditional(39.0).unwrap();
+        assert!((c - u).abs() < 1e-12, "{c} vs {u}");
+        // Heavy buyers do not overflow.
+        let e = m.expected_purchases(39.0, 300.0, 38.0, 38.86).unwrap();
+        assert!(e.is_finite() && e > 50.0, "{e}");
+        assert!(m.expected_purchases(-1.0, 0.0, 0.0, 1.0).is_err());
+        assert!(matches!(
+            m.expected_purchases(1.0, 2.0, 5.0, 4.0),
+            Err(BgNbdError::InvalidCustomer { .. })
+        ));
+    }
+
+    #[test]
+    fn conditional_expectation_matches_simulation() {
+        // Small t: E[Y(t)] ≈ P(alive) · E[λ | data] · t with E[λ|alive] = (r+x)/(α+T).
+        let m = cdnow();
+        let (x, t_x, t) = (3.0, 30.0, 38.86);
+        let dt = 1e-4;
+        let e = m.expected_purchases(dt, x, t_x, t).unwrap();
+        let approx = m.p_alive(x, t_x, t) * (m.r + x) / (m.alpha + t) * dt;
+        assert!((e / approx - 1.0).abs() < 1e-3, "{e} vs {approx}");
+    }
+
+    #[test]
+    fn a_near_one_is_continuous() {
+        let at = |a: f64| {
+            let m = BgNbd::new(0.25, 4.4, a, 2.4).unwrap();
+            (
+                m.expected_purchases(39.0, 2.0, 30.0, 38.0).unwrap(),
+                m.expected_purchases_unconditional(39.0).unwrap(),
+            )
+        };
+        let (c0, u0) = at(1.0);
+        let (c1, u1) = at(1.0 + 1e-3);
+        let (c2, u2) = at(1.0 - 1e-3);
+        assert!(c0.is_finite() && u0.is_finite());
+        assert!((c0 - 0.5 * (c1 + c2)).abs() < 1e-4 * c0, "{c0} {c1} {c2}");
+        assert!((u0 - 0.5 * (u1 + u2)).abs() < 1e-4 * u0, "{u0} {u1} {u2}");
+    }
+
+    #[test]
+    fn time_to_next_purchase() {
+        let m = cdnow();
+        let u = m
+            .expected_time_to_next_purchase(10.0, 38.0, 38.86, 520.0)
+            .unwrap()
+            .expect("an active heavy buyer buys again soon");
+        let e = m.expected_purchases(u, 10.0, 38.0, 38.86).unwrap();
+        assert!((e - 1.0).abs() < 1e-4, "{e}");
+        assert!(u < 10.0, "{u}");
+        // A heavy buyer silent for 34 weeks is almost surely gone.
+        assert_eq!(
+            m.expected_time_to_next_purchase(10.0, 5.0, 38.86, 520.0)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn next_purchase_date_from_a_summary() {
+        use super::super::summary::{SummaryParams, TimeUnit, summarize};
+        use encore_data::PurchaseLog;
+        let day = DAY_SECS;
+        let mut log = PurchaseLog::default();
+        for (k, d) in [0, 7, 14, 21, 28, 35, 42, 49, 56, 63, 70]
+            .iter()
+            .enumerate()
+        {
+            log.push(&format!("o{k}"), "a", "i", d * day, 1.0, 1.0);
+        }
+        for d in 0..6 {
+            log.push(&format!("b{d}"), "b", "i", d * day, 1.0, 1.0);
+        }
+        let reference = 72 * day;
+        let params = SummaryParams {
+            unit: TimeUnit::Weeks,
+            ..Default::default()
+        };
+        let summaries = summarize(&log, reference, &params);
+        let m = cdnow();
+        let date = m
+            .expected_next_purchase_date(&summaries[0], reference, 104.0)
+            .unwrap()
+            .unwrap();
+        let s = summaries[0].repeat_summary();
+        let u = m
+            .expected_time_to_next_purchase(s.x, s.t_x, s.t, 104.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(date, reference + (u * 7.0 * 86_400.0).round() as i64);
+        assert!(date > reference && date < reference + 30 * day, "{date}");
+        // b bought on six consecutive days ten weeks ago: probably gone.
+        assert_eq!(
+            m.expected_next_purchase_date(&summaries[1], reference, 104.0)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_input() {
+        let p = BgNbdParams::default();
+        assert!(matches!(p.fit(&[]), Err(BgNbdError::NoData)));
+        let e = p.fit(&[(1.0, 2.0, 1.0)]).unwrap_err();
+        assert!(e.to_string().contains("customer #0"), "{e}");
+        assert!(p.fit(&[(f64::NAN, 0.0, 1.0)]).is_err());
+        assert!(p.fit(&[(-1.0, 0.0, 1.0)]).is_err());
+        assert!(p.fit(&[(0.5, 0.0, 1.0)]).is_err());
+        for bad in [
+            BgNbdParams {
+                penalizer: -1.0,
+                ..Default::default()
+            },
+            BgNbdParams {
+                max_iter: 0,
+                ..Default::default()
+            },
+            BgNbdParams {
+                tol: 0.0,
+                ..Default::default()
+            },
+            BgNbdParams {
+                starts: 0,
+                ..Default::default()
+            },
+            BgNbdParams {
+                initial: [1.0, 0.0, 1.0, 1.0],
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(
+                bad.fit(&[(0.0, 0.0, 1.0)]),
+                Err(BgNbdError::InvalidParam { .. })
+            ));
+        }
+        assert!(BgNbd::new(0.0, 1.0, 1.0, 1.0).is_err());
+        let json = serde_json::to_string(&BgNbdParams::default()).unwrap();
+        let back: BgNbdParams = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, BgNbdParams::default());
+    }
+
+    #[test]
+    fn penalizer_shrinks_parameters() {
+        let truth = BgNbd::new(0.5, 5.0, 0.8, 2.5).unwrap();
+        let data = simulate(&truth, 2_000, 52.0, 3);
+        let plain = BgNbdParams::default().fit(&data).unwrap();
+        let pen = BgNbdParams {
+            penalizer: 0.01,
+            ..Default::default()
+        }
+        .fit(&data)
+        .unwrap();
+        let norm = |m: &BgNbd| m.r * m.r + m.alpha * m.alpha + m.a * m.a + m.b * m.b;
+        assert!(norm(&pen) < norm(&plain));
+        assert!(pen.log_likelihood <= plain.log_likelihood + 1e-9);
+    }
+}

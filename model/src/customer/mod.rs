@@ -1,0 +1,58 @@
+//! Customer intelligence: who is still a customer, how much will they buy,
+//! what are they worth, and how is the base doing.
+//!
+//! These models look at customers rather than items and complement the
+//! recommenders: they decide *whom* to target and *when* (a "next purchase"
+//! engine), while `cf` decides *what* to show.
+//!
+//! * [`summary`]: per-customer transaction summaries at a reference time
+//!   (purchase occasions, frequency / recency / age `(x, t_x, T)`, average
+//!   repeat spend, net spend) — the input of everything below.
+//! * [`bgnbd`]: the BG/NBD model (Fader, Hardie & Lee 2005): fitted by maximum
+//!   likelihood, it gives each customer's probability of still being active
+//!   and the expected number of purchases over any horizon, hence a "next
+//!   purchase by" date.
+//! * [`gamma_gamma`]: the Gamma-Gamma model of spend per transaction, and
+//!   customer lifetime value (CLV) from BG/NBD purchases times expected spend,
+//!   discounted.
+//! * [`rfm`]: recency / frequency / monetary quintile scores and named
+//!   segments (champions, at risk, …) from a configurable map — simple,
+//!   explainable, no model fitting.
+//! * [`lifecycle`]: new / active / dormant / at-risk / lost stages relative to
+//!   each customer's own buying rhythm, optionally sharpened by BG/NBD's
+//!   P(alive).
+//! * [`kpis`]: repurchase KPIs (repeat-buyer and repeat-order rates per month
+//!   and per first-purchase cohort, cohort retention) for reporting.
+//! * [`optim`] and [`special`]: the Nelder–Mead optimiser and the special
+//!   functions (`ln Γ`, `₂F₁`) the models are built on.
+//!
+//! ```
+//! use encore_data::PurchaseLog;
+//! use encore_model::customer::summary::{summarize, SummaryParams, TimeUnit};
+//! use encore_model::customer::bgnbd::BgNbd;
+//!
+//! let mut log = PurchaseLog::default();
+//! let day = 86_400;
+//! log.push("o1", "alice", "tea", 0, 1.0, 4.0);
+//! log.push("o2", "alice", "tea", 14 * day, 1.0, 4.0);
+//! log.push("o3", "bob", "mug", 7 * day, 1.0, 9.0);
+//! let params = SummaryParams { unit: TimeUnit::Weeks, ..Default::default() };
+//! let summaries = summarize(&log, 28 * day, &params);
+//! let alice = summaries[0].repeat_summary();
+//! assert_eq!(alice.tuple(), (1.0, 2.0, 4.0));
+//!
+//! // With parameters fitted elsewhere (here: the published CDNOW estimates).
+//! let model = BgNbd::new(0.2426, 4.4135, 0.7929, 2.4258).unwrap();
+//! let p = model.p_alive(alice.x, alice.t_x, alice.t);
+//! let next_quarter = model.expected_purchases(13.0, alice.x, alice.t_x, alice.t).unwrap();
+//! assert!(p > 0.5 && next_quarter > 0.0);
+//! ```
+
+pub mod bgnbd;
+pub mod gamma_gamma;
+pub mod kpis;
+pub mod lifecycle;
+pub mod optim;
+pub mod rfm;
+pub mod special;
+pub mod summary;
