@@ -352,6 +352,7 @@ mod tests {
         for round in 0..2 {
             let stage = StagingDir::new(&target).unwrap();
             fs::write(stage.path.join("f"), format!("{round}")).unwrap();
+            fs::write(stage.path.join("manifest.json"), "{}").unwrap();
             stage.commit().unwrap();
             assert_eq!(
                 fs::read_to_string(target.join("f")).unwrap(),
