@@ -175,12 +175,18 @@ pub fn hyp2f1_scaled(a: f64, b: f64, c: f64, z: f64) -> Result<(f64, f64), Speci
             term /= RESCALE;
             log_scale += ln_rescale;
         }
-        // Once k exceeds |a|, |b| and |c| the term ratio approaches z from
-        // above when a + b > c + 1 (and from below otherwise), so
-        // ρ = max(|ratio|, |z|) bounds the later ratios and the tail is at
-        // most |term| ρ / (1 − ρ).
-        if kf > a.abs().max(b.abs()).max(c.abs()) {
-            let rho = ratio.abs().max(z.abs());
+        // The next ratios are z · g₁(j) · g₂(j) for j > k, with
+        // g₁(j) = (a+j)/(j+1) and g₂(j) = (b+j)/(c+j). Once a + k, b + k and
+        // c + k are positive, each factor is monotone in j and tends to 1, so
+        // it never exceeds max(its value at k + 1, 1): ρ = |z| · max(g₁, 1) ·
+        // max(g₂, 1) bounds every later ratio and the tail is at most
+        // |term| ρ / (1 − ρ). (This needs no k > |b|: with b ≈ c ≈ 10⁵, as in
+        // a degenerate BG/NBD fit, the series stops after a few dozen terms.)
+        let next = kf + 1.0;
+        if a + next > 0.0 && b + next > 0.0 && c + next > 0.0 {
+            let g1 = ((a + next) / (next + 1.0)).max(1.0);
+            let g2 = ((b + next) / (c + next)).max(1.0);
+            let rho = z.abs() * g1 * g2;
             if rho < 1.0 && term.abs() * rho / (1.0 - rho) <= 1e-16 * sum.abs() {
                 return Ok((sum, log_scale));
             }
@@ -323,6 +329,20 @@ mod tests {
         // ₂F₁(1, 1; 2; z) = −ln(1 − z)/z, also near z = 1.
         for z in [0.1, 0.9, 0.99, 0.999] {
             close(hyp2f1(1.0, 1.0, 2.0, z).unwrap(), -(-z).ln_1p() / z, 1e-12);
+        }
+    }
+
+    /// With b = c the series is (1 − z)^(−a); b and c huge, as in a
+    /// degenerate BG/NBD fit (b → ∞), must still give it.
+    #[test]
+    fn hyp2f1_with_huge_equal_b_and_c() {
+        for (a, b, z) in [(2.5, 3.0e5, 0.6), (0.8, 1.0e7, 0.95), (40.0, 5.0e5, 0.3)] {
+            let got = hyp2f1(a, b, b, z).unwrap();
+            let want = (1.0f64 - z).powf(-a);
+            assert!(
+                ((got - want) / want).abs() < 1e-12,
+                "{a} {b} {z}: {got} vs {want}"
+            );
         }
     }
 
