@@ -9,6 +9,8 @@ use crate::artifact::Manifest;
 use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
+use crate::customer::book::CustomerBook;
+use crate::customer::replenishment::Replenishment;
 use crate::topk::top_k_dense;
 use encore_data::{Csr, IdMap};
 use serde::{Deserialize, Serialize};
@@ -76,6 +78,10 @@ pub struct EngineParts {
     pub copurchase: CoPurchase,
     pub popularity: Popularity,
     pub similar: HnswIndex,
+    /// Customer models and profiles at the end of the training period.
+    pub customer_book: CustomerBook,
+    /// Replenishment cycles per item and per (customer, item).
+    pub replenishment: Replenishment,
 }
 
 /// A trained engine, ready to answer queries. Cheap to share behind an `Arc`.
@@ -89,6 +95,8 @@ pub struct Engine {
     copurchase: CoPurchase,
     popularity: Popularity,
     similar: HnswIndex,
+    customer_book: CustomerBook,
+    replenishment: Replenishment,
     /// Per item: whether anyone bought it (net) in the training period.
     bought_by_anyone: Vec<bool>,
     /// The ALS interaction value of one unit bought, under the trained scaling.
@@ -138,6 +146,11 @@ impl Engine {
             p.similar.len() == ni && p.similar.dim() == p.als.factors(),
             "similar-items index",
         )?;
+        check(p.customer_book.len() == nc, "customer profiles")?;
+        check(
+            p.replenishment.n_customers() == nc && p.replenishment.n_items() == ni,
+            "replenishment model",
+        )?;
         let mut bought_by_anyone = vec![false; ni];
         for &i in p.history.indices() {
             bought_by_anyone[i as usize] = true;
@@ -159,6 +172,8 @@ impl Engine {
             copurchase: p.copurchase,
             popularity: p.popularity,
             similar: p.similar,
+            customer_book: p.customer_book,
+            replenishment: p.replenishment,
         })
     }
 
@@ -203,12 +218,22 @@ impl Engine {
         &self.similar
     }
 
+    /// Customer models and per-customer profiles.
+    pub fn customer_book(&self) -> &CustomerBook {
+        &self.customer_book
+    }
+
+    /// Replenishment cycles and buy-again scores.
+    pub fn replenishment(&self) -> &Replenishment {
+        &self.replenishment
+    }
+
     pub(crate) fn all_item_meta(&self) -> &[ItemMeta] {
         &self.item_meta
     }
 
     /// True if `item` passes the availability, category and exclusion filters.
-    fn allowed(&self, item: u32, filter: &ListFilter) -> bool {
+    pub(crate) fn allowed(&self, item: u32, filter: &ListFilter) -> bool {
         let meta = &self.item_meta[item as usize];
         meta.available
             && !filter.exclude.contains(&item)

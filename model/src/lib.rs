@@ -9,5 +9,6 @@ pub mod cf;
 pub mod customer;
 pub mod engine;
 pub mod metrics;
+pub mod outreach;
 pub mod pipeline;
 pub mod topk;

@@ -9,6 +9,7 @@ use crate::artifact::{DataSummary, FORMAT_VERSION, Manifest};
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
+use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
@@ -128,6 +129,8 @@ pub struct EngineConfig {
     pub copurchase: CoPurchaseConfig,
     pub popularity: PopularityConfig,
     pub hnsw: HnswConfig,
+    /// Customer models: BG/NBD, Gamma-Gamma CLV, RFM, lifecycle, KPIs.
+    pub customers: CustomerConfig,
 }
 
 /// Why a configuration or a training run failed.
@@ -139,6 +142,8 @@ pub enum TrainError {
     Als(#[from] AlsError),
     #[error("similar-items index: {0}")]
     Ann(String),
+    #[error("{0}")]
+    Customers(#[from] crate::customer::book::CustomerConfigError),
     #[error("the purchase history has no usable purchase")]
     NoData,
 }
@@ -220,6 +225,7 @@ impl EngineConfig {
         if self.hnsw.ef_search == 0 {
             return bad("hnsw.ef_search", "must be at least 1");
         }
+        self.customers.check()?;
         Ok(())
     }
 }
@@ -235,6 +241,8 @@ pub enum Stage {
     CoPurchase,
     Popularity,
     Index,
+    /// Customer models (BG/NBD, Gamma-Gamma, RFM, lifecycle, KPIs).
+    Customers,
 }
 
 /// Turns a purchase history into the ALS input: net quantities per
@@ -302,6 +310,15 @@ pub fn train_engine(
     let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
     item_meta.resize(log.items.len(), ItemMeta::default());
+    progress(Stage::Customers);
+    let reference = log.time_range().map_or(0, |(_, last)| last);
+    let customer_book = config.customers.build(log, reference)?;
+    let categories: Vec<Option<String>> = item_meta.iter().map(|m| m.category.clone()).collect();
+    let replenishment = config
+        .customers
+        .replenishment
+        .fit(log, &categories, reference)
+        .map_err(crate::customer::book::CustomerConfigError::from)?;
 
     let data = DataSummary {
         interactions: history.nnz(),
@@ -328,6 +345,8 @@ pub fn train_engine(
         copurchase,
         popularity,
         similar,
+        customer_book,
+        replenishment,
     })
     .map_err(|e| TrainError::Ann(e.to_string()))
 }

@@ -231,11 +231,28 @@ fn damaged_or_incompatible_artifacts_are_refused() {
     bytes[mid] ^= 0x10;
     std::fs::write(&f, &bytes).unwrap();
     assert!(matches!(load(&m), Err(ArtifactError::Corrupt { .. })));
+    // One flipped bit in the replenishment model and in the customer profiles.
+    for name in ["replenishment.bin", "customer_profiles.json"] {
+        let (_d, m) = copy("bitflip2");
+        let f = m.join(name);
+        let mut bytes = std::fs::read(&f).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&f, &bytes).unwrap();
+        let err = load(&m).err().expect("damaged file refused");
+        assert!(matches!(err, ArtifactError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains(name), "{err}");
+    }
     // A format version from the future.
     let (_d, m) = copy("version");
     let f = m.join("manifest.json");
     let text = std::fs::read_to_string(&f).unwrap();
-    let text = text.replacen("\"format_version\": 1", "\"format_version\": 99", 1);
+    let current = format!(
+        "\"format_version\": {}",
+        encore_model::artifact::FORMAT_VERSION
+    );
+    assert!(text.contains(&current), "{text}");
+    let text = text.replacen(&current, "\"format_version\": 99", 1);
     std::fs::write(&f, text).unwrap();
     let err = load(&m).err().expect("future version refused");
     assert!(
@@ -270,4 +287,6 @@ fn same_seed_same_model() {
     assert_eq!(a.als().user_factors(), b.als().user_factors());
     assert_eq!(a.copurchase().as_csr(), b.copurchase().as_csr());
     assert_eq!(a.popularity().ranked(), b.popularity().ranked());
+    assert_eq!(a.customer_book(), b.customer_book());
+    assert_eq!(a.replenishment().encode(), b.replenishment().encode());
 }

@@ -14,6 +14,9 @@
 //!   similar.hnsw.graph   HNSW index over the item factors (hnsw_rs dump)
 //!   similar.hnsw.data
 //!   similar.hnsw.json    the index's parameters and counts
+//!   customer_models.json BG/NBD and Gamma-Gamma fits, KPIs, stage and segment counts
+//!   customer_profiles.json  one profile per customer (RFM, stage, P(alive), CLV, ...)
+//!   replenishment.bin    item cycles and per (customer, item) replenishment state
 //! ```
 //!
 //! # Implementation notes
@@ -31,6 +34,8 @@ use crate::ann::HnswIndex;
 use crate::cf::als::{Als, AlsParams};
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
+use crate::customer::book::{CustomerBook, CustomerModels, CustomerProfile};
+use crate::customer::replenishment::Replenishment;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use encore_data::IdMap;
 use serde::{Deserialize, Serialize};
@@ -38,7 +43,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The artifact format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MANIFEST: &str = "manifest.json";
 const HNSW_BASENAME: &str = "similar";
@@ -184,6 +189,19 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
             &json(&engine.popularity().ranked()),
         )?,
     );
+    let book = engine.customer_book();
+    files.insert(
+        "customer_models.json".to_string(),
+        io::write_file(&dir, "customer_models.json", &json(book.models()))?,
+    );
+    files.insert(
+        "customer_profiles.json".to_string(),
+        io::write_file(&dir, "customer_profiles.json", &json(book.profiles()))?,
+    );
+    files.insert(
+        "replenishment.bin".to_string(),
+        io::write_file(&dir, "replenishment.bin", &engine.replenishment().encode())?,
+    );
     let dumped = engine
         .similar_index()
         .dump(&dir, HNSW_BASENAME)
@@ -262,6 +280,15 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
             reason: e.to_string(),
         })
     };
+    // Straight into the typed value: the profiles are the largest JSON file.
+    fn parse_as<T: serde::de::DeserializeOwned>(
+        (path, bytes): (PathBuf, Vec<u8>),
+    ) -> Result<T, ArtifactError> {
+        serde_json::from_slice(&bytes).map_err(|e| ArtifactError::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+    }
     fn typed<T: serde::de::DeserializeOwned>(
         v: serde_json::Value,
         path: PathBuf,
@@ -300,6 +327,14 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
     let ranked: Vec<(u32, f32)> =
         typed(parse_json("popularity.json")?, dir.join("popularity.json"))?;
     let popularity = Popularity::from_ranked(ranked);
+    let customer_models: CustomerModels = parse_as(file("customer_models.json")?)?;
+    let profiles: Vec<Option<CustomerProfile>> = parse_as(file("customer_profiles.json")?)?;
+    let customer_book = CustomerBook::from_parts(customer_models, profiles);
+    let (p, b) = file("replenishment.bin")?;
+    let replenishment = Replenishment::decode(&b).map_err(|e| ArtifactError::Corrupt {
+        path: p,
+        reason: e.to_string(),
+    })?;
     // The HNSW files are checked against the manifest before hnsw_rs reads them.
     for (name, entry) in &manifest.files {
         if name.starts_with(HNSW_BASENAME) {
@@ -321,6 +356,8 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
         copurchase,
         popularity,
         similar,
+        customer_book,
+        replenishment,
     })
     .map_err(|e| ArtifactError::Corrupt {
         path: dir.to_path_buf(),

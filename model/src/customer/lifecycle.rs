@@ -52,6 +52,33 @@ impl Stage {
     }
 }
 
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    /// The snake_case name (`sleeping` is accepted for `dormant`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "new" => Ok(Stage::New),
+            "active" => Ok(Stage::Active),
+            "dormant" | "sleeping" => Ok(Stage::Dormant),
+            "at_risk" => Ok(Stage::AtRisk),
+            "lost" => Ok(Stage::Lost),
+            other => Err(format!(
+                "unknown stage '{other}': use new, active, dormant, at_risk or lost"
+            )),
+        }
+    }
+}
+
+/// Parses a comma-separated list of stages (empty entries skipped).
+pub fn parse_stages(list: &str) -> Result<Vec<Stage>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
+}
+
 /// Thresholds of the lifecycle rule (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -246,6 +273,26 @@ mod tests {
             return_lines: 0,
             median_gap_days: gap,
         }
+    }
+
+    #[test]
+    fn stage_lists_parse_and_unknown_stages_are_named() {
+        assert_eq!(
+            parse_stages("dormant, at_risk,").unwrap(),
+            vec![Stage::Dormant, Stage::AtRisk]
+        );
+        assert_eq!(parse_stages("sleeping").unwrap(), vec![Stage::Dormant]);
+        for s in [
+            Stage::New,
+            Stage::Active,
+            Stage::Dormant,
+            Stage::AtRisk,
+            Stage::Lost,
+        ] {
+            assert_eq!(s.as_str().parse::<Stage>().unwrap(), s);
+        }
+        let e = parse_stages("dormant,zombie").unwrap_err();
+        assert!(e.contains("zombie"), "{e}");
     }
 
     #[test]

@@ -21,8 +21,19 @@
 //! * [`lifecycle`]: new / active / dormant / at-risk / lost stages relative to
 //!   each customer's own buying rhythm, optionally sharpened by BG/NBD's
 //!   P(alive).
+//! * [`propensity`]: the probability of buying within the next `H` days, a
+//!   logistic regression (linfa-logistic) on RFM, tenure, trend, rhythm and
+//!   BG/NBD features, trained on the customers' own most recent `H` days.
+//! * [`segments`]: behavioural segments by k-means (linfa-clustering) on
+//!   standardised recency, frequency, spend and tenure, labelled from their
+//!   centroids.
 //! * [`kpis`]: repurchase KPIs (repeat-buyer and repeat-order rates per month
 //!   and per first-purchase cohort, cohort retention) for reporting.
+//! * [`book`]: all of the above fitted once at the end of the training data
+//!   and kept per customer: what the artifact stores and the server answers from.
+//! * [`replenishment`]: per-item replenishment cycles (days per unit, shrunk
+//!   towards category and global priors) and each customer's "buy again" list,
+//!   ranked by the probability of re-buying an item soon.
 //! * [`optim`] and [`special`]: the Nelder–Mead optimiser and the special
 //!   functions (`ln Γ`, `₂F₁`) the models are built on.
 //!
@@ -49,10 +60,14 @@
 //! ```
 
 pub mod bgnbd;
+pub mod book;
 pub mod gamma_gamma;
 pub mod kpis;
 pub mod lifecycle;
 pub mod optim;
+pub mod propensity;
+pub mod replenishment;
 pub mod rfm;
+pub mod segments;
 pub mod special;
 pub mod summary;
