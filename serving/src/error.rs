@@ -29,6 +29,7 @@
 //! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB |
 //! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
 //! | `item_not_found`         | 404    | `not_found`       | the item of the path is not in the model |
+//! | `customer_not_found`     | 404    | `not_found`       | profile, next-purchase, buy-again: the customer is not in the model or bought nothing in its training data |
 //! | `route_not_found`        | 404    | `not_found`       | no route has this path |
 //! | `service_unavailable`    | 503    | `unavailable`     | no model is loaded yet |
 //! | `overloaded`             | 503    | `unavailable`     | the scoring queue is full; retry after the `Retry-After` seconds |
@@ -36,7 +37,7 @@
 //! | `model_incompatible`     | 500    | `model`           | reload: the artifact was written in a format this build does not read; the old model keeps serving |
 //! | `internal`               | 500    | `internal`        | a bug: please report it |
 //!
-//! Unknown customers are not an error: they get the popularity list with
+//! Unknown customers are not an error for recommendations: they get the popularity list with
 //! `"source": "fallback"`. Unknown items in an exclusion list are ignored and
 //! unknown items in a basket are reported in `unknown_items`.
 //!
@@ -97,6 +98,7 @@ pub enum Code {
     PayloadTooLarge,
     UnsupportedMediaType,
     ItemNotFound,
+    CustomerNotFound,
     RouteNotFound,
     ServiceUnavailable,
     Overloaded,
@@ -107,7 +109,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -117,6 +119,7 @@ impl Code {
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
         Code::ItemNotFound,
+        Code::CustomerNotFound,
         Code::RouteNotFound,
         Code::ServiceUnavailable,
         Code::Overloaded,
@@ -150,6 +153,7 @@ impl Code {
                 InvalidRequest,
             ),
             Code::ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, NotFound),
+            Code::CustomerNotFound => ("customer_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::ServiceUnavailable => (
                 "service_unavailable",

@@ -26,6 +26,11 @@
 //! | GET    | `/v1/items/{item_id}/similar?k=`             | items closest in the ALS embedding space |
 //! | GET    | `/v1/items/{item_id}/bought-together?k=`     | items most often bought in the same orders |
 //! | GET    | `/v1/customers/{customer_id}/recommendations?k=&exclude=&category=&include_purchased=` | personal list, or the popularity list for an unknown customer |
+//! | GET    | `/v1/customers/{customer_id}/profile`        | RFM scores and segment, lifecycle stage, orders, spend, P(alive), CLV |
+//! | GET    | `/v1/customers/{customer_id}/next-purchase?k=` | P(alive), expected purchases in 30 and 90 days, predicted next purchase date, 30-day buying probability, due replenishments, suggested items |
+//! | GET    | `/v1/customers/{customer_id}/buy-again?k=`   | previously bought items, most due first |
+//! | GET    | `/v1/audiences/reactivation?stage=&segment=&min_p_alive=&min_clv=&k=&limit=&as_of=&format=` | streamed NDJSON (or CSV) audience, one customer a line |
+//! | GET    | `/v1/kpis`                                   | repurchase KPIs, stage and segment counts, customer model fits |
 //! | POST   | `/v1/recommendations`                        | list for an anonymous basket `{"items":[..],"k":..,"exclude":[..],"category":..}` |
 //! | GET    | `/v1/model`                                  | the serving model's manifest (without its file table) |
 //! | POST   | `/v1/admin/reload`                           | reload the model directory; the old model stays on failure |

@@ -5,7 +5,9 @@ use crate::input::{Input, data_summary};
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
 use encore_model::artifact::{self, Manifest};
+use encore_model::customer::book::CustomerModels;
 use encore_model::pipeline::{EngineConfig, train_engine};
+use std::fmt::Write as _;
 use std::path::Path;
 
 /// How `fit` checks the model it publishes.
@@ -24,6 +26,8 @@ pub enum FitEvaluation {
 pub struct FitOutcome {
     pub manifest: Manifest,
     pub evaluation: Option<EvalReport>,
+    /// The customer models of the published engine.
+    pub customers: CustomerModels,
     pub timings: Vec<(&'static str, f64)>,
     pub total_seconds: f64,
 }
@@ -84,6 +88,7 @@ pub fn fit(
     Ok(FitOutcome {
         manifest,
         evaluation: report,
+        customers: engine.customer_book().models().clone(),
         timings: progress.timings,
         total_seconds,
     })
@@ -130,9 +135,149 @@ pub fn summary(outcome: &FitOutcome, out: &Path) -> String {
             parts.join(", ")
         ));
     }
+    s.push_str(&customer_report(&outcome.customers));
     if let Some(r) = &outcome.evaluation {
         s.push_str("\nholdout evaluation (models trained on the purchases before the cutoff)\n");
         s.push_str(&r.table());
+    }
+    s
+}
+
+/// The customer part of the fit summary: model fits with their diagnostics,
+/// stage and segment counts, repurchase KPIs.
+pub fn customer_report(m: &CustomerModels) -> String {
+    let mut s = String::new();
+    let unit = match m.time_unit {
+        encore_model::customer::summary::TimeUnit::Days => "days",
+        encore_model::customer::summary::TimeUnit::Weeks => "weeks",
+    };
+    let _ = writeln!(s, "\ncustomers ({} profiled)", m.customers);
+    match (&m.bgnbd, &m.bgnbd_error) {
+        (Some(b), _) => {
+            let _ = writeln!(
+                s,
+                "  bg/nbd      r {:.4}, alpha {:.4} ({unit}), a {:.4}, b {:.4}; log-likelihood {:.2}, {} iterations, {}",
+                b.r,
+                b.alpha,
+                b.a,
+                b.b,
+                b.log_likelihood,
+                b.iterations,
+                if b.converged {
+                    "converged"
+                } else {
+                    "NOT converged"
+                }
+            );
+        }
+        (None, e) => {
+            let _ = writeln!(
+                s,
+                "  bg/nbd      not fitted: {}",
+                e.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    match (&m.gamma_gamma, &m.gamma_gamma_error) {
+        (Some(g), _) => {
+            let _ = writeln!(
+                s,
+                "  gamma-gamma p {:.4}, q {:.4}, v {:.4}; log-likelihood {:.2} on {} repeat customers, {} iterations, {}",
+                g.p,
+                g.q,
+                g.v,
+                g.log_likelihood,
+                g.n_customers,
+                g.iterations,
+                if g.converged {
+                    "converged"
+                } else {
+                    "NOT converged"
+                }
+            );
+        }
+        (None, e) => {
+            let _ = writeln!(
+                s,
+                "  gamma-gamma not fitted: {}",
+                e.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  clv         {} months, {:.0}% a year discount, margin {}",
+        m.clv.horizon_months,
+        100.0 * m.clv.discount_rate_annual,
+        m.clv.margin
+    );
+    match (&m.propensity, &m.propensity_error) {
+        (Some(p), _) => {
+            let _ = writeln!(
+                s,
+                "  propensity  buys within {} days: trained on {} customers ({} buyers), training AUC {}",
+                p.horizon_days,
+                p.training_customers,
+                p.training_positives,
+                p.training_auc
+                    .map_or_else(|| "-".to_string(), |a| format!("{a:.3}"))
+            );
+        }
+        (None, e) => {
+            let _ = writeln!(
+                s,
+                "  propensity  not fitted: {}",
+                e.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    if let Some(e) = &m.segments_error {
+        let _ = writeln!(s, "  segments    not fitted: {e}");
+    }
+    if m.numeric_failures > 0 {
+        let _ = writeln!(
+            s,
+            "  warning     {} customers have no CLV or next-purchase figure (numerical failure)",
+            m.numeric_failures
+        );
+    }
+    let stages: Vec<String> = m
+        .stage_counts
+        .iter()
+        .map(|(k, v)| format!("{} {v}", k.as_str()))
+        .collect();
+    let _ = writeln!(s, "  stages      {}", stages.join(", "));
+    let mut segments: Vec<(&String, &usize)> = m.segment_counts.iter().collect();
+    segments.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let segments: Vec<String> = segments.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(s, "  rfm         {}", segments.join(", "));
+    if let Some(seg) = &m.segments {
+        let parts: Vec<String> = seg
+            .labels
+            .iter()
+            .zip(&seg.sizes)
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect();
+        let _ = writeln!(s, "  behaviour   {}", parts.join(", "));
+    }
+    let o = &m.kpis.overall;
+    let _ = writeln!(
+        s,
+        "  repurchase  {:.1}% of {} buyers bought 2+ times; {:.1}% of {} orders were repeat orders",
+        100.0 * o.user_repurchase_rate,
+        o.buyers,
+        100.0 * o.order_repurchase_rate,
+        o.orders
+    );
+    if let Some(last) = m.kpis.monthly.last() {
+        let _ = writeln!(
+            s,
+            "  last month  {}: {} buyers, {:.1}% returning, user-level repurchase {:.1}%",
+            last.period,
+            last.buyers,
+            100.0 * last.returning_buyer_share,
+            100.0 * last.user_repurchase_rate
+        );
     }
     s
 }

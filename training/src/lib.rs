@@ -17,6 +17,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod customers;
 pub mod evaluate;
 pub mod fit;
 pub mod input;

@@ -69,6 +69,7 @@ impl StageProgress {
             Stage::CoPurchase => self.enter("co-purchase", None),
             Stage::Popularity => self.enter("popularity", None),
             Stage::Index => self.enter("hnsw index", None),
+            Stage::Customers => self.enter("customer models", None),
         }
     }
 

@@ -5,6 +5,7 @@ pub(crate) mod customers;
 pub(crate) mod health;
 pub(crate) mod items;
 pub(crate) mod model;
+pub(crate) mod outreach;
 pub(crate) mod recommendations;
 
 use crate::MODEL_VERSION_HEADER;
@@ -39,6 +40,27 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/customers/{customer_id}/recommendations",
             Method::GET,
             customers::recommendations,
+        ))
+        .service(endpoint(
+            "/v1/customers/{customer_id}/profile",
+            Method::GET,
+            outreach::profile,
+        ))
+        .service(endpoint(
+            "/v1/customers/{customer_id}/next-purchase",
+            Method::GET,
+            outreach::next_purchase,
+        ))
+        .service(endpoint(
+            "/v1/customers/{customer_id}/buy-again",
+            Method::GET,
+            outreach::buy_again,
+        ))
+        .service(endpoint("/v1/kpis", Method::GET, outreach::kpis))
+        .service(endpoint(
+            "/v1/audiences/reactivation",
+            Method::GET,
+            outreach::reactivation,
         ))
         .service(endpoint(
             "/v1/recommendations",

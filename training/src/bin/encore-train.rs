@@ -4,8 +4,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
+use encore_model::customer::lifecycle::parse_stages;
+use encore_model::outreach::AudienceQuery;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
+use encore_training::customers::{AudienceFormat, write_audience, write_customers};
 use encore_training::evaluate::evaluate;
 use encore_training::fit::{FitEvaluation, fit, summary};
 use encore_training::input::{InputArgs, data_summary, load_input};
@@ -93,6 +96,42 @@ enum Command {
         #[arg(long, value_enum, default_value = "for-you")]
         list: ListKind,
     },
+    /// Write a reactivation audience (one customer a row, with a send date and
+    /// personal items) to stdout.
+    Audience {
+        /// Artifact directory written by `fit`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Lifecycle stages to include, comma separated (new, active, dormant, at_risk, lost).
+        #[arg(long, default_value = "dormant,at_risk")]
+        stage: String,
+        /// RFM segments to include, comma separated [default: all].
+        #[arg(long)]
+        segment: Option<String>,
+        /// Only customers with at least this P(alive).
+        #[arg(long)]
+        min_p_alive: Option<f64>,
+        /// Only customers with at least this CLV.
+        #[arg(long)]
+        min_clv: Option<f64>,
+        /// Items per customer.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// At most this many customers (highest CLV first).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// First day of the campaign [default: the model's last purchase date].
+        #[arg(long)]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: AudienceFormat,
+    },
+    /// Write one CSV row per customer with every profile field to stdout.
+    Customers {
+        /// Artifact directory written by `fit`.
+        #[arg(long)]
+        model: PathBuf,
+    },
     /// Train on purchases before a cutoff and score every model on what came after.
     Evaluate {
         #[command(flatten)]
@@ -113,6 +152,30 @@ fn parse_cutoff(s: &str) -> Result<i64> {
     parse_timestamp(s).with_context(|| {
         format!("--holdout-from '{s}' is not a timestamp (RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or YYYYMMDD)")
     })
+}
+
+/// Runs `write` on a buffered stdout; a reader that went away (e.g. `| head`)
+/// is not an error of ours and ends quietly with `None`.
+fn to_stdout<T>(write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<Option<T>> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    match write(&mut out).and_then(|v| {
+        out.flush()?;
+        Ok(v)
+    }) {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn load_model(dir: &std::path::Path) -> Result<encore_model::engine::Engine> {
+    artifact::load(dir).with_context(|| format!("cannot load the model at {}", dir.display()))
 }
 
 fn main() -> Result<()> {
@@ -158,25 +221,11 @@ fn main() -> Result<()> {
             customers,
             list,
         } => {
-            let engine = artifact::load(&model)
-                .with_context(|| format!("cannot load the model at {}", model.display()))?;
+            let engine = load_model(&model)?;
             let ids = customers.as_deref().map(read_ids).transpose()?;
             let started = std::time::Instant::now();
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
-            let s = match write_lists(&engine, list, ids, k, &mut out).and_then(|s| {
-                out.flush()?;
-                Ok(s)
-            }) {
-                Ok(s) => s,
-                // The reader went away (e.g. `| head`): not an error of ours.
-                Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-                {
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
+            let Some(s) = to_stdout(|out| write_lists(&engine, list, ids, k, out))? else {
+                return Ok(());
             };
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
@@ -192,6 +241,72 @@ fn main() -> Result<()> {
                 secs,
                 s.rows_in as f64 / secs.max(1e-9)
             );
+        }
+        Command::Audience {
+            model,
+            stage,
+            segment,
+            min_p_alive,
+            min_clv,
+            k,
+            limit,
+            as_of,
+            format,
+        } => {
+            let stages = parse_stages(&stage).map_err(|e| anyhow::anyhow!("--stage: {e}"))?;
+            if stages.is_empty() {
+                bail!("--stage must name at least one stage");
+            }
+            if let Some(p) = min_p_alive
+                && !(0.0..=1.0).contains(&p)
+            {
+                bail!("--min-p-alive must be within [0, 1], not {p}");
+            }
+            if let Some(v) = min_clv
+                && !v.is_finite()
+            {
+                bail!("--min-clv must be a finite number, not {v}");
+            }
+            if limit == Some(0) {
+                bail!("--limit must be at least 1");
+            }
+            let as_of = as_of
+                .map(|s| {
+                    parse_timestamp(&s)
+                        .with_context(|| format!("--as-of '{s}' is not a date (YYYY-MM-DD)"))
+                })
+                .transpose()?;
+            let query = AudienceQuery {
+                stages,
+                segments: segment
+                    .map(|s| {
+                        s.split(',')
+                            .filter(|x| !x.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                min_p_alive,
+                min_clv,
+                k,
+                limit,
+                as_of,
+                ..AudienceQuery::default()
+            };
+            let engine = load_model(&model)?;
+            let started = std::time::Instant::now();
+            if let Some(n) = to_stdout(|out| write_audience(&engine, &query, format, out))? {
+                eprintln!(
+                    "{n} customers in the audience ({:.2}s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Command::Customers { model } => {
+            let engine = load_model(&model)?;
+            if let Some(n) = to_stdout(|out| write_customers(&engine, out))? {
+                eprintln!("{n} customers");
+            }
         }
         Command::Evaluate {
             input,

@@ -1,0 +1,342 @@
+//! Customer intelligence: `GET /v1/customers/{id}/profile`,
+//! `/next-purchase`, `/buy-again`, `GET /v1/kpis` and the streamed
+//! `GET /v1/audiences/reactivation`.
+//!
+//! Every figure is as of the model's reference time (the last purchase of its
+//! training data), which each answer states as `as_of`.
+
+use super::{check_id, model_response, parse_k, snapshot};
+use crate::MODEL_VERSION_HEADER;
+use crate::error::{ApiError, Code};
+use crate::limits::MAX_K;
+use crate::state::AppState;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use encore_data::timestamp::{format_date, parse_timestamp};
+use encore_model::customer::book::CustomerProfile;
+use encore_model::customer::lifecycle::parse_stages;
+use encore_model::engine::{Engine, ListFilter};
+use encore_model::outreach::AudienceQuery;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Customers an audience stream computes per step (in parallel).
+const AUDIENCE_CHUNK: usize = 256;
+
+/// The customer's index and profile, or `404 customer_not_found`.
+fn profile_of<'a>(engine: &'a Engine, id: &str) -> Result<(u32, &'a CustomerProfile), ApiError> {
+    let not_found =
+        |why: &str| ApiError::new(Code::CustomerNotFound, format!("customer '{id}' {why}"));
+    let c = engine
+        .customers()
+        .get(id)
+        .ok_or_else(|| not_found("is not in the model"))?;
+    let p = engine
+        .customer_book()
+        .profile(c)
+        .ok_or_else(|| not_found("has no purchase in the training data (returns only)"))?;
+    Ok((c, p))
+}
+
+fn as_of(engine: &Engine) -> String {
+    format_date(engine.customer_book().models().reference)
+}
+
+fn profile_json(engine: &Engine, id: &str, p: &CustomerProfile) -> Value {
+    json!({
+        "customer_id": id,
+        "as_of": as_of(engine),
+        "rfm": {
+            "r": p.r, "f": p.f, "m": p.m,
+            "score": format!("{}{}{}", p.r, p.f, p.m),
+            "recency_days": p.recency_days,
+        },
+        "segment": p.segment,
+        "behaviour_segment": p.behaviour_segment,
+        "lifecycle_stage": p.stage,
+        "typical_gap_days": p.typical_gap_days,
+        "orders": p.orders,
+        "first_purchase": format_date(p.first_purchase),
+        "last_purchase": format_date(p.last_purchase),
+        "total_spend": p.total_spend,
+        "average_order_value": p.average_order_value,
+        "spend_complete": p.spend_complete,
+        "p_alive": p.p_alive,
+        "clv": p.clv,
+    })
+}
+
+/// `GET /v1/customers/{id}/profile`.
+pub(crate) async fn profile(
+    state: web::Data<AppState>,
+    customer_id: web::Path<String>,
+    _query: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = customer_id.into_inner();
+    check_id(&id)?;
+    let engine = snapshot(&state)?;
+    let result = profile_of(&engine, &id).map(|(_, p)| profile_json(&engine, &id, p));
+    model_response(&engine, result)
+}
+
+/// No query parameter is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoQuery {}
+
+/// `?k=` only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KQuery {
+    k: Option<String>,
+}
+
+/// `GET /v1/customers/{id}/next-purchase?k=10`.
+pub(crate) async fn next_purchase(
+    state: web::Data<AppState>,
+    customer_id: web::Path<String>,
+    query: web::Query<KQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = customer_id.into_inner();
+    check_id(&id)?;
+    let k = parse_k(query.k.as_deref())?;
+    let engine = snapshot(&state)?;
+    let c = match profile_of(&engine, &id) {
+        Ok((c, _)) => c,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
+    };
+    let scoring = Arc::clone(&engine);
+    let result = state
+        .score(move || {
+            let filter = ListFilter::default();
+            let due = scoring.buy_again(c, k, &filter);
+            let items = scoring.next_purchase_items(c, k, &filter);
+            (due, items)
+        })
+        .await
+        .and_then(|(due, items)| {
+            let (_, p) = profile_of(&engine, &id)?;
+            Ok(json!({
+                "customer_id": id,
+                "as_of": as_of(&engine),
+                "p_alive": p.p_alive,
+                "expected_purchases_30d": p.expected_purchases_30d,
+                "expected_purchases_90d": p.expected_purchases_90d,
+                "predicted_next_purchase_date": p.predicted_next_purchase.map(format_date),
+                "buy_within_30d_probability": p.buy_within_30d_probability,
+                "lifecycle_stage": p.stage,
+                "segment": p.segment,
+                "clv": p.clv,
+                "replenishment": due_json(&engine, &due),
+                "recommended_items": engine.suggestions_json(&items),
+            }))
+        });
+    model_response(&engine, result)
+}
+
+fn due_json(engine: &Engine, due: &[encore_model::customer::replenishment::DueItem]) -> Vec<Value> {
+    due.iter()
+        .map(|d| {
+            let meta = engine.item_meta(d.item);
+            let mut v = json!({
+                "item_id": engine.items().id(d.item),
+                "score": d.due_score,
+                "due_date": format_date(d.due_date),
+                "last_purchase": format_date(d.last_purchase),
+                "interval_days": d.interval_days,
+                "repeat_probability": d.repeat_probability,
+                "purchases": d.purchases,
+            });
+            if let Some(t) = &meta.title {
+                v["title"] = t.as_str().into();
+            }
+            if let Some(c) = &meta.category {
+                v["category"] = c.as_str().into();
+            }
+            v
+        })
+        .collect()
+}
+
+/// `GET /v1/customers/{id}/buy-again?k=10`.
+pub(crate) async fn buy_again(
+    state: web::Data<AppState>,
+    customer_id: web::Path<String>,
+    query: web::Query<KQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = customer_id.into_inner();
+    check_id(&id)?;
+    let k = parse_k(query.k.as_deref())?;
+    let engine = snapshot(&state)?;
+    let result = profile_of(&engine, &id).map(|(c, _)| {
+        let due = engine.buy_again(c, k, &ListFilter::default());
+        json!({
+            "customer_id": id,
+            "as_of": as_of(&engine),
+            "items": due_json(&engine, &due),
+        })
+    });
+    model_response(&engine, result)
+}
+
+/// `GET /v1/kpis`: repurchase KPIs, stage and segment counts, model fits.
+pub(crate) async fn kpis(
+    state: web::Data<AppState>,
+    _query: web::Query<NoQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let engine = snapshot(&state)?;
+    let m = engine.customer_book().models();
+    let body = json!({
+        "as_of": as_of(&engine),
+        "customers": m.customers,
+        "overall": m.kpis.overall,
+        "monthly": m.kpis.monthly,
+        "cohorts": m.kpis.cohorts,
+        "stage_counts": m.stage_counts,
+        "segment_counts": m.segment_counts,
+        "behaviour_segments": m.segments.as_ref().map(|s| json!({
+            "labels": s.labels, "sizes": s.sizes,
+        })),
+        "models": {
+            "bgnbd": m.bgnbd, "bgnbd_error": m.bgnbd_error,
+            "gamma_gamma": m.gamma_gamma, "gamma_gamma_error": m.gamma_gamma_error,
+            "propensity_training_auc": m.propensity.as_ref().and_then(|p| p.training_auc),
+            "propensity_error": m.propensity_error,
+        },
+    });
+    model_response(&engine, Ok(body))
+}
+
+/// Query of the reactivation audience.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AudienceParams {
+    /// Comma-separated lifecycle stages (default `dormant,at_risk`).
+    stage: Option<String>,
+    /// Comma-separated RFM segments (default all).
+    segment: Option<String>,
+    min_p_alive: Option<f64>,
+    min_clv: Option<f64>,
+    k: Option<String>,
+    limit: Option<usize>,
+    /// `ndjson` (default) or `csv`.
+    format: Option<String>,
+    /// `YYYY-MM-DD` (or any accepted timestamp): the campaign's first day.
+    as_of: Option<String>,
+}
+
+fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> {
+    let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
+    let mut q = AudienceQuery::default();
+    if let Some(raw) = &p.stage {
+        q.stages = parse_stages(raw).map_err(bad)?;
+        if q.stages.is_empty() {
+            return Err(bad("stage must name at least one stage".into()));
+        }
+    }
+    if let Some(raw) = &p.segment {
+        q.segments = raw
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    if let Some(v) = p.min_p_alive {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(bad(format!("min_p_alive must be within [0, 1], not {v}")));
+        }
+        q.min_p_alive = Some(v);
+    }
+    if let Some(v) = p.min_clv {
+        if !v.is_finite() {
+            return Err(bad(format!("min_clv must be a finite number, not {v}")));
+        }
+        q.min_clv = Some(v);
+    }
+    q.k = match p.k.as_deref() {
+        None => q.k,
+        some => parse_k(some)?,
+    };
+    debug_assert!(q.k <= MAX_K);
+    if let Some(limit) = p.limit {
+        if limit == 0 {
+            return Err(bad("limit must be at least 1".into()));
+        }
+        q.limit = Some(limit);
+    }
+    if let Some(raw) = &p.as_of {
+        q.as_of = Some(
+            parse_timestamp(raw)
+                .ok_or_else(|| bad(format!("as_of '{raw}' is not a date (YYYY-MM-DD)")))?,
+        );
+    }
+    let csv = match p.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(other) => return Err(bad(format!("format '{other}' is not ndjson or csv"))),
+    };
+    Ok((q, csv))
+}
+
+/// `GET /v1/audiences/reactivation`: one customer a line, streamed.
+pub(crate) async fn reactivation(
+    state: web::Data<AppState>,
+    query: web::Query<AudienceParams>,
+) -> Result<HttpResponse, ApiError> {
+    let engine = snapshot(&state)?;
+    let (query, csv) = match audience_query(query.into_inner()) {
+        Ok(v) => v,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
+    };
+    let members = {
+        let (engine, query) = (Arc::clone(&engine), query.clone());
+        web::block(move || engine.audience_members(&query)).await?
+    };
+    let total = members.len();
+    let header = csv.then(|| Bytes::from(Engine::audience_csv_header(query.k)));
+    let shared = Arc::new((Arc::clone(&engine), query, members));
+    let chunks = futures_util::stream::unfold(0usize, move |start| {
+        let shared = Arc::clone(&shared);
+        async move {
+            let (_, _, members) = &*shared;
+            if start >= members.len() {
+                return None;
+            }
+            let end = (start + AUDIENCE_CHUNK).min(members.len());
+            let job = Arc::clone(&shared);
+            let bytes = web::block(move || {
+                let (engine, query, members) = &*job;
+                let rows = engine.audience_rows(&members[start..end], query);
+                let mut out = Vec::with_capacity(rows.len() * 256);
+                for row in &rows {
+                    if csv {
+                        engine.write_audience_csv(row, query.k, &mut out);
+                    } else {
+                        engine.write_audience_ndjson(row, &mut out);
+                    }
+                }
+                Bytes::from(out)
+            })
+            .await;
+            // The pool only fails when shutting down: end the stream there.
+            bytes.ok().map(|b| (Ok::<_, actix_web::Error>(b), end))
+        }
+    });
+    let head = futures_util::stream::iter(header.map(Ok::<_, actix_web::Error>));
+    let mut res = HttpResponse::Ok();
+    res.content_type(if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    });
+    if let Ok(v) = HeaderValue::from_str(&engine.manifest().model_version) {
+        res.insert_header((HeaderName::from_static(MODEL_VERSION_HEADER), v));
+    }
+    res.insert_header((
+        HeaderName::from_static("x-encore-audience-size"),
+        HeaderValue::from(total),
+    ));
+    Ok(res.streaming(futures_util::StreamExt::chain(head, chunks)))
+}
