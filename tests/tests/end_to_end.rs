@@ -290,3 +290,80 @@ fn same_seed_same_model() {
     assert_eq!(a.customer_book(), b.customer_book());
     assert_eq!(a.replenishment().encode(), b.replenishment().encode());
 }
+
+/// `encore-train customers` and `audience` on the sample model: one row per
+/// profiled customer; the audience holds exactly the dormant and at-risk
+/// customers, with available items only.
+#[test]
+fn customers_and_audience_exports() {
+    use encore_model::outreach::AudienceQuery;
+    use encore_training::customers::{AudienceFormat, write_audience, write_customers};
+    let engine = encore_model::artifact::load(trained_model()).unwrap();
+    let book = engine.customer_book();
+    assert!(
+        book.models().bgnbd.is_some(),
+        "{:?}",
+        book.models().bgnbd_error
+    );
+    assert!(book.models().gamma_gamma.is_some());
+    assert!(
+        book.models().propensity.is_some(),
+        "{:?}",
+        book.models().propensity_error
+    );
+
+    let mut out = Vec::new();
+    let n = write_customers(&engine, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(n, book.profiles().iter().flatten().count());
+    assert_eq!(text.lines().count(), n + 1);
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    for field in [
+        "customer_id",
+        "segment",
+        "lifecycle_stage",
+        "p_alive",
+        "clv",
+        "buy_within_30d_probability",
+        "predicted_next_purchase_date",
+    ] {
+        assert!(header.contains(&field), "{field} missing");
+    }
+
+    let query = AudienceQuery::default();
+    let mut out = Vec::new();
+    let rows = write_audience(&engine, &query, AudienceFormat::Ndjson, &mut out).unwrap();
+    let want = book
+        .profiles()
+        .iter()
+        .flatten()
+        .filter(|p| matches!(p.stage.as_str(), "dormant" | "at_risk"))
+        .count();
+    assert_eq!(rows, want);
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), want);
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert!(
+            matches!(v["stage"].as_str(), Some("dormant" | "at_risk")),
+            "{v}"
+        );
+        let items = v["items"].as_array().unwrap();
+        assert!(!items.is_empty() && items.len() <= query.k, "{v}");
+        for item in items {
+            let i = engine
+                .items()
+                .get(item["item_id"].as_str().unwrap())
+                .unwrap();
+            assert!(engine.item_meta(i).available, "{item}");
+        }
+    }
+    let mut csv = Vec::new();
+    let q = AudienceQuery {
+        limit: Some(10),
+        ..AudienceQuery::default()
+    };
+    let rows = write_audience(&engine, &q, AudienceFormat::Csv, &mut csv).unwrap();
+    assert_eq!(rows, 10.min(want));
+    assert_eq!(String::from_utf8(csv).unwrap().lines().count(), rows + 1);
+}
