@@ -36,6 +36,27 @@ pub fn example_requests(engine: &Engine, base_url: &str) -> Vec<String> {
             "curl -s '{base}/v1/customers/{path}/recommendations?k=5'"
         ));
     }
+    // A repeat customer shows the customer models best.
+    let regular = engine
+        .customer_book()
+        .profiles()
+        .iter()
+        .position(|p| p.as_ref().is_some_and(|p| p.orders >= 3))
+        .map(|c| engine.customers().id(c as u32));
+    if let Some(customer) = regular {
+        let path = encode_path_segment(customer);
+        lines.push(format!("curl -s '{base}/v1/customers/{path}/profile'"));
+        lines.push(format!(
+            "curl -s '{base}/v1/customers/{path}/next-purchase?k=5'"
+        ));
+        lines.push(format!(
+            "curl -s '{base}/v1/customers/{path}/buy-again?k=5'"
+        ));
+    }
+    lines.push(format!("curl -s {base}/v1/kpis"));
+    lines.push(format!(
+        "curl -s '{base}/v1/audiences/reactivation?stage=dormant,at_risk&k=3&limit=5'"
+    ));
     lines
 }
 

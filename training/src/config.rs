@@ -70,4 +70,31 @@ mod tests {
         let err = format!("{:#}", parse_config("[als]\nfactors = 0\n").unwrap_err());
         assert!(err.contains("factors"), "{err}");
     }
+
+    /// The example of the README's "Configuration" section parses, validates
+    /// and states the defaults it claims (only `recency_half_life_days` is
+    /// commented out), so the docs cannot drift from the code.
+    #[test]
+    fn readme_example_is_the_defaults() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let end = start + section[start..].find("```").unwrap();
+        let config = parse_config(&section[start..end]).unwrap();
+        assert_eq!(config, EngineConfig::default());
+    }
+
+    #[test]
+    fn customer_settings_are_checked_by_key() {
+        let err = format!(
+            "{:#}",
+            parse_config("[customers.lifecycle]\nlost_p_alive = 2.0\n").unwrap_err()
+        );
+        assert!(
+            err.contains("customers.lifecycle") && err.contains("lost_p_alive"),
+            "{err}"
+        );
+        let err = format!("{:#}", parse_config("[customers]\ntypo = 1\n").unwrap_err());
+        assert!(err.contains("typo"), "{err}");
+    }
 }

@@ -483,17 +483,33 @@ fn column_stats(x: ArrayView2<'_, f64>) -> (Vec<f64>, Vec<f64>) {
             let mean = finite.iter().sum::<f64>() / n;
             let var = finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
             let std = var.sqrt();
-            (mean, if std > 1e-12 { std } else { 1.0 })
+            // A column (nearly) constant in training carries no information
+            // and must not blow up later values: P(alive) from a degenerate
+            // BG/NBD fit is 1 ± 1e-8 at training time, and 0.98 at serving
+            // time under a different fit, which a tiny std would turn into
+            // −10⁶ standard deviations.
+            let floor = 1e-6 * mean.abs().max(1.0);
+            (mean, if std > floor { std } else { 1.0 })
         })
         .unzip()
 }
 
-/// `(x − mean) / std` per column; non-finite values become 0 (the mean).
+/// Standardised values are clipped to ±`Z_CLIP`, in training and in
+/// prediction alike, so that one customer far outside the training range
+/// cannot saturate the score on one feature.
+const Z_CLIP: f64 = 8.0;
+
+/// `(x − mean) / std` per column, clipped to ±[`Z_CLIP`]; non-finite values
+/// become 0 (the mean).
 fn standardise(x: ArrayView2<'_, f64>, means: &[f64], stds: &[f64]) -> Array2<f64> {
     let mut z = x.to_owned();
     for mut row in z.rows_mut() {
         for ((v, m), s) in row.iter_mut().zip(means).zip(stds) {
-            *v = if v.is_finite() { (*v - m) / s } else { 0.0 };
+            *v = if v.is_finite() {
+                ((*v - m) / s).clamp(-Z_CLIP, Z_CLIP)
+            } else {
+                0.0
+            };
         }
     }
     z
@@ -536,6 +552,17 @@ mod tests {
     use super::*;
 
     const DAY: i64 = DAY_SECS;
+
+    #[test]
+    fn near_constant_columns_and_outliers_cannot_blow_up_a_score() {
+        let x = ndarray::array![[1.0, 0.0], [1.0 + 1e-9, 1.0], [1.0 - 1e-9, 2.0]];
+        let (means, stds) = column_stats(x.view());
+        assert_eq!(stds[0], 1.0, "a near-constant column is not rescaled");
+        let far = ndarray::array![[0.5, 1e9]];
+        let z = standardise(far.view(), &means, &stds);
+        assert!((z[[0, 0]] + 0.5).abs() < 1e-6, "{z}");
+        assert_eq!(z[[0, 1]], Z_CLIP);
+    }
 
     #[test]
     fn auc_known_cases() {
