@@ -374,7 +374,7 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     encore_data::timestamp::format_timestamp(now_secs())
 }
 

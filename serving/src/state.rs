@@ -22,18 +22,58 @@ use crate::error::ApiError;
 use crate::limits::{DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS};
 use actix_web::web;
 use arc_swap::ArcSwap;
+use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
 use encore_model::engine::{Engine, ListFilter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Where the serving model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// One artifact directory, reloaded in place.
+    Dir(PathBuf),
+    /// A model store: the artifact its `CURRENT` names.
+    Store(Store),
+}
+
+impl ModelSource {
+    /// The artifact directory to load now.
+    pub fn resolve(&self) -> Result<PathBuf, ArtifactError> {
+        match self {
+            ModelSource::Dir(dir) => Ok(dir.clone()),
+            ModelSource::Store(store) => match store.current_dir() {
+                Ok(Some(dir)) => Ok(dir),
+                Ok(None) => Err(ArtifactError::NotAnArtifact {
+                    path: store.root().join("CURRENT"),
+                }),
+                Err(StoreError::Artifact(e)) => Err(e),
+                Err(e) => Err(ArtifactError::Corrupt {
+                    path: store.root().join("CURRENT"),
+                    reason: e.to_string(),
+                }),
+            },
+        }
+    }
+}
+
+/// Reload bookkeeping, shown by `/v1/model`.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    /// The last refused reload: `(RFC 3339 time, error)`; cleared by a success.
+    pub last_error: Mutex<Option<(String, String)>>,
+}
 
 /// What every request handler shares: the model and where it is reloaded from.
 pub struct AppState {
-    model_dir: PathBuf,
+    source: ModelSource,
     engine: ArcSwap<Engine>,
     reload_lock: Mutex<()>,
     scoring: ScoringQueue,
+    reloads: ReloadStats,
 }
 
 /// The outcome of a successful [`AppState::reload`].
@@ -48,20 +88,29 @@ pub struct Reloaded {
 impl AppState {
     /// Loads, validates and warms the model at `model_dir`.
     pub fn load(model_dir: impl Into<PathBuf>) -> Result<AppState, ArtifactError> {
-        let model_dir = model_dir.into();
-        let engine = load_checked(&model_dir)?;
-        Ok(AppState::new(model_dir, engine))
+        Self::load_from(ModelSource::Dir(model_dir.into()))
+    }
+
+    /// Loads, validates and warms the model `source` names now.
+    pub fn load_from(source: ModelSource) -> Result<AppState, ArtifactError> {
+        let engine = load_checked(&source.resolve()?)?;
+        Ok(AppState::with_source(source, engine))
+    }
+
+    fn with_source(source: ModelSource, engine: Engine) -> AppState {
+        AppState {
+            source,
+            engine: ArcSwap::from_pointee(engine),
+            reload_lock: Mutex::new(()),
+            scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
+            reloads: ReloadStats::default(),
+        }
     }
 
     /// A state serving `engine`, which [`reload`](Self::reload) will replace with
     /// the artifact at `model_dir`.
     pub fn new(model_dir: impl Into<PathBuf>, engine: Engine) -> AppState {
-        AppState {
-            model_dir: model_dir.into(),
-            engine: ArcSwap::from_pointee(engine),
-            reload_lock: Mutex::new(()),
-            scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
-        }
+        Self::with_source(ModelSource::Dir(model_dir.into()), engine)
     }
 
     /// Sets how many scoring jobs may be queued or running at once (at least 1).
@@ -70,9 +119,27 @@ impl AppState {
         self
     }
 
-    /// The directory [`reload`](Self::reload) reads.
-    pub fn model_dir(&self) -> &Path {
-        &self.model_dir
+    /// Where [`reload`](Self::reload) reads from.
+    pub fn source(&self) -> &ModelSource {
+        &self.source
+    }
+
+    /// Reload successes, failures and the last error.
+    pub fn reloads(&self) -> &ReloadStats {
+        &self.reloads
+    }
+
+    /// For a store source: true if its `CURRENT` names another version than
+    /// the serving one (cheap: reads one small file).
+    pub fn store_moved(&self) -> bool {
+        match &self.source {
+            ModelSource::Dir(_) => false,
+            ModelSource::Store(store) => store
+                .current()
+                .ok()
+                .flatten()
+                .is_some_and(|v| v != self.engine.load().manifest().model_version),
+        }
     }
 
     /// A snapshot of the serving model, or `None` while no model is loaded.
@@ -93,7 +160,26 @@ impl AppState {
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let engine = load_checked(&self.model_dir)?;
+        let loaded = self.source.resolve().and_then(|dir| load_checked(&dir));
+        let engine = match loaded {
+            Ok(engine) => engine,
+            Err(e) => {
+                self.reloads.failed.fetch_add(1, Ordering::Relaxed);
+                let now = encore_data::timestamp::format_timestamp(now_secs());
+                *self
+                    .reloads
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some((now, e.to_string()));
+                return Err(e);
+            }
+        };
+        self.reloads.succeeded.fetch_add(1, Ordering::Relaxed);
+        *self
+            .reloads
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         let model_version = engine.manifest().model_version.clone();
         let previous = self.engine.swap(Arc::new(engine));
         let previous_version = previous.manifest().model_version.clone();
@@ -123,6 +209,48 @@ impl AppState {
         })
         .await?)
     }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Watches a store source: every `interval`, if the store's `CURRENT` moved,
+/// reloads (off the request path; a refused artifact leaves the old model
+/// serving and is logged and counted). Returns at once for a directory source.
+pub fn spawn_store_watcher(state: Arc<AppState>, interval: std::time::Duration) {
+    if matches!(state.source, ModelSource::Dir(_)) {
+        return;
+    }
+    std::thread::Builder::new()
+        .name("encore-store-watcher".into())
+        .spawn(move || {
+            let mut refused: Option<String> = None;
+            loop {
+                std::thread::sleep(interval);
+                if !state.store_moved() {
+                    continue;
+                }
+                let wanted = match &state.source {
+                    ModelSource::Store(s) => s.current().ok().flatten(),
+                    ModelSource::Dir(_) => None,
+                };
+                // Retry a refused version only when CURRENT names another one.
+                if wanted.is_some() && wanted == refused {
+                    continue;
+                }
+                match state.reload() {
+                    Ok(_) => refused = None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store watcher: new version refused; the old model keeps serving");
+                        refused = wanted;
+                    }
+                }
+            }
+        })
+        .expect("spawning the store watcher");
 }
 
 /// Loads and validates the artifact at `dir`, then runs one query of each kind

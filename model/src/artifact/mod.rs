@@ -27,6 +27,7 @@
 //! manifest is missing, or any of whose files fails its size or checksum.
 
 mod io;
+pub mod store;
 
 pub use io::FileEntry;
 

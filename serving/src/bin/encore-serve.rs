@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! encore-serve --model model/ [--bind 127.0.0.1:8080] [--workers N] [--max-pending N]
+//! encore-serve --store store/ [--watch-interval 2] [...]
 //! ```
 //!
 //! Logs go to stderr, filtered by `RUST_LOG` (default `info,hnsw_rs=warn`:
@@ -11,7 +12,9 @@
 use actix_web::{HttpServer, web};
 use anyhow::Context;
 use clap::Parser;
+use encore_model::artifact::store::Store;
 use encore_serving::limits::DEFAULT_MAX_PENDING_SCORING;
+use encore_serving::state::{ModelSource, spawn_store_watcher};
 use encore_serving::{AppState, create_app, curl};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -22,10 +25,18 @@ use tracing_subscriber::EnvFilter;
 /// Serve Encore recommendations over HTTP.
 #[derive(Debug, Parser)]
 #[command(name = "encore-serve", version, about)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "store"])))]
 struct Args {
-    /// Model directory written by `encore-train`.
+    /// Model directory written by `encore-train fit --out`.
     #[arg(long, value_name = "DIR")]
-    model: PathBuf,
+    model: Option<PathBuf>,
+    /// Model store written by `encore-train fit --store`: serves its CURRENT
+    /// version and swaps in a new one when CURRENT moves.
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// How often to look at the store's CURRENT, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    watch_interval: f64,
     /// Address to listen on. `POST /v1/admin/reload` is unauthenticated, so keep
     /// this on loopback unless something in front restricts that route.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
@@ -50,8 +61,22 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
 
-    let state = AppState::load(&args.model)
-        .with_context(|| format!("cannot load the model in {}", args.model.display()))?
+    let source = match (&args.model, &args.store) {
+        (Some(dir), None) => ModelSource::Dir(dir.clone()),
+        (None, Some(dir)) => ModelSource::Store(
+            Store::open_existing(dir)
+                .with_context(|| format!("cannot open the model store {}", dir.display()))?,
+        ),
+        _ => anyhow::bail!("give exactly one of --model and --store"),
+    };
+    if !(args.watch_interval.is_finite() && args.watch_interval > 0.0) {
+        anyhow::bail!(
+            "--watch-interval must be a positive number of seconds, not {}",
+            args.watch_interval
+        );
+    }
+    let state = AppState::load_from(source.clone())
+        .with_context(|| format!("cannot load the model from {source:?}"))?
         .with_max_pending_scoring(args.max_pending.get());
     let engine = state.engine().context("no model loaded")?;
     let workers = args
@@ -59,6 +84,10 @@ async fn main() -> anyhow::Result<()> {
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
     let app_state = web::Data::new(state);
+    spawn_store_watcher(
+        app_state.clone().into_inner(),
+        std::time::Duration::from_secs_f64(args.watch_interval),
+    );
     let server = HttpServer::new(move || create_app(app_state.clone()))
         .workers(workers)
         .bind(&args.bind)

@@ -40,8 +40,25 @@ pub(crate) async fn manifest(state: web::Data<AppState>) -> Result<HttpResponse,
         "metrics": metrics,
         "customers": engine.customers().len(),
         "items": engine.items().len(),
+        "reloads": reload_stats(&state),
     });
     model_response(&engine, Ok(body))
+}
+
+/// Reload successes and failures since start, and the last refusal.
+fn reload_stats(state: &AppState) -> serde_json::Value {
+    use std::sync::atomic::Ordering;
+    let r = state.reloads();
+    let last = r
+        .last_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    json!({
+        "succeeded": r.succeeded.load(Ordering::Relaxed),
+        "failed": r.failed.load(Ordering::Relaxed),
+        "last_error": last.map(|(at, error)| json!({ "at": at, "error": error })),
+    })
 }
 
 /// Reloads the model directory; the old model keeps serving if that fails.

@@ -1,0 +1,393 @@
+//! The artifact store: versioned artifacts beside an atomically replaced
+//! `CURRENT` pointer, for nightly retraining and rollback.
+//!
+//! ```text
+//! store/
+//!   CURRENT              the serving version's name, one line
+//!   HISTORY              one line per change of CURRENT: `<RFC 3339 time> <version>`
+//!   versions/
+//!     20261130T020000Z-3fa2c1d0/   an artifact (see the parent module)
+//!     20261201T020000Z-77b0e412/
+//! ```
+//!
+//! [`Store::publish`] writes an artifact under `versions/` through the same
+//! staging-and-rename as [`super::save`]; it does not touch `CURRENT`.
+//! [`Store::set_current`] checks that the version loads whole, then writes
+//! `CURRENT.tmp`, fsyncs it and renames it over `CURRENT`, so a reader (the
+//! server's watcher) sees the old name or the new one, never a torn write.
+//! A training run killed at any point leaves `CURRENT` as it was: at worst a
+//! hidden staging directory or a version that is not current remains.
+//!
+//! [`Store::rollback`] makes the version that was current before the present
+//! one current again (walking back through `HISTORY` past versions that no
+//! longer exist). [`Store::prune`] keeps the newest `keep` versions plus the
+//! current one and the one a rollback would return to.
+
+use super::{ArtifactError, Manifest, read_manifest};
+use crate::engine::Engine;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const CURRENT: &str = "CURRENT";
+const HISTORY: &str = "HISTORY";
+const VERSIONS: &str = "versions";
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{store}: no version '{version}' in the store")]
+    UnknownVersion { store: PathBuf, version: String },
+    #[error("{store}: nothing to roll back to (no earlier current version is still in the store)")]
+    NothingToRollBack { store: PathBuf },
+    #[error("{path}: '{name}' is not a valid version name")]
+    BadName { path: PathBuf, name: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One artifact of the store.
+#[derive(Debug, Clone)]
+pub struct VersionInfo {
+    pub version: String,
+    pub dir: PathBuf,
+    /// `None` if the manifest cannot be read (the error says why).
+    pub manifest: Option<Manifest>,
+    pub error: Option<String>,
+    pub current: bool,
+}
+
+/// A directory of versioned artifacts with a `CURRENT` pointer.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A version name must be a plain directory name.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it (and `versions/`) if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let versions = root.join(VERSIONS);
+        fs::create_dir_all(&versions).map_err(io(&versions))?;
+        Ok(Store { root })
+    }
+
+    /// Opens an existing store without creating anything.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        let versions = root.join(VERSIONS);
+        if !versions.is_dir() {
+            return Err(StoreError::Io {
+                path: versions,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not an Encore model store (no versions/ directory)",
+                ),
+            });
+        }
+        Ok(Store { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of `version` (which may not exist).
+    pub fn dir_of(&self, version: &str) -> PathBuf {
+        self.root.join(VERSIONS).join(version)
+    }
+
+    /// The current version's name, if any.
+    pub fn current(&self) -> Result<Option<String>, StoreError> {
+        let path = self.root.join(CURRENT);
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let name = text.trim().to_string();
+                if !valid_name(&name) {
+                    return Err(StoreError::BadName { path, name });
+                }
+                Ok(Some(name))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The current version's directory, if any.
+    pub fn current_dir(&self) -> Result<Option<PathBuf>, StoreError> {
+        Ok(self.current()?.map(|v| self.dir_of(&v)))
+    }
+
+    /// Every version directory, oldest first (version names sort by time).
+    pub fn versions(&self) -> Result<Vec<VersionInfo>, StoreError> {
+        let current = self.current()?;
+        let dir = self.root.join(VERSIONS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !valid_name(&name) || !entry.path().is_dir() {
+                continue; // staging directories and strays
+            }
+            let (manifest, error) = match read_manifest(&entry.path()) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(VersionInfo {
+                current: current.as_deref() == Some(name.as_str()),
+                version: name,
+                dir: entry.path(),
+                manifest,
+                error,
+            });
+        }
+        out.sort_by(|a, b| a.version.cmp(&b.version));
+        Ok(out)
+    }
+
+    /// Writes `engine` as a new version named by its model version (with a
+    /// `-2`, `-3`, ... suffix if that name is taken: an existing version is
+    /// never replaced); `CURRENT` is not touched.
+    pub fn publish(&self, engine: &mut Engine) -> Result<(String, Manifest), StoreError> {
+        let base = engine.manifest().model_version.clone();
+        if !valid_name(&base) {
+            return Err(StoreError::BadName {
+                path: self.root.clone(),
+                name: base,
+            });
+        }
+        let mut version = base.clone();
+        let mut n = 1;
+        while self.dir_of(&version).exists() {
+            n += 1;
+            version = format!("{base}-{n}");
+        }
+        engine.manifest_mut().model_version = version.clone();
+        let manifest = super::save(engine, &self.dir_of(&version))?;
+        Ok((version, manifest))
+    }
+
+    /// Makes `version` current after checking that it loads whole.
+    pub fn set_current(&self, version: &str) -> Result<(), StoreError> {
+        let dir = self.dir_of(version);
+        if !valid_name(version) || !dir.is_dir() {
+            return Err(StoreError::UnknownVersion {
+                store: self.root.clone(),
+                version: version.to_string(),
+            });
+        }
+        super::load(&dir)?;
+        self.write_current(version)
+    }
+
+    fn write_current(&self, version: &str) -> Result<(), StoreError> {
+        let tmp = self.root.join(format!("{CURRENT}.tmp"));
+        let path = self.root.join(CURRENT);
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            writeln!(f, "{version}").map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        let _ = File::open(&self.root).and_then(|d| d.sync_all());
+        let history = self.root.join(HISTORY);
+        let mut h = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history)
+            .map_err(io(&history))?;
+        let now = crate::pipeline::now_rfc3339();
+        writeln!(h, "{now} {version}").map_err(io(&history))?;
+        h.sync_all().map_err(io(&history))?;
+        Ok(())
+    }
+
+    /// The versions that were current, oldest first (from `HISTORY`).
+    fn history(&self) -> Result<Vec<String>, StoreError> {
+        let path = self.root.join(HISTORY);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(1))
+                .map(str::to_string)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The version a rollback would make current.
+    pub fn rollback_target(&self) -> Result<Option<String>, StoreError> {
+        let current = self.current()?;
+        let history = self.history()?;
+        // Walk back from the last time the present version became current.
+        let last = match &current {
+            Some(c) => history.iter().rposition(|v| v == c),
+            None => None,
+        };
+        let before = &history[..last.unwrap_or(history.len())];
+        Ok(before
+            .iter()
+            .rev()
+            .find(|v| Some(*v) != current.as_ref() && self.dir_of(v).is_dir())
+            .cloned())
+    }
+
+    /// Makes the previously current version current again; returns its name.
+    pub fn rollback(&self) -> Result<String, StoreError> {
+        let target = self
+            .rollback_target()?
+            .ok_or_else(|| StoreError::NothingToRollBack {
+                store: self.root.clone(),
+            })?;
+        self.set_current(&target)?;
+        Ok(target)
+    }
+
+    /// Removes all but the newest `keep` versions, never the current one nor
+    /// the rollback target; returns the removed names.
+    pub fn prune(&self, keep: usize) -> Result<Vec<String>, StoreError> {
+        let versions = self.versions()?;
+        let protect: Vec<String> = [self.current()?, self.rollback_target()?]
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut removed = Vec::new();
+        let excess = versions.len().saturating_sub(keep);
+        for v in versions.iter().take(excess) {
+            if protect.contains(&v.version) {
+                continue;
+            }
+            fs::remove_dir_all(&v.dir).map_err(io(&v.dir))?;
+            removed.push(v.version.clone());
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::DataSummary;
+    use crate::pipeline::{EngineConfig, train_engine};
+    use encore_data::PurchaseLog;
+
+    fn engine(version: &str) -> Engine {
+        let mut log = PurchaseLog::default();
+        for c in 0..12 {
+            for d in 0..3 {
+                let day = (c * 3 + d) as i64 * 86_400;
+                log.push(
+                    &format!("o{c}{d}"),
+                    &format!("c{c}"),
+                    &format!("i{}", (c + d) % 5),
+                    day,
+                    1.0,
+                    2.0,
+                );
+                log.push(
+                    &format!("o{c}{d}"),
+                    &format!("c{c}"),
+                    &format!("i{}", (c + 2 * d) % 7),
+                    day,
+                    1.0,
+                    3.0,
+                );
+            }
+        }
+        let mut config = EngineConfig::default();
+        config.als.factors = 4;
+        config.als.iterations = 2;
+        let mut e =
+            train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+        e.manifest_mut().model_version = version.to_string();
+        e
+    }
+
+    #[test]
+    fn publish_promote_rollback_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        assert_eq!(store.current().unwrap(), None);
+        for v in ["v1", "v2", "v3", "v4"] {
+            store.publish(&mut engine(v)).unwrap();
+            store.set_current(v).unwrap();
+        }
+        assert_eq!(store.current().unwrap().as_deref(), Some("v4"));
+        assert_eq!(store.rollback().unwrap(), "v3");
+        assert_eq!(store.current().unwrap().as_deref(), Some("v3"));
+        // "The version current before this one" is now v4: a second rollback
+        // undoes the first.
+        assert_eq!(store.rollback_target().unwrap().as_deref(), Some("v4"));
+        let removed = store.prune(2).unwrap();
+        assert_eq!(removed, vec!["v1".to_string(), "v2".to_string()]);
+        let names: Vec<String> = store
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(names, ["v3", "v4"]);
+        assert!(
+            store
+                .versions()
+                .unwrap()
+                .iter()
+                .any(|v| v.current && v.version == "v3")
+        );
+    }
+
+    #[test]
+    fn unknown_or_damaged_versions_are_not_made_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.set_current("nope"),
+            Err(StoreError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            store.set_current("../etc"),
+            Err(StoreError::UnknownVersion { .. })
+        ));
+        store.publish(&mut engine("good")).unwrap();
+        // The same name again is a new version, never a replacement.
+        let (again, _) = store.publish(&mut engine("good")).unwrap();
+        assert_eq!(again, "good-2");
+        store.set_current("good").unwrap();
+        store.publish(&mut engine("bad")).unwrap();
+        let f = store.dir_of("bad").join("als_items.f32");
+        let bytes = fs::read(&f).unwrap();
+        fs::write(&f, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(
+            store.set_current("bad"),
+            Err(StoreError::Artifact(_))
+        ));
+        assert_eq!(store.current().unwrap().as_deref(), Some("good"));
+        assert!(matches!(
+            store.rollback(),
+            Err(StoreError::NothingToRollBack { .. })
+        ));
+    }
+}

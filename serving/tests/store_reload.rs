@@ -1,0 +1,73 @@
+//! Serving from a model store: the server follows `CURRENT`, refuses a damaged
+//! version while the old model keeps serving, and reports reloads in `/v1/model`.
+
+use actix_web::{test, web};
+use encore_data::synth::{SynthParams, generate};
+use encore_model::artifact::DataSummary;
+use encore_model::artifact::store::Store;
+use encore_model::engine::Engine;
+use encore_model::pipeline::{EngineConfig, train_engine};
+use encore_serving::state::ModelSource;
+use encore_serving::{AppState, create_app};
+use serde_json::Value;
+
+fn engine(version: &str) -> Engine {
+    let log = generate(&SynthParams {
+        customers: 200,
+        items: 80,
+        purchases: 3_000,
+        categories: 4,
+        ..SynthParams::default()
+    });
+    let mut config = EngineConfig::default();
+    config.als.factors = 4;
+    config.als.iterations = 2;
+    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+    e.manifest_mut().model_version = version.to_string();
+    e
+}
+
+#[actix_web::test]
+async fn follows_current_and_keeps_serving_through_a_damaged_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.publish(&mut engine("v1")).unwrap();
+    store.set_current("v1").unwrap();
+    let state = web::Data::new(AppState::load_from(ModelSource::Store(store.clone())).unwrap());
+    assert!(!state.store_moved());
+
+    // A new version becomes current: the state sees it and swaps it in.
+    store.publish(&mut engine("v2")).unwrap();
+    store.set_current("v2").unwrap();
+    assert!(state.store_moved());
+    let r = state.reload().unwrap();
+    assert_eq!(
+        (r.previous_version.as_str(), r.model_version.as_str()),
+        ("v1", "v2")
+    );
+    assert!(!state.store_moved());
+
+    // A damaged version named by CURRENT (written by hand, bypassing the
+    // store's own check) is refused and v2 keeps serving.
+    store.publish(&mut engine("v3")).unwrap();
+    let f = store.dir_of("v3").join("als_users.f32");
+    let mut bytes = std::fs::read(&f).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&f, bytes).unwrap();
+    std::fs::write(dir.path().join("CURRENT"), "v3\n").unwrap();
+    assert!(state.store_moved());
+    assert!(state.reload().is_err());
+    assert_eq!(state.engine().unwrap().manifest().model_version, "v2");
+
+    let app = test::init_service(create_app(state.clone())).await;
+    let res =
+        test::call_service(&app, test::TestRequest::get().uri("/v1/model").to_request()).await;
+    assert!(res.status().is_success());
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["model_version"], "v2");
+    assert_eq!(body["reloads"]["succeeded"], 1);
+    assert_eq!(body["reloads"]["failed"], 1);
+    let error = body["reloads"]["last_error"]["error"].as_str().unwrap();
+    assert!(error.contains("als_users.f32"), "{error}");
+}
