@@ -13,6 +13,38 @@
 //! An item that appears more than once in the list counts only at its first
 //! position (later copies are treated as non-relevant), so every metric stays
 //! in `[0, 1]` whatever the list holds. `k = 0` gives 0 for every metric.
+//!
+//! # Aggregation over customers
+//! A report's figure for a model is the mean of the per-customer value over
+//! the customers for whom it is defined (non-empty `R`):
+//!
+//! ```text
+//! Recall@k  = mean_c recall@k(c)
+//! NDCG@k    = mean_c nDCG@k(c)
+//! HitRate@k = mean_c hit@k(c)
+//! MAP@k     = mean_c AP@k(c)
+//! ```
+//!
+//! # Repeat and new items
+//! As in next-basket evaluations (Cornac's `NextBasketEvaluation`, the "Next
+//! Basket Recommendation Reality Check"), every per-customer metric is also
+//! computed against two halves of the relevant set: `R_rep = R ∩ H`, the
+//! relevant items the customer had bought before the cutoff (`H`, their
+//! history), and `R_new = R \ H`. The ranked list is the same in all three;
+//! only the relevant set changes. `recall_repeat@k` is thus
+//! `|L_k ∩ R_rep| / |R_rep|`, averaged over the customers with a non-empty
+//! `R_rep` (and likewise for `new`), so the repeat and new means are taken
+//! over different customer sets and do not add up to the overall recall.
+//!
+//! # Catalog coverage
+//! [`catalog_coverage`] is not per customer: with `C` the catalog of items
+//! that could be recommended and `L_k(c)` each scored customer's list,
+//!
+//! ```text
+//! coverage@k = |C ∩ ⋃_c L_k(c)| / |C|
+//! ```
+//!
+//! the share of the catalog that appears in at least one list.
 
 use std::collections::HashSet;
 
@@ -143,6 +175,26 @@ pub fn average_precision_at_k(ranked: &[u32], relevant: &HashSet<u32>, k: usize)
     Some((sum / denom as f64).min(1.0))
 }
 
+/// Catalog coverage at `k` (see the module docs): the share of the items for
+/// which `in_catalog` is true that appear among the first `k` entries of at
+/// least one of `lists`. Items outside the catalog are ignored; `catalog_size`
+/// is the number of items in the catalog. 0 for an empty catalog.
+pub fn catalog_coverage<'a>(
+    lists: impl IntoIterator<Item = &'a [u32]>,
+    k: usize,
+    catalog_size: usize,
+    in_catalog: impl Fn(u32) -> bool,
+) -> f64 {
+    if catalog_size == 0 {
+        return 0.0;
+    }
+    let mut seen: HashSet<u32> = HashSet::new();
+    for list in lists {
+        seen.extend(list.iter().take(k).copied().filter(|&i| in_catalog(i)));
+    }
+    (seen.len() as f64 / catalog_size as f64).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +226,16 @@ mod tests {
             average_precision_at_k(&list, &rel, 4),
             (1.0 + 2.0 / 3.0) / 3.0
         ));
+    }
+
+    #[test]
+    fn coverage_hand_computed() {
+        let lists: [&[u32]; 3] = [&[1, 2, 9], &[2, 3], &[]];
+        // Catalog {1, 2, 3, 4}; 9 is outside it.
+        let cat = |i: u32| (1..=4).contains(&i);
+        assert_eq!(catalog_coverage(lists, 1, 4, cat), 0.5); // {1, 2}
+        assert_eq!(catalog_coverage(lists, 3, 4, cat), 0.75); // {1, 2, 3}
+        assert_eq!(catalog_coverage(lists, 3, 0, cat), 0.0);
     }
 
     #[test]
@@ -242,6 +304,34 @@ mod tests {
         ) {
             for m in ALL {
                 prop_assert_eq!(m(&[], &relevant, k), Some(0.0));
+            }
+        }
+
+        #[test]
+        fn recall_is_monotone_in_k(
+            relevant in proptest::collection::hash_set(0u32..30, 1..20),
+            list in proptest::collection::vec(0u32..40, 0..50),
+            k in 0usize..60,
+        ) {
+            for m in [recall_at_k, hit_rate_at_k] {
+                let (a, b) = (m(&list, &relevant, k), m(&list, &relevant, k + 1));
+                prop_assert!(a <= b, "{:?} > {:?}", a, b);
+            }
+        }
+
+        #[test]
+        fn coverage_in_unit_interval_and_monotone(
+            lists in proptest::collection::vec(proptest::collection::vec(0u32..40, 0..20), 0..10),
+            k in 0usize..25,
+        ) {
+            // The catalog: even items below 30.
+            let in_catalog = |i: u32| i < 30 && i.is_multiple_of(2);
+            let cov = |k| catalog_coverage(lists.iter().map(Vec::as_slice), k, 15, in_catalog);
+            let (a, b) = (cov(k), cov(k + 1));
+            prop_assert!((0.0..=1.0).contains(&a));
+            prop_assert!(a <= b);
+            if k == 0 {
+                prop_assert_eq!(a, 0.0);
             }
         }
 

@@ -131,6 +131,10 @@ pub struct EngineConfig {
     pub hnsw: HnswConfig,
     /// Customer models: BG/NBD, Gamma-Gamma CLV, RFM, lifecycle, KPIs.
     pub customers: CustomerConfig,
+    /// The repeat-aware "for you" model (TIFU-KNN, blended with ALS).
+    pub repeat_aware: crate::cf::tifu::TifuParams,
+    /// EASE, the closed-form item-item model (evaluated, not served yet).
+    pub ease: crate::cf::ease::EaseParams,
 }
 
 /// Why a configuration or a training run failed.
@@ -226,6 +230,14 @@ impl EngineConfig {
             return bad("hnsw.ef_search", "must be at least 1");
         }
         self.customers.check()?;
+        self.repeat_aware.check().map_err(|e| TrainError::Config {
+            key: "repeat_aware".into(),
+            reason: e.to_string(),
+        })?;
+        self.ease.check().map_err(|e| TrainError::Config {
+            key: "ease".into(),
+            reason: e.to_string(),
+        })?;
         Ok(())
     }
 }

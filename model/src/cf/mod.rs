@@ -1,5 +1,13 @@
 //! Collaborative-filtering and neighbourhood models.
+//!
+//! * [`tifu`]: repeat-aware "for you" scores (TIFU-KNN: time-decayed personal
+//!   item frequencies smoothed by similar customers), optionally blended with
+//!   CF scores for never-bought items.
+//! * [`ease`]: EASE, the closed-form item-item model (dense, catalogs up to
+//!   about 20k items).
 
 pub mod als;
+pub mod ease;
 pub mod item_knn;
 pub mod popularity;
+pub mod tifu;
