@@ -1,63 +1,1000 @@
-//! Time-ordered holdout evaluation.
+//! Offline evaluation: honest splits, ranking metrics and baselines.
 //!
-//! Every model is trained on the purchases before a cutoff and asked for a
-//! ranked list per customer; the list is scored against the items the customer
-//! bought at or after the cutoff.
+//! Every model is trained on the purchases of a *training* part of the log and
+//! asked for a ranked list per customer; the list is scored against the items
+//! the customer bought in the *target* part.
 //!
-//! - Customers scored: those with at least one purchase before the cutoff and
-//!   at least one (net positive) purchase of an available item after it; the
-//!   count is reported. Unavailable catalog items (fees, postage) are neither
-//!   recommended by any list nor counted as relevant.
-//! - Relevant items: distinct items bought after the cutoff. Items the customer
-//!   had bought before count too, and every list may contain them: repeat
-//!   buying is most of what a retailer sells, so it is not filtered away.
-//!   The report also splits each metric into *repeat* relevant items (bought
-//!   before the cutoff) and *new* ones.
-//! - Metrics (binary relevance, averaged over scored customers):
-//!   `Recall@K = |top K ∩ relevant| / |relevant|` and
-//!   `NDCG@K = DCG@K / IDCG@K` with `DCG = Σ_{r ≤ K, item_r relevant} 1 / log2(r + 1)`
-//!   and IDCG the DCG of a perfect list of `min(|relevant|, K)` hits.
+//! # Splits ([`Split`])
+//! - **Time** (`--holdout-from T`): train on the purchases before `T`, target
+//!   the purchases at or after it (up to an optional end). Scored customers
+//!   bought something (net) on both sides; the report counts them and the
+//!   customers who bought after the cutoff.
+//! - **Next basket** (`--split next-basket`): each customer's last order (by
+//!   time, ties by order index; only orders with a positive line count) is the
+//!   target and the earlier orders are the history. Training uses everyone's
+//!   history, i.e. the log without any customer's last order (and without
+//!   cancellations dated after it). Customers with two or more orders are
+//!   eligible; those whose earlier orders leave a net purchase are scored.
+//! - **Validation** ([`Split::validation`]): the same protocol moved back so
+//!   that nothing of the test targets is seen. For the time split the
+//!   validation cutoff is `T - D days` and its targets end at `T`; for next
+//!   basket the second-to-last order is the target and the last is dropped.
+//!   Parameters are chosen on the validation split only (a tuner calls
+//!   [`evaluate_split`] on it); `encore-train evaluate` reports the test split
+//!   and states the validation split it would use.
+//!
+//! # What counts
+//! - Relevant items: distinct items bought (net positive) in the target part,
+//!   available ones only. Unavailable catalog items (fees, postage) are
+//!   neither recommended by any list (the evaluator drops them from every
+//!   list) nor counted as relevant.
+//! - Items the customer had bought before may be recommended: repeat buying is
+//!   most of what a retailer sells. Each metric is split into *repeat*
+//!   relevant items (bought before the target) and *new* ones.
+//! - Metrics (binary relevance, averaged over the customers for whom they are
+//!   defined): Recall, NDCG, HitRate and MAP at each K, and catalog coverage;
+//!   formulas in [`encore_model::metrics`]. The coverage catalog is the set of
+//!   available items with a net purchase in the training part.
+//!
+//! # Models ([`Registry`])
+//! A registry maps names to builders that turn the trained split
+//! ([`Trained`]) into a [`Recommender`]. [`Registry::baselines`] holds the
+//! models every report shows; more are added with one call to
+//! [`Registry::with`].
 
 use crate::progress::StageProgress;
 use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
-use encore_data::{InteractionMatrix, PurchaseLog, Weighting};
+use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use encore_model::artifact::DataSummary;
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
-use encore_model::metrics::{ndcg_at_k, recall_at_k};
+use encore_model::metrics::{
+    average_precision_at_k, catalog_coverage, hit_rate_at_k, ndcg_at_k, recall_at_k,
+};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_model::topk::top_k_dense;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The models every evaluation scores.
-pub const MODELS: [&str; 4] = ["als", "copurchase", "popularity", "own_top"];
+/// The HTML report (`--html`). Declared here so that the crate root stays
+/// as it is; the file is `src/report_html.rs`.
+pub use crate::report_html as html;
+
+const DAY: f64 = 86_400.0;
+
+/// The default validation window of the time split, in days.
+pub const DEFAULT_VALIDATION_DAYS: f64 = 30.0;
+
+/// Per-customer metrics, in table order.
+pub const METRICS: [&str; 4] = ["recall", "ndcg", "hit_rate", "map"];
+
+/// The relevant-set views every per-customer metric is computed on: all
+/// relevant items, the repeat ones, the new ones (metric name suffixes).
+pub const VIEWS: [&str; 3] = ["", "_repeat", "_new"];
+
+// ---------------------------------------------------------------------------
+// Splits
+
+/// Which split `encore-train evaluate` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SplitKind {
+    /// A global time cutoff (`--holdout-from`).
+    #[default]
+    Time,
+    /// Each customer's last order is the target.
+    NextBasket,
+}
+
+/// How the log is cut into a training part and a target part.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split {
+    /// Train on purchases before `cutoff`; the target is the purchases at or
+    /// after it and before `end` (to the end of the log if `None`).
+    Time { cutoff: i64, end: Option<i64> },
+    /// For each customer, the order `skip_last` places before the last one
+    /// (0: the last order) is the target, the earlier orders are the history
+    /// and the later ones are left out altogether.
+    NextBasket { skip_last: usize },
+}
+
+impl Split {
+    /// The validation split for tuning: it ends where this split's targets
+    /// begin, so it never sees them. `days` is the length of the validation
+    /// window of a time split (ignored for next basket, whose validation
+    /// target is the order before the test target).
+    pub fn validation(&self, days: f64) -> Split {
+        match *self {
+            Split::Time { cutoff, .. } => Split::Time {
+                cutoff: cutoff.saturating_sub((days * DAY) as i64),
+                end: Some(cutoff),
+            },
+            Split::NextBasket { skip_last } => Split::NextBasket {
+                skip_last: skip_last + 1,
+            },
+        }
+    }
+
+    /// `"time"` or `"next_basket"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Split::Time { .. } => "time",
+            Split::NextBasket { .. } => "next_basket",
+        }
+    }
+
+    /// One line saying what is trained on and what is scored.
+    pub fn describe(&self) -> String {
+        match *self {
+            Split::Time { cutoff, end: None } => format!(
+                "train before {}, targets from then to the end of the log",
+                format_timestamp(cutoff)
+            ),
+            Split::Time {
+                cutoff,
+                end: Some(end),
+            } => format!(
+                "train before {}, targets from then until {} ({:.0} days)",
+                format_timestamp(cutoff),
+                format_timestamp(end),
+                (end - cutoff) as f64 / DAY
+            ),
+            Split::NextBasket { skip_last } => {
+                let which = match skip_last {
+                    0 => "last order".to_string(),
+                    1 => "second-to-last order (the last is left out)".to_string(),
+                    n => format!("order {} places before the last (later ones left out)", n),
+                };
+                format!(
+                    "each customer's {which} is the target, earlier orders the history; customers with at least {} orders",
+                    skip_last + 2
+                )
+            }
+        }
+    }
+}
+
+/// One scored customer: index, relevant items, and their repeat / new halves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub customer: u32,
+    pub relevant: HashSet<u32>,
+    /// Relevant items the customer had bought (net) in the training part.
+    pub repeat: HashSet<u32>,
+    /// The other relevant items.
+    pub new: HashSet<u32>,
+}
+
+/// Counts and dates of a split, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitSummary {
+    /// `time` or `next_basket`.
+    pub kind: String,
+    pub description: String,
+    /// Time split: the cutoff; next basket: `None`.
+    pub cutoff: Option<String>,
+    /// Time split: the end of the targets, if any.
+    pub end: Option<String>,
+    /// Time of the earliest and latest target purchase.
+    pub targets_from: Option<String>,
+    pub targets_to: Option<String>,
+    pub train_purchases: usize,
+    pub test_purchases: usize,
+    /// Purchases in neither part (next basket: orders after the target,
+    /// cancellations dated after it; time split with an end: after the end).
+    pub left_out_purchases: usize,
+    /// Time split: customers who bought (net) in the target period; next
+    /// basket: customers with enough orders.
+    pub customers_eligible: usize,
+    /// Eligible customers with a training history and an available relevant item.
+    pub customers_scored: usize,
+    /// Scored customers with at least one repeat (resp. new) relevant item.
+    pub customers_with_repeat: usize,
+    pub customers_with_new: usize,
+    /// Mean number of relevant items per scored customer.
+    pub mean_relevant: f64,
+    /// Share of the relevant items (summed over scored customers) that are repeats.
+    pub repeat_share: f64,
+}
+
+/// A split cut out of a log, ready to train on and to score.
+pub struct PreparedSplit {
+    pub split: Split,
+    pub train: PurchaseLog,
+    pub test: PurchaseLog,
+    /// Customer x item net purchased quantity of the training part.
+    pub history: Csr,
+    pub targets: Vec<Target>,
+    pub summary: SplitSummary,
+}
+
+/// Cuts `log` by `split` and finds the customers to score. Never fails: an
+/// empty part shows as zero counts (see [`evaluate_split`] for the checks).
+pub fn prepare_split(log: &PurchaseLog, item_meta: &[ItemMeta], split: &Split) -> PreparedSplit {
+    let with = |purchases| PurchaseLog {
+        customers: log.customers.clone(),
+        items: log.items.clone(),
+        orders: log.orders.clone(),
+        purchases,
+    };
+    let (train, test, left_out, eligible_by_orders) = match *split {
+        Split::Time { cutoff, end } => {
+            let mut train = Vec::new();
+            let mut test = Vec::new();
+            let mut left_out = 0;
+            for p in &log.purchases {
+                if p.time < cutoff {
+                    train.push(*p);
+                } else if end.is_none_or(|e| p.time < e) {
+                    test.push(*p);
+                } else {
+                    left_out += 1;
+                }
+            }
+            (train, test, left_out, None)
+        }
+        Split::NextBasket { skip_last } => {
+            let (train, test, left_out, eligible) = next_basket_parts(log, skip_last);
+            (train, test, left_out, Some(eligible))
+        }
+    };
+    let (train, test) = (with(train), with(test));
+    let history = InteractionMatrix::from_log(&train, &Weighting::default()).matrix;
+    let after = InteractionMatrix::from_log(&test, &Weighting::default()).matrix;
+    let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
+    let customers_eligible = eligible_by_orders.unwrap_or_else(|| {
+        (0..after.n_rows())
+            .filter(|&c| after.row_nnz(c) > 0)
+            .count()
+    });
+    let targets: Vec<Target> = (0..after.n_rows())
+        .filter(|&c| after.row_nnz(c) > 0 && history.row_nnz(c) > 0)
+        .filter_map(|c| {
+            let relevant: HashSet<u32> = after
+                .row(c)
+                .0
+                .iter()
+                .copied()
+                .filter(|&i| available(i))
+                .collect();
+            if relevant.is_empty() {
+                return None;
+            }
+            let before = history.row(c).0;
+            let (repeat, new) = relevant
+                .iter()
+                .partition(|i| before.binary_search(i).is_ok());
+            Some(Target {
+                customer: c as u32,
+                relevant,
+                repeat,
+                new,
+            })
+        })
+        .collect();
+    let n_relevant: usize = targets.iter().map(|t| t.relevant.len()).sum();
+    let n_repeat: usize = targets.iter().map(|t| t.repeat.len()).sum();
+    let range = test.time_range();
+    let (cutoff, end) = match *split {
+        Split::Time { cutoff, end } => (Some(format_timestamp(cutoff)), end.map(format_timestamp)),
+        Split::NextBasket { .. } => (None, None),
+    };
+    let summary = SplitSummary {
+        kind: split.kind().to_string(),
+        description: split.describe(),
+        cutoff,
+        end,
+        targets_from: range.map(|(a, _)| format_timestamp(a)),
+        targets_to: range.map(|(_, b)| format_timestamp(b)),
+        train_purchases: train.purchases.len(),
+        test_purchases: test.purchases.len(),
+        left_out_purchases: left_out,
+        customers_eligible,
+        customers_scored: targets.len(),
+        customers_with_repeat: targets.iter().filter(|t| !t.repeat.is_empty()).count(),
+        customers_with_new: targets.iter().filter(|t| !t.new.is_empty()).count(),
+        mean_relevant: ratio(n_relevant, targets.len()),
+        repeat_share: ratio(n_repeat, n_relevant),
+    };
+    PreparedSplit {
+        split: *split,
+        train,
+        test,
+        history,
+        targets,
+        summary,
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+/// The next-basket cut: (train lines, target lines, lines left out, eligible customers).
+///
+/// A customer's orders are those holding a positive-quantity line, ordered by
+/// `(time, order index)`. With `n` orders the target is order `n - 1 - skip`;
+/// lines keyed before it train, its lines are the target, and everything from
+/// the target on that is not the target (later orders, later cancellations)
+/// is left out. A customer with `n <= skip` orders trains on the lines dated
+/// before their first order (cancellations only) and the rest is left out.
+fn next_basket_parts(
+    log: &PurchaseLog,
+    skip: usize,
+) -> (
+    Vec<encore_data::Purchase>,
+    Vec<encore_data::Purchase>,
+    usize,
+    usize,
+) {
+    let n_customers = log.customers.len();
+    let mut orders: Vec<Vec<(i64, u32)>> = vec![Vec::new(); n_customers];
+    for p in log.purchases.iter().filter(|p| p.quantity > 0.0) {
+        orders[p.customer.idx()].push((p.time, p.order.0));
+    }
+    // Per customer: the first `(time, order)` key not trained on, and the target order if any.
+    type Boundary = Option<((i64, u32), Option<u32>)>;
+    let boundary: Vec<Boundary> = orders
+        .into_iter()
+        .map(|mut o| {
+            o.sort_unstable();
+            o.dedup();
+            let n = o.len();
+            if n == 0 {
+                None
+            } else if n > skip {
+                let t = o[n - 1 - skip];
+                Some((t, Some(t.1)))
+            } else {
+                Some((o[0], None))
+            }
+        })
+        .collect();
+    // Eligible: a target with at least one order before it.
+    let mut has_before = vec![false; n_customers];
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    let mut left_out = 0;
+    for p in &log.purchases {
+        let c = p.customer.idx();
+        match boundary[c] {
+            None => train.push(*p),
+            Some((key, target)) => {
+                if (p.time, p.order.0) < key {
+                    if p.quantity > 0.0 {
+                        has_before[c] = true;
+                    }
+                    train.push(*p);
+                } else if Some(p.order.0) == target {
+                    test.push(*p);
+                } else {
+                    left_out += 1;
+                }
+            }
+        }
+    }
+    let eligible = (0..n_customers)
+        .filter(|&c| has_before[c] && boundary[c].is_some_and(|(_, t)| t.is_some()))
+        .count();
+    (train, test, left_out, eligible)
+}
+
+// ---------------------------------------------------------------------------
+// Models
+
+/// What a model may use to build its lists: the engine trained on the
+/// training part, that part itself, and per-customer order counts.
+pub struct Trained<'a> {
+    pub engine: &'a Engine,
+    pub train: &'a PurchaseLog,
+    pub config: &'a EngineConfig,
+    /// Customer x item: number of orders of the training part holding a
+    /// positive line of the item.
+    pub order_counts: &'a Csr,
+}
+
+/// A fitted model that ranks items for a customer (by dense index).
+///
+/// Lists are best first and at most `k` long. Items must be available; the
+/// evaluator drops unavailable and repeated items anyway, so a model cannot
+/// gain from them.
+pub trait Recommender: Sync {
+    fn recommend(&self, customer: u32, k: usize) -> Vec<u32>;
+}
+
+/// A closure as a recommender; see [`list_fn`] to box one with its types inferred.
+pub struct ListFn<F>(pub F);
+
+impl<F: Fn(u32, usize) -> Vec<u32> + Sync> Recommender for ListFn<F> {
+    fn recommend(&self, customer: u32, k: usize) -> Vec<u32> {
+        (self.0)(customer, k)
+    }
+}
+
+/// Boxes `f(customer, k) -> ranked items` as a [`Recommender`].
+pub fn list_fn<'a, F>(f: F) -> Box<dyn Recommender + 'a>
+where
+    F: Fn(u32, usize) -> Vec<u32> + Sync + 'a,
+{
+    Box::new(ListFn(f))
+}
+
+type Build =
+    Box<dyn for<'a> Fn(&'a Trained<'a>) -> Result<Box<dyn Recommender + 'a>> + Send + Sync>;
+
+/// One named model of a [`Registry`].
+pub struct ModelEntry {
+    /// Short name: the row of the table and the key of [`EvalReport::get`].
+    pub name: String,
+    /// What it is, for the reports.
+    pub label: String,
+    build: Build,
+}
+
+/// The models an evaluation scores, in report order.
+///
+/// ```
+/// use encore_training::evaluate::{Registry, list_fn};
+///
+/// // The baselines plus a model that always answers the same item.
+/// let registry = Registry::baselines().with("item_zero", "always item 0", |_trained| {
+///     Ok(list_fn(|_customer, k| vec![0].into_iter().take(k).collect()))
+/// });
+/// assert!(registry.names().any(|n| n == "item_zero"));
+/// ```
+pub struct Registry {
+    entries: Vec<ModelEntry>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::baselines()
+    }
+}
+
+impl Registry {
+    /// No models.
+    pub fn empty() -> Self {
+        Registry {
+            entries: Vec::new(),
+        }
+    }
+
+    /// The baselines every report shows: global popularity, P-TopFreq,
+    /// GP-TopFreq, item-kNN and ALS.
+    pub fn baselines() -> Self {
+        Registry::empty()
+            .with(
+                "popularity",
+                "global popularity (distinct buyers in the recent window)",
+                |t| Ok(list_fn(|_, k| popularity(t.engine, k, &HashSet::new()))),
+            )
+            .with(
+                "p_topfreq",
+                "P-TopFreq: the customer's own items by number of orders",
+                |t| Ok(list_fn(|c, k| own_top_freq(t, c, k))),
+            )
+            .with(
+                "gp_topfreq",
+                "GP-TopFreq: own items by number of orders, then popularity",
+                |t| {
+                    Ok(list_fn(|c, k| {
+                        let own = own_top_freq(t, c, k);
+                        pad_with_popular(t.engine, own, k)
+                    }))
+                },
+            )
+            .with(
+                "item_knn",
+                "item-kNN: co-purchase similarities summed over the customer's items, then popularity",
+                |t| Ok(list_fn(|c, k| item_knn(t.engine, c, k))),
+            )
+            .with(
+                "als",
+                "ALS matrix factorisation (implicit feedback)",
+                |t| {
+                    Ok(list_fn(|c, k| {
+                        let filter = ListFilter {
+                            include_purchased: true,
+                            ..ListFilter::default()
+                        };
+                        ids(t.engine.recommend(Some(c), k, &filter).1)
+                    }))
+                },
+            )
+    }
+
+    /// The baselines plus Encore's other list models: the repeat-aware
+    /// TIFU-KNN alone and blended with ALS for new items, and EASE (left out
+    /// with a warning above its item limit). What `encore-train evaluate`
+    /// scores by default. (`encore-train fit`'s holdout check scores only the
+    /// baselines: TIFU-KNN's neighbour search and EASE's dense inverse have
+    /// not been measured at 100k customers x 20k items yet.)
+    pub fn standard() -> Self {
+        Registry::baselines()
+            .with(
+                "tifu_knn",
+                "TIFU-KNN: time-decayed own item frequencies plus similar customers'",
+                |t| {
+                    let model = t.config.repeat_aware.fit(t.train)?;
+                    Ok(Box::new(ListFn(move |c: u32, k: usize| {
+                        ids(model.recommend(c, k, |i| !t.engine.item_meta(i).available, None))
+                    })))
+                },
+            )
+            .with(
+                "tifu_als",
+                "TIFU-KNN blended with ALS for items the customer never bought (the repeat-aware \"for you\" model)",
+                |t| {
+                    let model = t.config.repeat_aware.fit(t.train)?;
+                    Ok(Box::new(ListFn(move |c: u32, k: usize| {
+                        let mut cf = vec![0f32; t.engine.items().len()];
+                        t.engine.als().score_user(c as usize, &mut cf);
+                        ids(model.recommend(
+                            c,
+                            k,
+                            |i| !t.engine.item_meta(i).available,
+                            Some(&cf),
+                        ))
+                    })))
+                },
+            )
+            .with(
+                "ease",
+                "EASE: closed-form item-item regression on who bought what",
+                |t| {
+                    let binary = t.order_counts.map_values(|_| 1.0);
+                    match t.config.ease.fit(&binary) {
+                        Ok(model) => Ok(Box::new(ListFn(move |c: u32, k: usize| {
+                            ids(model.recommend(
+                                binary.row(c as usize),
+                                k,
+                                |i| !t.engine.item_meta(i).available,
+                            ))
+                        }))),
+                        Err(e @ encore_model::cf::ease::EaseError::TooManyItems { .. }) => {
+                            eprintln!("warning: EASE left out of the evaluation: {e}");
+                            Ok(list_fn(|_, _| Vec::new()))
+                        }
+                        Err(e) => Err(e.into()),
+                    }
+                },
+            )
+    }
+
+    /// Adds a model at the end (replacing one of the same name in place).
+    pub fn with<F>(mut self, name: &str, label: &str, build: F) -> Self
+    where
+        F: for<'a> Fn(&'a Trained<'a>) -> Result<Box<dyn Recommender + 'a>> + Send + Sync + 'static,
+    {
+        let entry = ModelEntry {
+            name: name.to_string(),
+            label: label.to_string(),
+            build: Box::new(build),
+        };
+        match self.entries.iter_mut().find(|e| e.name == name) {
+            Some(e) => *e = entry,
+            None => self.entries.push(entry),
+        }
+        self
+    }
+
+    /// Keeps only the models named in `names` (unknown names are an error).
+    pub fn only(mut self, names: &[String]) -> Result<Self> {
+        for n in names {
+            if !self.entries.iter().any(|e| &e.name == n) {
+                let known: Vec<&str> = self.names().collect();
+                bail!("unknown model '{n}' (known: {})", known.join(", "));
+            }
+        }
+        self.entries.retain(|e| names.contains(&e.name));
+        Ok(self)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    pub fn entries(&self) -> &[ModelEntry] {
+        &self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn ids(list: Vec<(u32, f32)>) -> Vec<u32> {
+    list.into_iter().map(|(i, _)| i).collect()
+}
+
+fn available(engine: &Engine, i: u32) -> bool {
+    engine.item_meta(i).available
+}
+
+/// The first `k` popular available items not in `skip`.
+fn popularity(engine: &Engine, k: usize, skip: &HashSet<u32>) -> Vec<u32> {
+    ids(engine
+        .popularity()
+        .top(k, |i| skip.contains(&i) || !available(engine, i)))
+}
+
+/// P-TopFreq: the customer's items (net positive in training) by the number of
+/// orders holding them, ties by net quantity, then by the lower index.
+fn own_top_freq(t: &Trained<'_>, c: u32, k: usize) -> Vec<u32> {
+    let (items, qty) = t.engine.history().row(c as usize);
+    let (oi, on) = t.order_counts.row(c as usize);
+    let orders = |i: u32| oi.binary_search(&i).map_or(0.0, |p| on[p]);
+    let mut own: Vec<(u32, f32, f32)> = items
+        .iter()
+        .zip(qty)
+        .filter(|&(&i, _)| available(t.engine, i))
+        .map(|(&i, &q)| (i, orders(i), q))
+        .collect();
+    own.sort_by(|a, b| {
+        b.1.total_cmp(&a.1)
+            .then(b.2.total_cmp(&a.2))
+            .then(a.0.cmp(&b.0))
+    });
+    own.into_iter().take(k).map(|(i, _, _)| i).collect()
+}
+
+/// Item-kNN: `score(j) = Σ_{i bought} sim(i, j)`, positive scores only, then popularity.
+fn item_knn(engine: &Engine, c: u32, k: usize) -> Vec<u32> {
+    let mut scores = vec![0f32; engine.items().len()];
+    let basket: Vec<(u32, f32)> = engine
+        .history()
+        .row(c as usize)
+        .0
+        .iter()
+        .map(|&i| (i, 1.0))
+        .collect();
+    engine.copurchase().score_items(&basket, &mut scores);
+    let list = ids(top_k_dense(&scores, k, |i| {
+        scores[i as usize] <= 0.0 || !available(engine, i)
+    }));
+    pad_with_popular(engine, list, k)
+}
+
+/// Pads `list` with popular available items it does not hold, up to `k`.
+fn pad_with_popular(engine: &Engine, mut list: Vec<u32>, k: usize) -> Vec<u32> {
+    if list.len() < k {
+        let have: HashSet<u32> = list.iter().copied().collect();
+        list.extend(popularity(engine, k - list.len(), &have));
+    }
+    list
+}
+
+/// Customer x item count of training orders holding a positive line of the item.
+pub fn order_counts(log: &PurchaseLog) -> Csr {
+    let mut triples: Vec<(u32, u32, u32)> = log
+        .purchases
+        .iter()
+        .filter(|p| p.quantity > 0.0)
+        .map(|p| (p.customer.0, p.item.0, p.order.0))
+        .collect();
+    triples.sort_unstable();
+    triples.dedup();
+    Csr::from_triplets(
+        log.customers.len(),
+        log.items.len(),
+        triples.into_iter().map(|(c, i, _)| (c, i, 1.0)),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Scoring
 
 /// What one model scored.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelScores {
     pub model: String,
-    /// `recall@10`, `ndcg@10`, `recall_repeat@10`, `recall_new@10`, ...
+    pub label: String,
+    /// `recall@10`, `ndcg@10`, `hit_rate@10`, `map@10`, each also with
+    /// `_repeat` and `_new` (e.g. `recall_repeat@10`), and `coverage@10`.
     pub metrics: BTreeMap<String, f64>,
+    /// Seconds to build the model from the trained engine and score every customer.
+    pub seconds: f64,
+}
+
+/// The scores of every model on one split.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitEvaluation {
+    pub split: SplitSummary,
+    /// Available items with a net purchase in the training part (the coverage denominator).
+    pub catalog_items: usize,
+    pub models: Vec<ModelScores>,
+    /// Seconds to train the engine on the training part.
+    pub train_seconds: f64,
+}
+
+/// Trains the engine on the training part of `split` and scores every model
+/// of `registry` at each cut-off in `ks`. This is what a tuner calls on the
+/// validation split ([`Split::validation`]).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_split(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    data: &DataSummary,
+    split: &Split,
+    ks: &[usize],
+    registry: &Registry,
+    progress: Option<&mut StageProgress>,
+) -> Result<SplitEvaluation> {
+    if ks.is_empty() || ks.contains(&0) {
+        bail!("--k needs one or more positive cut-offs, e.g. 10,20");
+    }
+    let prepared = prepare_split(log, item_meta, split);
+    let what = split.describe();
+    if prepared.train.purchases.is_empty() {
+        bail!("no purchase to train on ({what}): move the cutoff later");
+    }
+    if prepared.test.purchases.is_empty() {
+        bail!("no purchase to score ({what}): move the cutoff earlier");
+    }
+    if prepared.targets.is_empty() {
+        bail!("no customer has both a history and a target ({what}): nothing to score");
+    }
+    let started = std::time::Instant::now();
+    let mut silent = |_| {};
+    let engine = match progress {
+        Some(p) => train_engine(
+            &prepared.train,
+            item_meta.to_vec(),
+            config,
+            data.clone(),
+            &mut |s| p.on_stage(s),
+        )?,
+        None => train_engine(
+            &prepared.train,
+            item_meta.to_vec(),
+            config,
+            data.clone(),
+            &mut silent,
+        )?,
+    };
+    let train_seconds = started.elapsed().as_secs_f64();
+    let counts = order_counts(&prepared.train);
+    let trained = Trained {
+        engine: &engine,
+        train: &prepared.train,
+        config,
+        order_counts: &counts,
+    };
+    let mut catalog = vec![false; engine.items().len()];
+    for &i in engine.history().indices() {
+        catalog[i as usize] = available(&engine, i);
+    }
+    let catalog_items = catalog.iter().filter(|&&b| b).count();
+    let kmax = *ks.iter().max().expect("non-empty");
+    let mut models = Vec::new();
+    for entry in registry.entries() {
+        let started = std::time::Instant::now();
+        let model = (entry.build)(&trained)?;
+        let lists: Vec<Vec<u32>> = prepared
+            .targets
+            .par_iter()
+            .map(|t| clean_list(&engine, model.recommend(t.customer, kmax), kmax))
+            .collect();
+        let mut metrics = score_lists(&lists, &prepared.targets, ks);
+        for &k in ks {
+            let cov = catalog_coverage(lists.iter().map(Vec::as_slice), k, catalog_items, |i| {
+                catalog.get(i as usize).copied().unwrap_or(false)
+            });
+            metrics.insert(format!("coverage@{k}"), cov);
+        }
+        models.push(ModelScores {
+            model: entry.name.clone(),
+            label: entry.label.clone(),
+            metrics,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(SplitEvaluation {
+        split: prepared.summary,
+        catalog_items,
+        models,
+        train_seconds,
+    })
+}
+
+/// Drops unavailable and repeated items and truncates to `k`.
+fn clean_list(engine: &Engine, list: Vec<u32>, k: usize) -> Vec<u32> {
+    let n = engine.items().len();
+    let mut seen = HashSet::new();
+    list.into_iter()
+        .filter(|&i| (i as usize) < n && available(engine, i) && seen.insert(i))
+        .take(k)
+        .collect()
+}
+
+/// Mean per-customer metrics of `lists` (one per target, same order) for
+/// every metric, view and cut-off; a metric undefined for every customer is
+/// left out.
+pub fn score_lists(lists: &[Vec<u32>], targets: &[Target], ks: &[usize]) -> BTreeMap<String, f64> {
+    type Metric = fn(&[u32], &HashSet<u32>, usize) -> Option<f64>;
+    let fns: [Metric; 4] = [
+        recall_at_k,
+        ndcg_at_k,
+        hit_rate_at_k,
+        average_precision_at_k,
+    ];
+    let mut sums: HashMap<String, (f64, usize)> = HashMap::new();
+    for (list, t) in lists.iter().zip(targets) {
+        for (view, set) in VIEWS.iter().zip([&t.relevant, &t.repeat, &t.new]) {
+            for &k in ks {
+                for (name, f) in METRICS.iter().zip(fns) {
+                    if let Some(v) = f(list, set, k) {
+                        let e = sums.entry(format!("{name}{view}@{k}")).or_default();
+                        e.0 += v;
+                        e.1 += 1;
+                    }
+                }
+            }
+        }
+    }
+    sums.into_iter()
+        .map(|(k, (s, n))| (k, s / n as f64))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The report
+
+/// What `encore-train evaluate` runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalOptions {
+    /// The test split.
+    pub split: Split,
+    /// Length of the time split's validation window.
+    pub validation_days: f64,
+    pub ks: Vec<usize>,
+    /// Also train and score every model on the validation split.
+    pub score_validation: bool,
+}
+
+/// The validation split as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub split: SplitSummary,
+    /// Time split: the window length in days.
+    pub days: Option<f64>,
+    /// Scores on the validation split, when asked for (`--score-validation`).
+    pub models: Option<Vec<ModelScores>>,
 }
 
 /// The result of an evaluation run.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// The test cutoff, or `each customer's last order` for next basket.
     pub cutoff: String,
+    pub split: SplitSummary,
+    pub validation: ValidationReport,
     pub ks: Vec<usize>,
     pub train_purchases: usize,
     pub test_purchases: usize,
-    /// Customers with purchases on both sides of the cutoff (the ones scored).
+    /// Customers scored (history and target).
     pub customers_scored: usize,
-    /// Customers with purchases after the cutoff.
+    /// Customers eligible on the target side (see [`SplitSummary::customers_eligible`]).
     pub customers_in_test: usize,
+    /// The coverage denominator.
+    pub catalog_items: usize,
     pub data_fingerprint: String,
+    pub data: DataSummary,
     pub config: EngineConfig,
+    /// The ALS seed (every other model is deterministic).
+    pub seed: u64,
     pub models: Vec<ModelScores>,
     pub train_seconds: f64,
 }
+
+/// Trains on the purchases before `cutoff` and scores the baselines after it
+/// (the time split with the default validation window).
+pub fn evaluate(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    data: &DataSummary,
+    cutoff: i64,
+    ks: &[usize],
+    progress: Option<&mut StageProgress>,
+) -> Result<EvalReport> {
+    let options = EvalOptions {
+        split: Split::Time { cutoff, end: None },
+        validation_days: DEFAULT_VALIDATION_DAYS,
+        ks: ks.to_vec(),
+        score_validation: false,
+    };
+    evaluate_with(
+        log,
+        item_meta,
+        config,
+        data,
+        &options,
+        &Registry::baselines(),
+        progress,
+    )
+}
+
+/// Scores every model of `registry` on the test split of `options` and
+/// describes (optionally scores) its validation split.
+pub fn evaluate_with(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    data: &DataSummary,
+    options: &EvalOptions,
+    registry: &Registry,
+    mut progress: Option<&mut StageProgress>,
+) -> Result<EvalReport> {
+    if registry.is_empty() {
+        bail!("no model to evaluate");
+    }
+    if !(options.validation_days.is_finite() && options.validation_days > 0.0) {
+        bail!(
+            "--validation-days must be a positive number of days, not {}",
+            options.validation_days
+        );
+    }
+    let ks = &options.ks;
+    let test = evaluate_split(
+        log,
+        item_meta,
+        config,
+        data,
+        &options.split,
+        ks,
+        registry,
+        progress.as_deref_mut(),
+    )?;
+    let vsplit = options.split.validation(options.validation_days);
+    let (vsummary, vmodels) = if options.score_validation {
+        let v = evaluate_split(
+            log, item_meta, config, data, &vsplit, ks, registry, progress,
+        )
+        .map_err(|e| e.context("validation split"))?;
+        (v.split, Some(v.models))
+    } else {
+        (prepare_split(log, item_meta, &vsplit).summary, None)
+    };
+    let cutoff = match options.split {
+        Split::Time { cutoff, .. } => format_timestamp(cutoff),
+        Split::NextBasket { .. } => "each customer's last order".to_string(),
+    };
+    Ok(EvalReport {
+        cutoff,
+        ks: ks.clone(),
+        train_purchases: test.split.train_purchases,
+        test_purchases: test.split.test_purchases,
+        customers_scored: test.split.customers_scored,
+        customers_in_test: test.split.customers_eligible,
+        split: test.split,
+        validation: ValidationReport {
+            split: vsummary,
+            days: matches!(options.split, Split::Time { .. }).then_some(options.validation_days),
+            models: vmodels,
+        },
+        catalog_items: test.catalog_items,
+        data_fingerprint: data.fingerprint.clone(),
+        data: data.clone(),
+        config: config.clone(),
+        seed: config.als.seed,
+        models: test.models,
+        train_seconds: test.train_seconds,
+    })
+}
+
+/// Column headers of the table and the metric each shows, per cut-off.
+const COLUMNS: [(&str, &str); 7] = [
+    ("R", "recall"),
+    ("NDCG", "ndcg"),
+    ("HR", "hit_rate"),
+    ("MAP", "map"),
+    ("Rrep", "recall_repeat"),
+    ("Rnew", "recall_new"),
+    ("Cov", "coverage"),
+];
 
 impl EvalReport {
     /// The score of `model` for `metric` (e.g. `"recall@10"`).
@@ -68,234 +1005,211 @@ impl EvalReport {
             .and_then(|m| m.metrics.get(metric).copied())
     }
 
-    /// A plain-text table: one row a model, one column a metric.
+    /// A plain-text report: the split, its counts, and a table with one row a
+    /// model and one column a metric at a cut-off.
     pub fn table(&self) -> String {
-        let mut cols: Vec<String> = Vec::new();
-        for &k in &self.ks {
-            for m in ["recall", "ndcg", "recall_repeat", "recall_new"] {
-                cols.push(format!("{m}@{k}"));
-            }
+        let s = &self.split;
+        let mut out = String::new();
+        out.push_str(&format!("split       {}: {}\n", s.kind, s.description));
+        let v = &self.validation.split;
+        out.push_str(&format!(
+            "validation  {} ({} customers would be scored; for tuning only, the test targets are never used to choose parameters)\n",
+            v.description, v.customers_scored
+        ));
+        out.push_str(&format!(
+            "customers   {} scored of {} eligible ({} with repeat targets, {} with new); {:.2} relevant items each, {:.1}% repeats\n",
+            s.customers_scored,
+            s.customers_eligible,
+            s.customers_with_repeat,
+            s.customers_with_new,
+            s.mean_relevant,
+            100.0 * s.repeat_share
+        ));
+        out.push_str(&format!(
+            "purchases   {} train / {} target / {} left out; coverage over {} items; seed {}\n",
+            s.train_purchases,
+            s.test_purchases,
+            s.left_out_purchases,
+            self.catalog_items,
+            self.seed
+        ));
+        out.push_str(&models_table(&self.models, &self.ks));
+        if let Some(vm) = &self.validation.models {
+            out.push_str("validation split:\n");
+            out.push_str(&models_table(vm, &self.ks));
         }
-        let mut out = format!(
-            "holdout from {}: {} customers scored ({} bought after the cutoff), {} train / {} test purchases\n",
-            self.cutoff,
-            self.customers_scored,
-            self.customers_in_test,
-            self.train_purchases,
-            self.test_purchases
+        out.push_str(
+            "R recall, HR hit rate, Rrep/Rnew recall of repeat/new items, Cov catalog coverage\n",
         );
-        out.push_str(&format!("{:<12}", "model"));
-        for c in &cols {
-            out.push_str(&format!(" {c:>16}"));
-        }
-        out.push('\n');
-        for m in &self.models {
-            out.push_str(&format!("{:<12}", m.model));
-            for c in &cols {
-                match m.metrics.get(c) {
-                    Some(v) => out.push_str(&format!(" {v:>16.4}")),
-                    None => out.push_str(&format!(" {:>16}", "-")),
-                }
-            }
-            out.push('\n');
-        }
         out
     }
 }
 
-/// One scored customer: index, relevant items, and which of them were bought before.
-struct Target {
-    customer: u32,
-    relevant: HashSet<u32>,
-    repeat: HashSet<u32>,
-    new: HashSet<u32>,
-}
-
-/// Trains on `log` before `cutoff` and scores every model after it.
-pub fn evaluate(
-    log: &PurchaseLog,
-    item_meta: &[ItemMeta],
-    config: &EngineConfig,
-    data: &DataSummary,
-    cutoff: i64,
-    ks: &[usize],
-    progress: Option<&mut StageProgress>,
-) -> Result<EvalReport> {
-    if ks.is_empty() || ks.contains(&0) {
-        bail!("--k needs one or more positive cut-offs, e.g. 10,20");
-    }
-    let (train, test) = log.split_at(cutoff);
-    if train.purchases.is_empty() {
-        bail!(
-            "no purchase before the holdout cutoff {}: move the cutoff later",
-            format_timestamp(cutoff)
-        );
-    }
-    if test.purchases.is_empty() {
-        bail!(
-            "no purchase at or after the holdout cutoff {}: move the cutoff earlier",
-            format_timestamp(cutoff)
-        );
-    }
-    let started = std::time::Instant::now();
-    let mut silent = |_| {};
-    let engine = match progress {
-        Some(p) => train_engine(&train, item_meta.to_vec(), config, data.clone(), &mut |s| {
-            p.on_stage(s)
-        })?,
-        None => train_engine(
-            &train,
-            item_meta.to_vec(),
-            config,
-            data.clone(),
-            &mut silent,
-        )?,
-    };
-    let train_seconds = started.elapsed().as_secs_f64();
-
-    let after = InteractionMatrix::from_log(&test, &Weighting::default()).matrix;
-    let history = engine.history();
-    let customers_in_test = (0..after.n_rows())
-        .filter(|&c| after.row_nnz(c) > 0)
-        .count();
-    let targets: Vec<Target> = (0..after.n_rows())
-        .filter(|&c| after.row_nnz(c) > 0 && history.row_nnz(c) > 0)
-        .map(|c| {
-            // Unavailable catalog items (fees, postage) are never recommended,
-            // so they are not counted as relevant either.
-            let relevant: HashSet<u32> = after
-                .row(c)
-                .0
-                .iter()
-                .copied()
-                .filter(|&i| engine.item_meta(i).available)
-                .collect();
-            let before = history.row(c).0;
-            let (repeat, new) = relevant
-                .iter()
-                .partition(|i| before.binary_search(i).is_ok());
-            Target {
-                customer: c as u32,
-                relevant,
-                repeat,
-                new,
-            }
-        })
-        .filter(|t: &Target| !t.relevant.is_empty())
-        .collect();
-    if targets.is_empty() {
-        bail!("no customer bought both before and after the cutoff: nothing to score");
-    }
-    let kmax = *ks.iter().max().expect("non-empty");
-    let models = MODELS
+fn models_table(models: &[ModelScores], ks: &[usize]) -> String {
+    let width = models
         .iter()
-        .map(|&name| score_model(&engine, name, &targets, ks, kmax))
-        .collect();
-    Ok(EvalReport {
-        cutoff: format_timestamp(cutoff),
-        ks: ks.to_vec(),
-        train_purchases: train.purchases.len(),
-        test_purchases: test.purchases.len(),
-        customers_scored: targets.len(),
-        customers_in_test,
-        data_fingerprint: data.fingerprint.clone(),
-        config: config.clone(),
-        models,
-        train_seconds,
-    })
-}
-
-/// The ranked list `model` gives customer `c`, `k` long, purchased items allowed.
-fn ranked_list(engine: &Engine, model: &str, c: u32, k: usize, scores: &mut [f32]) -> Vec<u32> {
-    let filter = ListFilter {
-        include_purchased: true,
-        ..ListFilter::default()
-    };
-    let (bought, qty) = engine.history().row(c as usize);
-    let available = |i: u32| engine.item_meta(i).available;
-    let list = match model {
-        "als" => engine.recommend(Some(c), k, &filter).1,
-        "copurchase" => {
-            scores.fill(0.0);
-            let basket: Vec<(u32, f32)> = bought.iter().map(|&i| (i, 1.0)).collect();
-            engine.copurchase().score_items(&basket, scores);
-            let list = top_k_dense(scores, k, |i| scores[i as usize] <= 0.0 || !available(i));
-            pad_with_popular(engine, list, k)
+        .map(|m| m.model.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!("{:<width$}", "model");
+    for &k in ks {
+        for (head, _) in COLUMNS {
+            out.push_str(&format!(" {:>8}", format!("{head}@{k}")));
         }
-        "popularity" => engine.fallback(k, &filter),
-        "own_top" => {
-            let mut own: Vec<(u32, f32)> = bought
-                .iter()
-                .copied()
-                .zip(qty.iter().copied())
-                .filter(|&(i, _)| available(i))
-                .collect();
-            own.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            own.truncate(k);
-            pad_with_popular(engine, own, k)
-        }
-        other => unreachable!("unknown model {other}"),
-    };
-    list.into_iter().map(|(i, _)| i).collect()
-}
-
-/// Pads `list` with popular available items it does not hold, so every model answers `k` items.
-fn pad_with_popular(engine: &Engine, mut list: Vec<(u32, f32)>, k: usize) -> Vec<(u32, f32)> {
-    if list.len() < k {
-        let have: HashSet<u32> = list.iter().map(|&(i, _)| i).collect();
-        let extra = engine.popularity().top(k - list.len(), |i| {
-            have.contains(&i) || !engine.item_meta(i).available
-        });
-        list.extend(extra);
     }
-    list
-}
-
-fn score_model(
-    engine: &Engine,
-    model: &str,
-    targets: &[Target],
-    ks: &[usize],
-    kmax: usize,
-) -> ModelScores {
-    let n_items = engine.items().len();
-    // Per target: for every k, (recall, ndcg, recall_repeat?, recall_new?).
-    let per_target: Vec<Vec<[Option<f64>; 4]>> = targets
-        .par_iter()
-        .map_init(
-            || vec![0f32; n_items],
-            |scores, t| {
-                let list = ranked_list(engine, model, t.customer, kmax, scores);
-                ks.iter()
-                    .map(|&k| {
-                        [
-                            recall_at_k(&list, &t.relevant, k),
-                            ndcg_at_k(&list, &t.relevant, k),
-                            recall_at_k(&list, &t.repeat, k),
-                            recall_at_k(&list, &t.new, k),
-                        ]
-                    })
-                    .collect()
-            },
-        )
-        .collect();
-    let mut metrics = BTreeMap::new();
-    for (ki, &k) in ks.iter().enumerate() {
-        for (mi, name) in ["recall", "ndcg", "recall_repeat", "recall_new"]
-            .iter()
-            .enumerate()
-        {
-            let vals: Vec<f64> = per_target.iter().filter_map(|v| v[ki][mi]).collect();
-            if !vals.is_empty() {
-                metrics.insert(
-                    format!("{name}@{k}"),
-                    vals.iter().sum::<f64>() / vals.len() as f64,
-                );
+    out.push('\n');
+    for m in models {
+        out.push_str(&format!("{:<width$}", m.model));
+        for &k in ks {
+            for (_, metric) in COLUMNS {
+                match m.metrics.get(&format!("{metric}@{k}")) {
+                    Some(v) => out.push_str(&format!(" {v:>8.4}")),
+                    None => out.push_str(&format!(" {:>8}", "-")),
+                }
             }
         }
+        out.push('\n');
     }
-    ModelScores {
-        model: model.to_string(),
-        metrics,
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[u32]) -> HashSet<u32> {
+        items.iter().copied().collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    /// Two customers scored by hand.
+    #[test]
+    fn hand_computed_means() {
+        let targets = vec![
+            // Relevant {1, 2, 3}; 1 bought before.
+            Target {
+                customer: 0,
+                relevant: set(&[1, 2, 3]),
+                repeat: set(&[1]),
+                new: set(&[2, 3]),
+            },
+            // Relevant {5}, new.
+            Target {
+                customer: 1,
+                relevant: set(&[5]),
+                repeat: set(&[]),
+                new: set(&[5]),
+            },
+        ];
+        // Customer 0: hits at ranks 2 (item 1) and 3 (item 3). Customer 1: no hit.
+        let lists = vec![vec![9, 1, 3], vec![1, 2, 3]];
+        let m = score_lists(&lists, &targets, &[1, 3]);
+        // recall@3: (2/3 + 0) / 2
+        assert!(close(m["recall@3"], 1.0 / 3.0));
+        assert!(close(m["recall@1"], 0.0));
+        // hit_rate@3: (1 + 0) / 2
+        assert!(close(m["hit_rate@3"], 0.5));
+        // NDCG@3, customer 0: (1/log2 3 + 1/log2 4) / (1 + 1/log2 3 + 1/log2 4)
+        let l3 = 3f64.log2();
+        let n0 = (1.0 / l3 + 0.5) / (1.0 + 1.0 / l3 + 0.5);
+        assert!(close(m["ndcg@3"], n0 / 2.0));
+        // AP@3, customer 0: (1/2 + 2/3) / min(3, 3)
+        assert!(close(m["map@3"], (0.5 + 2.0 / 3.0) / 3.0 / 2.0));
+        // Repeat: only customer 0 has repeat targets; item 1 at rank 2.
+        assert!(close(m["recall_repeat@3"], 1.0));
+        assert!(close(m["ndcg_repeat@3"], 1.0 / l3));
+        assert!(close(m["map_repeat@3"], 0.5));
+        // New: customer 0 finds 3 of {2, 3} at rank 3, customer 1 nothing.
+        assert!(close(m["recall_new@3"], (0.5 + 0.0) / 2.0));
+        assert!(close(m["hit_rate_new@1"], 0.0));
+    }
+
+    fn log_of(lines: &[(&str, &str, &str, i64, f32)]) -> PurchaseLog {
+        let mut log = PurchaseLog::default();
+        for &(o, c, i, t, q) in lines {
+            log.push(o, c, i, t, q, 1.0);
+        }
+        log
+    }
+
+    #[test]
+    fn next_basket_cut() {
+        let log = log_of(&[
+            ("o1", "a", "x", 10, 2.0),
+            ("o1", "a", "y", 10, 1.0),
+            ("o2", "a", "y", 20, 1.0),
+            ("o3", "a", "z", 30, 1.0),
+            ("o3", "a", "x", 30, 1.0),
+            ("c1", "a", "z", 40, -1.0), // cancellation after the last order: left out
+            ("o4", "b", "x", 15, 1.0),  // b has a single order: target without history
+            ("o5", "c", "y", 5, 1.0),
+            ("o6", "c", "z", 25, 1.0),
+        ]);
+        let meta = vec![ItemMeta::default(); 3];
+        let p = prepare_split(&log, &meta, &Split::NextBasket { skip_last: 0 });
+        // Train: a's o1, o2; c's o5. Target: a's o3, b's o4, c's o6.
+        assert_eq!(p.train.purchases.len(), 4);
+        assert_eq!(p.test.purchases.len(), 4);
+        assert_eq!(p.summary.left_out_purchases, 1);
+        assert_eq!(p.summary.customers_eligible, 2);
+        assert_eq!(p.summary.customers_scored, 2);
+        let a = &p.targets[0];
+        assert_eq!(a.relevant, set(&[0, 2]));
+        assert_eq!(a.repeat, set(&[0]));
+        assert_eq!(a.new, set(&[2]));
+
+        let v = prepare_split(
+            &log,
+            &meta,
+            &Split::NextBasket { skip_last: 0 }.validation(30.0),
+        );
+        // Validation: a's o2 is the target (history o1), c has no history before o5.
+        assert_eq!(v.summary.customers_eligible, 1);
+        assert_eq!(v.targets.len(), 1);
+        assert_eq!(v.targets[0].relevant, set(&[1]));
+        assert_eq!(v.targets[0].repeat, set(&[1]));
+        assert_eq!(v.train.purchases.len(), 2);
+    }
+
+    #[test]
+    fn time_split_validation_ends_at_the_test_cutoff() {
+        let s = Split::Time {
+            cutoff: 100 * 86_400,
+            end: None,
+        };
+        assert_eq!(
+            s.validation(30.0),
+            Split::Time {
+                cutoff: 70 * 86_400,
+                end: Some(100 * 86_400)
+            }
+        );
+        let log = log_of(&[
+            ("o1", "a", "x", 10, 1.0),
+            ("o2", "a", "y", 75 * 86_400, 1.0),
+            ("o3", "a", "z", 100 * 86_400, 1.0),
+        ]);
+        let meta = vec![ItemMeta::default(); 3];
+        let v = prepare_split(&log, &meta, &s.validation(30.0));
+        assert_eq!(v.train.purchases.len(), 1);
+        assert_eq!(v.test.purchases.len(), 1);
+        assert_eq!(v.summary.left_out_purchases, 1);
+        assert_eq!(v.targets[0].new, set(&[1]));
+    }
+
+    #[test]
+    fn order_counts_count_orders_not_lines() {
+        let log = log_of(&[
+            ("o1", "a", "x", 10, 1.0),
+            ("o1", "a", "x", 10, 1.0),
+            ("o2", "a", "x", 20, 5.0),
+            ("o3", "a", "x", 30, -1.0),
+        ]);
+        let m = order_counts(&log);
+        assert_eq!(m.get(0, 0), 2.0);
     }
 }

@@ -1,14 +1,16 @@
 //! `encore-train fit`: ingest, train, evaluate, publish.
 
 use crate::evaluate::{EvalReport, evaluate};
+use crate::gate::{GateOutcome, gate};
 use crate::input::{Input, data_summary};
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
+use encore_model::artifact::store::Store;
 use encore_model::artifact::{self, Manifest};
 use encore_model::customer::book::CustomerModels;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// How `fit` checks the model it publishes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,9 +24,36 @@ pub enum FitEvaluation {
     Cutoff(i64),
 }
 
+/// Where a trained model goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One artifact directory, replaced atomically.
+    Dir(PathBuf),
+    /// A new version of a store; `CURRENT` moves to it if the gate passes.
+    Store(Store),
+}
+
+/// How `fit` publishes: the target, and the promotion gate.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub target: Target,
+    /// The serving model to beat [default: the store's current version].
+    pub previous: Option<PathBuf>,
+    /// The candidate may be this much worse (absolute Recall@10) and still pass.
+    pub margin: f64,
+    /// Versions a store keeps (the current one and the rollback target always stay).
+    pub keep: usize,
+}
+
 /// What `fit` produced.
 pub struct FitOutcome {
     pub manifest: Manifest,
+    /// Where the artifact was written (`None`: refused by the gate and not written).
+    pub location: Option<PathBuf>,
+    /// The gate's decision, if there was a model to compare with.
+    pub gate: Option<GateOutcome>,
+    /// False if the gate refused the candidate.
+    pub promoted: bool,
     pub evaluation: Option<EvalReport>,
     /// The customer models of the published engine.
     pub customers: CustomerModels,
@@ -32,13 +61,32 @@ pub struct FitOutcome {
     pub total_seconds: f64,
 }
 
-/// Trains on `input` and writes the artifact to `out`.
+/// Trains on `input` and writes the artifact to `out` (no gate).
 pub fn fit(
     input: &Input,
     config: &EngineConfig,
     evaluation: FitEvaluation,
     ks: &[usize],
     out: &Path,
+    show_progress: bool,
+) -> Result<FitOutcome> {
+    let publish = Publish {
+        target: Target::Dir(out.to_path_buf()),
+        previous: None,
+        margin: 0.0,
+        keep: usize::MAX,
+    };
+    fit_and_publish(input, config, evaluation, ks, &publish, show_progress)
+}
+
+/// Trains on `input`, runs the promotion gate against the serving model (if
+/// any) and publishes the candidate if it passes; see [`crate::gate`].
+pub fn fit_and_publish(
+    input: &Input,
+    config: &EngineConfig,
+    evaluation: FitEvaluation,
+    ks: &[usize],
+    publish: &Publish,
     show_progress: bool,
 ) -> Result<FitOutcome> {
     let data = data_summary(&input.report, &input.log);
@@ -82,11 +130,67 @@ pub fn fit(
     if let Some(r) = &report {
         engine.manifest_mut().metrics = serde_json::to_value(r).expect("report serialises");
     }
-    let manifest = artifact::save(&engine, out)
-        .with_context(|| format!("cannot write the model to {}", out.display()))?;
+    let previous_dir = match (&publish.previous, &publish.target) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Target::Store(store)) => store.current_dir()?,
+        (None, Target::Dir(_)) => None,
+    };
+    let gate = match &previous_dir {
+        Some(dir) => {
+            let previous = artifact::load(dir).with_context(|| {
+                format!(
+                    "cannot load the serving model {} for the gate",
+                    dir.display()
+                )
+            })?;
+            let outcome = gate(
+                &input.log,
+                &input.item_meta,
+                config,
+                &previous,
+                publish.margin,
+                10,
+            )
+            .context("promotion gate")?;
+            let metrics = engine.manifest_mut().metrics.as_object_mut();
+            let value = serde_json::to_value(&outcome).expect("gate serialises");
+            match metrics {
+                Some(m) => {
+                    m.insert("gate".into(), value);
+                }
+                None => engine.manifest_mut().metrics = serde_json::json!({ "gate": value }),
+            }
+            Some(outcome)
+        }
+        None => None,
+    };
+    let promoted = gate.as_ref().is_none_or(|g| g.promoted);
+    let (manifest, location) = match &publish.target {
+        Target::Dir(out) if promoted => {
+            let m = artifact::save(&engine, out)
+                .with_context(|| format!("cannot write the model to {}", out.display()))?;
+            (m, Some(out.clone()))
+        }
+        Target::Dir(_) => (engine.manifest().clone(), None),
+        Target::Store(store) => {
+            // Every candidate is kept in the store for inspection; only a
+            // promoted one becomes current.
+            let (version, m) = store
+                .publish(&mut engine)
+                .with_context(|| format!("cannot write the model to {}", store.root().display()))?;
+            if promoted {
+                store.set_current(&version)?;
+                store.prune(publish.keep)?;
+            }
+            (m, Some(store.dir_of(&version)))
+        }
+    };
     let total_seconds = progress.finish();
     Ok(FitOutcome {
         manifest,
+        location,
+        gate,
+        promoted,
         evaluation: report,
         customers: engine.customer_book().models().clone(),
         timings: progress.timings,
@@ -95,16 +199,22 @@ pub fn fit(
 }
 
 /// The end-of-run summary.
-pub fn summary(outcome: &FitOutcome, out: &Path) -> String {
+pub fn summary(outcome: &FitOutcome) -> String {
     let m = &outcome.manifest;
     let d = &m.data;
     let bytes: u64 = m.files.values().map(|f| f.bytes).sum();
     let mut s = String::new();
-    s.push_str(&format!(
-        "model {} written to {}\n",
-        m.model_version,
-        out.display()
-    ));
+    match &outcome.location {
+        Some(dir) => s.push_str(&format!(
+            "model {} written to {}\n",
+            m.model_version,
+            dir.display()
+        )),
+        None => s.push_str(&format!(
+            "model {} NOT written: the promotion gate refused it\n",
+            m.model_version
+        )),
+    }
     s.push_str(&format!(
         "  data        {} customers, {} items, {} orders, {} customer-item pairs ({} .. {})\n",
         d.customers,
@@ -136,6 +246,21 @@ pub fn summary(outcome: &FitOutcome, out: &Path) -> String {
         ));
     }
     s.push_str(&customer_report(&outcome.customers));
+    if let Some(g) = &outcome.gate {
+        s.push_str(&format!(
+            "\npromotion gate against {} ({} from {}, {} customers): {}\n  {}\n",
+            g.previous_version,
+            g.metric,
+            g.holdout_from,
+            g.customers_scored,
+            if g.promoted {
+                "PROMOTED"
+            } else {
+                "NOT PROMOTED"
+            },
+            g.reason
+        ));
+    }
     if let Some(r) = &outcome.evaluation {
         s.push_str("\nholdout evaluation (models trained on the purchases before the cutoff)\n");
         s.push_str(&r.table());

@@ -20,5 +20,7 @@ pub mod config;
 pub mod customers;
 pub mod evaluate;
 pub mod fit;
+pub mod gate;
 pub mod input;
 pub mod progress;
+pub mod report_html;

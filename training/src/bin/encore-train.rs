@@ -4,13 +4,16 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
+use encore_model::artifact::store::Store;
 use encore_model::customer::lifecycle::parse_stages;
 use encore_model::outreach::AudienceQuery;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
 use encore_training::customers::{AudienceFormat, write_audience, write_customers};
-use encore_training::evaluate::evaluate;
-use encore_training::fit::{FitEvaluation, fit, summary};
+use encore_training::evaluate::{
+    DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, SplitKind, evaluate_with,
+};
+use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
 use encore_training::input::{InputArgs, data_summary, load_input};
 use encore_training::progress::StageProgress;
 use std::io::{IsTerminal, Write};
@@ -67,12 +70,31 @@ impl Input {
 #[derive(Subcommand)]
 enum Command {
     /// Train every model on a purchase history and write a versioned artifact.
+    ///
+    /// Exit status: 0 when the model was published, 3 when the promotion gate
+    /// refused it, 1 on any error.
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["out", "store"])))]
     Fit {
         #[command(flatten)]
         input: Input,
         /// Artifact directory to write (replaced atomically if it exists).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// Model store: the model becomes a new version there, and the store's
+        /// CURRENT moves to it if the promotion gate passes.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The serving model the candidate must not be worse than [default:
+        /// the store's current version; with --out, no gate unless given].
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// How much worse (absolute Recall@10 on the gate's holdout) the
+        /// candidate may be and still be promoted.
+        #[arg(long, default_value_t = 0.0)]
+        gate_margin: f64,
+        /// Versions the store keeps (the current one and the rollback target always stay).
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
         /// Evaluate on the purchases from this time on (trained on those before)
         /// and record the metrics in the manifest [default: the last 30 days].
         #[arg(long, conflicts_with = "no_eval")]
@@ -132,21 +154,67 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
-    /// Train on purchases before a cutoff and score every model on what came after.
+    /// Inspect and move the CURRENT version of a model store.
+    Models {
+        /// The model store.
+        #[arg(long)]
+        store: PathBuf,
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
+    /// Score every model (and the baselines) on a held-out split: a time cutoff
+    /// (`--holdout-from`) or each customer's last order (`--split next-basket`).
     Evaluate {
         #[command(flatten)]
         input: Input,
-        /// Cutoff time (RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or YYYYMMDD).
+        /// How to hold out: `time` (train before --holdout-from, score after it) or
+        /// `next-basket` (score each customer's last order, train on the earlier ones).
+        #[arg(long, value_enum, default_value = "time")]
+        split: SplitKind,
+        /// Test cutoff of the time split (RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or
+        /// YYYYMMDD). Required by `--split time`, ignored by `next-basket`.
+        #[arg(long, required_if_eq("split", "time"))]
+        holdout_from: Option<String>,
+        /// Length of the validation window of the time split, in days: the validation
+        /// split trains before `cutoff - D days` and scores up to the cutoff. (The
+        /// next-basket validation split scores each customer's second-to-last order.)
+        #[arg(long, default_value_t = DEFAULT_VALIDATION_DAYS)]
+        validation_days: f64,
+        /// Also train and score every model on the validation split.
         #[arg(long)]
-        holdout_from: String,
+        score_validation: bool,
         /// List lengths to score, comma separated.
         #[arg(long, value_delimiter = ',', default_value = "10,20")]
         k: Vec<usize>,
+        /// Only these models, comma separated [default: all of popularity, p_topfreq,
+        /// gp_topfreq, item_knn, als].
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
         /// Also write the report as JSON here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also write a self-contained HTML report (tables and SVG plots) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
 }
+
+/// What `encore-train models` does to a store.
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// List the versions of the store; `*` marks CURRENT.
+    List,
+    /// Make VERSION the current model.
+    Promote {
+        /// The version to make current.
+        version: String,
+    },
+    /// Make the version that was current before the present one current again.
+    Rollback,
+}
+
+/// Exit status of `fit` when the promotion gate refused the model.
+const EXIT_NOT_PROMOTED: i32 = 3;
 
 fn parse_cutoff(s: &str) -> Result<i64> {
     parse_timestamp(s).with_context(|| {
@@ -191,14 +259,32 @@ fn main() -> Result<()> {
         Command::Fit {
             input,
             out,
+            store,
+            previous,
+            gate_margin,
+            keep,
             holdout_from,
             no_eval,
         } => {
             let config = load_config(input.config.as_deref())?;
+            let target = match (out, store) {
+                (Some(out), None) => Target::Dir(out),
+                (None, Some(store)) => Target::Store(
+                    Store::open(&store)
+                        .with_context(|| format!("cannot open the store {}", store.display()))?,
+                ),
+                _ => bail!("give exactly one of --out and --store"),
+            };
+            if keep == 0 {
+                bail!("--keep must be at least 1");
+            }
             let mut args = input.args();
             // Rejected rows go next to the model unless told otherwise.
-            args.rejects
-                .get_or_insert_with(|| PathBuf::from(format!("{}.rejects.csv", out.display())));
+            let beside = match &target {
+                Target::Dir(out) => PathBuf::from(format!("{}.rejects.csv", out.display())),
+                Target::Store(s) => s.root().join("rejects.csv"),
+            };
+            args.rejects.get_or_insert(beside);
             let loaded = load_input(&args)?;
             println!("{}", loaded.report.summary());
             if input.catalog.is_some() && loaded.catalog_unmatched > 0 {
@@ -212,8 +298,24 @@ fn main() -> Result<()> {
                 (false, Some(s)) => FitEvaluation::Cutoff(parse_cutoff(&s)?),
                 (false, None) => FitEvaluation::LastDays(30.0),
             };
-            let outcome = fit(&loaded, &config, evaluation, &[10, 20], &out, show_progress)?;
-            println!("{}", summary(&outcome, &out));
+            let publish = Publish {
+                target,
+                previous,
+                margin: gate_margin,
+                keep,
+            };
+            let outcome = fit_and_publish(
+                &loaded,
+                &config,
+                evaluation,
+                &[10, 20],
+                &publish,
+                show_progress,
+            )?;
+            println!("{}", summary(&outcome));
+            if !outcome.promoted {
+                std::process::exit(EXIT_NOT_PROMOTED);
+            }
         }
         Command::Recommend {
             model,
@@ -302,6 +404,58 @@ fn main() -> Result<()> {
                 );
             }
         }
+        Command::Models { store, action } => {
+            let store = Store::open_existing(&store)
+                .with_context(|| format!("cannot open the store {}", store.display()))?;
+            match action {
+                ModelsAction::List => {
+                    println!(
+                        "  {:<28}  {:<20}  {:<20}  gate (candidate vs serving model)",
+                        "version", "created", "data until"
+                    );
+                    for v in store.versions()? {
+                        let mark = if v.current { "*" } else { " " };
+                        match &v.manifest {
+                            Some(m) => {
+                                let gate = m.metrics.get("gate").map_or("-".to_string(), |g| {
+                                    format!(
+                                        "{} {} {:.4} vs {:.4} ({})",
+                                        if g["promoted"].as_bool() == Some(true) {
+                                            "passed"
+                                        } else {
+                                            "refused"
+                                        },
+                                        g["metric"].as_str().unwrap_or("-"),
+                                        g["candidate"].as_f64().unwrap_or(f64::NAN),
+                                        g["previous"].as_f64().unwrap_or(f64::NAN),
+                                        g["previous_version"].as_str().unwrap_or("-"),
+                                    )
+                                });
+                                println!(
+                                    "{mark} {:<28}  {:<20}  {:<20}  {gate}",
+                                    v.version,
+                                    m.created_at,
+                                    m.data.last_purchase.as_deref().unwrap_or("-"),
+                                );
+                            }
+                            None => println!(
+                                "{mark}       {:<30}  unreadable: {}",
+                                v.version,
+                                v.error.as_deref().unwrap_or("-")
+                            ),
+                        }
+                    }
+                }
+                ModelsAction::Promote { version } => {
+                    store.set_current(&version)?;
+                    println!("{version} is now current");
+                }
+                ModelsAction::Rollback => {
+                    let version = store.rollback()?;
+                    println!("rolled back: {version} is now current");
+                }
+            }
+        }
         Command::Customers { model } => {
             let engine = load_model(&model)?;
             if let Some(n) = to_stdout(|out| write_customers(&engine, out))? {
@@ -310,14 +464,38 @@ fn main() -> Result<()> {
         }
         Command::Evaluate {
             input,
+            split,
             holdout_from,
+            validation_days,
+            score_validation,
             k,
+            models,
             report,
+            html,
         } => {
-            let cutoff = parse_cutoff(&holdout_from)?;
+            let split = match (split, holdout_from) {
+                (SplitKind::Time, Some(s)) => Split::Time {
+                    cutoff: parse_cutoff(&s)?,
+                    end: None,
+                },
+                (SplitKind::Time, None) => bail!("--split time needs --holdout-from"),
+                (SplitKind::NextBasket, cutoff) => {
+                    if cutoff.is_some() {
+                        eprintln!(
+                            "note: --holdout-from is ignored by --split next-basket (each customer's last order is the target)"
+                        );
+                    }
+                    Split::NextBasket { skip_last: 0 }
+                }
+            };
+            let registry = if models.is_empty() {
+                Registry::standard()
+            } else {
+                Registry::standard().only(&models)?
+            };
             let config = load_config(input.config.as_deref())?;
             let mut args = input.args();
-            if let Some(report) = &report {
+            if let Some(report) = report.as_ref().or(html.as_ref()) {
                 args.rejects.get_or_insert_with(|| {
                     PathBuf::from(format!("{}.rejects.csv", report.display()))
                 });
@@ -326,13 +504,19 @@ fn main() -> Result<()> {
             println!("{}", loaded.report.summary());
             let data = data_summary(&loaded.report, &loaded.log);
             let mut progress = StageProgress::new(show_progress);
-            let r = evaluate(
+            let options = EvalOptions {
+                split,
+                validation_days,
+                ks: k,
+                score_validation,
+            };
+            let r = evaluate_with(
                 &loaded.log,
                 &loaded.item_meta,
                 &config,
                 &data,
-                cutoff,
-                &k,
+                &options,
+                &registry,
                 Some(&mut progress),
             )?;
             progress.finish();
@@ -342,6 +526,12 @@ fn main() -> Result<()> {
                 std::fs::write(&path, json)
                     .with_context(|| format!("cannot write the report to {}", path.display()))?;
                 println!("report written to {}", path.display());
+            }
+            if let Some(path) = html {
+                std::fs::write(&path, encore_training::evaluate::html::render(&r)).with_context(
+                    || format!("cannot write the HTML report to {}", path.display()),
+                )?;
+                println!("HTML report written to {}", path.display());
             }
             if r.customers_scored == 0 {
                 bail!("no customer could be scored");
