@@ -45,8 +45,8 @@ use super::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
 use super::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
 use super::summary::{CustomerSummary, DAY_SECS};
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 use rand_xoshiro::Xoshiro256PlusPlus;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the BG/NBD fit.
