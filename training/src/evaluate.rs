@@ -1074,6 +1074,150 @@ fn models_table(models: &[ModelScores], ks: &[usize]) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------
+// Export
+
+/// Where [`export_splits`] puts the validation split, under the export directory.
+pub const VALIDATION_EXPORT_DIR: &str = "validation";
+
+/// What [`export_split`] wrote.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportedSplit {
+    /// Lines of `train.csv`.
+    pub train_rows: usize,
+    /// Lines of `test.csv`: one per scored customer and relevant item.
+    pub target_rows: usize,
+    pub customers_scored: usize,
+}
+
+/// Writes `prepared` as files any tool can read, so that other libraries are
+/// trained and scored on exactly what the evaluator trains and scores:
+///
+/// - `train.csv`: the training part in the canonical input schema
+///   (`order_id,customer_id,item_id,timestamp,quantity,price`), one line a
+///   purchase line in log order, returns as negative quantities, an empty
+///   price when the input had none. Ingesting it gives the same purchases.
+/// - `test.csv` (`customer_id,item_id`): the targets, one line per scored
+///   customer and relevant item (available, net positive in the target part,
+///   customers with a training history), sorted by customer and item index.
+/// - `items.csv` (`item_id,available`): every item of the log in index order
+///   (list ties break by it); unavailable items are never recommended.
+/// - `meta.json`: the split, its cut-offs and counts, the cut-offs `ks`, the
+///   input's path and fingerprint and the popularity window (for baselines
+///   that pad with popularity).
+pub fn export_split(
+    prepared: &PreparedSplit,
+    item_meta: &[ItemMeta],
+    ks: &[usize],
+    data: &DataSummary,
+    config: &EngineConfig,
+    dir: &std::path::Path,
+) -> Result<ExportedSplit> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let writer = |name: &str| {
+        let path = dir.join(name);
+        csv::Writer::from_path(&path).with_context(|| format!("cannot write {}", path.display()))
+    };
+    let log = &prepared.train;
+    let mut train = writer("train.csv")?;
+    train.write_record([
+        "order_id",
+        "customer_id",
+        "item_id",
+        "timestamp",
+        "quantity",
+        "price",
+    ])?;
+    for p in &log.purchases {
+        let price = if p.price.is_nan() {
+            String::new()
+        } else {
+            p.price.to_string()
+        };
+        train.write_record([
+            log.orders.id(p.order.0),
+            log.customers.id(p.customer.0),
+            log.items.id(p.item.0),
+            &format_timestamp(p.time),
+            &p.quantity.to_string(),
+            &price,
+        ])?;
+    }
+    train.flush()?;
+    let mut test = writer("test.csv")?;
+    test.write_record(["customer_id", "item_id"])?;
+    let mut target_rows = 0;
+    for t in &prepared.targets {
+        let mut items: Vec<u32> = t.relevant.iter().copied().collect();
+        items.sort_unstable();
+        for i in items {
+            test.write_record([log.customers.id(t.customer), log.items.id(i)])?;
+            target_rows += 1;
+        }
+    }
+    test.flush()?;
+    let mut items = writer("items.csv")?;
+    items.write_record(["item_id", "available"])?;
+    for (i, id) in log.items.ids().enumerate() {
+        let available = item_meta.get(i).is_none_or(|m| m.available);
+        items.write_record([id, if available { "1" } else { "0" }])?;
+    }
+    items.flush()?;
+    let (cutoff, end, skip_last) = match prepared.split {
+        Split::Time { cutoff, end } => (Some(cutoff), end, None),
+        Split::NextBasket { skip_last } => (None, None, Some(skip_last)),
+    };
+    let meta = serde_json::json!({
+        "split": prepared.split.kind(),
+        "description": prepared.split.describe(),
+        "cutoff": cutoff.map(format_timestamp),
+        "end": end.map(format_timestamp),
+        "skip_last": skip_last,
+        "ks": ks,
+        "customers_scored": prepared.targets.len(),
+        "target_rows": target_rows,
+        "train_rows": log.purchases.len(),
+        "input": { "path": data.source, "fingerprint": data.fingerprint },
+        "popularity_window_days": config.popularity.window_days,
+        "summary": prepared.summary,
+        "files": { "train": "train.csv", "test": "test.csv", "items": "items.csv" },
+    });
+    let path = dir.join("meta.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(ExportedSplit {
+        train_rows: log.purchases.len(),
+        target_rows,
+        customers_scored: prepared.targets.len(),
+    })
+}
+
+/// Exports the test split of `options` to `dir` and its validation split
+/// ([`Split::validation`]) to `dir/validation` (see [`export_split`]).
+pub fn export_splits(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    data: &DataSummary,
+    options: &EvalOptions,
+    dir: &std::path::Path,
+) -> Result<(ExportedSplit, ExportedSplit)> {
+    let test = prepare_split(log, item_meta, &options.split);
+    let test = export_split(&test, item_meta, &options.ks, data, config, dir)?;
+    let vsplit = options.split.validation(options.validation_days);
+    let validation = prepare_split(log, item_meta, &vsplit);
+    let validation = export_split(
+        &validation,
+        item_meta,
+        &options.ks,
+        data,
+        config,
+        &dir.join(VALIDATION_EXPORT_DIR),
+    )?;
+    Ok((test, validation))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1211,5 +1355,107 @@ mod tests {
         ]);
         let m = order_counts(&log);
         assert_eq!(m.get(0, 0), 2.0);
+    }
+    /// The exported targets are the evaluator's, and `train.csv` ingests back
+    /// to the same training purchases.
+    #[test]
+    fn export_round_trips() {
+        use encore_data::ingest::{IngestOptions, read_purchases};
+        use encore_data::synth::{SynthParams, generate};
+        let log = generate(&SynthParams {
+            customers: 120,
+            items: 60,
+            purchases: 3_000,
+            categories: 4,
+            zipf_exponent: 1.0,
+            seed: 3,
+            start: 1_672_531_200,
+        });
+        let mut log = log;
+        // A return and a line without a price.
+        let (c, i) = (log.customers.id(0).to_string(), log.items.id(1).to_string());
+        log.push("r1", &c, &i, 1_672_531_200 + 86_400, -1.0, 2.5);
+        log.push("n1", &c, &i, 1_672_531_200 + 2 * 86_400, 3.0, f32::NAN);
+        let mut meta = vec![ItemMeta::default(); log.items.len()];
+        meta[0].available = false;
+        let config = EngineConfig::default();
+        let data = DataSummary {
+            fingerprint: "sha256:synthetic".into(),
+            source: "synth".into(),
+            ..DataSummary::default()
+        };
+        let (_, last) = log.time_range().unwrap();
+        for split in [
+            Split::Time {
+                cutoff: last - 40 * 86_400,
+                end: None,
+            },
+            Split::NextBasket { skip_last: 0 },
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = EvalOptions {
+                split,
+                validation_days: 20.0,
+                ks: vec![10, 20],
+                score_validation: false,
+            };
+            let (test, validation) =
+                export_splits(&log, &meta, &config, &data, &options, dir.path()).unwrap();
+            for (sub, exported, s) in [
+                (dir.path().to_path_buf(), &test, split),
+                (
+                    dir.path().join(VALIDATION_EXPORT_DIR),
+                    &validation,
+                    split.validation(20.0),
+                ),
+            ] {
+                let p = prepare_split(&log, &meta, &s);
+                let n_relevant: usize = p.targets.iter().map(|t| t.relevant.len()).sum();
+                assert!(n_relevant > 0);
+                assert_eq!(exported.target_rows, n_relevant);
+                assert_eq!(exported.customers_scored, p.targets.len());
+                // test.csv: the same (customer, item) pairs.
+                let mut rows = csv::Reader::from_path(sub.join("test.csv")).unwrap();
+                let mut pairs: HashSet<(String, String)> = HashSet::new();
+                for r in rows.records() {
+                    let r = r.unwrap();
+                    pairs.insert((r[0].to_string(), r[1].to_string()));
+                }
+                assert_eq!(pairs.len(), n_relevant);
+                for t in &p.targets {
+                    for &i in &t.relevant {
+                        let key = (
+                            log.customers.id(t.customer).to_string(),
+                            log.items.id(i).to_string(),
+                        );
+                        assert!(pairs.contains(&key));
+                    }
+                }
+                // train.csv ingests back to the training purchases.
+                let opts = IngestOptions {
+                    strict: true,
+                    ..IngestOptions::default()
+                };
+                let (back, report) = read_purchases(&sub.join("train.csv"), &opts).unwrap();
+                assert_eq!(report.rows_accepted, p.train.purchases.len() as u64);
+                assert_eq!(back.purchases.len(), p.train.purchases.len());
+                for (a, b) in back.purchases.iter().zip(&p.train.purchases) {
+                    assert_eq!(
+                        back.customers.id(a.customer.0),
+                        log.customers.id(b.customer.0)
+                    );
+                    assert_eq!(back.items.id(a.item.0), log.items.id(b.item.0));
+                    assert_eq!(back.orders.id(a.order.0), log.orders.id(b.order.0));
+                    assert_eq!((a.time, a.quantity), (b.time, b.quantity));
+                    assert!(a.price == b.price || (a.price.is_nan() && b.price.is_nan()));
+                }
+                let m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(sub.join("meta.json")).unwrap()).unwrap();
+                assert_eq!(m["customers_scored"].as_u64(), Some(p.targets.len() as u64));
+                assert_eq!(m["split"].as_str(), Some(s.kind()));
+                let items = std::fs::read_to_string(sub.join("items.csv")).unwrap();
+                assert_eq!(items.lines().count(), log.items.len() + 1);
+            }
+        }
     }
 }

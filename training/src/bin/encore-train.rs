@@ -11,7 +11,8 @@ use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
 use encore_training::customers::{AudienceFormat, write_audience, write_customers};
 use encore_training::evaluate::{
-    DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, SplitKind, evaluate_with,
+    DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, SplitKind, VALIDATION_EXPORT_DIR,
+    evaluate_with, export_splits,
 };
 use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
 use encore_training::input::{InputArgs, data_summary, load_input};
@@ -196,6 +197,12 @@ enum Command {
         /// Also write a self-contained HTML report (tables and SVG plots) here.
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Also write the split as CSV into this directory, for other tools to train
+        /// and score on the same data: train.csv (canonical input columns), test.csv
+        /// (customer_id,item_id: the scored targets), items.csv, meta.json; the
+        /// validation split goes to DIR/validation.
+        #[arg(long, value_name = "DIR")]
+        export_split: Option<PathBuf>,
     },
 }
 
@@ -472,6 +479,7 @@ fn main() -> Result<()> {
             models,
             report,
             html,
+            export_split,
         } => {
             let split = match (split, holdout_from) {
                 (SplitKind::Time, Some(s)) => Split::Time {
@@ -510,6 +518,26 @@ fn main() -> Result<()> {
                 ks: k,
                 score_validation,
             };
+            if let Some(dir) = &export_split {
+                let (test, validation) = export_splits(
+                    &loaded.log,
+                    &loaded.item_meta,
+                    &config,
+                    &data,
+                    &options,
+                    dir,
+                )?;
+                println!(
+                    "split exported to {}: {} training lines, {} targets of {} customers (validation in {}: {} targets of {} customers)",
+                    dir.display(),
+                    test.train_rows,
+                    test.target_rows,
+                    test.customers_scored,
+                    dir.join(VALIDATION_EXPORT_DIR).display(),
+                    validation.target_rows,
+                    validation.customers_scored
+                );
+            }
             let r = evaluate_with(
                 &loaded.log,
                 &loaded.item_meta,
