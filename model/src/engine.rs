@@ -82,6 +82,8 @@ pub struct EngineParts {
     pub customer_book: CustomerBook,
     /// Replenishment cycles per item and per (customer, item).
     pub replenishment: Replenishment,
+    /// Precomputed repeat-aware "for you" scores (customer x item), if built.
+    pub for_you: Option<Csr>,
 }
 
 /// A trained engine, ready to answer queries. Cheap to share behind an `Arc`.
@@ -97,6 +99,7 @@ pub struct Engine {
     similar: HnswIndex,
     customer_book: CustomerBook,
     replenishment: Replenishment,
+    for_you: Option<Csr>,
     /// Per item: whether anyone bought it (net) in the training period.
     bought_by_anyone: Vec<bool>,
     /// The ALS interaction value of one unit bought, under the trained scaling.
@@ -151,6 +154,9 @@ impl Engine {
             p.replenishment.n_customers() == nc && p.replenishment.n_items() == ni,
             "replenishment model",
         )?;
+        if let Some(f) = &p.for_you {
+            check(f.n_rows() == nc && f.n_cols() == ni, "for-you lists")?;
+        }
         let mut bought_by_anyone = vec![false; ni];
         for &i in p.history.indices() {
             bought_by_anyone[i as usize] = true;
@@ -174,6 +180,7 @@ impl Engine {
             similar: p.similar,
             customer_book: p.customer_book,
             replenishment: p.replenishment,
+            for_you: p.for_you,
         })
     }
 
@@ -226,6 +233,55 @@ impl Engine {
     /// Replenishment cycles and buy-again scores.
     pub fn replenishment(&self) -> &Replenishment {
         &self.replenishment
+    }
+
+    /// The precomputed repeat-aware lists, if the model has them.
+    pub fn for_you_lists(&self) -> Option<&Csr> {
+        self.for_you.as_ref()
+    }
+
+    /// The "for you" list as served. With `include_purchased` and a
+    /// precomputed repeat-aware list for the customer, that list (TIFU-KNN
+    /// blended with ALS: the best list of the evaluation on repeat-heavy
+    /// data), filtered, then filled from ALS; otherwise [`Engine::recommend`]
+    /// (ALS, which ranks items the customer never bought best).
+    pub fn for_you(
+        &self,
+        customer: Option<u32>,
+        k: usize,
+        filter: &ListFilter,
+    ) -> (Source, Ranked) {
+        let lists = match (&self.for_you, customer) {
+            (Some(lists), Some(c)) if filter.include_purchased && lists.row_nnz(c as usize) > 0 => {
+                lists
+            }
+            _ => return self.recommend(customer, k, filter),
+        };
+        let c = customer.expect("matched above");
+        let (items, scores) = lists.row(c as usize);
+        let mut list: Ranked = items
+            .iter()
+            .zip(scores)
+            .filter(|&(&i, _)| self.allowed(i, filter))
+            .map(|(&i, &s)| (i, s))
+            .collect();
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        list.truncate(k);
+        if list.len() < k {
+            // Fill from ALS, below every repeat-aware entry.
+            let floor = list.last().map_or(0.0, |e| e.1);
+            let (_, more) = self.recommend(Some(c), k + list.len(), filter);
+            let have: HashSet<u32> = list.iter().map(|e| e.0).collect();
+            let mut rank = 0.0;
+            for (i, _) in more.into_iter().filter(|e| !have.contains(&e.0)) {
+                if list.len() == k {
+                    break;
+                }
+                rank += 1.0;
+                list.push((i, floor - rank));
+            }
+        }
+        (Source::Model, list)
     }
 
     pub(crate) fn all_item_meta(&self) -> &[ItemMeta] {

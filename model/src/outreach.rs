@@ -469,4 +469,41 @@ mod tests {
         let tea = engine.items().get("tea").unwrap();
         assert!(again.iter().any(|d| d.item == tea));
     }
+
+    #[test]
+    fn for_you_serves_the_repeat_aware_list_when_purchases_are_allowed() {
+        let engine = engine();
+        let lists = engine.for_you_lists().expect("small data: lists built");
+        let c = engine.customers().get("c3").unwrap();
+        let with = ListFilter {
+            include_purchased: true,
+            ..ListFilter::default()
+        };
+        let (source, list) = engine.for_you(Some(c), 3, &with);
+        assert_eq!(source, crate::engine::Source::Model);
+        let (items, scores) = lists.row(c as usize);
+        let mut stored: Vec<(u32, f32)> =
+            items.iter().copied().zip(scores.iter().copied()).collect();
+        stored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(list, stored[..3.min(stored.len())].to_vec());
+        let tea = engine.items().get("tea").unwrap();
+        assert_eq!(list[0].0, tea, "the weekly item comes first");
+        // Without purchased items it is the ALS list.
+        let without = ListFilter::default();
+        assert_eq!(
+            engine.for_you(Some(c), 3, &without),
+            engine.recommend(Some(c), 3, &without)
+        );
+        // A long list is filled from ALS, never with an unavailable item or twice.
+        let n = engine.items().len() - 1;
+        let (_, long) = engine.for_you(Some(c), n, &with);
+        let postage = engine.items().get("postage").unwrap();
+        let mut ids: Vec<u32> = long.iter().map(|e| e.0).collect();
+        assert!(!ids.contains(&postage));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), long.len());
+        assert_eq!(long.len(), n);
+        assert!(long.windows(2).all(|w| w[0].1 >= w[1].1), "{long:?}");
+    }
 }

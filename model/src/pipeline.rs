@@ -135,6 +135,32 @@ pub struct EngineConfig {
     pub repeat_aware: crate::cf::tifu::TifuParams,
     /// EASE, the closed-form item-item model (evaluated, not served yet).
     pub ease: crate::cf::ease::EaseParams,
+    /// Which model serves the "for you" list when purchased items are allowed.
+    pub for_you: ForYouConfig,
+}
+
+/// How the "for you" list is served (see [`Engine::for_you`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForYouConfig {
+    /// Precompute the repeat-aware (TIFU-KNN + ALS) list of every customer.
+    pub repeat_aware: bool,
+    /// Items kept per customer; longer lists are filled from ALS.
+    pub top_n: usize,
+    /// Above this many customers the repeat-aware lists are not built (its
+    /// exact neighbour search costs the sum over items of buyers squared) and
+    /// the fit summary says so.
+    pub max_customers: usize,
+}
+
+impl Default for ForYouConfig {
+    fn default() -> Self {
+        ForYouConfig {
+            repeat_aware: true,
+            top_n: 100,
+            max_customers: 50_000,
+        }
+    }
 }
 
 /// Why a configuration or a training run failed.
@@ -238,6 +264,9 @@ impl EngineConfig {
             key: "ease".into(),
             reason: e.to_string(),
         })?;
+        if self.for_you.top_n == 0 {
+            return bad("for_you.top_n", "must be at least 1");
+        }
         Ok(())
     }
 }
@@ -255,6 +284,8 @@ pub enum Stage {
     Index,
     /// Customer models (BG/NBD, Gamma-Gamma, RFM, lifecycle, KPIs).
     Customers,
+    /// The repeat-aware "for you" lists.
+    ForYou,
 }
 
 /// Turns a purchase history into the ALS input: net quantities per
@@ -331,6 +362,13 @@ pub fn train_engine(
         .replenishment
         .fit(log, &categories, reference)
         .map_err(crate::customer::book::CustomerConfigError::from)?;
+    let for_you =
+        if config.for_you.repeat_aware && log.customers.len() <= config.for_you.max_customers {
+            progress(Stage::ForYou);
+            Some(for_you_lists(log, &item_meta, config, &als)?)
+        } else {
+            None
+        };
 
     let data = DataSummary {
         interactions: history.nnz(),
@@ -359,8 +397,48 @@ pub fn train_engine(
         similar,
         customer_book,
         replenishment,
+        for_you,
     })
     .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// Every customer's repeat-aware list (TIFU-KNN blended with ALS for new
+/// items), `top_n` items, unavailable ones left out, as a customer x item
+/// matrix of scores.
+fn for_you_lists(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    als: &crate::cf::als::Als,
+) -> Result<Csr, TrainError> {
+    use rayon::prelude::*;
+    let tifu = config
+        .repeat_aware
+        .fit(log)
+        .map_err(|e| TrainError::Config {
+            key: "repeat_aware".into(),
+            reason: e.to_string(),
+        })?;
+    let n_items = log.items.len();
+    let skip = |i: u32| !item_meta.get(i as usize).is_none_or(|m| m.available);
+    let lists: Vec<Vec<(u32, f32)>> = (0..log.customers.len() as u32)
+        .into_par_iter()
+        .map_init(
+            || vec![0f32; n_items],
+            |cf, c| {
+                als.score_user(c as usize, cf);
+                tifu.recommend(c, config.for_you.top_n, skip, Some(cf))
+            },
+        )
+        .collect();
+    Ok(Csr::from_triplets(
+        log.customers.len(),
+        n_items,
+        lists
+            .into_iter()
+            .enumerate()
+            .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
+    ))
 }
 
 /// The positive-quantity lines of `log` whose (customer, item) pair has a

@@ -228,6 +228,13 @@ pub fn summary(outcome: &FitOutcome) -> String {
         "  als         {} factors, {} iterations, regularization {}, alpha {}, seed {}\n",
         m.als.factors, m.als.iterations, m.als.regularization, m.als.alpha, m.als.seed
     ));
+    let for_you = if m.files.contains_key("for_you.csr") {
+        "repeat-aware lists (TIFU-KNN + ALS) with include_purchased=true, ALS otherwise".to_string()
+    } else {
+        let limit = m.config["for_you"]["max_customers"].as_u64().unwrap_or(0);
+        format!("ALS only (repeat-aware lists not built: off, or more than {limit} customers)")
+    };
+    s.push_str(&format!("  for you     {for_you}\n"));
     s.push_str(&format!(
         "  artifact    {} files, {:.1} MB\n",
         m.files.len() + 1,

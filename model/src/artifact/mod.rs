@@ -17,6 +17,7 @@
 //!   customer_models.json BG/NBD and Gamma-Gamma fits, KPIs, stage and segment counts
 //!   customer_profiles.json  one profile per customer (RFM, stage, P(alive), CLV, ...)
 //!   replenishment.bin    item cycles and per (customer, item) replenishment state
+//!   for_you.csr          precomputed repeat-aware "for you" scores (optional)
 //! ```
 //!
 //! # Implementation notes
@@ -203,6 +204,12 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
         "replenishment.bin".to_string(),
         io::write_file(&dir, "replenishment.bin", &engine.replenishment().encode())?,
     );
+    if let Some(lists) = engine.for_you_lists() {
+        files.insert(
+            "for_you.csr".to_string(),
+            io::write_file(&dir, "for_you.csr", &io::encode_csr(lists))?,
+        );
+    }
     let dumped = engine
         .similar_index()
         .dump(&dir, HNSW_BASENAME)
@@ -331,6 +338,13 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
     let customer_models: CustomerModels = parse_as(file("customer_models.json")?)?;
     let profiles: Vec<Option<CustomerProfile>> = parse_as(file("customer_profiles.json")?)?;
     let customer_book = CustomerBook::from_parts(customer_models, profiles);
+    // Optional: models trained with `for_you.repeat_aware = false` have none.
+    let for_you = if manifest.files.contains_key("for_you.csr") {
+        let (p, b) = file("for_you.csr")?;
+        Some(io::decode_csr(&b, &p)?)
+    } else {
+        None
+    };
     let (p, b) = file("replenishment.bin")?;
     let replenishment = Replenishment::decode(&b).map_err(|e| ArtifactError::Corrupt {
         path: p,
@@ -359,6 +373,7 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
         similar,
         customer_book,
         replenishment,
+        for_you,
     })
     .map_err(|e| ArtifactError::Corrupt {
         path: dir.to_path_buf(),

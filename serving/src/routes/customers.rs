@@ -63,11 +63,11 @@ pub(crate) async fn recommendations(
         include_purchased: query.include_purchased.unwrap_or(false),
     };
     let result = match engine.customers().get(&customer_id) {
-        None => Ok(engine.recommend(None, k, &filter)),
+        None => Ok(engine.for_you(None, k, &filter)),
         Some(customer) => {
             let scoring = Arc::clone(&engine);
             state
-                .score(move || scoring.recommend(Some(customer), k, &filter))
+                .score(move || scoring.for_you(Some(customer), k, &filter))
                 .await
         }
     };
