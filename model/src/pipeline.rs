@@ -137,6 +137,25 @@ pub struct EngineConfig {
     pub ease: crate::cf::ease::EaseParams,
     /// Which model serves the "for you" list when purchased items are allowed.
     pub for_you: ForYouConfig,
+    /// How these settings were chosen, written by `encore-train tune`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningRecord>,
+}
+
+/// The record of a tuning run (validation split only), kept in the config
+/// and so in the artifact manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningRecord {
+    pub objective: String,
+    pub validation_recall: f64,
+    pub validation_ndcg: f64,
+    /// The configuration the search started from, on the same split.
+    pub base_recall: f64,
+    pub base_ndcg: f64,
+    pub trials: usize,
+    pub budget_seconds: f64,
+    pub split: String,
 }
 
 /// How the "for you" list is served (see [`Engine::for_you`]).

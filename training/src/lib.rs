@@ -24,3 +24,4 @@ pub mod gate;
 pub mod input;
 pub mod progress;
 pub mod report_html;
+pub mod tune;

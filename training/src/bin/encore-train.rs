@@ -155,6 +155,33 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Random search of the "for you" model's settings within a time budget,
+    /// on the validation split only; writes the best as a training config.
+    Tune {
+        #[command(flatten)]
+        input: Input,
+        /// Which split's validation split to tune on.
+        #[arg(long, value_enum, default_value = "time")]
+        split: SplitKind,
+        /// Test cutoff of the time split; tuning uses the window before it.
+        #[arg(long, required_if_eq("split", "time"))]
+        holdout_from: Option<String>,
+        /// Length of the validation window of the time split, in days.
+        #[arg(long, default_value_t = DEFAULT_VALIDATION_DAYS)]
+        validation_days: f64,
+        /// The cut-off of the objective, Recall@K + NDCG@K.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Wall-time budget of the search, in seconds.
+        #[arg(long, default_value_t = 300.0)]
+        budget_secs: f64,
+        /// Seed of the random search.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Where to write the best configuration (TOML, for `fit --config`).
+        #[arg(long)]
+        out_config: PathBuf,
+    },
     /// Inspect and move the CURRENT version of a model store.
     Models {
         /// The model store.
@@ -462,6 +489,72 @@ fn main() -> Result<()> {
                     println!("rolled back: {version} is now current");
                 }
             }
+        }
+        Command::Tune {
+            input,
+            split,
+            holdout_from,
+            validation_days,
+            k,
+            budget_secs,
+            seed,
+            out_config,
+        } => {
+            if !(budget_secs.is_finite() && budget_secs > 0.0) {
+                bail!("--budget-secs must be a positive number, not {budget_secs}");
+            }
+            let split = match (split, holdout_from) {
+                (SplitKind::Time, Some(s)) => Split::Time {
+                    cutoff: parse_cutoff(&s)?,
+                    end: None,
+                },
+                (SplitKind::Time, None) => bail!("--split time needs --holdout-from"),
+                (SplitKind::NextBasket, _) => Split::NextBasket { skip_last: 0 },
+            };
+            let base = load_config(input.config.as_deref())?;
+            let loaded = load_input(&input.args())?;
+            println!("{}", loaded.report.summary());
+            let budget = std::time::Duration::from_secs_f64(budget_secs);
+            let options = encore_training::tune::TuneOptions {
+                validation_days,
+                k,
+                budget,
+                seed,
+            };
+            let result =
+                encore_training::tune::tune(&loaded, &base, &split, &options, &mut |n, t| {
+                    println!(
+                        "trial {n:>3}: recall@{k} {:.4}  ndcg@{k} {:.4}  ({:.1}s){}",
+                        t.recall,
+                        t.ndcg,
+                        t.seconds,
+                        if n == 0 {
+                            "  (the given configuration)"
+                        } else {
+                            ""
+                        }
+                    );
+                })?;
+            let best = &result.trials[result.best];
+            println!(
+                "validation split {}\nbest: trial {} of {}: recall@{k} {:.4}, ndcg@{k} {:.4} (given configuration: {:.4}, {:.4})",
+                result.split,
+                result.best,
+                result.trials.len(),
+                best.recall,
+                best.ndcg,
+                result.trials[0].recall,
+                result.trials[0].ndcg
+            );
+            let config = result.best_config(k, budget);
+            let text = toml::to_string_pretty(&config).context("cannot write the configuration")?;
+            std::fs::write(&out_config, text)
+                .with_context(|| format!("cannot write {}", out_config.display()))?;
+            println!(
+                "written to {} (train with: encore-train fit --config {} ...)",
+                out_config.display(),
+                out_config.display()
+            );
         }
         Command::Customers { model } => {
             let engine = load_model(&model)?;
