@@ -34,6 +34,7 @@
 //! | POST   | `/v1/recommendations`                        | list for an anonymous basket `{"items":[..],"k":..,"exclude":[..],"category":..}` |
 //! | GET    | `/v1/model`                                  | the serving model's manifest (without its file table) |
 //! | POST   | `/v1/admin/reload`                           | reload the model directory; the old model stays on failure |
+//! | GET    | `/metrics`                                   | Prometheus text format: requests, latency histograms, lists by source, model version and age, reloads (see [`metrics`]) |
 //! | GET    | `/healthz`                                   | always `200 {"status":"ok"}` |
 //! | GET    | `/readyz`                                    | `200` once a model is loaded, else `503 service_unavailable` |
 //!
@@ -75,6 +76,7 @@
 pub mod curl;
 pub mod error;
 pub mod limits;
+pub mod metrics;
 mod routes;
 pub mod state;
 mod trace;

@@ -74,6 +74,7 @@ pub struct AppState {
     reload_lock: Mutex<()>,
     scoring: ScoringQueue,
     reloads: ReloadStats,
+    metrics: crate::metrics::Metrics,
 }
 
 /// The outcome of a successful [`AppState::reload`].
@@ -104,6 +105,7 @@ impl AppState {
             reload_lock: Mutex::new(()),
             scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
             reloads: ReloadStats::default(),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -127,6 +129,11 @@ impl AppState {
     /// Reload successes, failures and the last error.
     pub fn reloads(&self) -> &ReloadStats {
         &self.reloads
+    }
+
+    /// Request counters and latency histograms (`GET /metrics`).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// For a store source: true if its `CURRENT` names another version than

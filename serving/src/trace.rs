@@ -2,10 +2,11 @@
 //! (ids in paths would make every span unique, and customer ids do not belong
 //! in logs).
 
-use actix_web::Error;
+use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::{Error, web};
 use std::time::Instant;
 use tracing::Instrument;
 
@@ -23,9 +24,21 @@ pub(crate) async fn trace_request(
         route = %route,
         status = tracing::field::Empty,
     );
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = req.method().to_string();
     let started = Instant::now();
     let res = next.call(req).instrument(span.clone()).await;
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_us = elapsed.as_micros() as u64;
+    if let Some(state) = state {
+        let status = match &res {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        state
+            .metrics()
+            .observe(&route, &method, status, elapsed.as_secs_f64());
+    }
     span.in_scope(|| match &res {
         Ok(res) => {
             let status = res.status();

@@ -51,7 +51,9 @@ async fn get(uri: &str) -> (StatusCode, String, String) {
     let res = test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
     let status = res.status();
     assert!(
-        res.headers().contains_key(MODEL_VERSION_HEADER) || !status.is_success(),
+        res.headers().contains_key(MODEL_VERSION_HEADER)
+            || !status.is_success()
+            || uri == "/metrics",
         "{uri}: no model version header"
     );
     let ctype = res
@@ -274,4 +276,52 @@ async fn audience_streams_ndjson_and_csv() {
         };
         assert_error(status, &body, StatusCode::BAD_REQUEST, code);
     }
+}
+
+#[actix_web::test]
+async fn metrics_count_routes_by_pattern() {
+    let id = customer_with(3);
+    let (status, _) = get_json(&format!("/v1/customers/{id}/profile")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_json(&format!("/v1/customers/{id}/recommendations?k=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get_json("/v1/customers/nobody/profile").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, ctype, text) = get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no line {prefix} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let route = "route=\"/v1/customers/{customer_id}/profile\"";
+    assert!(
+        value(&format!(
+            "encore_http_requests_total{{{route},method=\"GET\",status=\"200\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        value(&format!(
+            "encore_http_requests_total{{{route},method=\"GET\",status=\"404\"}}"
+        )) >= 1.0
+    );
+    let count = value(&format!(
+        "encore_http_request_duration_seconds_count{{{route}}}"
+    ));
+    assert_eq!(
+        value(&format!(
+            "encore_http_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}"
+        )),
+        count
+    );
+    assert!(count >= 2.0);
+    assert!(value("encore_recommendations_total{source=\"model\"}") >= 1.0);
+    assert!(text.contains("encore_model_info{version="), "{text}");
+    assert!(value("encore_model_reloads_total{result=\"failure\"}") >= 0.0);
+    // No raw ids in any label.
+    assert!(!text.contains(&format!("/v1/customers/{id}/")), "{text}");
 }

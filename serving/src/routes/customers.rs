@@ -71,6 +71,9 @@ pub(crate) async fn recommendations(
                 .await
         }
     };
+    if let Ok((source, _)) = &result {
+        state.metrics().list_served(*source == Source::Fallback);
+    }
     let result = result.map(|(source, ranked)| CustomerList {
         customer_id: &customer_id,
         source,

@@ -45,6 +45,49 @@ pub(crate) async fn manifest(state: web::Data<AppState>) -> Result<HttpResponse,
     model_response(&engine, Ok(body))
 }
 
+/// `GET /metrics` in the Prometheus text format (see [`crate::metrics`]).
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let mut out = String::new();
+    state.metrics().render_requests(&mut out);
+    if let Some(engine) = state.engine() {
+        let m = engine.manifest();
+        let secs = |t: Option<&str>| t.and_then(encore_data::timestamp::parse_timestamp);
+        out.push_str(
+            "# HELP encore_model_info The serving model.\n# TYPE encore_model_info gauge\n",
+        );
+        let _ = writeln!(
+            out,
+            "encore_model_info{{version=\"{}\"}} 1",
+            crate::metrics::escape(&m.model_version)
+        );
+        if let Some(t) = secs(Some(&m.created_at)) {
+            out.push_str("# HELP encore_model_created_timestamp_seconds When the serving model was trained.\n# TYPE encore_model_created_timestamp_seconds gauge\n");
+            let _ = writeln!(out, "encore_model_created_timestamp_seconds {t}");
+        }
+        if let Some(t) = secs(m.data.last_purchase.as_deref()) {
+            out.push_str("# HELP encore_model_data_end_timestamp_seconds The last purchase the serving model saw.\n# TYPE encore_model_data_end_timestamp_seconds gauge\n");
+            let _ = writeln!(out, "encore_model_data_end_timestamp_seconds {t}");
+        }
+    }
+    let r = state.reloads();
+    out.push_str("# HELP encore_model_reloads_total Model reloads by result.\n# TYPE encore_model_reloads_total counter\n");
+    let _ = writeln!(
+        out,
+        "encore_model_reloads_total{{result=\"success\"}} {}",
+        r.succeeded.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "encore_model_reloads_total{{result=\"failure\"}} {}",
+        r.failed.load(Ordering::Relaxed)
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(out)
+}
+
 /// Reload successes and failures since start, and the last refusal.
 fn reload_stats(state: &AppState) -> serde_json::Value {
     use std::sync::atomic::Ordering;

@@ -79,6 +79,11 @@ pub(crate) async fn basket(
             .score(move || scoring.recommend_basket(&basket, k, &filter))
             .await
     };
+    if let Ok((source, _)) = &result {
+        state
+            .metrics()
+            .list_served(*source == encore_model::engine::Source::Fallback);
+    }
     let result = result.map(|(source, ranked)| BasketList {
         source,
         items: scored_items(&engine, &ranked),

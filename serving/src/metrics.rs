@@ -1,0 +1,191 @@
+//! `GET /metrics`: counters and latency histograms in the Prometheus text
+//! format (version 0.0.4), kept in memory by the request middleware.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `encore_http_requests_total` | counter | `route` (the pattern, e.g. `/v1/items/{item_id}/similar`), `method`, `status` |
+//! | `encore_http_request_duration_seconds` | histogram | `route` |
+//! | `encore_recommendations_total` | counter | `source` (`model` or `fallback`): customer lists served |
+//! | `encore_model_info` | gauge (1) | `version` |
+//! | `encore_model_created_timestamp_seconds` | gauge | |
+//! | `encore_model_data_end_timestamp_seconds` | gauge | (the last purchase the model saw: its data age) |
+//! | `encore_model_reloads_total` | counter | `result` (`success` or `failure`) |
+//!
+//! Routes are labelled by pattern, never by raw path, so ids never become
+//! label values and the number of series stays bounded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Per bucket (not cumulative), plus the overflow slot.
+    counts: [u64; BUCKETS.len() + 1],
+    sum: f64,
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    pub(crate) model_lists: AtomicU64,
+    pub(crate) fallback_lists: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one finished request.
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route.to_string(), method.to_string(), status))
+            .or_insert(0) += 1;
+        let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = latency.entry(route.to_string()).or_default();
+        let slot = BUCKETS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(BUCKETS.len());
+        h.counts[slot] += 1;
+        h.sum += seconds;
+    }
+
+    /// Counts one customer list by where it came from.
+    pub fn list_served(&self, fallback: bool) {
+        let counter = if fallback {
+            &self.fallback_lists
+        } else {
+            &self.model_lists
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The request metrics in the text format.
+    pub fn render_requests(&self, out: &mut String) {
+        let requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        out.push_str("# HELP encore_http_requests_total HTTP requests by route pattern, method and status.\n");
+        out.push_str("# TYPE encore_http_requests_total counter\n");
+        for ((route, method, status), n) in &requests {
+            let _ = writeln!(
+                out,
+                "encore_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                escape(route),
+                escape(method)
+            );
+        }
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        out.push_str(
+            "# HELP encore_http_request_duration_seconds Time from request to response headers.\n",
+        );
+        out.push_str("# TYPE encore_http_request_duration_seconds histogram\n");
+        for (route, h) in &latency {
+            let route = escape(route);
+            let mut cumulative = 0;
+            for (i, bound) in BUCKETS.iter().enumerate() {
+                cumulative += h.counts[i];
+                let _ = writeln!(
+                    out,
+                    "encore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            cumulative += h.counts[BUCKETS.len()];
+            let _ = writeln!(
+                out,
+                "encore_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let _ = writeln!(
+                out,
+                "encore_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "encore_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
+            );
+        }
+        out.push_str("# HELP encore_recommendations_total Customer lists served, by source.\n");
+        out.push_str("# TYPE encore_recommendations_total counter\n");
+        let _ = writeln!(
+            out,
+            "encore_recommendations_total{{source=\"model\"}} {}",
+            self.model_lists.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "encore_recommendations_total{{source=\"fallback\"}} {}",
+            self.fallback_lists.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+pub fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        m.observe("/a", "GET", 200, 0.0004);
+        m.observe("/a", "GET", 200, 0.003);
+        m.observe("/a", "GET", 404, 9.0);
+        let mut out = String::new();
+        m.render_requests(&mut out);
+        assert!(
+            out.contains(
+                "encore_http_requests_total{route=\"/a\",method=\"GET\",status=\"200\"} 2"
+            )
+        );
+        assert!(
+            out.contains(
+                "encore_http_requests_total{route=\"/a\",method=\"GET\",status=\"404\"} 1"
+            )
+        );
+        assert!(
+            out.contains(
+                "encore_http_request_duration_seconds_bucket{route=\"/a\",le=\"0.0005\"} 1"
+            )
+        );
+        assert!(
+            out.contains(
+                "encore_http_request_duration_seconds_bucket{route=\"/a\",le=\"0.005\"} 2"
+            )
+        );
+        assert!(
+            out.contains("encore_http_request_duration_seconds_bucket{route=\"/a\",le=\"2.5\"} 2")
+        );
+        assert!(
+            out.contains("encore_http_request_duration_seconds_bucket{route=\"/a\",le=\"+Inf\"} 3")
+        );
+        assert!(out.contains("encore_http_request_duration_seconds_count{route=\"/a\"} 3"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
