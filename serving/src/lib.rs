@@ -35,6 +35,7 @@
 //! | GET    | `/v1/model`                                  | the serving model's manifest (without its file table) |
 //! | POST   | `/v1/admin/reload`                           | reload the model directory; the old model stays on failure |
 //! | GET    | `/metrics`                                   | Prometheus text format: requests, latency histograms, lists by source, model version and age, reloads (see [`metrics`]) |
+//! | GET    | `/openapi.json`                              | the OpenAPI 3.0 description of these routes |
 //! | GET    | `/healthz`                                   | always `200 {"status":"ok"}` |
 //! | GET    | `/readyz`                                    | `200` once a model is loaded, else `503 service_unavailable` |
 //!
@@ -77,6 +78,7 @@ pub mod curl;
 pub mod error;
 pub mod limits;
 pub mod metrics;
+pub mod openapi;
 mod routes;
 pub mod state;
 mod trace;

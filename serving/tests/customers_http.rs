@@ -53,7 +53,8 @@ async fn get(uri: &str) -> (StatusCode, String, String) {
     assert!(
         res.headers().contains_key(MODEL_VERSION_HEADER)
             || !status.is_success()
-            || uri == "/metrics",
+            || uri == "/metrics"
+            || uri == "/openapi.json",
         "{uri}: no model version header"
     );
     let ctype = res
@@ -324,4 +325,14 @@ async fn metrics_count_routes_by_pattern() {
     assert!(value("encore_model_reloads_total{result=\"failure\"}") >= 0.0);
     // No raw ids in any label.
     assert!(!text.contains(&format!("/v1/customers/{id}/")), "{text}");
+}
+
+#[actix_web::test]
+async fn openapi_document_is_served() {
+    let (status, ctype, body) = get("/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ctype.starts_with("application/json"), "{ctype}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/audiences/reactivation"]["get"].is_object());
 }

@@ -26,6 +26,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/readyz", Method::GET, health::readyz))
         .service(endpoint("/v1/model", Method::GET, model::manifest))
         .service(endpoint("/metrics", Method::GET, model::metrics))
+        .service(endpoint("/openapi.json", Method::GET, model::openapi))
         .service(endpoint("/v1/admin/reload", Method::POST, model::reload))
         .service(endpoint(
             "/v1/items/{item_id}/similar",

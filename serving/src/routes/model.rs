@@ -45,6 +45,11 @@ pub(crate) async fn manifest(state: web::Data<AppState>) -> Result<HttpResponse,
     model_response(&engine, Ok(body))
 }
 
+/// `GET /openapi.json`.
+pub(crate) async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}
+
 /// `GET /metrics` in the Prometheus text format (see [`crate::metrics`]).
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     use std::fmt::Write as _;

@@ -1,0 +1,157 @@
+//! `GET /openapi.json`: an OpenAPI 3.0 description of every route.
+//!
+//! A unit test reads the route table in `routes/mod.rs` and checks that the
+//! document has exactly those paths and methods, so the two cannot drift.
+
+use crate::limits::{DEFAULT_K, MAX_K};
+use serde_json::{Value, json};
+
+fn k_param(default: usize) -> Value {
+    json!({"name": "k", "in": "query", "required": false,
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": default}})
+}
+
+fn path_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true,
+           "schema": {"type": "string", "minLength": 1, "maxLength": 256}})
+}
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema,
+           "description": description})
+}
+
+fn op(summary: &str, parameters: Vec<Value>, ok: Value) -> Value {
+    json!({
+        "summary": summary,
+        "parameters": parameters,
+        "responses": {
+            "200": ok,
+            "default": {"description": "any failure", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}}
+        }
+    })
+}
+
+fn json_ok(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}})
+}
+
+/// The document.
+pub fn document() -> Value {
+    let list = |summary: &str, extra: Vec<Value>| {
+        let mut p = vec![path_param("item_id"), k_param(DEFAULT_K)];
+        p.extend(extra);
+        json!({"get": op(summary, p, json_ok("a ranked item list"))})
+    };
+    let customer = |summary: &str, extra: Vec<Value>| {
+        let mut p = vec![path_param("customer_id")];
+        p.extend(extra);
+        json!({"get": op(summary, p, json_ok(summary))})
+    };
+    let ids = json!({"type": "string", "description": "comma-separated ids"});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Encore", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Recommendations and next-purchase predictions from a trained Encore model."},
+        "paths": {
+            "/healthz": {"get": op("liveness", vec![], json_ok("ok"))},
+            "/readyz": {"get": op("readiness: 200 once a model is loaded", vec![], json_ok("ready"))},
+            "/metrics": {"get": op("Prometheus metrics", vec![], json!({"description": "text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}))},
+            "/openapi.json": {"get": op("this document", vec![], json_ok("OpenAPI 3.0"))},
+            "/v1/model": {"get": op("the serving model's manifest and reload statistics", vec![], json_ok("manifest"))},
+            "/v1/admin/reload": {"post": op("reload the model (directory or store CURRENT); the old model keeps serving on failure", vec![], json_ok("versions before and after"))},
+            "/v1/items/{item_id}/similar": list("items closest in the ALS embedding space", vec![]),
+            "/v1/items/{item_id}/bought-together": list("items most often bought in the same orders", vec![]),
+            "/v1/customers/{customer_id}/recommendations": customer("personal recommendations, or the popularity list for an unknown customer", vec![
+                k_param(DEFAULT_K),
+                query("exclude", ids.clone(), "items never to return"),
+                query("category", json!({"type": "string"}), "only items of this catalog category"),
+                query("include_purchased", json!({"type": "boolean", "default": false}), "serve the repeat-aware list, bought items included"),
+            ]),
+            "/v1/customers/{customer_id}/profile": customer("RFM, segments, lifecycle stage, spend, P(alive), CLV", vec![]),
+            "/v1/customers/{customer_id}/next-purchase": customer("P(alive), expected purchases, next purchase date, buying probability, replenishment and suggested items", vec![k_param(DEFAULT_K)]),
+            "/v1/customers/{customer_id}/buy-again": customer("previously bought items, most due first", vec![k_param(DEFAULT_K)]),
+            "/v1/kpis": {"get": op("repurchase KPIs, stage and segment counts, customer model fits", vec![], json_ok("KPIs"))},
+            "/v1/audiences/reactivation": {"get": op("a reactivation audience, streamed one customer a line", vec![
+                query("stage", json!({"type": "string", "default": "dormant,at_risk"}), "comma-separated lifecycle stages"),
+                query("segment", json!({"type": "string"}), "comma-separated RFM segments"),
+                query("min_p_alive", json!({"type": "number", "minimum": 0, "maximum": 1}), ""),
+                query("min_clv", json!({"type": "number"}), ""),
+                k_param(5),
+                query("limit", json!({"type": "integer", "minimum": 1}), "at most this many customers, highest CLV first"),
+                query("as_of", json!({"type": "string", "format": "date"}), "first day of the campaign"),
+                query("format", json!({"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"}), ""),
+            ], json!({"description": "one customer a line", "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}}}}))},
+            "/v1/recommendations": {"post": {
+                "summary": "recommendations for an anonymous basket",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["items"], "additionalProperties": false,
+                    "properties": {
+                        "items": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+                        "exclude": {"type": "array", "items": {"type": "string"}},
+                        "category": {"type": "string"}}}}}},
+                "responses": {"200": json_ok("a ranked item list"),
+                              "default": {"description": "any failure", "content": {"application/json": {
+                                  "schema": {"$ref": "#/components/schemas/Error"}}}}}
+            }}
+        },
+        "components": {"schemas": {"Error": {
+            "type": "object", "required": ["message", "code", "type", "link"],
+            "properties": {
+                "message": {"type": "string"},
+                "code": {"type": "string", "description": "stable; see the error table"},
+                "type": {"type": "string"},
+                "link": {"type": "string"}}}}}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// `(path, method)` of every `endpoint(...)` in the route table.
+    fn registered() -> BTreeSet<(String, String)> {
+        let source = include_str!("routes/mod.rs");
+        let table = &source[..source.find("fn endpoint").unwrap()];
+        let flat: String = table.split_whitespace().collect::<Vec<_>>().join(" ");
+        flat.split("endpoint(")
+            .skip(1)
+            .map(|call| {
+                let path = call.split('"').nth(1).unwrap().to_string();
+                let method = call
+                    .split("Method::")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_lowercase();
+                (path, method)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_route_is_documented_and_nothing_else() {
+        let doc = document();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (path.clone(), m.clone()))
+            })
+            .collect();
+        let routes = registered();
+        assert!(routes.len() >= 15, "{routes:?}");
+        assert_eq!(documented, routes);
+    }
+}
