@@ -25,6 +25,8 @@
 //! | `invalid_query`          | 400    | `invalid_request` | malformed query string: unknown, repeated or badly typed parameter |
 //! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, has an unknown field or a field of the wrong type |
 //! | `too_many_ids`           | 400    | `invalid_request` | a basket or exclusion list holds more than 1000 ids |
+//! | `unauthorized`           | 401    | `auth`            | the route needs an API key and none or an unknown one was sent (see [`crate::auth`]) |
+//! | `forbidden`              | 403    | `auth`            | the key may not use this route (a read key on an admin route) |
 //! | `method_not_allowed`     | 405    | `invalid_request` | the route exists but not for this method (see the `Allow` header) |
 //! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB |
 //! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
@@ -69,6 +71,8 @@ pub enum ErrorType {
     Unavailable,
     /// A model could not be loaded (admin endpoints only).
     Model,
+    /// A missing, unknown or insufficient API key.
+    Auth,
     /// A bug in the server.
     Internal,
 }
@@ -81,6 +85,7 @@ impl ErrorType {
             ErrorType::NotFound => "not_found",
             ErrorType::Unavailable => "unavailable",
             ErrorType::Model => "model",
+            ErrorType::Auth => "auth",
             ErrorType::Internal => "internal",
         }
     }
@@ -94,6 +99,8 @@ pub enum Code {
     InvalidQuery,
     InvalidJson,
     TooManyIds,
+    Unauthorized,
+    Forbidden,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -109,12 +116,14 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 18] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
         Code::InvalidJson,
         Code::TooManyIds,
+        Code::Unauthorized,
+        Code::Forbidden,
         Code::MethodNotAllowed,
         Code::PayloadTooLarge,
         Code::UnsupportedMediaType,
@@ -137,6 +146,8 @@ impl Code {
             Code::InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::InvalidJson => ("invalid_json", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::TooManyIds => ("too_many_ids", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED, Auth),
+            Code::Forbidden => ("forbidden", StatusCode::FORBIDDEN, Auth),
             Code::MethodNotAllowed => (
                 "method_not_allowed",
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -71,9 +71,12 @@
 //! | 18k   | 864 µs  | < 1 µs          | < 1 µs   | 227 µs   | 247 µs      |
 //! | 43k   | 1067 µs | < 1 µs          | < 1 µs   | 582 µs   | 590 µs      |
 //!
-//! `POST /v1/admin/reload` is not authenticated in this version; `encore-serve`
-//! binds to loopback by default for that reason.
+//! With `encore-serve --api-keys FILE`, `POST /v1/admin/reload` needs an admin
+//! key and, if the file says so, every read route a key too (see [`auth`]).
+//! Without it nothing is authenticated; `encore-serve` binds to loopback by
+//! default for that reason.
 
+pub mod auth;
 pub mod curl;
 pub mod error;
 pub mod limits;
@@ -122,6 +125,7 @@ pub fn create_app(
         )
         .configure(routes::configure)
         .default_service(web::to(routes::route_not_found))
+        .wrap(from_fn(auth::require_keys))
         .wrap(Compress::default())
         .wrap(from_fn(trace::trace_request))
 }

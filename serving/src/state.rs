@@ -75,6 +75,7 @@ pub struct AppState {
     scoring: ScoringQueue,
     reloads: ReloadStats,
     metrics: crate::metrics::Metrics,
+    api_keys: Option<crate::auth::ApiKeys>,
 }
 
 /// The outcome of a successful [`AppState::reload`].
@@ -106,6 +107,7 @@ impl AppState {
             scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
             reloads: ReloadStats::default(),
             metrics: crate::metrics::Metrics::default(),
+            api_keys: None,
         }
     }
 
@@ -113,6 +115,17 @@ impl AppState {
     /// the artifact at `model_dir`.
     pub fn new(model_dir: impl Into<PathBuf>, engine: Engine) -> AppState {
         Self::with_source(ModelSource::Dir(model_dir.into()), engine)
+    }
+
+    /// Requires API keys as `keys` says (see [`crate::auth`]).
+    pub fn with_api_keys(mut self, keys: crate::auth::ApiKeys) -> AppState {
+        self.api_keys = Some(keys);
+        self
+    }
+
+    /// The API keys, if the server checks any.
+    pub fn api_keys(&self) -> Option<&crate::auth::ApiKeys> {
+        self.api_keys.as_ref()
     }
 
     /// Sets how many scoring jobs may be queued or running at once (at least 1).

@@ -71,3 +71,59 @@ async fn follows_current_and_keeps_serving_through_a_damaged_version() {
     let error = body["reloads"]["last_error"]["error"].as_str().unwrap();
     assert!(error.contains("als_users.f32"), "{error}");
 }
+
+#[actix_web::test]
+async fn admin_routes_need_an_admin_key() {
+    use encore_serving::auth::ApiKeys;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.publish(&mut engine("v1")).unwrap();
+    store.set_current("v1").unwrap();
+    let hex = |key: &str| {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let keys = ApiKeys::parse(
+        &format!(
+            "[[keys]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+             [[keys]]\nname = \"shop\"\nrole = \"read\"\nsha256 = \"{}\"\n",
+            hex("admin-secret"),
+            hex("read-secret")
+        ),
+        "keys.toml",
+    )
+    .unwrap();
+    let state = web::Data::new(
+        AppState::load_from(ModelSource::Store(store.clone()))
+            .unwrap()
+            .with_api_keys(keys),
+    );
+    let app = test::init_service(create_app(state)).await;
+    let reload = |key: Option<&str>| {
+        let mut req = test::TestRequest::post().uri("/v1/admin/reload");
+        if let Some(k) = key {
+            req = req.insert_header(("authorization", format!("Bearer {k}")));
+        }
+        req.to_request()
+    };
+    for (key, status, code) in [
+        (None, 401, Some("unauthorized")),
+        (Some("guess"), 401, Some("unauthorized")),
+        (Some("read-secret"), 403, Some("forbidden")),
+        (Some("admin-secret"), 200, None),
+    ] {
+        let res = test::call_service(&app, reload(key)).await;
+        assert_eq!(res.status().as_u16(), status, "{key:?}");
+        let body: Value = test::read_body_json(res).await;
+        if let Some(code) = code {
+            assert_eq!(body["code"], code, "{body}");
+            assert_eq!(body["type"], "auth", "{body}");
+        }
+    }
+    // Reads stay open without keys_for_reads.
+    let res = test::call_service(&app, test::TestRequest::get().uri("/v1/kpis").to_request()).await;
+    assert_eq!(res.status().as_u16(), 200);
+}

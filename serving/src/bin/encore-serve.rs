@@ -34,6 +34,10 @@ struct Args {
     /// version and swaps in a new one when CURRENT moves.
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// API key file (TOML, keys stored as SHA-256): admin routes need an
+    /// admin key, and read routes a key if the file says so.
+    #[arg(long, value_name = "FILE")]
+    api_keys: Option<PathBuf>,
     /// How often to look at the store's CURRENT, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     watch_interval: f64,
@@ -78,6 +82,11 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::load_from(source.clone())
         .with_context(|| format!("cannot load the model from {source:?}"))?
         .with_max_pending_scoring(args.max_pending.get());
+    let state = match &args.api_keys {
+        Some(path) => state.with_api_keys(encore_serving::auth::ApiKeys::load(path)?),
+        None => state,
+    };
+    let keyed = args.api_keys.is_some();
     let engine = state.engine().context("no model loaded")?;
     let workers = args
         .workers
@@ -94,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.bind))?;
 
     let addrs = server.addrs();
-    if addrs.iter().any(|a| !a.ip().is_loopback()) {
+    if !keyed && addrs.iter().any(|a| !a.ip().is_loopback()) {
         tracing::warn!(
             bind = %args.bind,
             "listening beyond loopback: POST /v1/admin/reload is not authenticated"
