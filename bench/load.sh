@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Load test of encore-serve on loopback with wrk (Debian package), on a model
+# of 100k customers x 20k items: a mix of similar-items and for-you requests,
+# then the same load while the store's CURRENT is swapped 10 times.
+#
+#   bench/load.sh [DURATION_SECS]      # default 20 s per run
+#
+# Environment: WORK [/tmp/encore-load] CONNECTIONS [32] WRK_THREADS [1]
+# SERVER_WORKERS [2] SIMILAR_SHARE [0.5] PORT [18181]
+#
+# The model: a seeded synthetic history (100k customers x 20k items x 5M
+# purchases, `synth` example) trained once with `encore-train fit --no-eval`
+# into WORK/model (reused when present). The store holds it twice, as
+# versions load-a and load-b (the same artifact, the manifest's model version
+# renamed), so that every response can be attributed to one version; the
+# swap run alternates CURRENT between them with `encore-train models promote`
+# while the server's watcher swaps them in. bench/load.lua checks every
+# response: status 200 and a model version header naming load-a or load-b.
+# wrk, the server and the trainer share the machine's cores.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DURATION="${1:-20}"
+WORK="${WORK:-/tmp/encore-load}"
+CONNECTIONS="${CONNECTIONS:-32}"
+WRK_THREADS="${WRK_THREADS:-1}"
+SERVER_WORKERS="${SERVER_WORKERS:-2}"
+PORT="${PORT:-18181}"
+export SIMILAR_SHARE="${SIMILAR_SHARE:-0.5}"
+
+if ! command -v wrk >/dev/null; then
+    echo "== installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+echo "== building (release)"
+(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --example synth)
+BIN="$ROOT/target/release"
+mkdir -p "$WORK"
+if [[ ! -f "$WORK/model/manifest.json" ]]; then
+    echo "== generating 100k x 20k x 5M and training (about 2 minutes)"
+    "$BIN/examples/synth" "$WORK/history.csv"
+    "$BIN/encore-train" fit --input "$WORK/history.csv" --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
+fi
+STORE="$WORK/store"
+rm -rf "$STORE"; mkdir -p "$STORE/versions"
+for v in load-a load-b; do
+    cp -r "$WORK/model" "$STORE/versions/$v"
+    python3 - "$STORE/versions/$v/manifest.json" "$v" <<'PY'
+import json, sys
+path, version = sys.argv[1], sys.argv[2]
+m = json.load(open(path))
+m["model_version"] = version
+json.dump(m, open(path, "w"), indent=2)
+PY
+done
+"$BIN/encore-train" models --store "$STORE" promote load-a >/dev/null
+python3 - "$WORK/model" "$WORK" <<'PY'
+import json, sys, urllib.parse
+model, work = sys.argv[1], sys.argv[2]
+q = lambda s: urllib.parse.quote(s, safe="")
+customers = json.load(open(f"{model}/customers.json"))
+items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
+open(f"{work}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
+open(f"{work}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
+PY
+export ITEMS="$WORK/items.txt" CUSTOMERS="$WORK/customers.txt" VERSIONS="load-a,load-b"
+
+"$BIN/encore-serve" --store "$STORE" --bind "127.0.0.1:$PORT" --workers "$SERVER_WORKERS" \
+    --watch-interval 0.2 >"$WORK/serve.out" 2>"$WORK/serve.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
+ARRAYS=$(du -sb "$WORK/model" | cut -f1)
+echo "== server RSS after load: $((RSS_KB / 1024)) MiB; artifact on disk: $((ARRAYS / 1048576)) MiB"
+
+run() {
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/load.lua" \
+        "http://127.0.0.1:$PORT" | grep -E "Requests/sec|checked|socket errors|p50_ms|Non-2xx"
+}
+echo "== warm-up (5 s)"
+DURATION_SAVED=$DURATION; DURATION=5; run >/dev/null; DURATION=$DURATION_SAVED
+echo "== steady load: ${DURATION}s, $CONNECTIONS connections, $SIMILAR_SHARE similar-items share"
+run
+echo "== the same load with 10 swaps of CURRENT"
+(
+    sleep 1
+    for i in $(seq 10); do
+        if (( i % 2 )); then v=load-b; else v=load-a; fi
+        "$BIN/encore-train" models --store "$STORE" promote "$v" >/dev/null
+        sleep "$(python3 -c "print(max(0.5, ($DURATION - 2) / 10))")"
+    done
+) &
+SWAPPER=$!
+run
+wait $SWAPPER
+echo "reloads: $(curl -s "http://127.0.0.1:$PORT/v1/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["reloads"])')"
+RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
+echo "== server RSS at the end: $((RSS_KB / 1024)) MiB"
