@@ -12,7 +12,7 @@
 //! `encore-train fit`), and the figures that need it are `None`.
 
 use super::bgnbd::{BgNbd, BgNbdParams};
-use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams};
+use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams, discounted_value};
 use super::kpis::{KpiError, KpiParams, RepurchaseKpis, repurchase_kpis};
 use super::lifecycle::{LifecycleError, LifecycleParams, Stage};
 use super::propensity::{self, PropensityModel, PropensityParams};
@@ -429,19 +429,13 @@ fn predict(
             failed = true;
             return None;
         };
-        let month = clv.time_unit.from_days(clv.days_per_month);
-        let mut prev = 0.0;
-        let mut total = 0.0;
-        for k in 1..=clv.horizon_months {
-            let Ok(cum) = bg.expected_purchases(f64::from(k) * month, x, t_x, t) else {
+        match discounted_value(bg, (x, t_x, t), spend, clv) {
+            Ok(v) if v.is_finite() => Some(v),
+            _ => {
                 failed = true;
-                return None;
-            };
-            let discount = (1.0 + clv.discount_rate_annual).powf(f64::from(k) / 12.0);
-            total += clv.margin * spend * (cum - prev) / discount;
-            prev = cum;
+                None
+            }
         }
-        Some(total).filter(|v| v.is_finite())
     });
     let next = match bg.expected_next_purchase_date(s, reference, max_horizon) {
         Ok(v) => v,

@@ -353,19 +353,33 @@ impl GammaGamma {
         monetary: f64,
         params: &ClvParams,
     ) -> Result<f64, GammaGammaError> {
-        params.check()?;
         let spend = self.conditional_expected_average_profit(x, monetary)?;
-        let month = params.time_unit.from_days(params.days_per_month);
-        let mut prev = 0.0;
-        let mut total = 0.0;
-        for m in 1..=params.horizon_months {
-            let cum = bgnbd.expected_purchases(f64::from(m) * month, x, t_x, big_t)?;
-            let discount = (1.0 + params.discount_rate_annual).powf(f64::from(m) / 12.0);
-            total += params.margin * spend * (cum - prev) / discount;
-            prev = cum;
-        }
-        Ok(total)
+        discounted_value(bgnbd, (x, t_x, big_t), spend, params)
     }
+}
+
+/// `Σ_m margin · spend · (E[Y(mL)] − E[Y((m−1)L)]) / (1+d)^(m/12)`: the
+/// discounted value of a customer's expected purchases over the CLV horizon
+/// at `spend` per purchase (module docs). [`GammaGamma::clv`] with the
+/// Gamma-Gamma expected spend; callers with another spend estimate (e.g. the
+/// population mean for a repeat customer without priced purchases) use this.
+pub fn discounted_value(
+    bgnbd: &BgNbd,
+    (x, t_x, big_t): (f64, f64, f64),
+    spend: f64,
+    params: &ClvParams,
+) -> Result<f64, GammaGammaError> {
+    params.check()?;
+    let month = params.time_unit.from_days(params.days_per_month);
+    let mut prev = 0.0;
+    let mut total = 0.0;
+    for m in 1..=params.horizon_months {
+        let cum = bgnbd.expected_purchases(f64::from(m) * month, x, t_x, big_t)?;
+        let discount = (1.0 + params.discount_rate_annual).powf(f64::from(m) / 12.0);
+        total += params.margin * spend * (cum - prev) / discount;
+        prev = cum;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
