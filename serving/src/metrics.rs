@@ -31,11 +31,21 @@ struct Histogram {
     sum: f64,
 }
 
+/// One route pattern's counters: `(method, status, count)` (a handful of
+/// entries, scanned) and its latency histogram.
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    requests: Vec<(String, u16, u64)>,
+    latency: Histogram,
+}
+
 /// The server's metrics.
+///
+/// One lock per request, and no allocation once a route, method and status
+/// have been seen.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, Histogram>>,
+    routes: Mutex<BTreeMap<String, RouteStats>>,
     pub(crate) model_lists: AtomicU64,
     pub(crate) fallback_lists: AtomicU64,
 }
@@ -43,20 +53,25 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one finished request.
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        *self
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let stats = match routes.get_mut(route) {
+            Some(stats) => stats,
+            None => routes.entry(route.to_string()).or_default(),
+        };
+        match stats
             .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((route.to_string(), method.to_string(), status))
-            .or_insert(0) += 1;
-        let mut latency = self.latency.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = latency.entry(route.to_string()).or_default();
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some(entry) => entry.2 += 1,
+            None => stats.requests.push((method.to_string(), status, 1)),
+        }
         let slot = BUCKETS
             .iter()
             .position(|&b| seconds <= b)
             .unwrap_or(BUCKETS.len());
-        h.counts[slot] += 1;
-        h.sum += seconds;
+        stats.latency.counts[slot] += 1;
+        stats.latency.sum += seconds;
     }
 
     /// Counts one customer list by where it came from.
@@ -71,31 +86,31 @@ impl Metrics {
 
     /// The request metrics in the text format.
     pub fn render_requests(&self, out: &mut String) {
-        let requests = self
-            .requests
+        let routes = self
+            .routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         out.push_str("# HELP encore_http_requests_total HTTP requests by route pattern, method and status.\n");
         out.push_str("# TYPE encore_http_requests_total counter\n");
-        for ((route, method, status), n) in &requests {
-            let _ = writeln!(
-                out,
-                "encore_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
-                escape(route),
-                escape(method)
-            );
+        for (route, stats) in &routes {
+            let mut requests = stats.requests.clone();
+            requests.sort();
+            for (method, status, n) in &requests {
+                let _ = writeln!(
+                    out,
+                    "encore_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route),
+                    escape(method)
+                );
+            }
         }
-        let latency = self
-            .latency
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         out.push_str(
             "# HELP encore_http_request_duration_seconds Time from request to response headers.\n",
         );
         out.push_str("# TYPE encore_http_request_duration_seconds histogram\n");
-        for (route, h) in &latency {
+        for (route, stats) in &routes {
+            let h = &stats.latency;
             let route = escape(route);
             let mut cumulative = 0;
             for (i, bound) in BUCKETS.iter().enumerate() {
