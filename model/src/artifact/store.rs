@@ -48,6 +48,8 @@ pub enum StoreError {
     UnknownVersion { store: PathBuf, version: String },
     #[error("{store}: nothing to roll back to (no earlier current version is still in the store)")]
     NothingToRollBack { store: PathBuf },
+    #[error("{path}: not an Encore model store (no versions/ directory)")]
+    NotAStore { path: PathBuf },
     #[error("{path}: '{name}' is not a valid version name")]
     BadName { path: PathBuf, name: String },
 }
@@ -99,13 +101,7 @@ impl Store {
         let root = root.into();
         let versions = root.join(VERSIONS);
         if !versions.is_dir() {
-            return Err(StoreError::Io {
-                path: versions,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "not an Encore model store (no versions/ directory)",
-                ),
-            });
+            return Err(StoreError::NotAStore { path: root });
         }
         Ok(Store { root })
     }
@@ -362,6 +358,8 @@ mod tests {
     #[test]
     fn unknown_or_damaged_versions_are_not_made_current() {
         let dir = tempfile::tempdir().unwrap();
+        let e = Store::open_existing(dir.path()).unwrap_err();
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
         let store = Store::open(dir.path()).unwrap();
         assert!(matches!(
             store.set_current("nope"),
