@@ -4,6 +4,7 @@
 //!   counting and recording the rows it cannot use;
 //! - [`catalog`] reads the optional item catalog (titles, categories, availability);
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
+//! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
 //! - [`synth`] generates seeded synthetic histories for scale tests;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
 //!
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod catalog;
+pub mod events;
 pub mod ids;
 pub mod ingest;
 pub mod log;

@@ -1,0 +1,576 @@
+//! Feedback events: purchases, exposures and clicks reported after training.
+//!
+//! The server accepts them in batches (`POST /v1/events`), appends them to an
+//! append-only log of JSON-lines files, and the next training run merges the
+//! purchases into its input; experiment reports read exposures and purchases.
+//! This module holds the one schema all of them share, its strict validation,
+//! and the reader of a log directory.
+//!
+//! An event as posted, and as stored (one JSON object per line):
+//!
+//! ```json
+//! {"id": "evt-1", "type": "purchase", "time": "2026-11-30T10:00:00Z",
+//!  "order_id": "o-9", "customer": "c-1", "item": "tea", "quantity": 2, "price": 3.5}
+//! {"id": "evt-2", "type": "exposure", "time": "2026-11-30T10:00:01Z",
+//!  "customer": "c-1", "list": "for_you", "items": ["tea", "mug"],
+//!  "experiment": "home-list", "variant": "treatment", "request_id": "r-17"}
+//! {"id": "evt-3", "type": "click", "time": "2026-11-30T10:00:02Z",
+//!  "customer": "c-1", "item": "mug", "list": "for_you", "request_id": "r-17"}
+//! ```
+//!
+//! `id` is the idempotency key: a retried batch carries the same ids and is not
+//! counted twice. Stored lines add `received_at`, the server's clock when the
+//! batch was accepted.
+//!
+//! ```
+//! use encore_data::events::{parse_event, EventKind};
+//!
+//! let e = parse_event(br#"{"id":"e1","type":"click","time":"2026-11-30T10:00:00Z",
+//!                          "customer":"c1","item":"tea"}"#).unwrap();
+//! assert!(matches!(e.kind, EventKind::Click { .. }));
+//!
+//! let err = parse_event(br#"{"id":"e2","type":"purchase","time":"2026-11-30",
+//!                            "order_id":"o","customer":"c","item":"i","quantity":-1}"#)
+//!     .unwrap_err();
+//! assert_eq!(err.field, "quantity");
+//! ```
+
+use crate::timestamp::{format_timestamp, parse_timestamp};
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// The longest id (event, order, customer, item, list, variant, request), in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
+/// The most items one exposure may list.
+pub const MAX_EXPOSED_ITEMS: usize = 1000;
+
+/// One validated event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Idempotency key, unique per event.
+    pub id: String,
+    /// When the event happened, seconds since the Unix epoch (UTC).
+    pub time: i64,
+    /// When the server accepted it (stored events only).
+    pub received_at: Option<i64>,
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// A purchase line: `quantity` units of `item` in order `order_id`.
+    Purchase {
+        order_id: String,
+        customer: String,
+        item: String,
+        /// Positive units bought (returns are not events).
+        quantity: f64,
+        /// Unit price, when known.
+        price: Option<f64>,
+    },
+    /// A list shown to a customer.
+    Exposure {
+        customer: String,
+        /// Which list: `similar`, `for_you`, `buy_again`, `reactivation`, ...
+        list: String,
+        items: Vec<String>,
+        experiment: Option<String>,
+        variant: Option<String>,
+        request_id: Option<String>,
+    },
+    /// A click on one item of a list.
+    Click {
+        customer: String,
+        item: String,
+        list: Option<String>,
+        request_id: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// The `type` name of this kind.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::Purchase { .. } => "purchase",
+            EventKind::Exposure { .. } => "exposure",
+            EventKind::Click { .. } => "click",
+        }
+    }
+
+    /// The customer the event is about.
+    pub fn customer(&self) -> &str {
+        match self {
+            EventKind::Purchase { customer, .. }
+            | EventKind::Exposure { customer, .. }
+            | EventKind::Click { customer, .. } => customer,
+        }
+    }
+}
+
+/// Why an event was refused: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventError {
+    /// The offending field (`""` when the event is not a JSON object at all).
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
+
+fn err(field: &str, message: impl Into<String>) -> EventError {
+    EventError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Parses and validates one event from JSON bytes.
+pub fn parse_event(bytes: &[u8]) -> Result<Event, EventError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| err("", e.to_string()))?;
+    event_from_value(value)
+}
+
+/// Validates one event given as a JSON value (an element of a posted batch).
+///
+/// Strict: unknown fields, missing required fields, wrong types, empty or
+/// overlong ids, non-finite or non-positive quantities, negative prices and
+/// unparsable times are all refused, naming the field.
+pub fn event_from_value(value: Value) -> Result<Event, EventError> {
+    let Value::Object(mut obj) = value else {
+        return Err(err("", "an event must be a JSON object"));
+    };
+    let id = take_id(&mut obj, "id")?;
+    let type_name = take_string(&mut obj, "type")?;
+    let time = take_time(&mut obj, "time")?;
+    let received_at = match obj.remove("received_at") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(time_of(v, "received_at")?),
+    };
+    let kind = match type_name.as_str() {
+        "purchase" => {
+            let order_id = take_id(&mut obj, "order_id")?;
+            let customer = take_id(&mut obj, "customer")?;
+            let item = take_id(&mut obj, "item")?;
+            let quantity = match take_number(&mut obj, "quantity")? {
+                None => 1.0,
+                Some(q) if q > 0.0 => q,
+                Some(q) => return Err(err("quantity", format!("must be positive, not {q}"))),
+            };
+            let price = match take_number(&mut obj, "price")? {
+                Some(p) if p < 0.0 => {
+                    return Err(err("price", format!("must not be negative, not {p}")));
+                }
+                p => p,
+            };
+            EventKind::Purchase {
+                order_id,
+                customer,
+                item,
+                quantity,
+                price,
+            }
+        }
+        "exposure" => {
+            let customer = take_id(&mut obj, "customer")?;
+            let list = take_id(&mut obj, "list")?;
+            let items = match obj.remove("items") {
+                None => return Err(err("items", "is required")),
+                Some(Value::Array(items)) => {
+                    if items.len() > MAX_EXPOSED_ITEMS {
+                        return Err(err(
+                            "items",
+                            format!("lists {} items; at most {MAX_EXPOSED_ITEMS}", items.len()),
+                        ));
+                    }
+                    items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| id_of(v, &format!("items[{i}]")))
+                        .collect::<Result<Vec<_>, _>>()?
+                }
+                Some(_) => return Err(err("items", "must be an array of item ids")),
+            };
+            EventKind::Exposure {
+                customer,
+                list,
+                items,
+                experiment: take_opt_id(&mut obj, "experiment")?,
+                variant: take_opt_id(&mut obj, "variant")?,
+                request_id: take_opt_id(&mut obj, "request_id")?,
+            }
+        }
+        "click" => EventKind::Click {
+            customer: take_id(&mut obj, "customer")?,
+            item: take_id(&mut obj, "item")?,
+            list: take_opt_id(&mut obj, "list")?,
+            request_id: take_opt_id(&mut obj, "request_id")?,
+        },
+        other => {
+            return Err(err(
+                "type",
+                format!("unknown event type {other:?}; expected purchase, exposure or click"),
+            ));
+        }
+    };
+    if let Some(key) = obj.keys().next() {
+        return Err(err(key, format!("unknown field for a {type_name} event")));
+    }
+    Ok(Event {
+        id,
+        time,
+        received_at,
+        kind,
+    })
+}
+
+fn take_string(obj: &mut Map<String, Value>, field: &str) -> Result<String, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(err(field, "is required")),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(err(field, "must be a string")),
+    }
+}
+
+fn id_of(value: Value, field: &str) -> Result<String, EventError> {
+    match value {
+        Value::String(s) => check_id(s, field),
+        // Numeric ids are common in exports; keep their JSON spelling.
+        Value::Number(n) => check_id(n.to_string(), field),
+        _ => Err(err(field, "must be a string")),
+    }
+}
+
+fn check_id(s: String, field: &str) -> Result<String, EventError> {
+    if s.is_empty() {
+        Err(err(field, "must not be empty"))
+    } else if s.len() > MAX_EVENT_ID_BYTES {
+        Err(err(
+            field,
+            format!("is {} bytes long; at most {MAX_EVENT_ID_BYTES}", s.len()),
+        ))
+    } else if s.chars().any(char::is_control) {
+        Err(err(field, "must not contain control characters"))
+    } else {
+        Ok(s)
+    }
+}
+
+fn take_id(obj: &mut Map<String, Value>, field: &str) -> Result<String, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(err(field, "is required")),
+        Some(v) => id_of(v, field),
+    }
+}
+
+fn take_opt_id(obj: &mut Map<String, Value>, field: &str) -> Result<Option<String>, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => id_of(v, field).map(Some),
+    }
+}
+
+fn take_number(obj: &mut Map<String, Value>, field: &str) -> Result<Option<f64>, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if x.is_finite() => Ok(Some(x)),
+            _ => Err(err(field, "must be a finite number")),
+        },
+        Some(_) => Err(err(field, "must be a number")),
+    }
+}
+
+fn time_of(value: Value, field: &str) -> Result<i64, EventError> {
+    match value {
+        Value::String(s) => parse_timestamp(&s).ok_or_else(|| {
+            err(
+                field,
+                format!("{s:?} is not a timestamp (RFC 3339, `YYYY-MM-DD HH:MM:SS` or a date)"),
+            )
+        }),
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| err(field, "must be whole seconds since the Unix epoch")),
+        _ => Err(err(
+            field,
+            "must be a timestamp string or seconds since the epoch",
+        )),
+    }
+}
+
+fn take_time(obj: &mut Map<String, Value>, field: &str) -> Result<i64, EventError> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => Err(err(field, "is required")),
+        Some(v) => time_of(v, field),
+    }
+}
+
+/// The JSON object of an event as stored: the posted fields, times in
+/// RFC 3339, optional fields left out when absent.
+pub fn event_to_value(event: &Event) -> Value {
+    let mut obj = Map::new();
+    obj.insert("id".into(), event.id.clone().into());
+    obj.insert("type".into(), event.kind.type_name().into());
+    obj.insert("time".into(), format_timestamp(event.time).into());
+    if let Some(t) = event.received_at {
+        obj.insert("received_at".into(), format_timestamp(t).into());
+    }
+    fn opt(obj: &mut Map<String, Value>, key: &str, v: &Option<String>) {
+        if let Some(v) = v {
+            obj.insert(key.to_string(), v.clone().into());
+        }
+    }
+    match &event.kind {
+        EventKind::Purchase {
+            order_id,
+            customer,
+            item,
+            quantity,
+            price,
+        } => {
+            obj.insert("order_id".into(), order_id.clone().into());
+            obj.insert("customer".into(), customer.clone().into());
+            obj.insert("item".into(), item.clone().into());
+            obj.insert("quantity".into(), (*quantity).into());
+            if let Some(p) = price {
+                obj.insert("price".into(), (*p).into());
+            }
+        }
+        EventKind::Exposure {
+            customer,
+            list,
+            items,
+            experiment,
+            variant,
+            request_id,
+        } => {
+            obj.insert("customer".into(), customer.clone().into());
+            obj.insert("list".into(), list.clone().into());
+            obj.insert("items".into(), items.clone().into());
+            opt(&mut obj, "experiment", experiment);
+            opt(&mut obj, "variant", variant);
+            opt(&mut obj, "request_id", request_id);
+        }
+        EventKind::Click {
+            customer,
+            item,
+            list,
+            request_id,
+        } => {
+            obj.insert("customer".into(), customer.clone().into());
+            obj.insert("item".into(), item.clone().into());
+            opt(&mut obj, "list", list);
+            opt(&mut obj, "request_id", request_id);
+        }
+    }
+    Value::Object(obj)
+}
+
+/// One JSON line (without the newline) of an event as stored.
+pub fn event_to_line(event: &Event) -> String {
+    event_to_value(event).to_string()
+}
+
+/// Errors reading an event log.
+#[derive(Debug, thiserror::Error)]
+pub enum EventLogError {
+    #[error("cannot read the event log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {source}")]
+    Invalid {
+        path: PathBuf,
+        line: u64,
+        #[source]
+        source: EventError,
+    },
+}
+
+/// What [`read_event_dir`] found besides the events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventReadReport {
+    /// The log files read, in order.
+    pub files: Vec<PathBuf>,
+    /// Lines read (complete ones).
+    pub lines: u64,
+    /// Events dropped because an earlier line had the same id.
+    pub duplicates: u64,
+    /// Files whose last line had no newline: a write cut short by a crash,
+    /// never acknowledged, so skipped. One entry per such file.
+    pub torn_tails: Vec<PathBuf>,
+}
+
+/// Whether `name` is an event log file: `events-*.jsonl`.
+pub fn is_event_file(name: &str) -> bool {
+    name.starts_with("events-") && name.ends_with(".jsonl")
+}
+
+/// Reads every `events-*.jsonl` file of `dir` in name order, validating each
+/// line and keeping the first event of each id.
+///
+/// A last line without its newline is a write the crash cut short (the server
+/// acknowledges a batch only after its lines and newlines are on disk): it is
+/// skipped and reported in [`EventReadReport::torn_tails`]. Any other invalid
+/// line is an error naming the file and line.
+pub fn read_event_dir(dir: &Path) -> Result<(Vec<Event>, EventReadReport), EventLogError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EventLogError::Io { path, source }
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        if entry.file_name().to_str().is_some_and(is_event_file) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    let mut report = EventReadReport::default();
+    let mut seen = HashSet::new();
+    let mut events = Vec::new();
+    for path in &files {
+        let file = std::fs::File::open(path).map_err(io(path))?;
+        let mut reader = BufReader::new(file);
+        let mut buf = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            if buf.last() != Some(&b'\n') {
+                report.torn_tails.push(path.clone());
+                break;
+            }
+            buf.pop();
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            report.lines += 1;
+            let event = parse_event(&buf).map_err(|source| EventLogError::Invalid {
+                path: path.clone(),
+                line: line_no,
+                source,
+            })?;
+            if seen.insert(event.id.clone()) {
+                events.push(event);
+            } else {
+                report.duplicates += 1;
+            }
+        }
+    }
+    report.files = files;
+    Ok((events, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn purchase() -> Value {
+        json!({"id": "e1", "type": "purchase", "time": "2026-11-30T10:00:00Z",
+               "order_id": "o1", "customer": "c1", "item": "tea", "quantity": 2, "price": 3.5})
+    }
+
+    #[test]
+    fn a_valid_event_round_trips_through_its_stored_line() {
+        for v in [
+            purchase(),
+            json!({"id": "e2", "type": "exposure", "time": 1_764_496_800,
+                   "customer": "c1", "list": "for_you", "items": ["a", "b"],
+                   "experiment": "x", "variant": "control", "request_id": "r1",
+                   "received_at": "2026-11-30T10:00:05Z"}),
+            json!({"id": "e3", "type": "click", "time": "2026-11-30 10:00:00",
+                   "customer": "c1", "item": "a"}),
+        ] {
+            let e = event_from_value(v).unwrap();
+            let again = parse_event(event_to_line(&e).as_bytes()).unwrap();
+            assert_eq!(e, again);
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(&str, Value)> = vec![
+            ("id", json!(null)),
+            ("id", json!("")),
+            ("id", json!("x".repeat(MAX_EVENT_ID_BYTES + 1))),
+            ("type", json!("refund")),
+            ("time", json!("yesterday")),
+            ("quantity", json!(0)),
+            ("quantity", json!("2")),
+            ("price", json!(-1.0)),
+            ("customer", json!(["c"])),
+            ("item", json!("a\u{0}b")),
+            ("colour", json!("red")),
+        ];
+        for (field, bad) in cases {
+            let mut v = purchase();
+            v[field] = bad;
+            let e = event_from_value(v).unwrap_err();
+            assert_eq!(e.field, field, "{e}");
+        }
+        let e = event_from_value(json!({"id": "e", "type": "exposure", "time": 0,
+            "customer": "c", "list": "l", "items": ["a", 7, {}]}))
+        .unwrap_err();
+        assert_eq!(e.field, "items[2]", "{e}");
+        assert!(event_from_value(json!([1])).is_err());
+    }
+
+    #[test]
+    fn the_dir_reader_keeps_first_ids_skips_a_torn_tail_and_names_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |id: &str| {
+            let mut v = purchase();
+            v["id"] = id.into();
+            v.to_string()
+        };
+        std::fs::write(
+            dir.path().join("events-0001.jsonl"),
+            format!("{}\n{}\n\n", line("a"), line("b")),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("events-0002.jsonl"),
+            format!("{}\n{}\n{}", line("b"), line("c"), &line("d")[..20]),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not an event").unwrap();
+        let (events, report) = read_event_dir(dir.path()).unwrap();
+        let ids: Vec<_> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(report.duplicates, 1);
+        assert_eq!(report.lines, 4);
+        assert_eq!(report.files.len(), 2);
+        assert_eq!(report.torn_tails.len(), 1);
+
+        std::fs::write(
+            dir.path().join("events-0003.jsonl"),
+            format!("{}\n{{\"id\": 1}}\n", line("e")),
+        )
+        .unwrap();
+        let e = read_event_dir(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("events-0003.jsonl:2:"), "{e}");
+    }
+}
