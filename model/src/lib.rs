@@ -8,6 +8,7 @@ pub mod artifact;
 pub mod cf;
 pub mod customer;
 pub mod engine;
+pub mod experiment;
 pub mod metrics;
 pub mod outreach;
 pub mod pipeline;

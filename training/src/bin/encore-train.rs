@@ -231,6 +231,30 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         export_split: Option<PathBuf>,
     },
+    /// Report an experiment from the feedback event log: per variant the
+    /// exposed customers, conversion, revenue per exposed customer and
+    /// repurchase rate with 95% CIs, the differences to control, and a
+    /// sample-ratio mismatch check.
+    ExperimentReport {
+        /// Event log directory (events-*.jsonl files).
+        #[arg(long)]
+        events: PathBuf,
+        /// The experiment's name, as logged in exposures.
+        #[arg(long)]
+        experiment: String,
+        /// Experiments configuration (TOML) with this experiment's variants,
+        /// shares and control [default: the variants logged, equal shares].
+        #[arg(long)]
+        experiments: Option<PathBuf>,
+        /// The control variant when no --experiments file is given.
+        #[arg(long, conflicts_with = "experiments")]
+        control: Option<String>,
+        /// Purchases count from the first exposure to this many days after it.
+        #[arg(long, default_value_t = encore_training::experiment_report::DEFAULT_WINDOW_DAYS)]
+        window_days: f64,
+        #[arg(long, value_enum, default_value = "text")]
+        format: encore_training::experiment_report::ReportFormat,
+    },
 }
 
 /// What `encore-train models` does to a store.
@@ -657,6 +681,46 @@ fn main() -> Result<()> {
             if r.customers_scored == 0 {
                 bail!("no customer could be scored");
             }
+        }
+        Command::ExperimentReport {
+            events,
+            experiment,
+            experiments,
+            control,
+            window_days,
+            format,
+        } => {
+            use encore_model::experiment::ExperimentsConfig;
+            use encore_training::experiment_report::{
+                ReportFormat, ReportOptions, report_from_dir,
+            };
+            let config = match &experiments {
+                None => None,
+                Some(path) => {
+                    let all = ExperimentsConfig::from_path(path)?;
+                    let found = all.get(&experiment).cloned().with_context(|| {
+                        format!("{} has no experiment {experiment:?}", path.display())
+                    })?;
+                    Some(found)
+                }
+            };
+            let options = ReportOptions {
+                experiment,
+                window_days,
+                config,
+                control,
+            };
+            let (report, _) = report_from_dir(&events, &options)?;
+            to_stdout(|out| {
+                match format {
+                    ReportFormat::Text => out.write_all(report.text().as_bytes())?,
+                    ReportFormat::Json => {
+                        serde_json::to_writer_pretty(&mut *out, &report)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(())
