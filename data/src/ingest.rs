@@ -20,7 +20,8 @@
 //! item, a timestamp or number that does not parse, a negative or non-finite
 //! price, the wrong number of columns, invalid UTF-8, a zero quantity) is
 //! skipped, counted by [`RejectReason`], and written with its 1-based line
-//! number, reason, field and raw text to the rejects file
+//! number (of the row's first byte; lines end with `\r\n`, `\n` or a lone
+//! `\r`, inside quotes too), reason, field and raw text to the rejects file
 //! ([`IngestOptions::rejects_path`], CSV `line,reason,field,raw`). With
 //! [`IngestOptions::strict`] the first such row is an [`IngestError::BadRow`]
 //! naming the file, line and field. A file with no usable row at all is an
@@ -43,7 +44,7 @@ use crate::log::PurchaseLog;
 use crate::timestamp::{format_timestamp, parse_timestamp};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom};
@@ -466,6 +467,94 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// A reader that notes where the line breaks are, for line numbers.
+///
+/// `csv` places a record where the previous one ended, which is before the
+/// `\n` of a `\r\n` and before any blank lines, and counts `\n` bytes only: a
+/// Windows file would report every row one line early and a file with bare
+/// `\r` line ends would report line 1 throughout. This reader notes every
+/// line break (`\r\n`, `\n` or a lone `\r`, quoted or not) as the bytes stream
+/// past, so that [`LineBreaks::line_at`] can name the line a record's first
+/// byte is on. It keeps only the breaks the CSV reader has read ahead.
+pub(crate) struct LineBreaks<R> {
+    inner: R,
+    /// Bytes read so far.
+    offset: u64,
+    /// The last byte read was a `\r`, whose break may still grow into a `\r\n`.
+    pending_cr: bool,
+    /// `(start, end)` offsets of the breaks past the last record asked about.
+    breaks: VecDeque<(u64, u64)>,
+    /// Breaks that end before the last record asked about.
+    passed: u64,
+}
+
+impl<R: Read> LineBreaks<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        LineBreaks {
+            inner,
+            offset: 0,
+            pending_cr: false,
+            breaks: VecDeque::new(),
+            passed: 0,
+        }
+    }
+
+    /// The 1-based line of the record `csv` positions at byte `pos`: the
+    /// breaks before `pos`, and those that follow it without a byte between
+    /// (the rest of a `\r\n`, blank lines), come before the record's first byte.
+    /// `pos` must not decrease from one call to the next.
+    pub(crate) fn line_at(&mut self, pos: u64) -> u64 {
+        while let Some(&(_, end)) = self.breaks.front() {
+            if end > pos {
+                break;
+            }
+            self.passed += 1;
+            self.breaks.pop_front();
+        }
+        let (mut line, mut cursor) = (1 + self.passed, pos);
+        for &(start, end) in &self.breaks {
+            if start > cursor {
+                break;
+            }
+            line += 1;
+            cursor = end;
+        }
+        line
+    }
+
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for LineBreaks<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.pending_cr {
+            self.breaks.push_back((self.offset - 1, self.offset));
+            self.pending_cr = false;
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let at = self.offset + i as u64;
+            if self.pending_cr {
+                self.pending_cr = false;
+                if b == b'\n' {
+                    self.breaks.push_back((at - 1, at + 1));
+                    continue;
+                }
+                self.breaks.push_back((at - 1, at));
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => self.breaks.push_back((at, at + 1)),
+                _ => {}
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// `sha256:<hex>` of a file's bytes.
 pub fn fingerprint_file(path: &Path) -> Result<String, IngestError> {
     let io = |source| IngestError::Io {
@@ -661,7 +750,7 @@ fn ingest<R: Read>(
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(reader);
+        .from_reader(LineBreaks::new(reader));
     let csv_err = |e: csv::Error| IngestError::from_csv(source, e);
     let header_record = rdr.byte_headers().map_err(csv_err)?;
     if header_record.is_empty() {
@@ -696,7 +785,10 @@ fn ingest<R: Read>(
                 field,
                 value,
             }) => {
-                let line = record.position().map_or(0, |p| p.line());
+                let line = match record.position() {
+                    Some(p) => rdr.get_mut().line_at(p.byte()),
+                    None => 0,
+                };
                 let field_name = field.map_or("row", Field::name);
                 if opts.strict {
                     return Err(IngestError::BadRow {
@@ -774,7 +866,7 @@ fn ingest<R: Read>(
         fingerprint: String::new(),
         rejects_path,
     };
-    Ok((log, report, rdr.into_inner()))
+    Ok((log, report, rdr.into_inner().into_inner()))
 }
 
 /// The usable content of one row, borrowed from the record.
