@@ -73,7 +73,9 @@ pub fn read_catalog_from_reader(
     reader: impl std::io::Read,
     source: &Path,
 ) -> Result<Catalog, IngestError> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(crate::ingest::LineBreaks::new(reader));
     let csv_err = |e: csv::Error| IngestError::from_csv(source, e);
     let headers: Vec<String> = rdr
         .headers()
@@ -103,7 +105,12 @@ pub fn read_catalog_from_reader(
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let mut record = csv::StringRecord::new();
     while rdr.read_record(&mut record).map_err(csv_err)? {
-        let line = record.position().map_or(0, |p| p.line());
+        // The csv crate's own line count misses lone `\r` breaks and puts a
+        // row after blank lines on the first blank one.
+        let line = match record.position() {
+            Some(p) => rdr.get_mut().line_at(p.byte()),
+            None => 0,
+        };
         let bad = |field: &'static str, value: &str, reason| IngestError::BadRow {
             path: source.to_path_buf(),
             line,
@@ -246,6 +253,11 @@ mod tests {
             Err(IngestError::MissingColumn { .. })
         ));
         assert!(matches!(read(""), Err(IngestError::EmptyFile { .. })));
+        // Windows line ends and blank lines do not shift the line named.
+        let e = read("item_id,price\r\na,1\r\n\r\n\r\nb,-2\r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cat.csv:5: field 'price'"), "{e}");
     }
 
     #[test]
