@@ -5,6 +5,7 @@
 //! - [`catalog`] reads the optional item catalog (titles, categories, availability);
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
+//! - [`event_log`] appends them durably and idempotently to rotating JSON-lines files;
 //! - [`synth`] generates seeded synthetic histories for scale tests;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
 //!
@@ -36,6 +37,7 @@
 //! ```
 
 pub mod catalog;
+pub mod event_log;
 pub mod events;
 pub mod ids;
 pub mod ingest;

@@ -5,7 +5,8 @@
 //!
 //! [[keys]]
 //! name = "ops"
-//! role = "admin"                # admin: every route; read: read routes only
+//! role = "admin"                # admin: every route; write: read routes and
+//!                               # POST /v1/events; read: read routes only
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! ```
 //!
@@ -16,10 +17,12 @@
 //! is compared), so timing does not reveal how much of a key was right.
 //!
 //! Admin routes (`POST /v1/admin/reload`) always need an admin key once a key
-//! file is given; read routes need a key (read or admin) only with
+//! file is given; write routes (`POST /v1/events`) always need a write or
+//! admin key (a separate `write` role, so that the shop system posting
+//! events holds no key that can reload models); read routes need a key (read or admin) only with
 //! `keys_for_reads = true`; `/healthz`, `/readyz` never need one. A missing or
-//! unknown key answers `401 unauthorized`, a read key on an admin route
-//! `403 forbidden`, both in the standard error shape. Without `--api-keys`
+//! unknown key answers `401 unauthorized`, a key whose role does not reach
+//! the route (read on write or admin, write on admin) `403 forbidden`, both in the standard error shape. Without `--api-keys`
 //! nothing is checked (the server binds to loopback by default).
 
 use crate::error::{ApiError, Code};
@@ -36,10 +39,13 @@ use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// What a key may do; ordered from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Read,
+    /// Read routes and `POST /v1/events`.
+    Write,
     Admin,
 }
 
@@ -107,6 +113,11 @@ fn is_admin_route(method: &Method, path: &str) -> bool {
     method == Method::POST && path.starts_with("/v1/admin/")
 }
 
+/// Which routes write (log events).
+fn is_write_route(method: &Method, path: &str) -> bool {
+    method == Method::POST && path == "/v1/events"
+}
+
 /// Routes that never need a key (probes).
 fn is_open_route(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
@@ -166,7 +177,7 @@ impl ApiKeys {
         let mut role = None;
         for (_, r, stored) in &self.keys {
             if constant_time_eq(&digest, stored) {
-                role = Some(role.map_or(*r, |old: Role| if old == Role::Admin { old } else { *r }));
+                role = Some(role.map_or(*r, |old: Role| old.max(*r)));
             }
         }
         role
@@ -178,7 +189,8 @@ impl ApiKeys {
             return Ok(());
         }
         let admin = is_admin_route(method, path);
-        if !admin && !self.keys_for_reads {
+        let write = is_write_route(method, path);
+        if !admin && !write && !self.keys_for_reads {
             return Ok(());
         }
         match self.role_of(headers) {
@@ -186,9 +198,13 @@ impl ApiKeys {
                 Code::Unauthorized,
                 "this route needs an API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
             )),
-            Some(Role::Read) if admin => Err(ApiError::new(
+            Some(Role::Read) if admin || write => Err(ApiError::new(
                 Code::Forbidden,
-                "this key may read but not use admin routes",
+                "this key may read but not write events or use admin routes",
+            )),
+            Some(Role::Write) if admin => Err(ApiError::new(
+                Code::Forbidden,
+                "this key may write events but not use admin routes",
             )),
             Some(_) => Ok(()),
         }
@@ -277,6 +293,37 @@ mod tests {
         assert!(k.check(&Method::GET, "/v1/kpis", &read).is_ok());
         assert!(k.check(&Method::GET, "/v1/kpis", &admin).is_ok());
         assert!(k.check(&Method::GET, "/healthz", &none).is_ok());
+    }
+
+    #[test]
+    fn events_need_a_write_or_admin_key() {
+        let text = format!(
+            "[[keys]]\nname = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n\
+             [[keys]]\nname = \"shop\"\nrole = \"read\"\nsha256 = \"{}\"\n\
+             [[keys]]\nname = \"feed\"\nrole = \"write\"\nsha256 = \"{}\"\n",
+            hex("admin-secret"),
+            hex("read-secret"),
+            hex("write-secret")
+        );
+        let k = ApiKeys::parse(&text, "keys.toml").unwrap();
+        let events = (Method::POST, "/v1/events");
+        let code = |h: &HeaderMap, route: (&Method, &str)| {
+            k.check(route.0, route.1, h).err().map(|e| e.code())
+        };
+        let none = HeaderMap::new();
+        let read = headers("x-api-key", "read-secret");
+        let write = headers("x-api-key", "write-secret");
+        let admin = headers("x-api-key", "admin-secret");
+        assert_eq!(code(&none, (&events.0, events.1)), Some(Code::Unauthorized));
+        assert_eq!(code(&read, (&events.0, events.1)), Some(Code::Forbidden));
+        assert_eq!(code(&write, (&events.0, events.1)), None);
+        assert_eq!(code(&admin, (&events.0, events.1)), None);
+        let reload = (&Method::POST, "/v1/admin/reload");
+        assert_eq!(code(&write, reload), Some(Code::Forbidden));
+        assert_eq!(code(&admin, reload), None);
+        // Reads stay open without keys_for_reads, whatever the key.
+        assert_eq!(code(&none, (&Method::GET, "/v1/kpis")), None);
+        assert_eq!(code(&write, (&Method::GET, "/v1/kpis")), None);
     }
 
     #[test]

@@ -23,20 +23,24 @@
 //! | `invalid_id`             | 400    | `invalid_request` | an item or customer id is empty or longer than 256 bytes (after percent-decoding) |
 //! | `invalid_k`              | 400    | `invalid_request` | `k` is not an integer in `1..=200` |
 //! | `invalid_query`          | 400    | `invalid_request` | malformed query string: unknown, repeated or badly typed parameter |
-//! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, has an unknown field or a field of the wrong type |
+//! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, is not a JSON object, has an unknown field or a field of the wrong type |
 //! | `too_many_ids`           | 400    | `invalid_request` | a basket or exclusion list holds more than 1000 ids |
+//! | `invalid_event`          | 400    | `invalid_request` | `POST /v1/events`: an event is invalid; the message names it and its field (`events[3].quantity: ...`); nothing of the batch was written |
+//! | `too_many_events`        | 400    | `invalid_request` | `POST /v1/events`: the batch holds more than 1000 events |
 //! | `unauthorized`           | 401    | `auth`            | the route needs an API key and none or an unknown one was sent (see [`crate::auth`]) |
-//! | `forbidden`              | 403    | `auth`            | the key may not use this route (a read key on an admin route) |
+//! | `forbidden`              | 403    | `auth`            | the key may not use this route (a read key on `POST /v1/events` or an admin route, a write key on an admin route) |
 //! | `method_not_allowed`     | 405    | `invalid_request` | the route exists but not for this method (see the `Allow` header) |
-//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB |
+//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB, on any POST route (reload ignores a smaller body), with a `Content-Length` or sent in chunks |
 //! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
 //! | `item_not_found`         | 404    | `not_found`       | the item of the path is not in the model |
 //! | `customer_not_found`     | 404    | `not_found`       | profile, next-purchase, buy-again: the customer is not in the model or bought nothing in its training data |
 //! | `route_not_found`        | 404    | `not_found`       | no route has this path |
+//! | `events_disabled`        | 404    | `not_found`       | `POST /v1/events` on a server started without an event log (`--events DIR`) |
 //! | `service_unavailable`    | 503    | `unavailable`     | no model is loaded yet |
 //! | `overloaded`             | 503    | `unavailable`     | the scoring queue is full; retry after the `Retry-After` seconds |
 //! | `model_load_failed`      | 500    | `model`           | reload: the model directory is missing, unreadable or damaged; the old model keeps serving |
 //! | `model_incompatible`     | 500    | `model`           | reload: the artifact was written in a format this build does not read; the old model keeps serving |
+//! | `event_log_failed`       | 500    | `internal`        | `POST /v1/events`: writing or fsyncing the event log failed; nothing of the batch is acknowledged (retrying is safe; the log refuses writes until the server restarts) |
 //! | `internal`               | 500    | `internal`        | a bug: please report it |
 //!
 //! Unknown customers are not an error for recommendations: they get the popularity list with
@@ -99,6 +103,8 @@ pub enum Code {
     InvalidQuery,
     InvalidJson,
     TooManyIds,
+    InvalidEvent,
+    TooManyEvents,
     Unauthorized,
     Forbidden,
     MethodNotAllowed,
@@ -107,21 +113,25 @@ pub enum Code {
     ItemNotFound,
     CustomerNotFound,
     RouteNotFound,
+    EventsDisabled,
     ServiceUnavailable,
     Overloaded,
     ModelLoadFailed,
     ModelIncompatible,
+    EventLogFailed,
     Internal,
 }
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 22] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
         Code::InvalidJson,
         Code::TooManyIds,
+        Code::InvalidEvent,
+        Code::TooManyEvents,
         Code::Unauthorized,
         Code::Forbidden,
         Code::MethodNotAllowed,
@@ -130,10 +140,12 @@ impl Code {
         Code::ItemNotFound,
         Code::CustomerNotFound,
         Code::RouteNotFound,
+        Code::EventsDisabled,
         Code::ServiceUnavailable,
         Code::Overloaded,
         Code::ModelLoadFailed,
         Code::ModelIncompatible,
+        Code::EventLogFailed,
         Code::Internal,
     ];
 
@@ -146,6 +158,8 @@ impl Code {
             Code::InvalidQuery => ("invalid_query", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::InvalidJson => ("invalid_json", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::TooManyIds => ("too_many_ids", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::InvalidEvent => ("invalid_event", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::TooManyEvents => ("too_many_events", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED, Auth),
             Code::Forbidden => ("forbidden", StatusCode::FORBIDDEN, Auth),
             Code::MethodNotAllowed => (
@@ -166,6 +180,7 @@ impl Code {
             Code::ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::CustomerNotFound => ("customer_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, NotFound),
+            Code::EventsDisabled => ("events_disabled", StatusCode::NOT_FOUND, NotFound),
             Code::ServiceUnavailable => (
                 "service_unavailable",
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -181,6 +196,11 @@ impl Code {
                 "model_incompatible",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Model,
+            ),
+            Code::EventLogFailed => (
+                "event_log_failed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
             ),
             Code::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, Internal),
         }

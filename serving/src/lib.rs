@@ -77,6 +77,7 @@
 //! default for that reason.
 
 pub mod auth;
+pub mod config;
 pub mod curl;
 pub mod error;
 pub mod limits;
@@ -88,6 +89,7 @@ mod trace;
 
 pub use error::{ApiError, Code, ErrorType};
 pub use state::{AppState, Reloaded};
+pub use trace::{REQUEST_ID_HEADER, RequestId};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};

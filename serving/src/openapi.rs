@@ -85,6 +85,18 @@ pub fn document() -> Value {
             ], json!({"description": "one customer a line", "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}}}}))},
+            "/v1/events": {"post": {
+                "summary": "log a batch of purchase, exposure and click events (all or nothing; fsynced before 200; idempotent on the event id)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["events"], "additionalProperties": false,
+                    "properties": {"events": {"type": "array", "maxItems": crate::routes::events::MAX_EVENTS_PER_BATCH,
+                                              "items": {"$ref": "#/components/schemas/Event"}}}}}}},
+                "responses": {"200": {"description": "stored", "content": {"application/json": {"schema": {
+                                  "type": "object", "properties": {
+                                      "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}}}}}},
+                              "default": {"description": "any failure", "content": {"application/json": {
+                                  "schema": {"$ref": "#/components/schemas/Error"}}}}}
+            }},
             "/v1/recommendations": {"post": {
                 "summary": "recommendations for an anonymous basket",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
@@ -99,7 +111,18 @@ pub fn document() -> Value {
                                   "schema": {"$ref": "#/components/schemas/Error"}}}}}
             }}
         },
-        "components": {"schemas": {"Error": {
+        "components": {"schemas": {"Event": {
+            "type": "object", "required": ["id", "type", "time"],
+            "description": "purchase: order_id, customer, item, quantity (> 0, default 1), price (>= 0); exposure: customer, list, items, experiment, variant, request_id; click: customer, item, list, request_id. Unknown fields are refused; received_at is set by the server.",
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": 256, "description": "idempotency key"},
+                "type": {"type": "string", "enum": ["purchase", "exposure", "click"]},
+                "time": {"description": "RFC 3339, YYYY-MM-DD HH:MM:SS, a date, or seconds since the epoch"},
+                "order_id": {"type": "string"}, "customer": {"type": "string"}, "item": {"type": "string"},
+                "quantity": {"type": "number", "exclusiveMinimum": 0}, "price": {"type": "number", "minimum": 0},
+                "list": {"type": "string"}, "items": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+                "experiment": {"type": "string"}, "variant": {"type": "string"}, "request_id": {"type": "string"}}},
+            "Error": {
             "type": "object", "required": ["message", "code", "type", "link"],
             "properties": {
                 "message": {"type": "string"},

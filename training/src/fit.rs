@@ -2,7 +2,7 @@
 
 use crate::evaluate::{EvalReport, evaluate};
 use crate::gate::{GateOutcome, gate};
-use crate::input::{Input, data_summary};
+use crate::input::{Input, input_summary};
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
 use encore_model::artifact::store::Store;
@@ -89,7 +89,7 @@ pub fn fit_and_publish(
     publish: &Publish,
     show_progress: bool,
 ) -> Result<FitOutcome> {
-    let data = data_summary(&input.report, &input.log);
+    let data = input_summary(input);
     let mut progress = StageProgress::new(show_progress);
     let cutoff = match evaluation {
         FitEvaluation::Skip => None,
@@ -224,6 +224,18 @@ pub fn summary(outcome: &FitOutcome) -> String {
         d.first_purchase.as_deref().unwrap_or("-"),
         d.last_purchase.as_deref().unwrap_or("-"),
     ));
+    if let Some(e) = &d.events {
+        s.push_str(&format!(
+            "  events      {} purchases merged ({} .. {}), {} skipped as already in the input, {} exposures/clicks, {} torn tails, from {}\n",
+            e.purchases_merged,
+            e.first_purchase.as_deref().unwrap_or("-"),
+            e.last_purchase.as_deref().unwrap_or("-"),
+            e.purchases_in_input,
+            e.other_events,
+            e.torn_tails,
+            e.dir
+        ));
+    }
     s.push_str(&format!(
         "  als         {} factors, {} iterations, regularization {}, alpha {}, seed {}\n",
         m.als.factors, m.als.iterations, m.als.regularization, m.als.alpha, m.als.seed

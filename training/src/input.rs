@@ -1,12 +1,26 @@
-//! Reading the purchase history and the optional catalog for a command.
+//! Reading the purchase history and the optional catalog for a command, and
+//! merging the purchases of an event log into it (`fit --events DIR`).
+//!
+//! # Merging events
+//! [`merge_events`] reads the log with [`read_event_dir`] (one event per id;
+//! a torn last line is skipped and counted) and adds each purchase event as a
+//! line of the history: its order, customer, item, time, quantity and price.
+//! **An event whose `order_id` is an order of the input file is skipped**:
+//! the file is the system of record, and an order exported to it after its
+//! events were posted must not count twice. Orders are matched by id only,
+//! so the rule assumes the event producer and the export use the same order
+//! ids; without an `order_id` column the file's orders get synthetic ids and
+//! nothing is skipped. Exposures and clicks are counted, not merged.
 
 use anyhow::{Context, Result};
 use encore_data::PurchaseLog;
 use encore_data::catalog::{Catalog, read_catalog};
+use encore_data::events::{EventKind, read_event_dir};
 use encore_data::ingest::{ColumnMap, IngestOptions, IngestReport, read_purchases};
 use encore_data::timestamp::format_timestamp;
-use encore_model::artifact::DataSummary;
+use encore_model::artifact::{DataSummary, EventInputSummary};
 use encore_model::engine::ItemMeta;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// Where the input comes from and how to read it.
@@ -44,6 +58,8 @@ pub struct Input {
     pub item_meta: Vec<ItemMeta>,
     /// Catalog rows naming items that never appear in the history.
     pub catalog_unmatched: usize,
+    /// What [`merge_events`] added, if it ran.
+    pub events: Option<EventInputSummary>,
 }
 
 /// The default rejects file for an input: `<file name>.rejects.csv` in the current directory.
@@ -85,7 +101,84 @@ pub fn load_input(args: &InputArgs) -> Result<Input> {
         report,
         item_meta,
         catalog_unmatched,
+        events: None,
     })
+}
+
+/// Merges the purchase events of the log in `dir` into `input` (see the
+/// [module docs](self) for the rule), extending the catalog metadata to new
+/// items (`catalog`, if given, is consulted for them), and records the counts
+/// in `input.events`.
+pub fn merge_events(
+    input: &mut Input,
+    dir: &Path,
+    catalog: Option<&Catalog>,
+) -> Result<EventInputSummary> {
+    let (events, report) = read_event_dir(dir)
+        .with_context(|| format!("cannot read the event log {}", dir.display()))?;
+    let input_orders: HashSet<String> = input.log.orders.ids().map(str::to_owned).collect();
+    let mut summary = EventInputSummary {
+        dir: dir.display().to_string(),
+        files: report.files.len(),
+        torn_tails: report.torn_tails.len(),
+        ..EventInputSummary::default()
+    };
+    let mut range: Option<(i64, i64)> = None;
+    for event in &events {
+        let EventKind::Purchase {
+            order_id,
+            customer,
+            item,
+            quantity,
+            price,
+        } = &event.kind
+        else {
+            summary.other_events += 1;
+            continue;
+        };
+        if input_orders.contains(order_id) {
+            summary.purchases_in_input += 1;
+            continue;
+        }
+        input.log.push(
+            order_id,
+            customer,
+            item,
+            event.time,
+            *quantity as f32,
+            price.map_or(f32::NAN, |p| p as f32),
+        );
+        summary.purchases_merged += 1;
+        range = Some(range.map_or((event.time, event.time), |(lo, hi)| {
+            (lo.min(event.time), hi.max(event.time))
+        }));
+    }
+    summary.first_purchase = range.map(|(a, _)| format_timestamp(a));
+    summary.last_purchase = range.map(|(_, b)| format_timestamp(b));
+    // New items get their catalog entry, or the default metadata.
+    let known = input.item_meta.len();
+    input
+        .item_meta
+        .extend(input.log.items.ids().skip(known).map(
+            |id| match catalog.and_then(|c| c.get(id)) {
+                Some(e) => ItemMeta {
+                    title: e.title.clone(),
+                    category: e.category.clone(),
+                    available: e.available,
+                },
+                None => ItemMeta::default(),
+            },
+        ));
+    input.events = Some(summary.clone());
+    Ok(summary)
+}
+
+/// One line for the fit output: what [`merge_events`] did.
+pub fn events_line(s: &EventInputSummary) -> String {
+    format!(
+        "events: {} purchases merged from {} ({} files), {} skipped as already in the input, {} exposures and clicks not used, {} torn tails skipped",
+        s.purchases_merged, s.dir, s.files, s.purchases_in_input, s.other_events, s.torn_tails
+    )
 }
 
 /// Catalog metadata in item-index order, and how many catalog rows matched no item.
@@ -125,5 +218,14 @@ pub fn data_summary(report: &IngestReport, log: &PurchaseLog) -> DataSummary {
         interactions: 0,
         first_purchase: range.map(|(a, _)| format_timestamp(a)),
         last_purchase: range.map(|(_, b)| format_timestamp(b)),
+        events: None,
+    }
+}
+
+/// [`data_summary`] of an input, with its merged events.
+pub fn input_summary(input: &Input) -> DataSummary {
+    DataSummary {
+        events: input.events.clone(),
+        ..data_summary(&input.report, &input.log)
     }
 }

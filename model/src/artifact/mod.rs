@@ -66,6 +66,30 @@ pub struct DataSummary {
     pub interactions: usize,
     pub first_purchase: Option<String>,
     pub last_purchase: Option<String>,
+    /// Purchase events merged into the input (`encore-train fit --events`);
+    /// absent when none were read. Optional, so manifests without it load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventInputSummary>,
+}
+
+/// What `fit --events DIR` merged from an event log (see `encore-train`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventInputSummary {
+    /// The event log directory read.
+    pub dir: String,
+    /// Log files read.
+    pub files: usize,
+    /// Purchase events added to the history.
+    pub purchases_merged: u64,
+    /// Purchase events skipped because their order is in the input file already.
+    pub purchases_in_input: u64,
+    /// Exposures and clicks (not training input).
+    pub other_events: u64,
+    /// Files ending in an unacknowledged partial line (skipped).
+    pub torn_tails: usize,
+    /// Times of the first and last merged purchase.
+    pub first_purchase: Option<String>,
+    pub last_purchase: Option<String>,
 }
 
 /// The artifact's table of contents, written last.

@@ -3,109 +3,99 @@
 //! ```text
 //! encore-serve --model model/ [--bind 127.0.0.1:8080] [--workers N] [--max-pending N]
 //! encore-serve --store store/ [--watch-interval 2] [...]
+//! encore-serve --config serve.toml [--print-config]
 //! ```
 //!
-//! Logs go to stderr, filtered by `RUST_LOG` (default `info,hnsw_rs=warn`:
-//! `hnsw_rs` narrates every index load at info); example `curl` lines for the
-//! loaded model go to stdout.
+//! Settings come from defaults, then the `--config` TOML file, then
+//! `ENCORE__<KEY>` environment variables, then flags (see
+//! [`encore_serving::config`]); `--print-config` shows the result and exits.
+//!
+//! Logs go to stderr as text or, with `--log-format json`, one JSON object a
+//! line, filtered by `RUST_LOG` (default `info,hnsw_rs=warn,actix_server=warn`).
+//! Every line logged while a request is
+//! handled carries its `request_id`. Example `curl` lines for the loaded model
+//! go to stdout.
+//!
+//! SIGTERM or SIGINT stops accepting connections and gives requests in flight
+//! `shutdown_timeout` seconds to finish; a second signal exits at once.
 
 use actix_web::{HttpServer, web};
 use anyhow::Context;
 use clap::Parser;
 use encore_model::artifact::store::Store;
-use encore_serving::limits::DEFAULT_MAX_PENDING_SCORING;
+use encore_serving::config::{Cli, Config, LogFormat, env_vars};
 use encore_serving::state::{ModelSource, spawn_store_watcher};
 use encore_serving::{AppState, create_app, curl};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
-/// Serve Encore recommendations over HTTP.
-#[derive(Debug, Parser)]
-#[command(name = "encore-serve", version, about)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["model", "store"])))]
-struct Args {
-    /// Model directory written by `encore-train fit --out`.
-    #[arg(long, value_name = "DIR")]
-    model: Option<PathBuf>,
-    /// Model store written by `encore-train fit --store`: serves its CURRENT
-    /// version and swaps in a new one when CURRENT moves.
-    #[arg(long, value_name = "DIR")]
-    store: Option<PathBuf>,
-    /// API key file (TOML, keys stored as SHA-256): admin routes need an
-    /// admin key, and read routes a key if the file says so.
-    #[arg(long, value_name = "FILE")]
-    api_keys: Option<PathBuf>,
-    /// How often to look at the store's CURRENT, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    watch_interval: f64,
-    /// Address to listen on. `POST /v1/admin/reload` is unauthenticated, so keep
-    /// this on loopback unless something in front restricts that route.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    bind: String,
-    /// HTTP worker threads [default: the number of CPU cores].
-    #[arg(long, value_name = "N")]
-    workers: Option<NonZeroUsize>,
-    /// Scoring jobs that may be queued or running before new ones get 503.
-    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(DEFAULT_MAX_PENDING_SCORING).expect("non-zero"))]
-    max_pending: NonZeroUsize,
-}
+/// The log filter without `RUST_LOG`: `hnsw_rs` narrates every index load at
+/// info, and `actix_server` repeats the listening and shutdown lines.
+const DEFAULT_LOG_FILTER: &str = "info,hnsw_rs=warn,actix_server=warn";
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,hnsw_rs=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let args = Args::parse();
+    let cli = Cli::parse();
+    let config = Config::load(&cli, env_vars(std::env::vars_os())?)?;
+    if cli.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    init_logs(config.log_format);
 
-    let source = match (&args.model, &args.store) {
-        (Some(dir), None) => ModelSource::Dir(dir.clone()),
+    let source = match (&config.model, &config.store) {
+        (Some(dir), _) => ModelSource::Dir(dir.clone()),
         (None, Some(dir)) => ModelSource::Store(
             Store::open_existing(dir)
                 .with_context(|| format!("cannot open the model store {}", dir.display()))?,
         ),
-        _ => anyhow::bail!("give exactly one of --model and --store"),
+        (None, None) => unreachable!("Config::load checks that one is given"),
     };
-    if !(args.watch_interval.is_finite() && args.watch_interval > 0.0) {
-        anyhow::bail!(
-            "--watch-interval must be a positive number of seconds, not {}",
-            args.watch_interval
-        );
-    }
     let state = AppState::load_from(source.clone())
         .with_context(|| format!("cannot load the model from {source:?}"))?
-        .with_max_pending_scoring(args.max_pending.get());
-    let state = match &args.api_keys {
+        .with_max_pending_scoring(config.max_pending.get());
+    let state = match &config.api_keys {
         Some(path) => state.with_api_keys(encore_serving::auth::ApiKeys::load(path)?),
         None => state,
     };
-    let keyed = args.api_keys.is_some();
+    let state = match &config.events {
+        Some(dir) => state
+            .with_event_log(dir, Default::default())
+            .with_context(|| format!("cannot open the event log {}", dir.display()))?,
+        None => state,
+    };
+    let keyed = config.api_keys.is_some();
     let engine = state.engine().context("no model loaded")?;
-    let workers = args
+    let workers = config
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, NonZeroUsize::get);
     let app_state = web::Data::new(state);
+    // A detached thread: it never keeps the process alive once `main` returns.
     spawn_store_watcher(
         app_state.clone().into_inner(),
-        std::time::Duration::from_secs_f64(args.watch_interval),
+        std::time::Duration::from_secs_f64(config.watch_interval),
     );
+    let shutdown_timeout = config.shutdown_timeout;
     let server = HttpServer::new(move || create_app(app_state.clone()))
         .workers(workers)
-        .bind(&args.bind)
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+        .shutdown_timeout(shutdown_timeout)
+        .shutdown_signal(stop_signal(shutdown_timeout)?)
+        .bind(&config.bind)
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (bind, from the {})",
+                config.bind,
+                config.origin("bind")
+            )
+        })?;
 
     let addrs = server.addrs();
     if !keyed && addrs.iter().any(|a| !a.ip().is_loopback()) {
         tracing::warn!(
-            bind = %args.bind,
+            bind = %config.bind,
             "listening beyond loopback: POST /v1/admin/reload is not authenticated"
         );
     }
@@ -126,7 +116,71 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(engine);
     server.run().await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Installs the stderr log subscriber: level from `RUST_LOG`, lines as text or JSON.
+fn init_logs(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT, which starts the graceful stop;
+/// a second one exits the process at once. The handlers are installed now, so
+/// a failure to install them stops the start-up.
+#[cfg(unix)]
+fn stop_signal(timeout_secs: u64) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        let name = first_signal(&mut term, &mut int).await;
+        tracing::info!(
+            signal = name,
+            timeout_secs,
+            "shutting down: no new connections; requests in flight get the timeout to finish"
+        );
+        actix_web::rt::spawn(async move {
+            let name = first_signal(&mut term, &mut int).await;
+            tracing::warn!(signal = name, "second signal: exiting at once");
+            std::process::exit(1);
+        });
+    })
+}
+
+/// Which of SIGTERM and SIGINT comes first.
+#[cfg(unix)]
+async fn first_signal(
+    term: &mut actix_web::rt::signal::unix::Signal,
+    int: &mut actix_web::rt::signal::unix::Signal,
+) -> &'static str {
+    std::future::poll_fn(|cx| {
+        if term.poll_recv(cx).is_ready() {
+            std::task::Poll::Ready("SIGTERM")
+        } else if int.poll_recv(cx).is_ready() {
+            std::task::Poll::Ready("SIGINT")
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Ctrl-C where there are no Unix signals.
+#[cfg(not(unix))]
+fn stop_signal(timeout_secs: u64) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async move {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+        tracing::info!(signal = "ctrl-c", timeout_secs, "shutting down");
+    })
 }
 
 /// A URL reaching `addr` from this machine (wildcard addresses become loopback).

@@ -3,6 +3,10 @@
 //! Personal scores cost one dot product per catalog item plus a top-k pass, so
 //! they run on the blocking pool ([`AppState::score`]). A customer the model does
 //! not know gets the popularity list, which is cheap and answered inline.
+//!
+//! Without `include_purchased`, items the customer bought since the model's
+//! data end (logged with `POST /v1/events`) are left out like the items the
+//! model saw them buy.
 
 use super::{
     ScoredItem, check_category, check_id, check_ids, known_items, model_response, parse_k,
@@ -57,11 +61,19 @@ pub(crate) async fn recommendations(
     check_ids("exclude", exclude.iter().copied())?;
 
     let engine = snapshot(&state)?;
-    let filter = ListFilter {
+    let mut filter = ListFilter {
         exclude: known_items(&engine, exclude.into_iter()),
         category,
         include_purchased: query.include_purchased.unwrap_or(false),
     };
+    if !filter.include_purchased {
+        // Items bought since the model's data end (`POST /v1/events`) are
+        // purchased too, for a known customer and an unknown one alike.
+        let recent = state.recent_purchases().items_of(&engine, &customer_id);
+        filter
+            .exclude
+            .extend(recent.into_iter().map(|(item, _)| item));
+    }
     let result = match engine.customers().get(&customer_id) {
         None => Ok(engine.for_you(None, k, &filter)),
         Some(customer) => {

@@ -2,6 +2,7 @@
 //! validation, the item list shape and the model-version header.
 
 pub(crate) mod customers;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod items;
 pub(crate) mod model;
@@ -68,7 +69,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             "/v1/recommendations",
             Method::POST,
             recommendations::basket,
-        ));
+        ))
+        .service(endpoint("/v1/events", Method::POST, events::post_events));
 }
 
 /// A resource answering `method` with `handler`, and any other method with
@@ -223,6 +225,35 @@ pub(crate) fn check_ids<'a>(
 /// The item indices of `ids` that the model knows; unknown ids are ignored.
 pub(crate) fn known_items<'a>(engine: &Engine, ids: impl Iterator<Item = &'a str>) -> HashSet<u32> {
     ids.filter_map(|id| engine.items().get(id)).collect()
+}
+
+/// A JSON body that must be an object. Serde's derived structs also accept
+/// an array of their fields in order (`[["i0"], 5]` for a basket), which the
+/// API does not document: such a body is `400 invalid_json` like any other
+/// body of the wrong type.
+#[derive(Debug)]
+pub(crate) struct JsonObject<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+            type Value = T;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        deserializer
+            .deserialize_map(ObjectOnly(std::marker::PhantomData))
+            .map(JsonObject)
+    }
 }
 
 /// A `category` filter: absent is no filter, empty is a mistake.

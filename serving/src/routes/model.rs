@@ -7,9 +7,13 @@
 
 use super::{json_with_version, model_response, snapshot};
 use crate::error::ApiError;
+use crate::limits::JSON_BODY_LIMIT;
 use crate::state::AppState;
-use actix_web::{HttpResponse, web};
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, web};
 use encore_model::artifact::Manifest;
+use futures_util::StreamExt as _;
 use serde_json::json;
 
 /// The manifest of the serving model, without its table of files, plus the
@@ -110,7 +114,14 @@ fn reload_stats(state: &AppState) -> serde_json::Value {
 }
 
 /// Reloads the model directory; the old model keeps serving if that fails.
-pub(crate) async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The body is not used, but one larger than [`JSON_BODY_LIMIT`] is refused
+/// with `413 payload_too_large`, as on every other POST route.
+pub(crate) async fn reload(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    discard_body(&req, body).await?;
     let loader = state.clone();
     let reloaded = web::block(move || loader.reload())
         .await?
@@ -126,4 +137,33 @@ pub(crate) async fn reload(state: web::Data<AppState>) -> Result<HttpResponse, A
             "changed": changed,
         }),
     ))
+}
+
+/// Reads and drops a body the route does not use, refusing one larger than
+/// [`JSON_BODY_LIMIT`] (by its `Content-Length`, or while reading a body sent
+/// without one) the way the JSON routes do.
+async fn discard_body(req: &HttpRequest, mut body: web::Payload) -> Result<(), ApiError> {
+    let length = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(length) = length.filter(|&n| n > JSON_BODY_LIMIT) {
+        return Err(ApiError::from_json(JsonPayloadError::OverflowKnownLength {
+            length,
+            limit: JSON_BODY_LIMIT,
+        }));
+    }
+    let mut read = 0usize;
+    while let Some(chunk) = body.next().await {
+        read += chunk
+            .map_err(|e| ApiError::from_json(JsonPayloadError::Payload(e)))?
+            .len();
+        if read > JSON_BODY_LIMIT {
+            return Err(ApiError::from_json(JsonPayloadError::Overflow {
+                limit: JSON_BODY_LIMIT,
+            }));
+        }
+    }
+    Ok(())
 }

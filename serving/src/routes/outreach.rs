@@ -4,7 +4,16 @@
 //!
 //! Every figure is as of the model's reference time (the last purchase of its
 //! training data), which each answer states as `as_of`.
+//!
+//! Purchases logged since then (`POST /v1/events`) apply at once: in
+//! buy-again and next-purchase's `replenishment`, an item bought since goes
+//! to the end of the list with score 0 and its clock restarted at the
+//! purchase ([`super::events::apply_recent_to_due`]); next-purchase's
+//! `recommended_items` leave such items out; and the reactivation audience
+//! skips customers who bought since (they are no longer lapsing). Profiles,
+//! stages and the other figures wait for the next training run.
 
+use super::events::apply_recent_to_due;
 use super::{check_id, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
@@ -108,10 +117,15 @@ pub(crate) async fn next_purchase(
         Err(e) => return model_response::<Value>(&engine, Err(e)),
     };
     let scoring = Arc::clone(&engine);
+    let recent = state.recent_purchases().items_of(&engine, &id);
     let result = state
         .score(move || {
-            let filter = ListFilter::default();
-            let due = scoring.buy_again(c, k, &filter);
+            let due = scoring.buy_again(c, k + recent.len(), &ListFilter::default());
+            let due = apply_recent_to_due(&scoring, due, &recent, k);
+            let filter = ListFilter {
+                exclude: recent.iter().map(|(item, _)| *item).collect(),
+                ..ListFilter::default()
+            };
             let items = scoring.next_purchase_items(c, k, &filter);
             (due, items)
         })
@@ -170,8 +184,10 @@ pub(crate) async fn buy_again(
     check_id(&id)?;
     let k = parse_k(query.k.as_deref())?;
     let engine = snapshot(&state)?;
+    let recent = state.recent_purchases().items_of(&engine, &id);
     let result = profile_of(&engine, &id).map(|(c, _)| {
-        let due = engine.buy_again(c, k, &ListFilter::default());
+        let due = engine.buy_again(c, k + recent.len(), &ListFilter::default());
+        let due = apply_recent_to_due(&engine, due, &recent, k);
         json!({
             "customer_id": id,
             "as_of": as_of(&engine),
@@ -292,7 +308,23 @@ pub(crate) async fn reactivation(
     };
     let members = {
         let (engine, query) = (Arc::clone(&engine), query.clone());
-        web::block(move || engine.audience_members(&query)).await?
+        let bought_since = state.recent_purchases().customers_of(&engine);
+        web::block(move || {
+            if bought_since.is_empty() {
+                return engine.audience_members(&query);
+            }
+            // Customers who bought since the model's data end are not lapsing.
+            let mut members = engine.audience_members(&AudienceQuery {
+                limit: None,
+                ..query.clone()
+            });
+            members.retain(|c| !bought_since.contains(c));
+            if let Some(limit) = query.limit {
+                members.truncate(limit);
+            }
+            members
+        })
+        .await?
     };
     let total = members.len();
     let header = csv.then(|| Bytes::from(Engine::audience_csv_header(query.k)));

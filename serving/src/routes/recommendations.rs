@@ -6,8 +6,8 @@
 //! answered inline.
 
 use super::{
-    ScoredItem, check_category, check_ids, json_k, known_items, model_response, scored_items,
-    snapshot,
+    JsonObject, ScoredItem, check_category, check_ids, json_k, known_items, model_response,
+    scored_items, snapshot,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -46,9 +46,9 @@ struct BasketList<'a> {
 /// Recommendations for the basket in the body.
 pub(crate) async fn basket(
     state: web::Data<AppState>,
-    body: web::Json<BasketRequest>,
+    body: web::Json<JsonObject<BasketRequest>>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
+    let request = body.into_inner().0;
     let k = json_k(request.k.as_ref())?;
     check_ids("items", request.items.iter().map(String::as_str))?;
     check_ids("exclude", request.exclude.iter().map(String::as_str))?;

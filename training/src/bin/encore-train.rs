@@ -15,7 +15,7 @@ use encore_training::evaluate::{
     evaluate_with, export_splits,
 };
 use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
-use encore_training::input::{InputArgs, data_summary, load_input};
+use encore_training::input::{InputArgs, data_summary, events_line, load_input, merge_events};
 use encore_training::progress::StageProgress;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -103,6 +103,11 @@ enum Command {
         /// Skip the holdout evaluation.
         #[arg(long)]
         no_eval: bool,
+        /// Event log directory of `encore-serve --events`: its purchase events
+        /// are merged into the history, except those whose order_id is an
+        /// order of the input file (already there).
+        #[arg(long, value_name = "DIR")]
+        events: Option<PathBuf>,
     },
     /// Write recommendation lists as CSV to stdout.
     Recommend {
@@ -323,6 +328,7 @@ fn main() -> Result<()> {
             keep,
             holdout_from,
             no_eval,
+            events,
         } => {
             let config = load_config(input.config.as_deref())?;
             let target = match (out, store) {
@@ -343,8 +349,17 @@ fn main() -> Result<()> {
                 Target::Store(s) => s.root().join("rejects.csv"),
             };
             args.rejects.get_or_insert(beside);
-            let loaded = load_input(&args)?;
+            let mut loaded = load_input(&args)?;
             println!("{}", loaded.report.summary());
+            if let Some(dir) = &events {
+                let catalog = input
+                    .catalog
+                    .as_deref()
+                    .map(encore_data::catalog::read_catalog)
+                    .transpose()?;
+                let merged = merge_events(&mut loaded, dir, catalog.as_ref())?;
+                println!("{}", events_line(&merged));
+            }
             if input.catalog.is_some() && loaded.catalog_unmatched > 0 {
                 println!(
                     "catalog: {} entries name items that are not in the history (ignored)",
