@@ -15,6 +15,11 @@ use crate::topk::top_k_dense;
 use encore_data::{Csr, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::OnceLock;
+
+/// Length of the similar-items list kept per item after its first request
+/// (see [`Engine::similar`]); longer requests search the index every time.
+pub const SIMILAR_CACHE_LEN: usize = 50;
 
 /// What the storefront knows of an item, from the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +109,9 @@ pub struct Engine {
     bought_by_anyone: Vec<bool>,
     /// The ALS interaction value of one unit bought, under the trained scaling.
     unit_weight: f32,
+    /// Per item: its unfiltered similar-items list of up to
+    /// [`SIMILAR_CACHE_LEN`], filled by the first request for the item.
+    similar_cache: Vec<OnceLock<Box<[(u32, f32)]>>>,
 }
 
 /// An engine whose parts do not fit together.
@@ -167,6 +175,7 @@ impl Engine {
             _ => 1.0,
         };
         Ok(Engine {
+            similar_cache: (0..ni).map(|_| OnceLock::new()).collect(),
             bought_by_anyone,
             unit_weight,
             manifest: p.manifest,
@@ -300,7 +309,42 @@ impl Engine {
     }
 
     /// Items closest to `item` in the ALS embedding space (cosine), via HNSW.
+    ///
+    /// Without a filter and for `k` up to [`SIMILAR_CACHE_LEN`], the answer is
+    /// the first `k` of the item's list of [`SIMILAR_CACHE_LEN`], searched on
+    /// the item's first request and kept for the engine's life: the search is
+    /// deterministic, so a kept list equals a new search of that length, and a
+    /// storefront asks for the same items over and over.
     pub fn similar(&self, item: u32, k: usize, filter: &ListFilter) -> Ranked {
+        if let Some(list) = self.similar_cached(item, k, filter) {
+            return list;
+        }
+        if Self::cacheable(k, filter) {
+            let list = self.similar_cache[item as usize].get_or_init(|| {
+                self.similar_search(item, SIMILAR_CACHE_LEN, filter)
+                    .into_boxed_slice()
+            });
+            return list.iter().take(k).copied().collect();
+        }
+        self.similar_search(item, k, filter)
+    }
+
+    /// The answer of [`Engine::similar`] if it needs no index search (the
+    /// item's list is kept and the request takes a prefix of it).
+    pub fn similar_cached(&self, item: u32, k: usize, filter: &ListFilter) -> Option<Ranked> {
+        if !Self::cacheable(k, filter) {
+            return None;
+        }
+        let list = self.similar_cache.get(item as usize)?.get()?;
+        Some(list.iter().take(k).copied().collect())
+    }
+
+    fn cacheable(k: usize, filter: &ListFilter) -> bool {
+        k <= SIMILAR_CACHE_LEN && filter.exclude.is_empty() && filter.category.is_none()
+    }
+
+    /// The HNSW search behind [`Engine::similar`].
+    fn similar_search(&self, item: u32, k: usize, filter: &ListFilter) -> Ranked {
         let query = self.als.item_factors().row(item as usize).to_vec();
         let n = self.items.len();
         let mut fetch = (k + 1 + filter.exclude.len()).max(2 * k + 8).min(n);
@@ -390,5 +434,62 @@ impl Engine {
             !self.allowed(i, filter) || basket.contains(&i)
         });
         (Source::Model, list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::DataSummary;
+    use crate::pipeline::{EngineConfig, train_engine};
+    use encore_data::synth::{SynthParams, generate};
+
+    fn engine() -> Engine {
+        let log = generate(&SynthParams {
+            customers: 300,
+            items: 120,
+            purchases: 6_000,
+            categories: 6,
+            ..SynthParams::default()
+        });
+        let meta = vec![ItemMeta::default(); log.items.len()];
+        let mut config = EngineConfig::default();
+        config.als.factors = 8;
+        config.als.iterations = 3;
+        config.for_you.max_customers = 0;
+        train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn kept_similar_lists_are_prefixes_of_one_search_and_filters_bypass_them() {
+        let engine = engine();
+        let none = ListFilter::default();
+        for item in [0u32, 7, 42] {
+            assert!(engine.similar_cached(item, 10, &none).is_none());
+            let long = engine.similar_search(item, SIMILAR_CACHE_LEN, &none);
+            assert_eq!(long.len(), SIMILAR_CACHE_LEN);
+            assert_eq!(engine.similar(item, 10, &none), long[..10]);
+            // Kept now: every k up to the kept length is a prefix, inline.
+            for k in [1, 10, SIMILAR_CACHE_LEN] {
+                assert_eq!(engine.similar_cached(item, k, &none).unwrap(), long[..k]);
+                assert_eq!(engine.similar(item, k, &none), long[..k]);
+            }
+            assert!(!long.iter().any(|&(i, _)| i == item));
+        }
+        // Longer lists and filtered ones search the index.
+        assert!(
+            engine
+                .similar_cached(0, SIMILAR_CACHE_LEN + 1, &none)
+                .is_none()
+        );
+        let first = engine.similar(0, 3, &none)[0].0;
+        let filter = ListFilter {
+            exclude: HashSet::from([first]),
+            ..ListFilter::default()
+        };
+        assert!(engine.similar_cached(0, 3, &filter).is_none());
+        let filtered = engine.similar(0, 3, &filter);
+        assert_eq!(filtered.len(), 3);
+        assert!(!filtered.iter().any(|&(i, _)| i == first));
     }
 }

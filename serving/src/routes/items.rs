@@ -4,7 +4,10 @@
 //! distance in the factor space), which measured 0.2 ms at 2k items and
 //! 1 ms at 40k items with 64 factors (release build): more than scoring the
 //! whole catalog for one customer at those sizes. It therefore runs on the
-//! blocking pool ([`AppState::score`]) like personal recommendations.
+//! blocking pool ([`AppState::score`]) like personal recommendations, once
+//! per item: the engine keeps each item's list (up to
+//! [`encore_model::engine::SIMILAR_CACHE_LEN`]) and later requests for the item
+//! take a prefix of it inline.
 //! Bought-together reads one precomputed row of at most `copurchase.neighbours`
 //! entries (under a microsecond) and is answered inline.
 //!
@@ -43,13 +46,15 @@ pub(crate) async fn similar(
     check_id(&item_id)?;
     let k = parse_k(query.k.as_deref())?;
     let engine = snapshot(&state)?;
+    let filter = ListFilter::default();
     let ranked = match find_item(&engine, &item_id) {
-        Ok(item) => {
-            let scoring = Arc::clone(&engine);
-            state
-                .score(move || scoring.similar(item, k, &ListFilter::default()))
-                .await
-        }
+        Ok(item) => match engine.similar_cached(item, k, &filter) {
+            Some(list) => Ok(list),
+            None => {
+                let scoring = Arc::clone(&engine);
+                state.score(move || scoring.similar(item, k, &filter)).await
+            }
+        },
         Err(e) => Err(e),
     };
     answer(&engine, &item_id, ranked)
