@@ -21,6 +21,9 @@ use std::sync::OnceLock;
 /// (see [`Engine::similar`]); longer requests search the index every time.
 pub const SIMILAR_CACHE_LEN: usize = 50;
 
+/// A ranked list kept for the engine's life.
+type KeptList = Box<[(u32, f32)]>;
+
 /// What the storefront knows of an item, from the catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemMeta {
@@ -111,7 +114,7 @@ pub struct Engine {
     unit_weight: f32,
     /// Per item: its unfiltered similar-items list of up to
     /// [`SIMILAR_CACHE_LEN`], filled by the first request for the item.
-    similar_cache: Vec<OnceLock<Box<[(u32, f32)]>>>,
+    similar_cache: Vec<OnceLock<KeptList>>,
 }
 
 /// An engine whose parts do not fit together.

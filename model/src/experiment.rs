@@ -33,6 +33,12 @@
 //!
 //! `k` is 1 to [`MAX_K`], the server's limit.
 //!
+//! An optional `placement` names the list of the server the experiment runs
+//! on; the only one is `recommendations` ([`DEFAULT_PLACEMENT`], the personal
+//! list of `GET /v1/customers/{id}/recommendations`), which is also the
+//! default. The server runs at most one experiment per placement (it refuses
+//! a configuration with two); this crate only checks the name.
+//!
 //! # Assignment
 //!
 //! [`Experiment::assign`] hashes `salt || 0x00 || customer_id` (UTF-8 bytes)
@@ -73,6 +79,12 @@ use std::path::{Path, PathBuf};
 /// `k` limit (`encore-serving`'s `limits::MAX_K`), repeated here because
 /// this crate does not depend on the server.
 pub const MAX_K: usize = 200;
+
+/// The placement of an experiment that names none.
+pub const DEFAULT_PLACEMENT: &str = "recommendations";
+
+/// Every placement an experiment may name.
+pub const PLACEMENTS: [&str; 1] = [DEFAULT_PLACEMENT];
 
 /// How far the shares of an experiment may sum away from 1.
 pub const SHARE_TOLERANCE: f64 = 1e-9;
@@ -199,6 +211,10 @@ pub struct ExperimentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
     pub control: String,
+    /// Where the experiment runs (one of [`PLACEMENTS`]; default
+    /// [`DEFAULT_PLACEMENT`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     #[serde(rename = "variant", alias = "variants")]
     pub variants: Vec<VariantSpec>,
 }
@@ -358,6 +374,8 @@ pub struct Experiment {
     salt: String,
     /// Whether the salt was given (or defaulted to the name).
     explicit_salt: bool,
+    /// The placement as written (`None`: [`DEFAULT_PLACEMENT`]).
+    placement: Option<String>,
     control: usize,
     variants: Vec<Variant>,
     /// `bounds[i]`: the cumulative share of variants `0..=i`.
@@ -405,6 +423,19 @@ impl Experiment {
         let e = Some(name.as_str());
         if let Some(salt) = &spec.salt {
             check_name(salt).map_err(|m| invalid(e, None, "salt", m))?;
+        }
+        if let Some(p) = &spec.placement
+            && !PLACEMENTS.contains(&p.as_str())
+        {
+            return Err(invalid(
+                e,
+                None,
+                "placement",
+                format!(
+                    "unknown placement {p:?}; the placements are {}",
+                    PLACEMENTS.join(", ")
+                ),
+            ));
         }
         if spec.variants.len() < 2 {
             return Err(invalid(
@@ -475,6 +506,7 @@ impl Experiment {
             name,
             salt,
             explicit_salt,
+            placement: spec.placement,
             control,
             variants,
             bounds,
@@ -487,6 +519,7 @@ impl Experiment {
             name: self.name.clone(),
             salt: self.explicit_salt.then(|| self.salt.clone()),
             control: self.control().name.clone(),
+            placement: self.placement.clone(),
             variants: self
                 .variants
                 .iter()
@@ -506,6 +539,11 @@ impl Experiment {
     /// The salt of the assignment hash (the name unless one was given).
     pub fn salt(&self) -> &str {
         &self.salt
+    }
+
+    /// Where the experiment runs: one of [`PLACEMENTS`].
+    pub fn placement(&self) -> &str {
+        self.placement.as_deref().unwrap_or(DEFAULT_PLACEMENT)
     }
 
     /// The variants in configuration order.
@@ -700,6 +738,7 @@ fn experiment_from_toml(
     let name: String = require(&mut table, "name", e, None)?;
     let salt: Option<String> = take(&mut table, "salt", e, None)?;
     let control: String = require(&mut table, "control", e, None)?;
+    let placement: Option<String> = take(&mut table, "placement", e, None)?;
     let variants = match table.remove("variant") {
         None => Vec::new(),
         Some(toml::Value::Array(vs)) => vs,
@@ -712,7 +751,13 @@ fn experiment_from_toml(
             ));
         }
     };
-    no_more_keys(&table, "", "name, salt, control or variant", e, None)?;
+    no_more_keys(
+        &table,
+        "",
+        "name, salt, control, placement or variant",
+        e,
+        None,
+    )?;
 
     let mut specs = Vec::with_capacity(variants.len());
     for (j, v) in variants.into_iter().enumerate() {
@@ -766,6 +811,7 @@ fn experiment_from_toml(
         name,
         salt,
         control,
+        placement,
         variants: specs,
     })
 }
@@ -833,6 +879,7 @@ strategy = { list = "buy_again", k = 5 }
             name: "x".into(),
             salt: Some(salt.into()),
             control: "v0".into(),
+            placement: None,
             variants: shares
                 .iter()
                 .enumerate()
@@ -857,6 +904,21 @@ strategy = { list = "buy_again", k = 5 }
         assert_eq!(c.experiments().len(), 2);
         let home = c.get("home-for-you").unwrap();
         assert_eq!(home.salt(), "2026-12");
+        assert_eq!(home.placement(), DEFAULT_PLACEMENT);
+        assert_eq!(
+            home.spec().placement,
+            None,
+            "the default is not written out"
+        );
+        let placed = ExperimentsConfig::from_toml_str(&EXAMPLE.replacen(
+            "salt = \"2026-12\"",
+            "placement = \"recommendations\"",
+            1,
+        ))
+        .unwrap();
+        let placed = placed.get("home-for-you").unwrap();
+        assert_eq!(placed.spec().placement.as_deref(), Some("recommendations"));
+        assert_eq!(&Experiment::from_spec(placed.spec()).unwrap(), placed);
         assert_eq!(home.control().name, "control");
         assert_eq!(
             home.variant("repeat_aware").unwrap().strategy,
@@ -971,6 +1033,16 @@ strategy = { list = "buy_again", k = 5 }
                 &["\"home-for-you\"", "control"],
             ),
             ("salt = \"2026-12\"", "salt = \"\"", &["salt", "empty"]),
+            (
+                "salt = \"2026-12\"",
+                "placement = \"checkout\"",
+                &[
+                    "\"home-for-you\"",
+                    "placement",
+                    "checkout",
+                    "recommendations",
+                ],
+            ),
             ("share = 0.5", "share = \"half\"", &["\"control\"", "share"]),
         ];
         for (from, to, wants) in cases {

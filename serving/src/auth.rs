@@ -16,7 +16,8 @@
 //! constant time (no early exit on the first differing byte, and every key
 //! is compared), so timing does not reveal how much of a key was right.
 //!
-//! Admin routes (`POST /v1/admin/reload`) always need an admin key once a key
+//! Admin routes (everything under `/v1/admin/`: `POST /v1/admin/reload`,
+//! `GET` and `PUT /v1/admin/experiments`) always need an admin key once a key
 //! file is given; write routes (`POST /v1/events`) always need a write or
 //! admin key (a separate `write` role, so that the shop system posting
 //! events holds no key that can reload models); read routes need a key (read or admin) only with
@@ -108,9 +109,10 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// Which routes are administrative.
-fn is_admin_route(method: &Method, path: &str) -> bool {
-    method == Method::POST && path.starts_with("/v1/admin/")
+/// Which routes are administrative: everything under `/v1/admin/`, whatever
+/// the method (`GET /v1/admin/experiments` shows the running experiments).
+fn is_admin_route(_method: &Method, path: &str) -> bool {
+    path.starts_with("/v1/admin/")
 }
 
 /// Which routes write (log events).
@@ -283,6 +285,19 @@ mod tests {
             Code::Forbidden
         );
         assert!(k.check(&reload.0, reload.1, &admin).is_ok());
+        // Every method under /v1/admin/ is an admin route, reads included.
+        for method in [Method::GET, Method::PUT] {
+            let path = "/v1/admin/experiments";
+            assert_eq!(
+                k.check(&method, path, &none).unwrap_err().code(),
+                Code::Unauthorized
+            );
+            assert_eq!(
+                k.check(&method, path, &read).unwrap_err().code(),
+                Code::Forbidden
+            );
+            assert!(k.check(&method, path, &admin).is_ok());
+        }
         // Reads are open unless keys_for_reads.
         assert!(k.check(&Method::GET, "/v1/kpis", &none).is_ok());
         let k = keys(true);

@@ -52,11 +52,12 @@ pub const DEFAULT_WATCH_INTERVAL_SECS: f64 = 2.0;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
 /// Every key, in the order `--print-config` shows them.
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 11] = [
     "model",
     "store",
     "api_keys",
     "events",
+    "experiments",
     "watch_interval",
     "bind",
     "workers",
@@ -104,6 +105,11 @@ pub struct Cli {
     /// Event log directory: enables `POST /v1/events` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub events: Option<PathBuf>,
+    /// Experiments file (TOML `[[experiment]]` tables) to run on the
+    /// recommendations list; `PUT /v1/admin/experiments` writes changes back
+    /// to it. Read and checked at start.
+    #[arg(long, value_name = "FILE")]
+    pub experiments: Option<PathBuf>,
     /// How often to look at the store's CURRENT, in seconds [default: 2].
     #[arg(long, value_name = "SECS")]
     pub watch_interval: Option<f64>,
@@ -138,6 +144,7 @@ pub struct Layer {
     pub store: Option<PathBuf>,
     pub api_keys: Option<PathBuf>,
     pub events: Option<PathBuf>,
+    pub experiments: Option<PathBuf>,
     pub watch_interval: Option<f64>,
     pub bind: Option<String>,
     pub workers: Option<NonZeroUsize>,
@@ -217,6 +224,9 @@ pub struct Config {
     pub api_keys: Option<PathBuf>,
     /// Event log directory (`POST /v1/events`); `None`: events are disabled.
     pub events: Option<PathBuf>,
+    /// Experiments file; `None`: no experiment runs until one is `PUT`
+    /// (and admin changes last until the server stops).
+    pub experiments: Option<PathBuf>,
     /// Seconds between two looks at the store's CURRENT.
     pub watch_interval: f64,
     /// Address to listen on.
@@ -240,6 +250,7 @@ impl Default for Config {
             store: None,
             api_keys: None,
             events: None,
+            experiments: None,
             watch_interval: DEFAULT_WATCH_INTERVAL_SECS,
             bind: DEFAULT_BIND.to_string(),
             workers: None,
@@ -332,6 +343,7 @@ impl Layer {
             store: cli.store.clone(),
             api_keys: cli.api_keys.clone(),
             events: cli.events.clone(),
+            experiments: cli.experiments.clone(),
             watch_interval: cli.watch_interval,
             bind: cli.bind.clone(),
             workers: cli.workers,
@@ -364,6 +376,7 @@ impl Layer {
             "store" => self.store = path()?,
             "api_keys" => self.api_keys = path()?,
             "events" => self.events = path()?,
+            "experiments" => self.experiments = path()?,
             "watch_interval" => {
                 self.watch_interval =
                     Some(parse(value).ok_or_else(|| bad("expected a number of seconds"))?);
@@ -436,6 +449,7 @@ impl Config {
             store,
             api_keys,
             events,
+            experiments,
             watch_interval,
             bind,
             workers,
@@ -469,6 +483,7 @@ impl Config {
         take!(
             api_keys,
             events,
+            experiments,
             watch_interval,
             bind,
             workers,
@@ -603,6 +618,7 @@ mod tests {
             ("model", "m2"),
             ("api_keys", "keys.toml"),
             ("events", "events/"),
+            ("experiments", "experiments.toml"),
             ("watch_interval", "0.5"),
             ("bind", "0.0.0.0:9"),
             ("workers", "9"),

@@ -27,10 +27,11 @@
 //! | `too_many_ids`           | 400    | `invalid_request` | a basket or exclusion list holds more than 1000 ids |
 //! | `invalid_event`          | 400    | `invalid_request` | `POST /v1/events`: an event is invalid; the message names it and its field (`events[3].quantity: ...`); nothing of the batch was written |
 //! | `too_many_events`        | 400    | `invalid_request` | `POST /v1/events`: the batch holds more than 1000 events |
+//! | `invalid_experiments`    | 400    | `invalid_request` | `PUT /v1/admin/experiments`: the configuration is invalid; the message names the experiment, variant and key (`experiment "home": variant "b": strategy.k: ...`); the running experiments are unchanged |
 //! | `unauthorized`           | 401    | `auth`            | the route needs an API key and none or an unknown one was sent (see [`crate::auth`]) |
 //! | `forbidden`              | 403    | `auth`            | the key may not use this route (a read key on `POST /v1/events` or an admin route, a write key on an admin route) |
 //! | `method_not_allowed`     | 405    | `invalid_request` | the route exists but not for this method (see the `Allow` header) |
-//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB, on any POST route (reload ignores a smaller body), with a `Content-Length` or sent in chunks |
+//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB, on any POST or PUT route (reload ignores a smaller body), with a `Content-Length` or sent in chunks |
 //! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
 //! | `item_not_found`         | 404    | `not_found`       | the item of the path is not in the model |
 //! | `customer_not_found`     | 404    | `not_found`       | profile, next-purchase, buy-again: the customer is not in the model or bought nothing in its training data |
@@ -41,6 +42,7 @@
 //! | `model_load_failed`      | 500    | `model`           | reload: the model directory is missing, unreadable or damaged; the old model keeps serving |
 //! | `model_incompatible`     | 500    | `model`           | reload: the artifact was written in a format this build does not read; the old model keeps serving |
 //! | `event_log_failed`       | 500    | `internal`        | `POST /v1/events`: writing or fsyncing the event log failed; nothing of the batch is acknowledged (retrying is safe; the log refuses writes until the server restarts) |
+//! | `experiments_save_failed` | 500   | `internal`        | `PUT /v1/admin/experiments`: the experiments file could not be written; the running experiments are unchanged |
 //! | `internal`               | 500    | `internal`        | a bug: please report it |
 //!
 //! Unknown customers are not an error for recommendations: they get the popularity list with
@@ -105,6 +107,7 @@ pub enum Code {
     TooManyIds,
     InvalidEvent,
     TooManyEvents,
+    InvalidExperiments,
     Unauthorized,
     Forbidden,
     MethodNotAllowed,
@@ -119,12 +122,13 @@ pub enum Code {
     ModelLoadFailed,
     ModelIncompatible,
     EventLogFailed,
+    ExperimentsSaveFailed,
     Internal,
 }
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 24] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -132,6 +136,7 @@ impl Code {
         Code::TooManyIds,
         Code::InvalidEvent,
         Code::TooManyEvents,
+        Code::InvalidExperiments,
         Code::Unauthorized,
         Code::Forbidden,
         Code::MethodNotAllowed,
@@ -146,6 +151,7 @@ impl Code {
         Code::ModelLoadFailed,
         Code::ModelIncompatible,
         Code::EventLogFailed,
+        Code::ExperimentsSaveFailed,
         Code::Internal,
     ];
 
@@ -160,6 +166,11 @@ impl Code {
             Code::TooManyIds => ("too_many_ids", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::InvalidEvent => ("invalid_event", StatusCode::BAD_REQUEST, InvalidRequest),
             Code::TooManyEvents => ("too_many_events", StatusCode::BAD_REQUEST, InvalidRequest),
+            Code::InvalidExperiments => (
+                "invalid_experiments",
+                StatusCode::BAD_REQUEST,
+                InvalidRequest,
+            ),
             Code::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED, Auth),
             Code::Forbidden => ("forbidden", StatusCode::FORBIDDEN, Auth),
             Code::MethodNotAllowed => (
@@ -199,6 +210,11 @@ impl Code {
             ),
             Code::EventLogFailed => (
                 "event_log_failed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Code::ExperimentsSaveFailed => (
+                "experiments_save_failed",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),

@@ -25,7 +25,7 @@
 //! |--------|----------------------------------------------|---------|
 //! | GET    | `/v1/items/{item_id}/similar?k=`             | items closest in the ALS embedding space |
 //! | GET    | `/v1/items/{item_id}/bought-together?k=`     | items most often bought in the same orders |
-//! | GET    | `/v1/customers/{customer_id}/recommendations?k=&exclude=&category=&include_purchased=` | personal list, or the popularity list for an unknown customer |
+//! | GET    | `/v1/customers/{customer_id}/recommendations?k=&exclude=&category=&include_purchased=` | personal list, or the popularity list for an unknown customer; under a running experiment the list of the customer's variant, naming experiment and variant |
 //! | GET    | `/v1/customers/{customer_id}/profile`        | RFM scores and segment, lifecycle stage, orders, spend, P(alive), CLV |
 //! | GET    | `/v1/customers/{customer_id}/next-purchase?k=` | P(alive), expected purchases in 30 and 90 days, predicted next purchase date, 30-day buying probability, due replenishments, suggested items |
 //! | GET    | `/v1/customers/{customer_id}/buy-again?k=`   | previously bought items, most due first |
@@ -34,6 +34,9 @@
 //! | POST   | `/v1/recommendations`                        | list for an anonymous basket `{"items":[..],"k":..,"exclude":[..],"category":..}` |
 //! | GET    | `/v1/model`                                  | the serving model's manifest (without its file table) |
 //! | POST   | `/v1/admin/reload`                           | reload the model directory; the old model stays on failure |
+//! | GET    | `/v1/admin/experiments`                      | the running experiments as JSON specs |
+//! | PUT    | `/v1/admin/experiments`                      | replace every experiment (validated; written to the experiments file, if any) |
+//! | POST   | `/v1/events`                                 | log purchase, exposure and click events (durable, idempotent) |
 //! | GET    | `/metrics`                                   | Prometheus text format: requests, latency histograms, lists by source, model version and age, reloads (see [`metrics`]) |
 //! | GET    | `/openapi.json`                              | the OpenAPI 3.0 description of these routes |
 //! | GET    | `/healthz`                                   | always `200 {"status":"ok"}` |
@@ -71,7 +74,12 @@
 //! | 18k   | 864 µs  | < 1 µs          | < 1 µs   | 227 µs   | 247 µs      |
 //! | 43k   | 1067 µs | < 1 µs          | < 1 µs   | 582 µs   | 590 µs      |
 //!
-//! With `encore-serve --api-keys FILE`, `POST /v1/admin/reload` needs an admin
+//! Experiments (`encore-serve --experiments FILE`, or the admin API) run on
+//! the personal recommendations list: each customer is assigned a variant by
+//! a salted hash of their id and served its list, and with an event log the
+//! exposure is logged without waiting for the disk (at most once).
+//!
+//! With `encore-serve --api-keys FILE`, the admin routes need an admin
 //! key and, if the file says so, every read route a key too (see [`auth`]).
 //! Without it nothing is authenticated; `encore-serve` binds to loopback by
 //! default for that reason.

@@ -10,6 +10,7 @@
 //! | `encore_model_created_timestamp_seconds` | gauge | |
 //! | `encore_model_data_end_timestamp_seconds` | gauge | (the last purchase the model saw: its data age) |
 //! | `encore_model_reloads_total` | counter | `result` (`success` or `failure`) |
+//! | `encore_exposures_total` | counter | `result`: `logged` (experiment exposures written to the event log) or `dropped` (the writer's queue full or the log failed; exposures are at most once) |
 //!
 //! Routes are labelled by pattern, never by raw path, so ids never become
 //! label values and the number of series stays bounded.
@@ -17,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -48,6 +49,15 @@ pub struct Metrics {
     routes: Mutex<BTreeMap<String, RouteStats>>,
     pub(crate) model_lists: AtomicU64,
     pub(crate) fallback_lists: AtomicU64,
+    /// Shared with the event writer thread, which counts what it commits.
+    pub(crate) exposures: Arc<ExposureCounters>,
+}
+
+/// Experiment exposures handed to the event log: written, or dropped.
+#[derive(Debug, Default)]
+pub struct ExposureCounters {
+    pub logged: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -147,6 +157,20 @@ impl Metrics {
             "encore_recommendations_total{{source=\"fallback\"}} {}",
             self.fallback_lists.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP encore_exposures_total Experiment exposures: logged, or dropped (at most once).\n",
+        );
+        out.push_str("# TYPE encore_exposures_total counter\n");
+        for (result, counter) in [
+            ("logged", &self.exposures.logged),
+            ("dropped", &self.exposures.dropped),
+        ] {
+            let _ = writeln!(
+                out,
+                "encore_exposures_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

@@ -61,9 +61,22 @@ pub fn document() -> Value {
             "/openapi.json": {"get": op("this document", vec![], json_ok("OpenAPI 3.0"))},
             "/v1/model": {"get": op("the serving model's manifest and reload statistics", vec![], json_ok("manifest"))},
             "/v1/admin/reload": {"post": op("reload the model (directory or store CURRENT); the old model keeps serving on failure", vec![], json_ok("versions before and after"))},
+            "/v1/admin/experiments": {
+                "get": op("the running experiments as JSON specs, and the experiments file they are saved to", vec![], json_ok("{\"experiments\": [spec], \"file\"}")),
+                "put": {
+                    "summary": "replace every experiment (validated like the experiments file; at most one per placement); written to the experiments file, if any, before it runs",
+                    "parameters": [],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["experiments"], "additionalProperties": false,
+                        "properties": {"experiments": {"type": "array", "items": {"$ref": "#/components/schemas/Experiment"}}}}}}},
+                    "responses": {"200": json_ok("{\"experiments\": [spec], \"file\", \"saved\"}"),
+                                  "default": {"description": "any failure", "content": {"application/json": {
+                                      "schema": {"$ref": "#/components/schemas/Error"}}}}}
+                }
+            },
             "/v1/items/{item_id}/similar": list("items closest in the ALS embedding space", vec![]),
             "/v1/items/{item_id}/bought-together": list("items most often bought in the same orders", vec![]),
-            "/v1/customers/{customer_id}/recommendations": customer("personal recommendations, or the popularity list for an unknown customer", vec![
+            "/v1/customers/{customer_id}/recommendations": customer("personal recommendations, or the popularity list for an unknown customer; under a running experiment, the list of the customer's variant (the answer then names experiment and variant, also in the x-encore-experiment and x-encore-variant headers); every answer carries request_id", vec![
                 k_param(DEFAULT_K),
                 query("exclude", ids.clone(), "items never to return"),
                 query("category", json!({"type": "string"}), "only items of this catalog category"),
@@ -111,7 +124,25 @@ pub fn document() -> Value {
                                   "schema": {"$ref": "#/components/schemas/Error"}}}}}
             }}
         },
-        "components": {"schemas": {"Event": {
+        "components": {"schemas": {
+            "Experiment": {
+                "type": "object", "required": ["name", "control", "variant"], "additionalProperties": false,
+                "description": "an experiment as in the experiments file (model/src/experiment.rs); `variants` is accepted for `variant`",
+                "properties": {
+                    "name": {"type": "string"}, "salt": {"type": "string"}, "control": {"type": "string"},
+                    "placement": {"type": "string", "enum": encore_model::experiment::PLACEMENTS, "default": encore_model::experiment::DEFAULT_PLACEMENT},
+                    "variant": {"type": "array", "minItems": 2, "items": {
+                        "type": "object", "required": ["name", "share", "strategy"], "additionalProperties": false,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                            "strategy": {"type": "object", "required": ["list", "k"], "additionalProperties": false,
+                                "properties": {
+                                    "list": {"type": "string", "enum": ["als", "for_you", "popular", "buy_again"]},
+                                    "k": {"type": "integer", "minimum": 1, "maximum": MAX_K},
+                                    "include_purchased": {"type": "boolean"},
+                                    "category": {"type": "string"}}}}}}}},
+            "Event": {
             "type": "object", "required": ["id", "type", "time"],
             "description": "purchase: order_id, customer, item, quantity (> 0, default 1), price (>= 0); exposure: customer, list, items, experiment, variant, request_id; click: customer, item, list, request_id. Unknown fields are refused; received_at is set by the server.",
             "properties": {
@@ -137,24 +168,24 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// `(path, method)` of every `endpoint(...)` in the route table.
+    /// `(path, method)` of every `endpoint(path, Method::X, ..)` and
+    /// `resource(path, [(Method::X, ..), ..])` in the route table.
     fn registered() -> BTreeSet<(String, String)> {
         let source = include_str!("routes/mod.rs");
         let table = &source[..source.find("fn endpoint").unwrap()];
         let flat: String = table.split_whitespace().collect::<Vec<_>>().join(" ");
+        let flat = flat.replace("resource(", "endpoint(");
         flat.split("endpoint(")
             .skip(1)
-            .map(|call| {
+            .flat_map(|call| {
                 let path = call.split('"').nth(1).unwrap().to_string();
-                let method = call
+                let methods: Vec<String> = call
                     .split("Method::")
-                    .nth(1)
-                    .unwrap()
-                    .split(',')
-                    .next()
-                    .unwrap()
-                    .to_lowercase();
-                (path, method)
+                    .skip(1)
+                    .map(|m| m.split(',').next().unwrap().to_lowercase())
+                    .collect();
+                assert!(!methods.is_empty(), "no method for {path}");
+                methods.into_iter().map(move |m| (path.clone(), m))
             })
             .collect()
     }

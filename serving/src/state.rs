@@ -105,6 +105,8 @@ pub struct AppState {
     events: Option<crate::routes::events::EventSink>,
     /// Purchases since the serving model's data end (survives model swaps).
     recent: Arc<crate::routes::events::RecentPurchases>,
+    /// The running experiments (swapped whole by the admin API).
+    experiments: crate::routes::experiments::Experiments,
 }
 
 /// The outcome of a successful [`AppState::reload`].
@@ -124,6 +126,7 @@ impl AppState {
 
     /// Loads, validates and warms the model `source` names now.
     pub fn load_from(source: ModelSource) -> Result<AppState, ArtifactError> {
+        tune_allocator();
         let engine = source.load()?;
         Ok(AppState::with_source(source, engine))
     }
@@ -141,6 +144,7 @@ impl AppState {
             api_keys: None,
             events: None,
             recent: Arc::new(recent),
+            experiments: Default::default(),
         }
     }
 
@@ -176,14 +180,54 @@ impl AppState {
             customers_with_recent_purchases = self.recent.len(),
             "event log opened"
         );
-        let sink = crate::routes::events::EventSink::spawn(log, Arc::clone(&self.recent)).map_err(
-            |source| encore_data::events::EventLogError::Io {
-                path: dir.to_path_buf(),
-                source,
-            },
-        )?;
+        let sink = crate::routes::events::EventSink::spawn(
+            log,
+            Arc::clone(&self.recent),
+            Arc::clone(&self.metrics.exposures),
+        )
+        .map_err(|source| encore_data::events::EventLogError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         self.events = Some(sink);
         Ok(self)
+    }
+
+    /// Runs the experiments of `config` on the recommendations route (at
+    /// most one per placement; see the README's Experiments section). With
+    /// `file`, `PUT /v1/admin/experiments` writes changes back to it.
+    pub fn with_experiments(
+        mut self,
+        config: encore_model::experiment::ExperimentsConfig,
+        file: Option<PathBuf>,
+    ) -> Result<AppState, encore_model::experiment::ExperimentConfigError> {
+        self.experiments = crate::routes::experiments::Experiments::new(config, file)?;
+        Ok(self)
+    }
+
+    /// Reads, validates and runs the experiments file at `path`, which
+    /// admin changes are then written back to. Errors name the file and key.
+    pub fn with_experiments_file(
+        mut self,
+        path: &Path,
+    ) -> Result<AppState, encore_model::experiment::ExperimentConfigError> {
+        self.experiments = crate::routes::experiments::Experiments::load(path)?;
+        Ok(self)
+    }
+
+    /// The running experiments.
+    pub(crate) fn experiments(&self) -> &crate::routes::experiments::Experiments {
+        &self.experiments
+    }
+
+    /// Waits until every event handed to the event log's writer so far
+    /// (posted batches, and the exposures the server logs without waiting)
+    /// is on disk. Blocks. `Ok` at once without an event log.
+    pub fn flush_events(&self) -> Result<(), ApiError> {
+        match &self.events {
+            Some(sink) => sink.flush(),
+            None => Ok(()),
+        }
     }
 
     /// The event log's writer, if the server keeps one.

@@ -4,6 +4,7 @@
 //! encore-serve --model model/ [--bind 127.0.0.1:8080] [--workers N] [--max-pending N]
 //! encore-serve --store store/ [--watch-interval 2] [...]
 //! encore-serve --config serve.toml [--print-config]
+//! encore-serve --model model/ --events events/ --experiments experiments.toml
 //! ```
 //!
 //! Settings come from defaults, then the `--config` TOML file, then
@@ -64,6 +65,11 @@ async fn main() -> anyhow::Result<()> {
         Some(dir) => state
             .with_event_log(dir, Default::default())
             .with_context(|| format!("cannot open the event log {}", dir.display()))?,
+        None => state,
+    };
+    // A bad file stops the start, naming the file, experiment, variant and key.
+    let state = match &config.experiments {
+        Some(path) => state.with_experiments_file(path)?,
         None => state,
     };
     let keyed = config.api_keys.is_some();

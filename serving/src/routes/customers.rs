@@ -7,13 +7,22 @@
 //! Without `include_purchased`, items the customer bought since the model's
 //! data end (logged with `POST /v1/events`) are left out like the items the
 //! model saw them buy.
+//!
+//! When an experiment runs on this list, the customer's variant decides what
+//! is served (see [`super::experiments`]); the answer then names the
+//! experiment and the variant (in the body and the `x-encore-experiment` and
+//! `x-encore-variant` headers), and the exposure is logged. Every answer
+//! carries its `request_id` (the `X-Request-Id` header's value).
 
+use super::experiments::{self, EXPERIMENT_HEADER, Placement, VARIANT_HEADER};
 use super::{
     ScoredItem, check_category, check_id, check_ids, known_items, model_response, parse_k,
     scored_items, snapshot,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::trace::RequestId;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
 use encore_model::engine::{ListFilter, Source};
 use serde::{Deserialize, Serialize};
@@ -39,6 +48,12 @@ struct CustomerList<'a> {
     customer_id: &'a str,
     source: Source,
     items: Vec<ScoredItem<'a>>,
+    /// The experiment and variant the list was served under, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    experiment: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    request_id: &'a str,
 }
 
 /// Recommendations for one customer, or the fallback list for an unknown one.
@@ -46,6 +61,7 @@ pub(crate) async fn recommendations(
     state: web::Data<AppState>,
     customer_id: web::Path<String>,
     query: web::Query<RecommendationQuery>,
+    request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let customer_id = customer_id.into_inner();
     let query = query.into_inner();
@@ -61,8 +77,46 @@ pub(crate) async fn recommendations(
     check_ids("exclude", exclude.iter().copied())?;
 
     let engine = snapshot(&state)?;
+    let exclude = known_items(&engine, exclude.into_iter());
+    if let Some(assigned) = state
+        .experiments()
+        .assign(Placement::Recommendations, &customer_id)
+    {
+        let requested_k = query.k.is_some().then_some(k);
+        let result = experiments::serve(
+            &state,
+            &engine,
+            &assigned,
+            &customer_id,
+            requested_k,
+            exclude,
+            category,
+        )
+        .await;
+        if let Ok((source, ranked)) = &result {
+            state.metrics().list_served(*source == Source::Fallback);
+            experiments::log_exposure(&state, &engine, &assigned, &customer_id, ranked, request_id);
+        }
+        let (experiment, variant) = (assigned.experiment().name(), &assigned.variant().name);
+        let result = result.map(|(source, ranked)| CustomerList {
+            customer_id: &customer_id,
+            source,
+            items: scored_items(&engine, &ranked),
+            experiment: Some(experiment),
+            variant: Some(variant),
+            request_id: request_id.as_str(),
+        });
+        let mut res = model_response(&engine, result)?;
+        for (name, value) in [(EXPERIMENT_HEADER, experiment), (VARIANT_HEADER, variant)] {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                res.headers_mut()
+                    .insert(HeaderName::from_static(name), value);
+            }
+        }
+        return Ok(res);
+    }
     let mut filter = ListFilter {
-        exclude: known_items(&engine, exclude.into_iter()),
+        exclude,
         category,
         include_purchased: query.include_purchased.unwrap_or(false),
     };
@@ -90,6 +144,9 @@ pub(crate) async fn recommendations(
         customer_id: &customer_id,
         source,
         items: scored_items(&engine, &ranked),
+        experiment: None,
+        variant: None,
+        request_id: request_id.as_str(),
     });
     model_response(&engine, result)
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod customers;
 pub(crate) mod events;
+pub(crate) mod experiments;
 pub(crate) mod health;
 pub(crate) mod items;
 pub(crate) mod model;
@@ -29,6 +30,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .service(endpoint("/metrics", Method::GET, model::metrics))
         .service(endpoint("/openapi.json", Method::GET, model::openapi))
         .service(endpoint("/v1/admin/reload", Method::POST, model::reload))
+        .service(resource(
+            "/v1/admin/experiments",
+            [
+                (Method::GET, web::to(experiments::get_experiments)),
+                (Method::PUT, web::to(experiments::put_experiments)),
+            ],
+        ))
         .service(endpoint(
             "/v1/items/{item_id}/similar",
             Method::GET,
@@ -81,13 +89,26 @@ where
     Args: FromRequest + 'static,
     F::Output: Responder + 'static,
 {
-    let allowed = method.clone();
-    web::resource(path)
-        .route(web::method(method).to(handler))
-        .default_service(web::to(move |req: HttpRequest| {
-            let err = ApiError::method_not_allowed(req.method().as_str(), allowed.as_str());
-            async move { Err::<HttpResponse, _>(err) }
-        }))
+    resource(path, [(method, web::to(handler))])
+}
+
+/// A resource answering each method of `routes` with its route (made with
+/// `web::to`), and any other method with `405 method_not_allowed` listing
+/// them all in `Allow`.
+fn resource<const N: usize>(path: &str, routes: [(Method, actix_web::Route); N]) -> Resource {
+    let allowed = routes
+        .iter()
+        .map(|(m, _)| m.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut resource = web::resource(path);
+    for (method, route) in routes {
+        resource = resource.route(route.method(method));
+    }
+    resource.default_service(web::to(move |req: HttpRequest| {
+        let err = ApiError::method_not_allowed(req.method().as_str(), &allowed);
+        async move { Err::<HttpResponse, _>(err) }
+    }))
 }
 
 /// The default service: `404 route_not_found`.
