@@ -353,22 +353,38 @@ impl AppState {
     }
 }
 
-/// Gives the memory of a dropped model back to the system. glibc's malloc
-/// keeps freed heap memory in its arenas (and, once a large block was freed,
-/// serves later large blocks from the heap instead of mmap), so without this
-/// every reload left the resident size higher until it settled near 3.5x the
-/// model (see README, "Operating Encore"). Elsewhere a no-op.
-fn release_freed_memory() {
+// glibc's malloc keeps freed heap memory in its arenas, and once a large
+// block was freed it raises its mmap threshold (up to 32 MiB) and serves later
+// large blocks from the heap too: without the two calls below every reload
+// left the server's resident size higher, until it settled near 3.5x the
+// model's size (see README, "Operating Encore"). Elsewhere both are no-ops.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// Keeps glibc's mmap threshold at its default 128 KiB, so a model's large
+/// arrays are mapped on their own and unmapped when the model is freed.
+fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim only returns free memory of glibc's own arenas
-        // to the kernel; it takes the arenas' locks and has no preconditions.
+        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+        // SAFETY: mallopt only changes a malloc parameter; any value is valid.
         unsafe {
-            malloc_trim(0);
+            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
         }
+    }
+}
+
+/// Gives the free memory of glibc's arenas (a dropped model's small
+/// allocations) back to the system.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of glibc's own arenas to
+    // the kernel; it takes the arenas' locks and has no preconditions.
+    unsafe {
+        malloc_trim(0);
     }
 }
 

@@ -16,7 +16,16 @@
 //! `CURRENT.tmp`, fsyncs it and renames it over `CURRENT`, so a reader (the
 //! server's watcher) sees the old name or the new one, never a torn write.
 //! A training run killed at any point leaves `CURRENT` as it was: at worst a
-//! hidden staging directory or a version that is not current remains.
+//! hidden staging directory (`versions/.NAME.tmp-PID-N`) or a version that
+//! is not current remains. `versions` and `prune` ignore staging directories;
+//! the next [`Store::publish`] removes those left by a process that is gone
+//! (see [`Store::sweep_staging`]).
+//!
+//! A version's directory name and its manifest's `model_version` are the
+//! same ([`Store::publish`] makes them so): the server compares `CURRENT`
+//! with the serving model's version to know when to reload, and every answer
+//! names that version. [`Store::set_current`] refuses a version whose
+//! manifest names another (a directory copied or renamed by hand).
 //!
 //! [`Store::rollback`] makes the version that was current before the present
 //! one current again (walking back through `HISTORY` past versions that no
@@ -28,10 +37,14 @@ use crate::engine::Engine;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const CURRENT: &str = "CURRENT";
 const HISTORY: &str = "HISTORY";
 const VERSIONS: &str = "versions";
+/// A staging directory untouched for this long, whose writer is not a live
+/// process of this machine, is left over from a killed run.
+pub const STALE_STAGING: Duration = Duration::from_secs(10 * 60);
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +65,15 @@ pub enum StoreError {
     NotAStore { path: PathBuf },
     #[error("{path}: '{name}' is not a valid version name")]
     BadName { path: PathBuf, name: String },
+    #[error(
+        "{path}: the manifest's model_version is '{model_version}', not the version's name '{version}' \
+         (a copied or renamed directory?); publish it with encore-train, or set model_version to its name"
+    )]
+    NameMismatch {
+        path: PathBuf,
+        version: String,
+        model_version: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -76,6 +98,23 @@ pub struct VersionInfo {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+}
+
+/// For a staging directory name (`.NAME.tmp-PID-NANOS`, or the same with
+/// `.old` for an artifact set aside), `Some` with the writer's process id if
+/// it parses; `None` for any other name.
+fn staging_pid(name: &str) -> Option<Option<u32>> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let (_, tail) = name.rsplit_once(".tmp-")?;
+    Some(tail.split('-').next().and_then(|p| p.parse().ok()))
+}
+
+/// Whether process `pid` is running on this machine; `false` where that
+/// cannot be told (no `/proc`), so that age alone decides.
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A version name must be a plain directory name.
@@ -174,6 +213,8 @@ impl Store {
                 name: base,
             });
         }
+        // Best effort: a publish is not refused because a leftover could not go.
+        let _ = self.sweep_staging(STALE_STAGING);
         let mut version = base.clone();
         let mut n = 1;
         while self.dir_of(&version).exists() {
@@ -194,8 +235,55 @@ impl Store {
                 version: version.to_string(),
             });
         }
-        super::load(&dir)?;
+        let engine = super::load(&dir)?;
+        let model_version = &engine.manifest().model_version;
+        if model_version != version {
+            return Err(StoreError::NameMismatch {
+                path: dir.join("manifest.json"),
+                version: version.to_string(),
+                model_version: model_version.clone(),
+            });
+        }
+        drop(engine);
         self.write_current(version)
+    }
+
+    /// Staging directories under `versions/` (written by [`super::save`] and
+    /// renamed into place when complete), with the id of the process that
+    /// created each.
+    pub fn staging_dirs(&self) -> Result<Vec<(PathBuf, Option<u32>)>, StoreError> {
+        let dir = self.root.join(VERSIONS);
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = staging_pid(&name) {
+                out.push((entry.path(), pid));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes the staging directories left by killed runs: those not
+    /// modified for `older_than` whose creating process is not running on
+    /// this machine (on systems without `/proc`, age alone decides). A
+    /// directory a live writer may still use is kept: the age also covers a
+    /// writer on another machine sharing the store. Returns the removed ones.
+    pub fn sweep_staging(&self, older_than: Duration) -> Result<Vec<PathBuf>, StoreError> {
+        let mut removed = Vec::new();
+        for (path, pid) in self.staging_dirs()? {
+            let age = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok());
+            if age.is_none_or(|a| a < older_than) || pid.is_some_and(process_alive) {
+                continue;
+            }
+            fs::remove_dir_all(&path).map_err(io(&path))?;
+            removed.push(path);
+        }
+        Ok(removed)
     }
 
     fn write_current(&self, version: &str) -> Result<(), StoreError> {
@@ -387,5 +475,79 @@ mod tests {
             store.rollback(),
             Err(StoreError::NothingToRollBack { .. })
         ));
+    }
+
+    #[test]
+    fn a_copied_version_whose_manifest_names_another_is_not_made_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.publish(&mut engine("v1")).unwrap();
+        store.set_current("v1").unwrap();
+        // `cp -r versions/v1 versions/copy`: whole and valid, but it calls itself v1.
+        fs::create_dir(store.dir_of("copy")).unwrap();
+        for f in fs::read_dir(store.dir_of("v1")).unwrap() {
+            let f = f.unwrap();
+            fs::copy(f.path(), store.dir_of("copy").join(f.file_name())).unwrap();
+        }
+        let err = store.set_current("copy").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NameMismatch { version, model_version, .. }
+                if version == "copy" && model_version == "v1"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("manifest.json"), "{err}");
+        assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
+    }
+
+    /// Sets a directory's modification time `ago` in the past.
+    fn age(path: &Path, ago: Duration) {
+        File::open(path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    #[test]
+    fn staging_left_by_a_killed_run_is_swept_by_the_next_publish() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let versions = dir.path().join(VERSIONS);
+        // No process has this id (Linux's pid_max is at most 2^22).
+        let dead = 4_000_000_000u32;
+        let me = std::process::id();
+        let killed = versions.join(format!(".v0.tmp-{dead}-123"));
+        let killed_aside = versions.join(format!(".v0.tmp-{dead}-124.old"));
+        let fresh = versions.join(format!(".v0.tmp-{dead}-125"));
+        let live = versions.join(format!(".v0.tmp-{me}-126"));
+        for d in [&killed, &killed_aside, &fresh, &live] {
+            fs::create_dir(d).unwrap();
+            fs::write(d.join("customers.json"), b"[\"c1\"]").unwrap();
+        }
+        let hour = Duration::from_secs(3600);
+        for d in [&killed, &killed_aside, &live] {
+            age(d, hour);
+        }
+        let staged: Vec<_> = store.staging_dirs().unwrap();
+        assert_eq!(staged.len(), 4);
+        assert!(staged.contains(&(killed.clone(), Some(dead))));
+        assert!(staged.contains(&(live.clone(), Some(me))));
+        // Neither listed as versions nor pruned.
+        assert!(store.versions().unwrap().is_empty());
+
+        store.publish(&mut engine("v1")).unwrap();
+        assert!(!killed.exists() && !killed_aside.exists());
+        // Recent (its writer may be on another machine) or its writer alive: kept.
+        assert!(fresh.exists() && live.exists());
+        let names: Vec<String> = store
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(names, ["v1"]);
+        age(&fresh, hour);
+        assert_eq!(store.sweep_staging(STALE_STAGING).unwrap(), vec![fresh]);
+        assert!(live.exists());
+        assert_eq!(store.staging_dirs().unwrap().len(), 1);
     }
 }

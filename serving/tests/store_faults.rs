@@ -1,0 +1,78 @@
+//! Faults of a model store as the server sees them: a version copied by hand
+//! (whose manifest names another version) is refused instead of reloaded at
+//! every look of the watcher, and a reload frees the model it replaces.
+
+use encore_data::synth::{SynthParams, generate};
+use encore_model::artifact::DataSummary;
+use encore_model::artifact::store::Store;
+use encore_model::engine::Engine;
+use encore_model::pipeline::{EngineConfig, train_engine};
+use encore_serving::AppState;
+use encore_serving::state::ModelSource;
+use std::sync::Arc;
+
+fn engine(version: &str) -> Engine {
+    let log = generate(&SynthParams {
+        customers: 150,
+        items: 60,
+        purchases: 2_000,
+        categories: 3,
+        ..SynthParams::default()
+    });
+    let mut config = EngineConfig::default();
+    config.als.factors = 4;
+    config.als.iterations = 2;
+    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+    e.manifest_mut().model_version = version.to_string();
+    e
+}
+
+#[test]
+fn a_copied_version_is_refused_not_reloaded_again_and_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.publish(&mut engine("v1")).unwrap();
+    store.set_current("v1").unwrap();
+    let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
+
+    // `cp -r versions/v1 versions/copy; echo copy > CURRENT`: a whole model
+    // that calls itself v1. Swapped in, CURRENT would still differ from the
+    // serving version, so the watcher would reload it at every interval.
+    std::fs::create_dir(store.dir_of("copy")).unwrap();
+    for f in std::fs::read_dir(store.dir_of("v1")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), store.dir_of("copy").join(f.file_name())).unwrap();
+    }
+    std::fs::write(dir.path().join("CURRENT"), "copy\n").unwrap();
+    assert!(state.store_moved());
+    let err = state.reload().unwrap_err().to_string();
+    assert!(err.contains("manifest.json") && err.contains("'copy'"), "{err}");
+    assert_eq!(state.reloads().failed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(state.engine().unwrap().manifest().model_version, "v1");
+    // Nor does a server start on it.
+    assert!(AppState::load_from(ModelSource::Store(store.clone())).is_err());
+}
+
+#[test]
+fn a_reload_frees_the_model_it_replaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for v in ["v1", "v2", "v3"] {
+        store.publish(&mut engine(v)).unwrap();
+    }
+    store.set_current("v1").unwrap();
+    let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
+    let first = Arc::downgrade(&state.engine().unwrap());
+    // A request that holds the old model keeps it until it finishes.
+    let in_flight = state.engine().unwrap();
+    store.set_current("v2").unwrap();
+    state.reload().unwrap();
+    assert!(first.upgrade().is_some());
+    drop(in_flight);
+    assert!(first.upgrade().is_none(), "v1 is still referenced");
+    let second = Arc::downgrade(&state.engine().unwrap());
+    store.set_current("v3").unwrap();
+    state.reload().unwrap();
+    assert!(second.upgrade().is_none(), "v2 is still referenced");
+    assert_eq!(state.engine().unwrap().manifest().model_version, "v3");
+}
