@@ -32,7 +32,7 @@ if ! command -v wrk >/dev/null; then
     apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
 fi
 echo "== building (release)"
-(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --example synth)
+(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
 BIN="$ROOT/target/release"
 mkdir -p "$WORK"
 if [[ ! -f "$WORK/model/manifest.json" ]]; then
