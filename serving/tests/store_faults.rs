@@ -46,8 +46,17 @@ fn a_copied_version_is_refused_not_reloaded_again_and_again() {
     std::fs::write(dir.path().join("CURRENT"), "copy\n").unwrap();
     assert!(state.store_moved());
     let err = state.reload().unwrap_err().to_string();
-    assert!(err.contains("manifest.json") && err.contains("'copy'"), "{err}");
-    assert_eq!(state.reloads().failed.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(
+        err.contains("manifest.json") && err.contains("'copy'"),
+        "{err}"
+    );
+    assert_eq!(
+        state
+            .reloads()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     assert_eq!(state.engine().unwrap().manifest().model_version, "v1");
     // Nor does a server start on it.
     assert!(AppState::load_from(ModelSource::Store(store.clone())).is_err());
