@@ -9,7 +9,8 @@
 //! blend) from a fixed grid with a seeded generator, trains the engine on the
 //! validation training part and scores `tifu_als` by `Recall@K + NDCG@K`.
 //! Trials stop when the next one would likely overrun the budget (the mean
-//! trial time so far is the estimate). The best configuration is written as a
+//! trial time so far is the estimate) or, with `--trials N`, after N trials;
+//! a search that ends on its trial count is the same on any machine. The best configuration is written as a
 //! complete training config whose `[tuning]` table records the objective,
 //! the validation scores, the split and the trial count, so `encore-train fit
 //! --config` carries them into the artifact manifest.
@@ -70,6 +71,9 @@ pub struct TuneOptions {
     /// Cut-off of the objective.
     pub k: usize,
     pub budget: Duration,
+    /// Stop after this many trials (trial 0 included) even if budget is
+    /// left: with it, a search gives the same result on a faster machine.
+    pub max_trials: Option<usize>,
     pub seed: u64,
 }
 
@@ -85,6 +89,7 @@ pub fn tune(
         validation_days,
         k,
         budget,
+        max_trials,
         seed,
     } = *options;
     if k == 0 {
@@ -103,7 +108,8 @@ pub fn tune(
         } else {
             let spent = started.elapsed().as_secs_f64();
             let mean = spent / trials.len() as f64;
-            if spent + mean > budget.as_secs_f64() {
+            if spent + mean > budget.as_secs_f64() || max_trials.is_some_and(|m| trials.len() >= m)
+            {
                 break;
             }
             draw(base, &mut rng)

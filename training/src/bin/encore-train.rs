@@ -180,6 +180,10 @@ enum Command {
         /// Wall-time budget of the search, in seconds.
         #[arg(long, default_value_t = 300.0)]
         budget_secs: f64,
+        /// Stop after this many trials even if budget is left (with it, the
+        /// same seed gives the same search on any machine fast enough).
+        #[arg(long, value_name = "N")]
+        trials: Option<usize>,
         /// Seed of the random search.
         #[arg(long, default_value_t = 42)]
         seed: u64,
@@ -536,9 +540,13 @@ fn main() -> Result<()> {
             validation_days,
             k,
             budget_secs,
+            trials,
             seed,
             out_config,
         } => {
+            if trials == Some(0) {
+                bail!("--trials must be at least 1");
+            }
             if !(budget_secs.is_finite() && budget_secs > 0.0) {
                 bail!("--budget-secs must be a positive number, not {budget_secs}");
             }
@@ -558,6 +566,7 @@ fn main() -> Result<()> {
                 validation_days,
                 k,
                 budget,
+                max_trials: trials,
                 seed,
             };
             let result =
