@@ -322,7 +322,14 @@ impl AppState {
             .forget_until(crate::routes::events::data_end(&engine));
         let previous = self.engine.swap(Arc::new(engine));
         let previous_version = previous.manifest().model_version.clone();
-        // Frees the old model now unless a request still holds it.
+        // Requests that took the old model before the swap finish within
+        // milliseconds (a streamed audience may take longer): wait for them,
+        // a bounded time, so that the old model is freed here and its memory
+        // trimmed, not freed later on a worker where nothing trims it.
+        let deadline = std::time::Instant::now() + OLD_MODEL_GRACE;
+        while Arc::strong_count(&previous) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         drop(previous);
         release_freed_memory();
         tracing::info!(%previous_version, %model_version, "model reloaded");
@@ -376,6 +383,10 @@ fn tune_allocator() {
         }
     }
 }
+
+/// How long a reload waits for requests still holding the old model before
+/// it drops its own reference (see [`AppState::reload`]).
+const OLD_MODEL_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Gives the free memory of glibc's arenas (a dropped model's small
 /// allocations) back to the system.

@@ -85,3 +85,35 @@ fn a_reload_frees_the_model_it_replaces() {
     assert!(second.upgrade().is_none(), "v2 is still referenced");
     assert_eq!(state.engine().unwrap().manifest().model_version, "v3");
 }
+
+/// A reload waits (a bounded time) for requests still on the old model, so
+/// that it frees that model itself and gives its memory back, rather than a
+/// worker freeing it later where nothing trims the heap.
+#[test]
+fn a_reload_waits_briefly_for_requests_on_the_old_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for v in ["v1", "v2"] {
+        store.publish(&mut engine(v)).unwrap();
+    }
+    store.set_current("v1").unwrap();
+    let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
+    let first = Arc::downgrade(&state.engine().unwrap());
+    let in_flight = state.engine().unwrap();
+    let (go, started) = std::sync::mpsc::channel::<()>();
+    let request = std::thread::spawn(move || {
+        started.recv().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(in_flight);
+    });
+    store.set_current("v2").unwrap();
+    go.send(()).unwrap();
+    let t = std::time::Instant::now();
+    state.reload().unwrap();
+    assert!(
+        first.upgrade().is_none(),
+        "the reload returned while a request still held v1"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    request.join().unwrap();
+}
