@@ -33,7 +33,7 @@
 //!   the size, so that its vectors live in registers and every loop is
 //!   unrolled; larger sizes use the same CG on slices (about half as fast per
 //!   flop). The kernels are plain Rust shaped so that LLVM vectorises them
-//!   (see [`dot_n`] for how much the shape matters).
+//!   (see `dot_n` in this module for how much the shape matters).
 //! - **SIMD dispatch.** The kernels are compiled three times: for the build's
 //!   baseline target, for AVX2 + FMA and for AVX-512F, and the widest one the
 //!   CPU supports is picked at run time (`is_x86_feature_detected!`). On the

@@ -1,4 +1,7 @@
 //! `encore-train`: build, evaluate and publish Encore models. See `--help`.
+// The doc comments of the argument structs are the `--help` text, written for
+// a terminal: `<out>` there is a placeholder, not an HTML tag.
+#![allow(rustdoc::invalid_html_tags)]
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
