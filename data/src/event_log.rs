@@ -193,6 +193,12 @@ impl EventLog {
                     .append(true)
                     .open(&path)
                     .map_err(io_err(&path))?;
+                // A crash between a write and its fsync leaves lines that a
+                // reader sees (page cache) but that may not be on disk, and a
+                // retry of their batch would be answered "duplicate" from them:
+                // make them durable before anything is acknowledged.
+                file.sync_all().map_err(io_err(&path))?;
+                sync_dir(dir)?;
                 let bytes = file.metadata().map_err(io_err(&path))?.len();
                 (seq, path, file, bytes)
             }
@@ -298,7 +304,9 @@ impl EventLog {
         }
         let len = buf.len() as u64;
         if self.bytes > 0 && self.bytes.saturating_add(len) > self.options.max_file_bytes {
-            self.rotate()?;
+            // A half-done rotation (file made, directory not synced) leaves the
+            // next name taken: refuse further writes like a failed append.
+            self.rotate().inspect_err(|_| self.failed = true)?;
         }
         if let Err(e) = self
             .file

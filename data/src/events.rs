@@ -48,6 +48,19 @@ pub const MAX_EVENT_ID_BYTES: usize = 256;
 /// The most items one exposure may list.
 pub const MAX_EXPOSED_ITEMS: usize = 1000;
 
+/// The earliest event time accepted: 1970-01-01T00:00:00Z.
+pub const MIN_EVENT_TIME: i64 = 0;
+
+/// The latest event time accepted: 9999-12-31T23:59:59Z (later ones could not
+/// be written back as RFC 3339, so a stored log would not read back).
+pub const MAX_EVENT_TIME: i64 = 253_402_300_799;
+
+/// The largest quantity and unit price accepted (training keeps them as `f32`).
+pub const MAX_EVENT_AMOUNT: f64 = 1e9;
+
+/// The smallest positive quantity accepted.
+pub const MIN_EVENT_QUANTITY: f64 = 1e-6;
+
 /// One validated event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -168,12 +181,24 @@ pub fn event_from_value(value: Value) -> Result<Event, EventError> {
             let item = take_id(&mut obj, "item")?;
             let quantity = match take_number(&mut obj, "quantity")? {
                 None => 1.0,
-                Some(q) if q > 0.0 => q,
+                Some(q) if (MIN_EVENT_QUANTITY..=MAX_EVENT_AMOUNT).contains(&q) => q,
+                Some(q) if q > 0.0 => {
+                    return Err(err(
+                        "quantity",
+                        format!("must be {MIN_EVENT_QUANTITY} to {MAX_EVENT_AMOUNT}, not {q}"),
+                    ));
+                }
                 Some(q) => return Err(err("quantity", format!("must be positive, not {q}"))),
             };
             let price = match take_number(&mut obj, "price")? {
                 Some(p) if p < 0.0 => {
                     return Err(err("price", format!("must not be negative, not {p}")));
+                }
+                Some(p) if p > MAX_EVENT_AMOUNT => {
+                    return Err(err(
+                        "price",
+                        format!("must be at most {MAX_EVENT_AMOUNT}, not {p}"),
+                    ));
                 }
                 p => p,
             };
@@ -296,6 +321,21 @@ fn take_number(obj: &mut Map<String, Value>, field: &str) -> Result<Option<f64>,
 }
 
 fn time_of(value: Value, field: &str) -> Result<i64, EventError> {
+    let t = time_value(value, field)?;
+    if (MIN_EVENT_TIME..=MAX_EVENT_TIME).contains(&t) {
+        Ok(t)
+    } else {
+        Err(err(
+            field,
+            format!(
+                "{t} s since the epoch is outside 1970-01-01 .. 9999-12-31 \
+                 (milliseconds instead of seconds?)"
+            ),
+        ))
+    }
+}
+
+fn time_value(value: Value, field: &str) -> Result<i64, EventError> {
     match value {
         Value::String(s) => parse_timestamp(&s).ok_or_else(|| {
             err(
@@ -521,6 +561,12 @@ mod tests {
             ("quantity", json!(0)),
             ("quantity", json!("2")),
             ("price", json!(-1.0)),
+            ("price", json!(1e39)),
+            ("quantity", json!(1e39)),
+            ("quantity", json!(1e-50)),
+            ("time", json!(1_764_496_800_000i64)),
+            ("time", json!(-1)),
+            ("time", json!("0000-01-01T00:00:00+01:00")),
             ("customer", json!(["c"])),
             ("item", json!("a\u{0}b")),
             ("colour", json!("red")),

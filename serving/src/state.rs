@@ -103,6 +103,8 @@ pub struct AppState {
     api_keys: Option<crate::auth::ApiKeys>,
     /// The event log's writer (`POST /v1/events`), if the server keeps one.
     events: Option<crate::routes::events::EventSink>,
+    /// The event log's directory, read again when a swap moves the data end back.
+    event_dir: Option<PathBuf>,
     /// Purchases since the serving model's data end (survives model swaps).
     recent: Arc<crate::routes::events::RecentPurchases>,
     /// The running experiments (swapped whole by the admin API).
@@ -143,6 +145,7 @@ impl AppState {
             metrics: crate::metrics::Metrics::default(),
             api_keys: None,
             events: None,
+            event_dir: None,
             recent: Arc::new(recent),
             experiments: Default::default(),
         }
@@ -190,6 +193,7 @@ impl AppState {
             source,
         })?;
         self.events = Some(sink);
+        self.event_dir = Some(dir.to_path_buf());
         Ok(self)
     }
 
@@ -318,9 +322,9 @@ impl AppState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         let model_version = engine.manifest().model_version.clone();
-        self.recent
-            .forget_until(crate::routes::events::data_end(&engine));
+        let data_end = crate::routes::events::data_end(&engine);
         let previous = self.engine.swap(Arc::new(engine));
+        self.move_overlay_to(data_end);
         let previous_version = previous.manifest().model_version.clone();
         // Requests that took the old model before the swap finish within
         // milliseconds (a streamed audience may take longer): wait for them,
@@ -337,6 +341,29 @@ impl AppState {
             previous_version,
             model_version,
         })
+    }
+
+    /// After a swap to a model whose data ends at `data_end`: a later end
+    /// forgets the purchases the new model trained on; an earlier one (a
+    /// rollback) reads the log again for the purchases between the two ends,
+    /// which the overlay had forgotten.
+    fn move_overlay_to(&self, data_end: i64) {
+        if data_end >= self.recent.data_end() {
+            self.recent.forget_until(data_end);
+            return;
+        }
+        let reread = self
+            .event_dir
+            .as_deref()
+            .map(encore_data::events::read_event_dir);
+        match reread {
+            Some(Ok((events, _))) => self.recent.reset(data_end, &events),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the event log again after a rollback: purchases between the two data ends are missing from the live overlay until a restart");
+                self.recent.forget_until(data_end);
+            }
+            None => self.recent.forget_until(data_end),
+        }
     }
 
     /// Runs CPU-heavy `job` on the blocking thread pool, or answers

@@ -149,10 +149,10 @@ fn batch(client: usize, n: usize, customers: &[String], items: &[String]) -> (Ve
             let customer = &customers[(client * 31 + n * 7 + i) % customers.len()];
             let item = &items[(n * 13 + i) % items.len()];
             if i % 5 == 4 {
-                json!({"id": id, "type": "click", "time": "2030-01-01T00:00:00Z",
+                json!({"id": id, "type": "click", "time": "2025-06-01T00:00:00Z",
                        "customer": customer, "item": item, "list": "for_you"})
             } else {
-                json!({"id": id, "type": "purchase", "time": 1_900_000_000 + n as i64,
+                json!({"id": id, "type": "purchase", "time": 1_750_000_000 + n as i64,
                        "order_id": format!("o-{client}-{n}"), "customer": customer,
                        "item": item, "quantity": 1 + i % 3, "price": 2.5})
             }

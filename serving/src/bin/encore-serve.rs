@@ -85,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         std::time::Duration::from_secs_f64(config.watch_interval),
     );
     let shutdown_timeout = config.shutdown_timeout;
+    let at_exit = app_state.clone();
     let server = HttpServer::new(move || create_app(app_state.clone()))
         .workers(workers)
         .shutdown_timeout(shutdown_timeout)
@@ -122,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(engine);
     server.run().await?;
+    // Exposures the server queued without waiting are written before exit.
+    if let Err(e) = at_exit.flush_events() {
+        tracing::warn!(error = %e, "the event log could not be flushed at shutdown");
+    }
     tracing::info!("stopped");
     Ok(())
 }

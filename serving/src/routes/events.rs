@@ -86,7 +86,7 @@ pub(crate) async fn post_events(
             "this server keeps no event log; start it with --events DIR",
         ));
     };
-    let events = validate(body.into_inner().0.events)?;
+    let events = validate(body.into_inner().0.events, now_secs())?;
     let outcome = web::block(move || sink.append(events)).await??;
     Ok(HttpResponse::Ok().json(json!({
         "accepted": outcome.accepted,
@@ -94,8 +94,14 @@ pub(crate) async fn post_events(
     })))
 }
 
-/// Validates a whole batch, or names its first bad event and field.
-fn validate(values: Vec<serde_json::Value>) -> Result<Vec<Event>, ApiError> {
+/// How far ahead of the server's clock an event's time may be (clock skew):
+/// an event dated far in the future would become the data end of the next
+/// training run and hide every real purchase from the live overlay.
+const MAX_FUTURE_SECS: i64 = 86_400;
+
+/// Validates a whole batch at server time `now`, or names its first bad
+/// event and field.
+fn validate(values: Vec<serde_json::Value>, now: i64) -> Result<Vec<Event>, ApiError> {
     if values.len() > MAX_EVENTS_PER_BATCH {
         return Err(ApiError::new(
             Code::TooManyEvents,
@@ -120,7 +126,18 @@ fn validate(values: Vec<serde_json::Value>) -> Result<Vec<Event>, ApiError> {
             if value.get("received_at").is_some() {
                 return Err(bad("received_at", "is set by the server; leave it out"));
             }
-            event_from_value(value).map_err(|e| bad(&e.field, &e.message))
+            let event = event_from_value(value).map_err(|e| bad(&e.field, &e.message))?;
+            if event.time > now.saturating_add(MAX_FUTURE_SECS) {
+                return Err(bad(
+                    "time",
+                    &format!(
+                        "{} is more than a day ahead of the server's clock ({})",
+                        encore_data::timestamp::format_timestamp(event.time),
+                        encore_data::timestamp::format_timestamp(now)
+                    ),
+                ));
+            }
+            Ok(event)
         })
         .collect()
 }
@@ -333,6 +350,43 @@ struct RecentInner {
     by_customer: HashMap<String, HashMap<String, Recent>>,
 }
 
+impl RecentInner {
+    fn record<'a>(&mut self, events: impl IntoIterator<Item = &'a Event>) {
+        let data_end = self.data_end;
+        for e in events {
+            let EventKind::Purchase {
+                customer,
+                item,
+                quantity,
+                ..
+            } = &e.kind
+            else {
+                continue;
+            };
+            if e.time <= data_end {
+                continue;
+            }
+            let slot = self
+                .by_customer
+                .entry(customer.clone())
+                .or_default()
+                .entry(item.clone())
+                .or_insert(Recent {
+                    time: e.time,
+                    quantity: 0.0,
+                });
+            if e.time > slot.time {
+                *slot = Recent {
+                    time: e.time,
+                    quantity: *quantity,
+                };
+            } else if e.time == slot.time {
+                slot.quantity += quantity;
+            }
+        }
+    }
+}
+
 /// The live overlay: per customer, the items bought after the serving
 /// model's training data ended, each with its latest time and quantity.
 ///
@@ -357,38 +411,7 @@ impl RecentPurchases {
     /// Records the purchases among `events` later than the data end.
     pub(crate) fn record<'a>(&self, events: impl IntoIterator<Item = &'a Event>) {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
-        let data_end = inner.data_end;
-        for e in events {
-            let EventKind::Purchase {
-                customer,
-                item,
-                quantity,
-                ..
-            } = &e.kind
-            else {
-                continue;
-            };
-            if e.time <= data_end {
-                continue;
-            }
-            let slot = inner
-                .by_customer
-                .entry(customer.clone())
-                .or_default()
-                .entry(item.clone())
-                .or_insert(Recent {
-                    time: e.time,
-                    quantity: 0.0,
-                });
-            if e.time > slot.time {
-                *slot = Recent {
-                    time: e.time,
-                    quantity: *quantity,
-                };
-            } else if e.time == slot.time {
-                slot.quantity += quantity;
-            }
-        }
+        inner.record(events);
     }
 
     /// After a model swap: forgets purchases at or before the new model's data end.
@@ -399,6 +422,23 @@ impl RecentPurchases {
             items.retain(|_, r| r.time > data_end);
             !items.is_empty()
         });
+    }
+
+    /// The data end the overlay is relative to.
+    pub(crate) fn data_end(&self) -> i64 {
+        self.inner
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .data_end
+    }
+
+    /// Replaces everything with the purchases among `events` later than
+    /// `data_end` (a swap to a model whose data end is earlier).
+    pub(crate) fn reset(&self, data_end: i64, events: &[Event]) {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        inner.data_end = data_end;
+        inner.by_customer.clear();
+        inner.record(events);
     }
 
     /// Customers with at least one recorded purchase.
@@ -530,27 +570,41 @@ mod tests {
         let ok = json!({"id": "a", "type": "click", "time": 0, "customer": "c", "item": "i"});
         let bad = json!({"id": "b", "type": "purchase", "time": 0, "order_id": "o",
                          "customer": "c", "item": "i", "quantity": -1});
-        let e = validate(vec![ok.clone(), ok.clone(), ok.clone(), bad]).unwrap_err();
+        let e = validate(vec![ok.clone(), ok.clone(), ok.clone(), bad], NOW).unwrap_err();
         assert_eq!(e.code(), Code::InvalidEvent);
         assert!(
             e.message().starts_with("events[3].quantity: "),
             "{}",
             e.message()
         );
-        let e = validate(vec![json!(7)]).unwrap_err();
+        let e = validate(vec![json!(7)], NOW).unwrap_err();
         assert!(e.message().starts_with("events[0]: "), "{}", e.message());
         let mut stamped = ok.clone();
         stamped["received_at"] = json!(5);
-        let e = validate(vec![stamped]).unwrap_err();
+        let e = validate(vec![stamped], NOW).unwrap_err();
         assert!(
             e.message().starts_with("events[0].received_at"),
             "{}",
             e.message()
         );
-        let e = validate(vec![ok.clone(); MAX_EVENTS_PER_BATCH + 1]).unwrap_err();
+        let e = validate(vec![ok.clone(); MAX_EVENTS_PER_BATCH + 1], NOW).unwrap_err();
         assert_eq!(e.code(), Code::TooManyEvents);
-        assert_eq!(validate(vec![ok; 3]).unwrap().len(), 3);
+        let mut ahead = ok.clone();
+        ahead["time"] = json!(NOW + MAX_FUTURE_SECS + 1);
+        let e = validate(vec![ok.clone(), ahead], NOW).unwrap_err();
+        assert!(
+            e.message().starts_with("events[1].time: "),
+            "{}",
+            e.message()
+        );
+        let mut skewed = ok.clone();
+        skewed["time"] = json!(NOW + 3600);
+        assert!(validate(vec![skewed], NOW).is_ok());
+        assert_eq!(validate(vec![ok; 3], NOW).unwrap().len(), 3);
     }
+
+    /// 2026-11-30T00:00:00Z.
+    const NOW: i64 = 1_764_460_800;
 
     #[test]
     fn the_overlay_keeps_the_latest_purchase_after_the_data_end() {
@@ -628,7 +682,7 @@ mod tests {
     fn exposure(id: &str) -> Event {
         Event {
             id: id.into(),
-            time: 1_800_000_000,
+            time: 1_750_000_000,
             received_at: None,
             kind: EventKind::Exposure {
                 customer: "c1".into(),
@@ -703,8 +757,8 @@ mod tests {
             .unwrap();
         let app = web_test::init_service(create_app(web::Data::new(state))).await;
         let batch = vec![
-            purchase_json("e1", "c1", "i1", 1_800_000_000),
-            json!({"id": "e2", "type": "click", "time": "2027-01-01T00:00:00Z",
+            purchase_json("e1", "c1", "i1", 1_750_000_000),
+            json!({"id": "e2", "type": "click", "time": "2025-06-01T00:00:00Z",
                    "customer": "c1", "item": "i2"}),
         ];
         let (status, body) = call!(&app, post(batch.clone()));
@@ -718,9 +772,9 @@ mod tests {
             (200, &json!({"accepted": 0, "duplicates": 2}))
         );
 
-        let mut bad = purchase_json("e4", "c1", "i1", 1_800_000_000);
+        let mut bad = purchase_json("e4", "c1", "i1", 1_750_000_000);
         bad["quantity"] = json!(0);
-        let batch = vec![purchase_json("e3", "c1", "i1", 1_800_000_000), bad];
+        let batch = vec![purchase_json("e3", "c1", "i1", 1_750_000_000), bad];
         let (status, body) = call!(&app, post(batch));
         assert_eq!(
             (status, body["code"].as_str()),
@@ -836,6 +890,20 @@ mod tests {
         assert_eq!(body["items"][0]["item_id"], top_new.as_str(), "{body}");
         let (_, body) = call!(&app, web_test::TestRequest::get().uri(&buy_again));
         assert_eq!(body["items"][0]["item_id"], top_due.as_str(), "{body}");
+
+        // A rollback to a model whose data end is earlier reads the log
+        // again: the purchases the newer model had covered apply once more.
+        std::fs::remove_dir_all(model_dir.path()).unwrap();
+        encore_model::artifact::save(&trained_engine(), model_dir.path()).unwrap();
+        state.reload().unwrap();
+        let (_, body) = call!(&app, web_test::TestRequest::get().uri(&recs));
+        let ids: Vec<&str> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item_id"].as_str().unwrap())
+            .collect();
+        assert!(!ids.contains(&top_new.as_str()), "{ids:?}");
 
         // A restart rebuilds the overlay from the log (with the first model).
         let state = AppState::new(model_dir.path(), trained_engine())
