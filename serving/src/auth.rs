@@ -222,7 +222,9 @@ pub(crate) async fn require_keys(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>()
         && let Some(keys) = state.api_keys()
-        && let Err(refused) = keys.check(req.method(), req.path(), req.headers())
+        // The path as the router matches it (percent-encoded unreserved
+        // characters decoded): `/v1/%61dmin/reload` is `/v1/admin/reload`.
+        && let Err(refused) = keys.check(req.method(), req.match_info().as_str(), req.headers())
     {
         let res = refused.error_response();
         return Ok(req.into_response(res).map_into_right_body());

@@ -48,6 +48,11 @@ pub const ENV_PREFIX: &str = "ENCORE__";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default of `watch_interval`, in seconds.
 pub const DEFAULT_WATCH_INTERVAL_SECS: f64 = 2.0;
+/// Bounds of `watch_interval`, in seconds: shorter would spin a core on the
+/// store's `CURRENT`, longer is a day.
+pub const MIN_WATCH_INTERVAL_SECS: f64 = 0.01;
+pub const MAX_WATCH_INTERVAL_SECS: f64 = 86_400.0;
+
 /// Default of `shutdown_timeout`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -511,12 +516,14 @@ impl Config {
             }
             _ => {}
         }
-        if !(self.watch_interval.is_finite() && self.watch_interval > 0.0) {
+        if !(MIN_WATCH_INTERVAL_SECS..=MAX_WATCH_INTERVAL_SECS).contains(&self.watch_interval) {
             return Err(ConfigError::Value {
                 key: "watch_interval",
                 origin: self.origin("watch_interval").clone(),
                 value: self.watch_interval.to_string(),
-                problem: "must be a positive number of seconds".to_string(),
+                problem: format!(
+                    "must be {MIN_WATCH_INTERVAL_SECS} to {MAX_WATCH_INTERVAL_SECS} seconds"
+                ),
             });
         }
         Ok(())
@@ -758,6 +765,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--watch-interval"), "{err}");
+        // Out of range either way (1e30 s used to panic at start, 1e-300 s
+        // to spin a core).
+        for value in ["1e30", "1e-300", "inf", "NaN"] {
+            let err = Config::load(
+                &cli(&["--model", "m"]),
+                env(&[("ENCORE__WATCH_INTERVAL", value)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("watch_interval"), "{value}: {err}");
+        }
+        assert!(
+            Config::load(
+                &cli(&["--model", "m", "--watch-interval", "0.01"]),
+                env(&[])
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ fn plain_query(list: ListName, k: usize) -> String {
 }
 
 /// One answer under the experiment, as the test recorded it.
+#[derive(Clone)]
 struct Served {
     customer: String,
     variant: String,
@@ -245,19 +246,47 @@ async fn experiments_assign_serve_log_and_report() {
         items: r.ids(),
         request_id: made,
     });
+    // The same request id for another customer is another exposure: a
+    // reused or guessed id cannot hide it.
+    let other = served[1].clone();
+    let r = send(
+        &app,
+        get(&format!("/v1/customers/{}/recommendations", other.customer))
+            .insert_header(("x-request-id", "req-0"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(r.ids(), other.items);
+    served.push(Served {
+        request_id: "req-0".to_string(),
+        ..other
+    });
 
     // Every exposure is in the log, once, with the answer's fields.
     state.flush_events().unwrap();
     let (events, _) = read_event_dir(&events_dir).unwrap();
-    let exposures: HashMap<&str, &encore_data::events::Event> = events
+    let exposures: HashMap<(&str, &str), &encore_data::events::Event> = events
         .iter()
-        .filter(|e| matches!(e.kind, EventKind::Exposure { .. }))
-        .map(|e| (e.id.as_str(), e))
+        .filter_map(|e| match &e.kind {
+            EventKind::Exposure {
+                customer,
+                request_id: Some(r),
+                ..
+            } => Some(((r.as_str(), customer.as_str()), e)),
+            _ => None,
+        })
         .collect();
     assert_eq!(exposures.len(), served.len());
     for s in &served {
-        let id = format!("exposure:{}", s.request_id);
-        let e = exposures.get(id.as_str()).unwrap_or_else(|| panic!("{id}"));
+        let key = (s.request_id.as_str(), s.customer.as_str());
+        let e = exposures
+            .get(&key)
+            .unwrap_or_else(|| panic!("no exposure for {key:?}"));
+        assert!(
+            e.id.starts_with(&format!("exposure:{}:", s.request_id)),
+            "{}",
+            e.id
+        );
         assert!(e.received_at.is_some());
         let EventKind::Exposure {
             customer,

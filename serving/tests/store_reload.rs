@@ -123,6 +123,25 @@ async fn admin_routes_need_an_admin_key() {
             assert_eq!(body["type"], "auth", "{body}");
         }
     }
+    // Percent-encoded spellings of the same routes (the router decodes them)
+    // need the same keys.
+    for (method, uri, key, status) in [
+        ("POST", "/v1/%61dmin/reload", Some("read-secret"), 403),
+        ("POST", "/v1/%61dmin/reload", None, 401),
+        ("PUT", "/v1/adm%69n/experiments", None, 401),
+        ("GET", "/v1/%61dmin/experiments", Some("read-secret"), 403),
+        ("POST", "/v1/%65vents", None, 401),
+        ("POST", "/v1/%65vents", Some("read-secret"), 403),
+    ] {
+        let mut req = test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(uri);
+        if let Some(k) = key {
+            req = req.insert_header(("authorization", format!("Bearer {k}")));
+        }
+        let res = test::call_service(&app, req.to_request()).await;
+        assert_eq!(res.status().as_u16(), status, "{method} {uri} {key:?}");
+    }
     // Reads stay open without keys_for_reads.
     let res = test::call_service(&app, test::TestRequest::get().uri("/v1/kpis").to_request()).await;
     assert_eq!(res.status().as_u16(), 200);

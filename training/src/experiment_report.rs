@@ -103,12 +103,15 @@ impl ReportOptions {
     }
 }
 
+/// The longest purchase window after an exposure, in days (100 years).
+pub const MAX_WINDOW_DAYS: f64 = 36_525.0;
+
 /// Why no report could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
     Log(#[from] EventLogError),
-    #[error("the window must be a positive number of days, not {0}")]
+    #[error("the window must be a positive number of days up to {MAX_WINDOW_DAYS}, not {0}")]
     Window(f64),
     #[error("the configuration is for experiment {config:?}, not {experiment:?}")]
     WrongConfig { config: String, experiment: String },
@@ -396,10 +399,12 @@ fn moments(values: &[f64]) -> Moments {
     }
     let mean = values.iter().sum::<f64>() / n;
     let ss: f64 = values.iter().map(|v| (v - mean).powi(2)).sum();
+    // One value has no sample deviation: undefined, not zero, so that no
+    // interval or test claims a precision the data cannot give.
     let sd = if values.len() > 1 {
         (ss / (n - 1.0)).sqrt()
     } else {
-        0.0
+        f64::NAN
     };
     Moments { n, mean, sd }
 }
@@ -420,7 +425,10 @@ fn mean_estimate(m: Moments) -> Estimate {
 fn mean_difference(a: Moments, b: Moments) -> Difference {
     let d = b.mean - a.mean;
     let se = (a.sd * a.sd / a.n + b.sd * b.sd / b.n).sqrt();
-    let p_value = if se > 0.0 {
+    let p_value = if !se.is_finite() || a.n < 2.0 || b.n < 2.0 {
+        // An arm with fewer than two customers: no test.
+        f64::NAN
+    } else if se > 0.0 {
         two_sided(d / se)
     } else if d == 0.0 {
         1.0
@@ -461,7 +469,7 @@ pub fn experiment_report(
     events: &[Event],
     options: &ReportOptions,
 ) -> Result<ExperimentReport, ReportError> {
-    if !(options.window_days.is_finite() && options.window_days > 0.0) {
+    if !(options.window_days > 0.0 && options.window_days <= MAX_WINDOW_DAYS) {
         return Err(ReportError::Window(options.window_days));
     }
     if let Some(c) = &options.config
@@ -1212,6 +1220,34 @@ mod tests {
         close(d.difference, 1.5, 1e-15);
         close(d.ci_high - d.ci_low, 2.0 * Z_95 * se, 1e-12);
         close(d.p_value, 2.0 * normal_sf(1.5 / se), 1e-15);
+    }
+
+    /// One customer in an arm (or none) gives no interval and no test,
+    /// never a "significant" difference.
+    #[test]
+    fn tiny_arms_are_never_significant() {
+        for (a, b) in [
+            (moments(&[0.0]), moments(&[5.0])),
+            (moments(&[]), moments(&[1.0, 2.0, 3.0])),
+            (moments(&[0.0, 1.0]), moments(&[7.0])),
+        ] {
+            let d = mean_difference(a, b);
+            assert!(d.p_value.is_nan(), "{d:?}");
+            assert!(!d.significant, "{d:?}");
+        }
+        // Constant arms of several customers are still compared.
+        let d = mean_difference(moments(&[2.0; 5]), moments(&[2.0; 4]));
+        assert_eq!(d.p_value, 1.0);
+        assert!(matches!(
+            experiment_report(
+                &[],
+                &ReportOptions {
+                    window_days: 1e300,
+                    ..ReportOptions::new("x")
+                }
+            ),
+            Err(ReportError::Window(_))
+        ));
     }
 
     #[test]

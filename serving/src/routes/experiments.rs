@@ -32,9 +32,9 @@
 //! * **Exposures.** With an event log, every list served under an
 //!   experiment appends an exposure event: the customer, `list` (the
 //!   strategy's list name), the items shown, experiment, variant and
-//!   request id, with the id `exposure:{request_id}`, so a retry carrying
-//!   the same `X-Request-Id` is logged once (clients reuse a request id only
-//!   to retry). The request does not wait for the fsync
+//!   request id, with the id `exposure:{request_id}:{hash of experiment and
+//!   customer}`, so a retry carrying the same `X-Request-Id` is logged once
+//!   and a reused request id cannot hide another customer's exposure. The request does not wait for the fsync
 //!   ([`super::events::EventSink::submit_exposure`]): exposures are at most
 //!   once, dropped and counted when the writer's queue is full or the log
 //!   failed, while posted events stay durable.
@@ -328,6 +328,26 @@ async fn personal(
     }
 }
 
+/// The idempotency key of an exposure: a retry of the same request (same
+/// request id, experiment and customer) is logged once, while a request id
+/// reused for another customer or experiment (by a client, or guessed ahead
+/// of the server's own counter) does not hide that exposure. The experiment
+/// and customer enter as a hash so the id stays within the event id limit.
+fn exposure_id(request_id: &str, experiment: &str, customer_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(experiment.as_bytes());
+    h.update([0u8]);
+    h.update(customer_id.as_bytes());
+    let digest = h.finalize();
+    let mut id = format!("exposure:{request_id}:");
+    for b in &digest[..8] {
+        use std::fmt::Write;
+        write!(id, "{b:02x}").expect("writing to a String");
+    }
+    id
+}
+
 /// Hands the exposure of a served list to the event log, without waiting;
 /// nothing happens without an event log. An exposure that is not a valid
 /// event (a customer id with control characters) is dropped and counted.
@@ -344,7 +364,7 @@ pub(crate) fn log_exposure(
     };
     let items: Vec<&str> = ranked.iter().map(|&(i, _)| engine.items().id(i)).collect();
     let value = json!({
-        "id": format!("exposure:{request_id}"),
+        "id": exposure_id(request_id.as_str(), assigned.experiment().name(), customer_id),
         "type": "exposure",
         "time": now_secs(),
         "customer": customer_id,
@@ -440,7 +460,7 @@ fn to_toml(running: &Running) -> Result<String, ApiError> {
     .map_err(ApiError::internal)?;
     let text = format!(
         "# The experiments of encore-serve, last written by PUT /v1/admin/experiments.\n\
-         # Edit freely; the next PUT rewrites the whole file (comments are not kept).\n\n{text}"
+         # Hand edits take effect at the next start; the next PUT rewrites the whole file (comments are not kept).\n\n{text}"
     );
     match ExperimentsConfig::from_toml_str(&text) {
         Ok(back) if back == running.config => Ok(text),
@@ -480,8 +500,14 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
+    // The rename has replaced the file: from here on the new text is what a
+    // restart reads, so a failed directory fsync must not report the save as
+    // failed (the caller would keep the old set running while the file holds
+    // the new one). It only weakens durability across a power loss.
     #[cfg(unix)]
-    std::fs::File::open(dir)?.sync_all()?;
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "experiments file saved, but its directory could not be fsynced");
+    }
     Ok(())
 }
 
