@@ -117,6 +117,22 @@ fn process_alive(pid: u32) -> bool {
     pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
 }
 
+/// When anything in a staging directory last changed: the latest
+/// modification time of the directory and the files in it (writing into a
+/// file does not touch the directory's own time, so a long write of one big
+/// file would otherwise look idle).
+fn newest_modification(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if let Ok(t) = entry.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
+}
+
 /// A version name must be a plain directory name.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -273,10 +289,7 @@ impl Store {
     pub fn sweep_staging(&self, older_than: Duration) -> Result<Vec<PathBuf>, StoreError> {
         let mut removed = Vec::new();
         for (path, pid) in self.staging_dirs()? {
-            let age = fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok());
+            let age = newest_modification(&path).and_then(|t| t.elapsed().ok());
             if age.is_none_or(|a| a < older_than) || pid.is_some_and(process_alive) {
                 continue;
             }
@@ -499,12 +512,19 @@ mod tests {
         assert_eq!(store.current().unwrap().as_deref(), Some("v1"));
     }
 
-    /// Sets a directory's modification time `ago` in the past.
+    /// Sets the modification time of a directory and its files `ago` in the past.
     fn age(path: &Path, ago: Duration) {
-        File::open(path)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - ago)
-            .unwrap();
+        let then = std::time::SystemTime::now() - ago;
+        for f in fs::read_dir(path).unwrap() {
+            let f = f.unwrap().path();
+            File::options()
+                .write(true)
+                .open(&f)
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+        }
+        File::open(path).unwrap().set_modified(then).unwrap();
     }
 
     #[test]
@@ -519,16 +539,20 @@ mod tests {
         let killed_aside = versions.join(format!(".v0.tmp-{dead}-124.old"));
         let fresh = versions.join(format!(".v0.tmp-{dead}-125"));
         let live = versions.join(format!(".v0.tmp-{me}-126"));
-        for d in [&killed, &killed_aside, &fresh, &live] {
+        // A writer elsewhere (its pid means nothing here) still writing one
+        // big file: the directory's own time is old, the file's is not.
+        let writing = versions.join(format!(".v0.tmp-{dead}-127"));
+        for d in [&killed, &killed_aside, &fresh, &live, &writing] {
             fs::create_dir(d).unwrap();
             fs::write(d.join("customers.json"), b"[\"c1\"]").unwrap();
         }
         let hour = Duration::from_secs(3600);
-        for d in [&killed, &killed_aside, &live] {
+        for d in [&killed, &killed_aside, &live, &writing] {
             age(d, hour);
         }
+        fs::write(writing.join("customers.json"), b"[\"c1\", \"c2\"]").unwrap();
         let staged: Vec<_> = store.staging_dirs().unwrap();
-        assert_eq!(staged.len(), 4);
+        assert_eq!(staged.len(), 5);
         assert!(staged.contains(&(killed.clone(), Some(dead))));
         assert!(staged.contains(&(live.clone(), Some(me))));
         // Neither listed as versions nor pruned.
@@ -536,8 +560,10 @@ mod tests {
 
         store.publish(&mut engine("v1")).unwrap();
         assert!(!killed.exists() && !killed_aside.exists());
-        // Recent (its writer may be on another machine) or its writer alive: kept.
-        assert!(fresh.exists() && live.exists());
+        // Recent (its writer may be on another machine), still written to, or
+        // its writer alive: kept.
+        assert!(fresh.exists() && live.exists() && writing.exists());
+        fs::remove_dir_all(&writing).unwrap();
         let names: Vec<String> = store
             .versions()
             .unwrap()
