@@ -30,6 +30,7 @@
 //! | `for_you` | the precomputed repeat-aware list (TIFU-KNN blended with ALS), filled from ALS | `include_purchased` (must be true if given: without it the list *is* `als`), `category` |
 //! | `popular` | the popularity list for everyone | `category` |
 //! | `buy_again` | the replenishment ("buy it again") list | none |
+//! | `blend` | a list blend: the `buy_again_slots` most due buy-again items, then new items from ALS up to `k` | `buy_again_slots` (required, 1 to `k`), `category` |
 //!
 //! `k` is 1 to [`MAX_K`], the server's limit.
 //!
@@ -168,6 +169,7 @@ pub enum ListName {
     ForYou,
     Popular,
     BuyAgain,
+    Blend,
 }
 
 impl fmt::Display for ListName {
@@ -177,6 +179,7 @@ impl fmt::Display for ListName {
             ListName::ForYou => "for_you",
             ListName::Popular => "popular",
             ListName::BuyAgain => "buy_again",
+            ListName::Blend => "blend",
         })
     }
 }
@@ -191,6 +194,9 @@ pub struct StrategySpec {
     pub include_purchased: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// `blend` only: how many of the first places go to due buy-again items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buy_again_slots: Option<usize>,
 }
 
 /// A variant as written, before validation.
@@ -235,6 +241,13 @@ pub enum Strategy {
     Popular { k: usize, category: Option<String> },
     /// The buy-again (replenishment) list.
     BuyAgain { k: usize },
+    /// A blend: up to `buy_again_slots` due buy-again items first, then new
+    /// items from the ALS list (never bought by the customer) to fill `k`.
+    Blend {
+        k: usize,
+        buy_again_slots: usize,
+        category: Option<String>,
+    },
 }
 
 impl Strategy {
@@ -244,7 +257,8 @@ impl Strategy {
             Strategy::Als { k, .. }
             | Strategy::ForYou { k, .. }
             | Strategy::Popular { k, .. }
-            | Strategy::BuyAgain { k } => *k,
+            | Strategy::BuyAgain { k }
+            | Strategy::Blend { k, .. } => *k,
         }
     }
 
@@ -255,6 +269,7 @@ impl Strategy {
             Strategy::ForYou { .. } => ListName::ForYou,
             Strategy::Popular { .. } => ListName::Popular,
             Strategy::BuyAgain { .. } => ListName::BuyAgain,
+            Strategy::Blend { .. } => ListName::Blend,
         }
     }
 
@@ -263,7 +278,8 @@ impl Strategy {
         match self {
             Strategy::Als { category, .. }
             | Strategy::ForYou { category, .. }
-            | Strategy::Popular { category, .. } => category.as_deref(),
+            | Strategy::Popular { category, .. }
+            | Strategy::Blend { category, .. } => category.as_deref(),
             Strategy::BuyAgain { .. } => None,
         }
     }
@@ -275,7 +291,8 @@ impl Strategy {
                 include_purchased, ..
             } => *include_purchased,
             Strategy::ForYou { .. } | Strategy::BuyAgain { .. } => true,
-            Strategy::Popular { .. } => false,
+            // The new-item part; the buy-again part lists bought items.
+            Strategy::Popular { .. } | Strategy::Blend { .. } => false,
         }
     }
 
@@ -302,6 +319,9 @@ impl Strategy {
         let category = spec.category.clone();
         let list = spec.list;
         let no = |key: &str| bad(key, format!("does not apply to the {list} list"));
+        if list != ListName::Blend && spec.buy_again_slots.is_some() {
+            return Err(no("buy_again_slots"));
+        }
         Ok(match list {
             ListName::Als => Strategy::Als {
                 k,
@@ -334,6 +354,28 @@ impl Strategy {
                 }
                 Strategy::BuyAgain { k }
             }
+            ListName::Blend => {
+                if spec.include_purchased.is_some() {
+                    return Err(no("include_purchased"));
+                }
+                let slots = spec.buy_again_slots.ok_or_else(|| {
+                    bad(
+                        "buy_again_slots",
+                        "is required for the blend list (1 to k)".to_string(),
+                    )
+                })?;
+                if !(1..=k).contains(&slots) {
+                    return Err(bad(
+                        "buy_again_slots",
+                        format!("must be 1 to k ({k}), not {slots}"),
+                    ));
+                }
+                Strategy::Blend {
+                    k,
+                    buy_again_slots: slots,
+                    category,
+                }
+            }
         })
     }
 
@@ -346,7 +388,9 @@ impl Strategy {
                 ..
             } => (Some(*include_purchased), category.clone()),
             Strategy::ForYou { category, .. } => (Some(true), category.clone()),
-            Strategy::Popular { category, .. } => (None, category.clone()),
+            Strategy::Popular { category, .. } | Strategy::Blend { category, .. } => {
+                (None, category.clone())
+            }
             Strategy::BuyAgain { .. } => (None, None),
         };
         StrategySpec {
@@ -354,6 +398,12 @@ impl Strategy {
             k: self.k(),
             include_purchased,
             category,
+            buy_again_slots: match self {
+                Strategy::Blend {
+                    buy_again_slots, ..
+                } => Some(*buy_again_slots),
+                _ => None,
+            },
         }
     }
 }
@@ -793,11 +843,13 @@ fn experiment_from_toml(
                 .map_err(|err| prefix_key(err, "strategy."))?,
             category: take(&mut st, "category", e, v)
                 .map_err(|err| prefix_key(err, "strategy."))?,
+            buy_again_slots: take(&mut st, "buy_again_slots", e, v)
+                .map_err(|err| prefix_key(err, "strategy."))?,
         };
         no_more_keys(
             &st,
             "strategy.",
-            "list, k, include_purchased or category",
+            "list, k, include_purchased, category or buy_again_slots",
             e,
             v,
         )?;
@@ -891,6 +943,7 @@ strategy = { list = "buy_again", k = 5 }
                         k: 10,
                         include_purchased: None,
                         category: None,
+                        buy_again_slots: None,
                     },
                 })
                 .collect(),
@@ -986,6 +1039,21 @@ strategy = { list = "buy_again", k = 5 }
                 "strategy = { list = \"als\", k = 10 }",
                 "strategy = { list = \"als\", k = 0 }",
                 &["strategy.k"],
+            ),
+            (
+                "strategy = { list = \"als\", k = 10 }",
+                "strategy = { list = \"blend\", k = 10 }",
+                &["\"control\"", "strategy.buy_again_slots", "required"],
+            ),
+            (
+                "strategy = { list = \"als\", k = 10 }",
+                "strategy = { list = \"blend\", k = 10, buy_again_slots = 11 }",
+                &["strategy.buy_again_slots", "1 to k (10)"],
+            ),
+            (
+                "strategy = { list = \"als\", k = 10 }",
+                "strategy = { list = \"als\", k = 10, buy_again_slots = 3 }",
+                &["strategy.buy_again_slots", "does not apply to the als list"],
             ),
             (
                 "share = 0.5\nstrategy = { list = \"als\", k = 10 }",
@@ -1090,14 +1158,27 @@ strategy = { list = "buy_again", k = 5 }
             "name": "x", "control": "a",
             "variants": [
                 {"name": "a", "share": 0.25, "strategy": {"list": "als", "k": 10}},
-                {"name": "b", "share": 0.75, "strategy": {"list": "for_you", "k": 10}}
+                {"name": "b", "share": 0.5, "strategy": {"list": "for_you", "k": 10}},
+                {"name": "c", "share": 0.25,
+                 "strategy": {"list": "blend", "k": 10, "buy_again_slots": 3}}
             ]
         }))
         .unwrap();
-        let e = Experiment::from_spec(spec).unwrap();
-        assert_eq!(e.variants()[1].share, 0.75);
+        let e = Experiment::from_spec(spec.clone()).unwrap();
+        assert_eq!(e.variants()[1].share, 0.5);
+        assert_eq!(
+            e.variants()[2].strategy,
+            Strategy::Blend {
+                k: 10,
+                buy_again_slots: 3,
+                category: None
+            }
+        );
         let back = serde_json::to_value(e.spec()).unwrap();
         assert_eq!(back["variant"][1]["strategy"]["include_purchased"], true);
+        assert_eq!(back["variant"][2]["strategy"]["buy_again_slots"], 3);
+        let again: ExperimentSpec = serde_json::from_value(back).unwrap();
+        assert_eq!(Experiment::from_spec(again).unwrap(), e);
     }
 
     /// Regression check: these assignments were computed once with this

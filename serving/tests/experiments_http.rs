@@ -619,3 +619,84 @@ async fn the_admin_routes_need_an_admin_key_and_work_without_a_file_or_log() {
     }
     state.flush_events().unwrap();
 }
+
+/// A `blend` variant serves the customer's most due buy-again items in its
+/// first `buy_again_slots` places and new items from ALS after them.
+#[actix_web::test]
+async fn a_blend_variant_puts_due_items_first_then_new_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    artifact::save(&trained_engine(), &model_dir).unwrap();
+    let blend = ExperimentsConfig::from_toml_str(
+        r#"
+[[experiment]]
+name = "slots"
+control = "b3"
+[[experiment.variant]]
+name = "b3"
+share = 0.5
+strategy = { list = "blend", k = 8, buy_again_slots = 3 }
+[[experiment.variant]]
+name = "b5"
+share = 0.5
+strategy = { list = "blend", k = 8, buy_again_slots = 5 }
+"#,
+    )
+    .unwrap();
+    let state = web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_experiments(blend, None)
+            .unwrap(),
+    );
+    let plain = web::Data::new(AppState::load(&model_dir).unwrap());
+    let app = test::init_service(create_app(state.clone())).await;
+    let plain_app = test::init_service(create_app(plain)).await;
+    let engine = state.engine().unwrap();
+    let mut checked = 0;
+    for c in 0..60u32 {
+        let id = engine.customers().id(c).to_string();
+        let r = send(
+            &app,
+            get(&format!("/v1/customers/{id}/recommendations")).to_request(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let slots = match r.body["variant"].as_str() {
+            Some("b3") => 3,
+            Some("b5") => 5,
+            other => panic!("variant {other:?}"),
+        };
+        let due = send(
+            &plain_app,
+            get(&format!("/v1/customers/{id}/buy-again?k={slots}")).to_request(),
+        )
+        .await
+        .ids();
+        let ids = r.ids();
+        assert_eq!(ids.len(), 8, "{}", r.body);
+        assert_eq!(ids[..due.len()], due[..], "{id}: {}", r.body);
+        let fresh = send(
+            &plain_app,
+            get(&format!(
+                "/v1/customers/{id}/recommendations?k={}",
+                8 - due.len()
+            ))
+            .to_request(),
+        )
+        .await
+        .ids();
+        assert_eq!(ids[due.len()..], fresh[..], "{id}: {}", r.body);
+        let scores: Vec<f64> = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["score"].as_f64().unwrap())
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] > w[1]), "{scores:?}");
+        if due.len() == slots {
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} customers with all slots due");
+}

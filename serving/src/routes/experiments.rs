@@ -18,7 +18,9 @@
 //!   left out unless `include_purchased`), `for_you` the list of
 //!   `include_purchased=true` ([`Engine::for_you`]), `popular` the
 //!   popularity list without the customer's purchased items, `buy_again` the
-//!   list of `GET /v1/customers/{id}/buy-again` (score: the due score).
+//!   list of `GET /v1/customers/{id}/buy-again` (score: the due score),
+//!   `blend` the first `buy_again_slots` due items of that list followed by
+//!   the ALS list's new items (score: the rank, `k` down to 1).
 //!   Customers the model does not know get the popularity list
 //!   (`"source": "fallback"`) under every strategy. Purchases posted since
 //!   the model's data end apply as on the plain routes (left out where
@@ -304,6 +306,53 @@ pub(crate) async fn serve(
                 Ok((Source::Fallback, engine.fallback(k, &filter)))
             }
         },
+        Strategy::Blend {
+            buy_again_slots, ..
+        } => {
+            // The due items first (the buy-again list, with the overlay's
+            // restarted clocks), then new items from ALS; one list, scored by
+            // rank (k for the first place down to 1) since the two parts'
+            // scores are on different scales.
+            let slots = (*buy_again_slots).min(k);
+            let mut ranked: Vec<u32> = Vec::with_capacity(k);
+            let mut source = Source::Fallback;
+            if let Some(c) = customer {
+                let due_filter = ListFilter {
+                    include_purchased: true,
+                    ..filter.clone()
+                };
+                let due = engine.buy_again(c, slots + recent.len(), &due_filter);
+                let due = apply_recent_to_due(engine, due, &recent, slots);
+                // A just-bought item moved to the end with score 0 is not due.
+                ranked.extend(due.iter().filter(|d| d.due_score > 0.0).map(|d| d.item));
+                if !ranked.is_empty() {
+                    source = Source::Model;
+                }
+            }
+            filter.exclude.extend(ranked.iter().copied());
+            let (new_source, new_items) = personal(
+                state,
+                engine,
+                customer,
+                k - ranked.len(),
+                filter,
+                Engine::recommend,
+            )
+            .await?;
+            if new_source == Source::Model {
+                source = Source::Model;
+            }
+            ranked.extend(new_items.iter().map(|&(i, _)| i));
+            let n = ranked.len();
+            Ok((
+                source,
+                ranked
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, i)| (i, (n - r) as f32))
+                    .collect(),
+            ))
+        }
     }
 }
 
