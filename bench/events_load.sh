@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Throughput of POST /v1/events on loopback with wrk (Debian package): batches
+# of BATCH purchase events with fresh ids, at 1, 8 and 32 connections, each
+# run DURATION seconds. Every batch is fsynced before its answer; concurrent
+# batches share one fsync. After each run the script counts the lines of the
+# event log: at least every acknowledged event, and at most the batches that
+# were in flight when wrk stopped (one per connection) more.
+#
+#   bench/events_load.sh [DURATION_SECS]      # default 10
+#
+# Environment: WORK [/tmp/encore-events-load] BATCH [10] PORT [18195]
+# SERVER_WORKERS [2]. The model is the bundled sample's (trained once into
+# WORK/model). The log lives in WORK/events, on the disk of WORK: its fsync
+# speed decides the figures.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+DURATION="${1:-10}"
+WORK="${WORK:-/tmp/encore-events-load}"
+export BATCH="${BATCH:-10}"
+PORT="${PORT:-18195}"
+SERVER_WORKERS="${SERVER_WORKERS:-2}"
+
+if ! command -v wrk >/dev/null; then
+    echo "== installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+echo "== building (release)"
+(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
+BIN="$ROOT/target/release"
+mkdir -p "$WORK"
+if [[ ! -f "$WORK/model/manifest.json" ]]; then
+    echo "== training on the bundled sample"
+    "$BIN/encore-train" fit --input "$ROOT/data/sample/online_retail.csv.gz" \
+        --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
+        --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
+fi
+rm -rf "$WORK/events"
+"$BIN/encore-serve" --model "$WORK/model" --events "$WORK/events" --bind "127.0.0.1:$PORT" \
+    --workers "$SERVER_WORKERS" >"$WORK/serve.out" 2>"$WORK/serve.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
+
+total=0
+inflight=0
+for c in 1 8 32; do
+    export RUN="c$c"
+    out=$(wrk -t1 -c"$c" -d"${DURATION}s" --latency -s "$ROOT/bench/events_load.lua" "http://127.0.0.1:$PORT")
+    acked=$(sed -n 's/^acknowledged \([0-9]*\) batches.*/\1/p' <<<"$out")
+    notok=$(sed -n 's/^acknowledged [0-9]* batches, \([0-9]*\) not 200/\1/p' <<<"$out")
+    lat=$(grep p50_ms <<<"$out")
+    total=$((total + acked * BATCH))
+    inflight=$((inflight + c * BATCH))
+    lines=$(cat "$WORK"/events/events-*.jsonl | wc -l)
+    echo "$c connections: $((acked / DURATION)) batches/s, $((acked * BATCH / DURATION)) events/s, $lat, $notok not 200; log lines $lines, acknowledged events so far $total"
+    if (( lines < total || lines > total + inflight || notok != 0 )); then
+        echo "FAIL: the log holds $lines lines for $total acknowledged events (at most $inflight more allowed)" >&2
+        exit 1
+    fi
+done
