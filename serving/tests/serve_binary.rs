@@ -4,10 +4,11 @@
 //! Each test runs the real binary with its own temporary directory and an
 //! ephemeral port, and talks HTTP/1.1 over a plain `TcpStream`.
 
+mod support;
+
 use encore_data::synth::{SynthParams, generate};
 use encore_model::artifact::store::Store;
 use encore_model::artifact::{self, DataSummary};
-use encore_model::engine::Engine;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,23 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// A small model: 200 customers, 80 items.
-fn engine(version: &str) -> Engine {
-    let log = generate(&SynthParams {
-        customers: 200,
-        items: 80,
-        purchases: 3_000,
-        categories: 4,
-        ..SynthParams::default()
-    });
-    let mut config = EngineConfig::default();
-    config.als.factors = 4;
-    config.als.iterations = 2;
-    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
-    e.manifest_mut().model_version = version.to_string();
-    e
-}
+use support::synth_engine;
 
 /// The binary with `args`, no `ENCORE__` variable from the test's own
 /// environment, the default log filter and no backtraces in error messages.
@@ -220,7 +205,7 @@ fn path_str(p: &Path) -> &str {
 fn sigterm_stops_the_server_gracefully() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.publish(&mut engine("v1")).unwrap();
+    store.publish(&mut synth_engine("v1")).unwrap();
     store.set_current("v1").unwrap();
     // With a store the watcher thread runs (every 50 ms): it must not keep
     // the process alive.
@@ -254,7 +239,7 @@ fn sigterm_stops_the_server_gracefully() {
 fn json_logs_carry_the_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
-    artifact::save(&engine("v1"), &model).unwrap();
+    artifact::save(&synth_engine("v1"), &model).unwrap();
     let server = Server::start(command(&[
         "--model",
         path_str(&model),

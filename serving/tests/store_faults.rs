@@ -2,36 +2,19 @@
 //! (whose manifest names another version) is refused instead of reloaded at
 //! every look of the watcher, and a reload frees the model it replaces.
 
-use encore_data::synth::{SynthParams, generate};
-use encore_model::artifact::DataSummary;
+mod support;
+
 use encore_model::artifact::store::Store;
-use encore_model::engine::Engine;
-use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_serving::AppState;
 use encore_serving::state::ModelSource;
 use std::sync::Arc;
-
-fn engine(version: &str) -> Engine {
-    let log = generate(&SynthParams {
-        customers: 150,
-        items: 60,
-        purchases: 2_000,
-        categories: 3,
-        ..SynthParams::default()
-    });
-    let mut config = EngineConfig::default();
-    config.als.factors = 4;
-    config.als.iterations = 2;
-    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
-    e.manifest_mut().model_version = version.to_string();
-    e
-}
+use support::synth_engine;
 
 #[test]
 fn a_copied_version_is_refused_not_reloaded_again_and_again() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.publish(&mut engine("v1")).unwrap();
+    store.publish(&mut synth_engine("v1")).unwrap();
     store.set_current("v1").unwrap();
     let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
 
@@ -67,7 +50,7 @@ fn a_reload_frees_the_model_it_replaces() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for v in ["v1", "v2", "v3"] {
-        store.publish(&mut engine(v)).unwrap();
+        store.publish(&mut synth_engine(v)).unwrap();
     }
     store.set_current("v1").unwrap();
     let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
@@ -94,7 +77,7 @@ fn a_reload_waits_briefly_for_requests_on_the_old_model() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for v in ["v1", "v2"] {
-        store.publish(&mut engine(v)).unwrap();
+        store.publish(&mut synth_engine(v)).unwrap();
     }
     store.set_current("v1").unwrap();
     let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();

@@ -1,43 +1,26 @@
 //! Serving from a model store: the server follows `CURRENT`, refuses a damaged
 //! version while the old model keeps serving, and reports reloads in `/v1/model`.
 
+mod support;
+
 use actix_web::{test, web};
-use encore_data::synth::{SynthParams, generate};
-use encore_model::artifact::DataSummary;
 use encore_model::artifact::store::Store;
-use encore_model::engine::Engine;
-use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_serving::state::ModelSource;
 use encore_serving::{AppState, create_app};
 use serde_json::Value;
-
-fn engine(version: &str) -> Engine {
-    let log = generate(&SynthParams {
-        customers: 200,
-        items: 80,
-        purchases: 3_000,
-        categories: 4,
-        ..SynthParams::default()
-    });
-    let mut config = EngineConfig::default();
-    config.als.factors = 4;
-    config.als.iterations = 2;
-    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
-    e.manifest_mut().model_version = version.to_string();
-    e
-}
+use support::synth_engine;
 
 #[actix_web::test]
 async fn follows_current_and_keeps_serving_through_a_damaged_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.publish(&mut engine("v1")).unwrap();
+    store.publish(&mut synth_engine("v1")).unwrap();
     store.set_current("v1").unwrap();
     let state = web::Data::new(AppState::load_from(ModelSource::Store(store.clone())).unwrap());
     assert!(!state.store_moved());
 
     // A new version becomes current: the state sees it and swaps it in.
-    store.publish(&mut engine("v2")).unwrap();
+    store.publish(&mut synth_engine("v2")).unwrap();
     store.set_current("v2").unwrap();
     assert!(state.store_moved());
     let r = state.reload().unwrap();
@@ -49,7 +32,7 @@ async fn follows_current_and_keeps_serving_through_a_damaged_version() {
 
     // A damaged version named by CURRENT (written by hand, bypassing the
     // store's own check) is refused and v2 keeps serving.
-    store.publish(&mut engine("v3")).unwrap();
+    store.publish(&mut synth_engine("v3")).unwrap();
     let f = store.dir_of("v3").join("als_users.f32");
     let mut bytes = std::fs::read(&f).unwrap();
     let mid = bytes.len() / 2;
@@ -77,7 +60,7 @@ async fn admin_routes_need_an_admin_key() {
     use encore_serving::auth::ApiKeys;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.publish(&mut engine("v1")).unwrap();
+    store.publish(&mut synth_engine("v1")).unwrap();
     store.set_current("v1").unwrap();
     let hex = |key: &str| {
         use sha2::{Digest, Sha256};

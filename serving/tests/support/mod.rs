@@ -192,3 +192,22 @@ pub fn get(uri: &str) -> actix_web::test::TestRequest {
 pub fn post_json(uri: &str, body: Value) -> actix_web::test::TestRequest {
     test::TestRequest::post().uri(uri).set_json(body)
 }
+
+/// A small model trained on a seeded synthetic history (200 customers, 80
+/// items), named `version`: for tests of stores, reloads and the binary.
+pub fn synth_engine(version: &str) -> Engine {
+    use encore_data::synth::{SynthParams, generate};
+    let log = generate(&SynthParams {
+        customers: 200,
+        items: 80,
+        purchases: 3_000,
+        categories: 4,
+        ..SynthParams::default()
+    });
+    let mut config = EngineConfig::default();
+    config.als.factors = 4;
+    config.als.iterations = 2;
+    let mut e = train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+    e.manifest_mut().model_version = version.to_string();
+    e
+}
