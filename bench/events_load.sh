@@ -20,10 +20,8 @@ export BATCH="${BATCH:-10}"
 PORT="${PORT:-18195}"
 SERVER_WORKERS="${SERVER_WORKERS:-2}"
 
-if ! command -v wrk >/dev/null; then
-    echo "== installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+source "$ROOT/bench/common.sh"
+ensure_wrk
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
 BIN="$ROOT/target/release"

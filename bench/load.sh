@@ -27,31 +27,14 @@ SERVER_WORKERS="${SERVER_WORKERS:-2}"
 PORT="${PORT:-18181}"
 export SIMILAR_SHARE="${SIMILAR_SHARE:-0.5}"
 
-if ! command -v wrk >/dev/null; then
-    echo "== installing wrk"
-    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
-fi
+source "$ROOT/bench/common.sh"
+ensure_wrk
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
 BIN="$ROOT/target/release"
-mkdir -p "$WORK"
-if [[ ! -f "$WORK/model/manifest.json" ]]; then
-    echo "== generating 100k x 20k x 5M and training (about 2 minutes)"
-    "$BIN/examples/synth" "$WORK/history.csv"
-    "$BIN/encore-train" fit --input "$WORK/history.csv" --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
-fi
+ensure_load_model "$BIN" "$WORK"
 STORE="$WORK/store"
-rm -rf "$STORE"; mkdir -p "$STORE/versions"
-for v in load-a load-b; do
-    cp -r "$WORK/model" "$STORE/versions/$v"
-    python3 - "$STORE/versions/$v/manifest.json" "$v" <<'PY'
-import json, sys
-path, version = sys.argv[1], sys.argv[2]
-m = json.load(open(path))
-m["model_version"] = version
-json.dump(m, open(path, "w"), indent=2)
-PY
-done
+two_version_store "$WORK/model" "$STORE" load-a load-b
 "$BIN/encore-train" models --store "$STORE" promote load-a >/dev/null
 python3 - "$WORK/model" "$WORK" <<'PY'
 import json, sys, urllib.parse

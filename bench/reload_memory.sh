@@ -27,25 +27,12 @@ if [[ "${NO_BUILD:-0}" != 1 ]]; then
     (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
 fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-mkdir -p "$WORK"
-if [[ ! -f "$WORK/model/manifest.json" ]]; then
-    echo "== generating 100k x 20k x 5M and training (about 2 minutes)"
-    "$BIN/examples/synth" "$WORK/history.csv"
-    "$BIN/encore-train" fit --input "$WORK/history.csv" --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
-fi
+source "$ROOT/bench/common.sh"
+ensure_load_model "$BIN" "$WORK"
 MEM="$WORK/reload-memory"
 STORE="$MEM/store"
-rm -rf "$MEM"; mkdir -p "$STORE/versions"
-for v in mem-a mem-b; do
-    cp -r "$WORK/model" "$STORE/versions/$v"
-    python3 - "$STORE/versions/$v/manifest.json" "$v" <<'PY'
-import json, sys
-path, version = sys.argv[1], sys.argv[2]
-m = json.load(open(path))
-m["model_version"] = version
-json.dump(m, open(path, "w"), indent=2)
-PY
-done
+rm -rf "$MEM"
+two_version_store "$WORK/model" "$STORE" mem-a mem-b
 python3 - "$WORK/model" "$MEM" <<'PY'
 import json, sys, urllib.parse
 model, out = sys.argv[1], sys.argv[2]

@@ -1,0 +1,45 @@
+# Shared by the bench scripts (sourced, not run): installing wrk, and the
+# 100k customers x 20k items model that load.sh and reload_memory.sh serve.
+
+# Installs wrk from the Debian packages if it is missing.
+ensure_wrk() {
+    if ! command -v wrk >/dev/null; then
+        echo "== installing wrk"
+        apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    fi
+}
+
+# ensure_load_model BIN WORK: a seeded synthetic history (100k customers x
+# 20k items x 5M purchases, the `synth` example) trained once with
+# `encore-train fit --no-eval` into WORK/model; reused when present.
+ensure_load_model() {
+    local bin="$1" work="$2"
+    mkdir -p "$work"
+    if [[ ! -f "$work/model/manifest.json" ]]; then
+        echo "== generating 100k x 20k x 5M and training (about 2 minutes)"
+        "$bin/examples/synth" "$work/history.csv"
+        "$bin/encore-train" fit --input "$work/history.csv" --out "$work/model" --no-eval \
+            --rejects "$work/rejects.csv" >/dev/null
+    fi
+}
+
+# two_version_store MODEL STORE V1 V2: a fresh store holding MODEL twice, as
+# versions V1 and V2 (the manifest's model version renamed to match, so every
+# answer can be attributed to one version).
+two_version_store() {
+    local model="$1" store="$2"
+    shift 2
+    rm -rf "$store"
+    mkdir -p "$store/versions"
+    local v
+    for v in "$@"; do
+        cp -r "$model" "$store/versions/$v"
+        python3 - "$store/versions/$v/manifest.json" "$v" <<'PY'
+import json, sys
+path, version = sys.argv[1], sys.argv[2]
+m = json.load(open(path))
+m["model_version"] = version
+json.dump(m, open(path, "w"), indent=2)
+PY
+    done
+}
