@@ -3,11 +3,15 @@
 //! * [`tifu`]: repeat-aware "for you" scores (TIFU-KNN: time-decayed personal
 //!   item frequencies smoothed by similar customers), optionally blended with
 //!   CF scores for never-bought items.
+//! * [`ranker`]: a logistic-regression re-ranker of the "for you" candidates
+//!   (repeat-aware, ALS and popular items), trained on an inner time split.
 //! * [`ease`]: EASE, the closed-form item-item model (dense, catalogs up to
 //!   about 20k items).
 
 pub mod als;
+pub mod boosting;
 pub mod ease;
 pub mod item_knn;
 pub mod popularity;
+pub mod ranker;
 pub mod tifu;

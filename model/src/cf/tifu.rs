@@ -390,13 +390,30 @@ impl TifuKnn {
         for (&i, &v) in items.iter().zip(vals) {
             out[i as usize] += alpha * v;
         }
-        if self.params.neighbours > 0 && alpha < 1.0 {
-            let w = (1.0 - alpha) / self.params.neighbours as f32;
-            for &(other, _) in &self.neighbours[c] {
-                let (items, vals) = self.vectors.row(other as usize);
-                for (&i, &v) in items.iter().zip(vals) {
-                    out[i as usize] += w * v;
-                }
+        self.add_neighbours(c, 1.0 - alpha, out);
+    }
+
+    /// Writes `(1/K) Σ_{w ∈ N_K(u)} u_w`, the neighbour half of the score
+    /// before the `1 − α` weight, into `out` (length `n_items`).
+    pub fn neighbour_mean(&self, customer: u32, out: &mut [f32]) {
+        assert_eq!(out.len(), self.n_items(), "score buffer length");
+        out.fill(0.0);
+        let c = customer as usize;
+        if c < self.n_customers() {
+            self.add_neighbours(c, 1.0, out);
+        }
+    }
+
+    /// Adds `weight / K` times each neighbour's vector to `out`.
+    fn add_neighbours(&self, c: usize, weight: f32, out: &mut [f32]) {
+        if self.params.neighbours == 0 || weight == 0.0 {
+            return;
+        }
+        let w = weight / self.params.neighbours as f32;
+        for &(other, _) in &self.neighbours[c] {
+            let (items, vals) = self.vectors.row(other as usize);
+            for (&i, &v) in items.iter().zip(vals) {
+                out[i as usize] += w * v;
             }
         }
     }

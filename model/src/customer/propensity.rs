@@ -471,7 +471,7 @@ fn signed_ln_1p(v: f64) -> f64 {
 
 /// Mean and standard deviation (population) of each column over its finite
 /// values; a constant or empty column gets mean 0 / std 1 as needed.
-fn column_stats(x: ArrayView2<'_, f64>) -> (Vec<f64>, Vec<f64>) {
+pub(crate) fn column_stats(x: ArrayView2<'_, f64>) -> (Vec<f64>, Vec<f64>) {
     x.columns()
         .into_iter()
         .map(|col| {
@@ -501,7 +501,7 @@ const Z_CLIP: f64 = 8.0;
 
 /// `(x − mean) / std` per column, clipped to ±[`Z_CLIP`]; non-finite values
 /// become 0 (the mean).
-fn standardise(x: ArrayView2<'_, f64>, means: &[f64], stds: &[f64]) -> Array2<f64> {
+pub(crate) fn standardise(x: ArrayView2<'_, f64>, means: &[f64], stds: &[f64]) -> Array2<f64> {
     let mut z = x.to_owned();
     for mut row in z.rows_mut() {
         for ((v, m), s) in row.iter_mut().zip(means).zip(stds) {

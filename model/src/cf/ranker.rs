@@ -1,0 +1,868 @@
+//! A learned re-ranker for the "for you" list: candidates from the
+//! repeat-aware model, from ALS and from popularity, scored by gradient-boosted
+//! trees (or a logistic regression) on features of the customer's own history
+//! and of the item, trained on a cut of the training data itself.
+//!
+//! Why: TIFU-KNN ranks the customer's own items well and ALS finds new ones,
+//! but a fixed blend cannot tell a weekly staple bought three weeks ago from
+//! a one-off bought once; how often the customer's past items come back, how
+//! long ago they were bought relative to the customer's rhythm, and how
+//! often *anyone* buys the item twice decide more than any single score.
+//!
+//! # Training (stacking on an inner split)
+//! [`RankerParams::fit`] never looks past the log it is given. It cuts that
+//! log once more:
+//! - `label_days > 0` (default 30): purchases in the last `label_days` days
+//!   of the log are the labels, the earlier ones the history;
+//! - `label_days = 0`: each customer's last order is the label, the earlier
+//!   orders the history (customers with one order only give no rows).
+//!
+//! With `label_cuts = n` (default 2) the rows of `n` such splits are
+//! stacked: the second labels the window (or order) before the first, on the
+//! history before it, and so on; each cut fits its own base models. (In the
+//! next-order mode a customer with too few orders for cut `k` keeps all of
+//! them in that cut's history and gives no rows there.)
+//!
+//! The base models are fitted on the history part by the caller's `build`
+//! function; every candidate of every labelled customer becomes one row,
+//! positive when the item was bought in the label part. The learner is
+//! boosted trees ([`crate::cf::boosting`], default) or a logistic regression
+//! on standardised features (linfa-logistic, L2 penalty `l2`). At serving
+//! time the same features are computed from base models fitted on the whole
+//! log ([`Signals`]), and candidates are ranked by the learner's score.
+//!
+//! The score is a probability in `(0, 1)` for the training cut, but it is for
+//! ranking only: count-like features (buyers, neighbour scores) are larger on
+//! the whole log than on the shorter inner history, so scores are not
+//! calibrated purchase probabilities at serving time.
+//!
+//! # Features
+//! For customer `c` and candidate item `i`, with `n_c` orders of `c`, `o_ci`
+//! the orders of `c` holding `i`, `d_ci` the days since `c` last bought `i`
+//! and `g_c` the customer's mean days between orders ([`FEATURE_NAMES`]):
+//! TIFU own and neighbour scores, `ln(1 + o_ci)`, `o_ci / n_c`, bought
+//! before, `ln(1 + d_ci / g_c)` and `ln(1 + d_ci)` (bought items only), the
+//! ALS score standardised over the catalog for `c`, `ln(1 + Σ co-purchase
+//! similarity)` with `c`'s items, `ln(1 + recent buyers)`, `ln(1 + buyers)`,
+//! the item's repeat rate (share of its buyers who bought it in two or more
+//! orders, shrunk towards the global share with 5 pseudo-buyers) alone and
+//! times "bought before", and the ALS score times "never bought".
+//!
+//! Everything is deterministic: the same log, base models and parameters
+//! give the same weights and lists.
+
+use crate::cf::als::Als;
+use crate::cf::boosting::{Boosted, BoostingParams};
+use crate::cf::item_knn::CoPurchase;
+use crate::cf::tifu::TifuKnn;
+use crate::customer::propensity::{column_stats, standardise};
+use crate::topk::{rank_order, top_k, top_k_dense};
+use encore_data::PurchaseLog;
+use linfa::DatasetBase;
+use linfa::traits::Fit;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+const DAY: f64 = 86_400.0;
+
+/// Names of the features, in column order (module docs).
+pub const FEATURE_NAMES: [&str; 22] = [
+    "tifu_own",
+    "tifu_neighbours",
+    "ln_orders_with_item",
+    "share_of_orders_with_item",
+    "bought_before",
+    "ln_days_since_item_over_gap",
+    "ln_days_since_item",
+    "als_z",
+    "ln_copurchase",
+    "ln_recent_buyers",
+    "ln_buyers",
+    "item_repeat_rate",
+    "bought_x_repeat_rate",
+    "never_bought_x_als_z",
+    "in_last_order",
+    "share_of_last_5_orders",
+    "ln_days_since_item_over_item_interval",
+    "bought_once",
+    "bought_x_customer_repeat_share",
+    "share_of_orders_since_first",
+    "ln_orders_since_item",
+    "streak_of_last_orders",
+];
+const N_FEATURES: usize = FEATURE_NAMES.len();
+
+/// Pseudo-buyers of the repeat-rate shrinkage.
+const REPEAT_PRIOR_BUYERS: f64 = 5.0;
+
+/// The learner of the re-ranker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Learner {
+    /// Logistic regression (linfa-logistic) on standardised features.
+    Logistic,
+    /// Gradient-boosted trees ([`crate::cf::boosting`]).
+    #[default]
+    BoostedTrees,
+}
+
+/// Settings of the re-ranker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RankerParams {
+    /// Candidates from the repeat-aware (TIFU-KNN) scores.
+    pub candidates_repeat: usize,
+    /// Candidates from ALS among items the customer never bought.
+    pub candidates_new: usize,
+    /// Candidates from recent popularity.
+    pub candidates_popular: usize,
+    /// Label part of the inner split: 0 for each customer's last order,
+    /// otherwise the last `label_days` days of the log.
+    pub label_days: f64,
+    /// Inner splits stacked into the training rows: the first labels the
+    /// last order (or window), the next one the order (window) before it on
+    /// the history before that, and so on.
+    pub label_cuts: usize,
+    /// Window of the "recent buyers" feature, in days before the log's end.
+    pub recent_days: f64,
+    /// Which learner scores the candidates.
+    pub learner: Learner,
+    /// Settings of the boosted trees.
+    pub boosting: BoostingParams,
+    /// L2 penalty of the logistic regression (standardised features).
+    pub l2: f64,
+    pub max_iterations: u64,
+    /// At most this many labelled customers per cut train the learner (every
+    /// n-th one is kept beyond it).
+    pub max_training_customers: usize,
+}
+
+impl Default for RankerParams {
+    /// Chosen on the validation split of Online Retail (the 30 days before
+    /// 2011-10-01; `encore-train evaluate --score-validation`): a 30-day label
+    /// window beat the next order and 60 or 90 days, two stacked cuts beat
+    /// one. On next-basket data (Instacart) the next order (`label_days = 0`)
+    /// validated better; `encore-train tune` searches both.
+    fn default() -> Self {
+        RankerParams {
+            candidates_repeat: 50,
+            candidates_new: 20,
+            candidates_popular: 10,
+            label_days: 30.0,
+            label_cuts: 2,
+            recent_days: 90.0,
+            learner: Learner::BoostedTrees,
+            boosting: BoostingParams::default(),
+            l2: 1.0,
+            max_iterations: 200,
+            max_training_customers: 20_000,
+        }
+    }
+}
+
+/// Why the re-ranker could not be trained.
+#[derive(Debug, thiserror::Error)]
+pub enum RankerError {
+    #[error("invalid re-ranker parameter {name} = {value}: {reason}")]
+    InvalidParam {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("the re-ranker's inner split has no labelled customer: {0}")]
+    NoLabels(String),
+    #[error("fitting the re-ranker's base models on its inner split: {0}")]
+    Base(String),
+    #[error("the re-ranker's training rows are all {0}")]
+    OneClass(&'static str),
+    #[error("logistic regression: {0}")]
+    Logistic(String),
+    #[error("boosted trees: {0}")]
+    Boosting(String),
+}
+
+/// The base models the features are computed from, fitted on one log.
+pub struct BaseModels {
+    pub tifu: TifuKnn,
+    pub als: Als,
+    pub copurchase: CoPurchase,
+}
+
+impl RankerParams {
+    pub fn check(&self) -> Result<(), RankerError> {
+        let bad = |name, value: String, reason| {
+            Err(RankerError::InvalidParam {
+                name,
+                value,
+                reason,
+            })
+        };
+        if self.candidates_repeat + self.candidates_new + self.candidates_popular == 0 {
+            return bad("candidates_repeat", "0".into(), "no candidate source left");
+        }
+        if !(self.label_days >= 0.0 && self.label_days.is_finite()) {
+            return bad(
+                "label_days",
+                self.label_days.to_string(),
+                "must be finite and >= 0",
+            );
+        }
+        if !(self.recent_days > 0.0 && self.recent_days.is_finite()) {
+            return bad(
+                "recent_days",
+                self.recent_days.to_string(),
+                "must be finite and > 0",
+            );
+        }
+        if !(self.l2 > 0.0 && self.l2.is_finite()) {
+            return bad("l2", self.l2.to_string(), "must be finite and > 0");
+        }
+        if self.label_cuts == 0 {
+            return bad("label_cuts", "0".into(), "must be at least 1");
+        }
+        if let Err((name, value, reason)) = self.boosting.check() {
+            return bad(name, value, reason);
+        }
+        if self.max_iterations == 0 {
+            return bad("max_iterations", "0".into(), "must be at least 1");
+        }
+        if self.max_training_customers == 0 {
+            return bad("max_training_customers", "0".into(), "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// Trains the learner on an inner split of `log` (module docs);
+    /// `build` fits the base models on the history part of that split.
+    pub fn fit(
+        &self,
+        log: &PurchaseLog,
+        available: impl Fn(u32) -> bool + Sync,
+        build: impl Fn(&PurchaseLog) -> Result<BaseModels, String>,
+    ) -> Result<Ranker, RankerError> {
+        self.check()?;
+        let mut rows: Vec<(Vec<[f64; N_FEATURES]>, Vec<bool>)> = Vec::new();
+        for skip in 0..self.label_cuts {
+            let (history, labels) = inner_split(log, self.label_days, skip);
+            let labelled: Vec<u32> = (0..labels.len() as u32)
+                .filter(|&c| !labels[c as usize].is_empty())
+                .collect();
+            if labelled.is_empty() {
+                continue;
+            }
+            let base = build(&history).map_err(RankerError::Base)?;
+            let signals = Signals::new(&history, base.tifu, &base.als, &base.copurchase, self);
+            let stride = labelled.len().div_ceil(self.max_training_customers);
+            let kept: Vec<u32> = labelled.iter().step_by(stride).copied().collect();
+            rows.par_extend(kept.into_par_iter().map(|c| {
+                let (items, x) = signals.candidate_features(c, &available);
+                let y = items
+                    .iter()
+                    .map(|i| labels[c as usize].contains(i))
+                    .collect();
+                (x, y)
+            }));
+        }
+        if rows.is_empty() {
+            return Err(RankerError::NoLabels(if self.label_days > 0.0 {
+                format!("no purchase in the last {} days", self.label_days)
+            } else {
+                "no customer has two orders".into()
+            }));
+        }
+        let n_rows: usize = rows.iter().map(|r| r.0.len()).sum();
+        let mut x = Array2::<f64>::zeros((n_rows, N_FEATURES));
+        let mut y = Array1::<bool>::from_elem(n_rows, false);
+        let mut r = 0;
+        for (xs, ys) in &rows {
+            for (row, &label) in xs.iter().zip(ys) {
+                x.row_mut(r).assign(&ndarray::ArrayView1::from(&row[..]));
+                y[r] = label;
+                r += 1;
+            }
+        }
+        let positives = y.iter().filter(|&&b| b).count();
+        if positives == 0 {
+            return Err(RankerError::OneClass("negative"));
+        }
+        if positives == n_rows {
+            return Err(RankerError::OneClass("positive"));
+        }
+        let model = match self.learner {
+            Learner::Logistic => {
+                let (means, stds) = column_stats(x.view());
+                let z = standardise(x.view(), &means, &stds);
+                let fitted = LogisticRegression::default()
+                    .alpha(self.l2)
+                    .max_iterations(self.max_iterations)
+                    .with_intercept(true)
+                    .fit(&DatasetBase::new(z, y))
+                    .map_err(|e| RankerError::Logistic(e.to_string()))?;
+                // linfa's positive class is the majority class, here "not bought".
+                let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+                let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
+                let intercept = sign * fitted.intercept();
+                if weights.iter().any(|w| !w.is_finite()) || !intercept.is_finite() {
+                    return Err(RankerError::Logistic(
+                        "the fitted weights are not finite".into(),
+                    ));
+                }
+                Learned::Logistic {
+                    means,
+                    stds,
+                    weights,
+                    intercept,
+                }
+            }
+            Learner::BoostedTrees => {
+                let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
+                let labels: Vec<bool> = y.to_vec();
+                Learned::Trees(
+                    self.boosting
+                        .fit(&rows, &labels)
+                        .map_err(RankerError::Boosting)?,
+                )
+            }
+        };
+        Ok(Ranker {
+            params: self.clone(),
+            model,
+            training_rows: n_rows,
+            training_positives: positives,
+            training_customers: rows.len(),
+        })
+    }
+}
+
+/// `(history, labels)`: the inner split of `log` (module docs). `labels[c]`
+/// holds the items of customer `c`'s label part.
+fn inner_split(
+    log: &PurchaseLog,
+    label_days: f64,
+    skip: usize,
+) -> (PurchaseLog, Vec<HashSet<u32>>) {
+    let n = log.customers.len();
+    let mut labels = vec![HashSet::new(); n];
+    let mut keep = Vec::with_capacity(log.purchases.len());
+    if label_days > 0.0 {
+        let end = log.time_range().map_or(0, |(_, last)| last);
+        let window = (label_days * DAY) as i64;
+        let label_end = end.saturating_sub(window.saturating_mul(skip as i64));
+        let cut = label_end.saturating_sub(window);
+        for p in &log.purchases {
+            if p.time <= cut {
+                keep.push(*p);
+            } else if p.time <= label_end && p.quantity > 0.0 {
+                labels[p.customer.idx()].insert(p.item.0);
+            }
+        }
+    } else {
+        // The label order of each customer with enough orders: its key
+        // (time of its earliest positive line, order index).
+        let mut order_time: std::collections::HashMap<u32, i64> = Default::default();
+        for p in log.purchases.iter().filter(|p| p.quantity > 0.0) {
+            let t = order_time.entry(p.order.0).or_insert(p.time);
+            *t = (*t).min(p.time);
+        }
+        let mut orders: Vec<Vec<(i64, u32)>> = vec![Vec::new(); n];
+        for p in log.purchases.iter().filter(|p| p.quantity > 0.0) {
+            orders[p.customer.idx()].push((order_time[&p.order.0], p.order.0));
+        }
+        let target: Vec<Option<(i64, u32)>> = orders
+            .into_iter()
+            .map(|mut o| {
+                o.sort_unstable();
+                o.dedup();
+                (o.len() >= skip + 2).then(|| o[o.len() - 1 - skip])
+            })
+            .collect();
+        for p in &log.purchases {
+            match target[p.customer.idx()] {
+                Some((_, o)) if p.order.0 == o => {
+                    if p.quantity > 0.0 {
+                        labels[p.customer.idx()].insert(p.item.0);
+                    }
+                }
+                Some(key) if (p.time, p.order.0) >= key => {}
+                _ => keep.push(*p),
+            }
+        }
+    }
+    let history = PurchaseLog {
+        customers: log.customers.clone(),
+        items: log.items.clone(),
+        orders: log.orders.clone(),
+        purchases: keep,
+    };
+    // A customer with nothing left to learn from gives no row.
+    let mut has_history = vec![false; n];
+    for p in history.purchases.iter().filter(|p| p.quantity > 0.0) {
+        has_history[p.customer.idx()] = true;
+    }
+    for (c, l) in labels.iter_mut().enumerate() {
+        if !has_history[c] {
+            l.clear();
+        }
+    }
+    (history, labels)
+}
+
+/// One item of one customer's history.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    item: u32,
+    /// Orders holding the item.
+    orders: u32,
+    first: i64,
+    last: i64,
+    /// Of the customer's last 5 orders, how many hold the item; and whether
+    /// the very last one does.
+    in_last_5: u32,
+    in_last: bool,
+    /// Orders since the first (resp. last) order holding the item: 0 when
+    /// that is the customer's newest order.
+    first_rank: u32,
+    last_rank: u32,
+    /// How many of the customer's newest orders in a row hold the item.
+    streak: u32,
+}
+
+/// Per customer and item activity of one log.
+struct Activity {
+    /// Per customer: the items bought, by item.
+    items: Vec<Vec<Held>>,
+    /// Share of the customer's items bought in two or more orders.
+    repeat_share: Vec<f64>,
+    n_orders: Vec<u32>,
+    /// Mean days between the customer's orders (the log's median of those
+    /// for customers with one order).
+    gap_days: Vec<f64>,
+    buyers: Vec<u32>,
+    recent_buyers: Vec<u32>,
+    /// Shrunk share of buyers with two or more orders of the item.
+    repeat_rate: Vec<f64>,
+    /// Items by recent buyers, best first.
+    popular: Vec<u32>,
+    end: i64,
+}
+
+impl Activity {
+    fn new(log: &PurchaseLog, recent_days: f64) -> Self {
+        let n_customers = log.customers.len();
+        let n_items = log.items.len();
+        let end = log.time_range().map_or(0, |(_, last)| last);
+        let recent_from = end.saturating_sub((recent_days * DAY) as i64);
+        // (customer, item, order, time) of positive lines.
+        let mut lines: Vec<(u32, u32, u32, i64)> = log
+            .purchases
+            .iter()
+            .filter(|p| p.quantity > 0.0)
+            .map(|p| (p.customer.0, p.item.0, p.order.0, p.time))
+            .collect();
+        lines.sort_unstable();
+        // Rank of each order among its customer's, from the newest (0), by
+        // (time of its earliest line, order index).
+        let mut order_time: std::collections::HashMap<(u32, u32), i64> = Default::default();
+        for &(c, _, o, t) in &lines {
+            let e = order_time.entry((c, o)).or_insert(t);
+            *e = (*e).min(t);
+        }
+        let mut keys: Vec<(u32, i64, u32)> =
+            order_time.iter().map(|(&(c, o), &t)| (c, t, o)).collect();
+        keys.sort_unstable();
+        let mut rank_from_end: std::collections::HashMap<(u32, u32), u32> = Default::default();
+        let mut s = 0;
+        while s < keys.len() {
+            let mut e = s;
+            while e < keys.len() && keys[e].0 == keys[s].0 {
+                e += 1;
+            }
+            for (r, k) in keys[s..e].iter().rev().enumerate() {
+                rank_from_end.insert((k.0, k.2), r as u32);
+            }
+            s = e;
+        }
+        let mut items: Vec<Vec<Held>> = vec![Vec::new(); n_customers];
+        let mut buyers = vec![0u32; n_items];
+        let mut repeaters = vec![0u32; n_items];
+        let mut recent_buyers = vec![0u32; n_items];
+        let mut s = 0;
+        while s < lines.len() {
+            let (c, i) = (lines[s].0, lines[s].1);
+            let mut e = s;
+            let mut held = Held {
+                item: i,
+                orders: 0,
+                first: i64::MAX,
+                last: i64::MIN,
+                in_last_5: 0,
+                in_last: false,
+                first_rank: 0,
+                last_rank: u32::MAX,
+                streak: 0,
+            };
+            let mut recent = false;
+            let mut prev_order = None;
+            let mut ranks: Vec<u32> = Vec::new();
+            while e < lines.len() && lines[e].0 == c && lines[e].1 == i {
+                let (o, t) = (lines[e].2, lines[e].3);
+                if prev_order != Some(o) {
+                    held.orders += 1;
+                    prev_order = Some(o);
+                    let r = rank_from_end[&(c, o)];
+                    held.in_last_5 += u32::from(r < 5);
+                    held.in_last |= r == 0;
+                    ranks.push(r);
+                }
+                held.first = held.first.min(t);
+                held.last = held.last.max(t);
+                recent |= t >= recent_from;
+                e += 1;
+            }
+            ranks.sort_unstable();
+            ranks.dedup();
+            held.first_rank = ranks.last().copied().unwrap_or(0);
+            held.last_rank = ranks.first().copied().unwrap_or(0);
+            held.streak = ranks
+                .iter()
+                .enumerate()
+                .take_while(|&(k, &r)| r == k as u32)
+                .count() as u32;
+            items[c as usize].push(held);
+            buyers[i as usize] += 1;
+            repeaters[i as usize] += u32::from(held.orders >= 2);
+            recent_buyers[i as usize] += u32::from(recent);
+            s = e;
+        }
+        let repeat_share = items
+            .iter()
+            .map(|held| {
+                let n = held.len().max(1) as f64;
+                held.iter().filter(|h| h.orders >= 2).count() as f64 / n
+            })
+            .collect();
+        // Orders per customer and their time span.
+        let mut order_keys: Vec<(u32, u32, i64)> = lines.iter().map(|l| (l.0, l.2, l.3)).collect();
+        order_keys.sort_unstable();
+        let mut n_orders = vec![0u32; n_customers];
+        let mut span: Vec<(i64, i64)> = vec![(i64::MAX, i64::MIN); n_customers];
+        let mut prev = None;
+        for &(c, o, t) in &order_keys {
+            if prev != Some((c, o)) {
+                n_orders[c as usize] += 1;
+                prev = Some((c, o));
+            }
+            let s = &mut span[c as usize];
+            *s = (s.0.min(t), s.1.max(t));
+        }
+        let mut gaps: Vec<f64> = (0..n_customers)
+            .filter(|&c| n_orders[c] >= 2)
+            .map(|c| (span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1))
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let median_gap = gaps.get(gaps.len() / 2).copied().unwrap_or(30.0).max(1.0);
+        let gap_days = (0..n_customers)
+            .map(|c| {
+                if n_orders[c] >= 2 {
+                    ((span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1)).max(1.0)
+                } else {
+                    median_gap
+                }
+            })
+            .collect();
+        let total_buyers: u64 = buyers.iter().map(|&b| u64::from(b)).sum();
+        let total_repeaters: u64 = repeaters.iter().map(|&b| u64::from(b)).sum();
+        let global = if total_buyers > 0 {
+            total_repeaters as f64 / total_buyers as f64
+        } else {
+            0.0
+        };
+        let repeat_rate = buyers
+            .iter()
+            .zip(&repeaters)
+            .map(|(&b, &r)| {
+                (f64::from(r) + REPEAT_PRIOR_BUYERS * global) / (f64::from(b) + REPEAT_PRIOR_BUYERS)
+            })
+            .collect();
+        let mut popular: Vec<(u32, f32)> = recent_buyers
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b > 0)
+            .map(|(i, &b)| (i as u32, b as f32))
+            .collect();
+        popular.sort_by(rank_order);
+        Activity {
+            items,
+            repeat_share,
+            n_orders,
+            gap_days,
+            buyers,
+            recent_buyers,
+            repeat_rate,
+            popular: popular.into_iter().map(|(i, _)| i).collect(),
+            end,
+        }
+    }
+}
+
+/// Base models fitted on one log plus that log's activity: what the
+/// features of [`Ranker`] are computed from.
+pub struct Signals<'a> {
+    tifu: TifuKnn,
+    als: &'a Als,
+    copurchase: &'a CoPurchase,
+    activity: Activity,
+    candidates: (usize, usize, usize),
+}
+
+impl<'a> Signals<'a> {
+    /// `tifu`, `als` and `copurchase` must have been fitted on `log`.
+    pub fn new(
+        log: &PurchaseLog,
+        tifu: TifuKnn,
+        als: &'a Als,
+        copurchase: &'a CoPurchase,
+        params: &RankerParams,
+    ) -> Self {
+        Signals {
+            tifu,
+            als,
+            copurchase,
+            activity: Activity::new(log, params.recent_days),
+            candidates: (
+                params.candidates_repeat,
+                params.candidates_new,
+                params.candidates_popular,
+            ),
+        }
+    }
+
+    /// The candidates of customer `c` (available items only) and their features.
+    fn candidate_features(
+        &self,
+        c: u32,
+        available: impl Fn(u32) -> bool,
+    ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
+        let n_items = self.tifu.n_items();
+        let a = &self.activity;
+        let cu = c as usize;
+        if cu >= a.items.len() {
+            return (Vec::new(), Vec::new());
+        }
+        let mut own = vec![0f32; n_items];
+        let (pi, pv) = self.tifu.personal_vector(c);
+        for (&i, &v) in pi.iter().zip(pv) {
+            own[i as usize] = v;
+        }
+        let mut neighbours = vec![0f32; n_items];
+        self.tifu.neighbour_mean(c, &mut neighbours);
+        let alpha = self.tifu.params().alpha;
+        let mine = &a.items[cu];
+        let bought = |i: u32| {
+            mine.binary_search_by_key(&i, |h| h.item)
+                .ok()
+                .map(|p| mine[p])
+        };
+
+        let (n_repeat, n_new, n_popular) = self.candidates;
+        let mut candidates: Vec<u32> = Vec::new();
+        let mut seen = HashSet::new();
+        let tifu_scores = (0..n_items as u32)
+            .map(|i| {
+                (
+                    i,
+                    alpha * own[i as usize] + (1.0 - alpha) * neighbours[i as usize],
+                )
+            })
+            .filter(|&(i, s)| s > 0.0 && available(i));
+        for (i, _) in top_k(tifu_scores, n_repeat) {
+            if seen.insert(i) {
+                candidates.push(i);
+            }
+        }
+        let mut cf = vec![0f32; n_items];
+        self.als.score_user(cu, &mut cf);
+        for (i, _) in top_k_dense(&cf, n_new, |i| {
+            !available(i) || bought(i).is_some() || !cf[i as usize].is_finite()
+        }) {
+            if seen.insert(i) {
+                candidates.push(i);
+            }
+        }
+        for &i in a.popular.iter().filter(|&&i| available(i)).take(n_popular) {
+            if seen.insert(i) {
+                candidates.push(i);
+            }
+        }
+        // ALS standardised over the catalog for this customer.
+        let finite = cf.iter().filter(|v| v.is_finite());
+        let n = finite.clone().count().max(1) as f64;
+        let mean = finite.clone().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let sd = (finite.map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n)
+            .sqrt()
+            .max(1e-9);
+        let mut co = vec![0f32; n_items];
+        let basket: Vec<(u32, f32)> = mine.iter().map(|h| (h.item, 1.0)).collect();
+        self.copurchase.score_items(&basket, &mut co);
+
+        let n_orders = f64::from(a.n_orders[cu].max(1));
+        let gap = a.gap_days[cu];
+        let x = candidates
+            .iter()
+            .map(|&i| {
+                let iu = i as usize;
+                let als_z = if cf[iu].is_finite() {
+                    (f64::from(cf[iu]) - mean) / sd
+                } else {
+                    0.0
+                };
+                let held = bought(i);
+                let (orders, days) = held.map_or((0.0, 0.0), |h| {
+                    (
+                        f64::from(h.orders),
+                        ((a.end - h.last) as f64 / DAY).max(0.0),
+                    )
+                });
+                // Mean days between the orders holding the item (bought in two or more).
+                let item_interval = held
+                    .filter(|h| h.orders >= 2)
+                    .map(|h| ((h.last - h.first) as f64 / DAY / f64::from(h.orders - 1)).max(1.0));
+                let b = if orders > 0.0 { 1.0 } else { 0.0 };
+                let repeat = a.repeat_rate[iu];
+                [
+                    f64::from(own[iu]),
+                    f64::from(neighbours[iu]),
+                    orders.ln_1p(),
+                    orders / n_orders,
+                    b,
+                    b * (days / gap).ln_1p(),
+                    b * days.ln_1p(),
+                    als_z,
+                    f64::from(co[iu].max(0.0)).ln_1p(),
+                    f64::from(a.recent_buyers[iu]).ln_1p(),
+                    f64::from(a.buyers[iu]).ln_1p(),
+                    repeat,
+                    b * repeat,
+                    (1.0 - b) * als_z,
+                    if held.is_some_and(|h| h.in_last) {
+                        1.0
+                    } else {
+                        0.0
+                    },
+                    held.map_or(0.0, |h| f64::from(h.in_last_5) / 5.0),
+                    item_interval.map_or(0.0, |iv| (days / iv).ln_1p()),
+                    if orders == 1.0 { 1.0 } else { 0.0 },
+                    b * a.repeat_share[cu],
+                    held.map_or(0.0, |h| f64::from(h.orders) / f64::from(h.first_rank + 1)),
+                    held.map_or(0.0, |h| f64::from(h.last_rank).ln_1p()),
+                    held.map_or(0.0, |h| f64::from(h.streak)),
+                ]
+            })
+            .collect();
+        (candidates, x)
+    }
+}
+
+/// The learned scorer of a [`Ranker`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Learned {
+    Logistic {
+        means: Vec<f64>,
+        stds: Vec<f64>,
+        /// Weight of each standardised feature in the log-odds of buying.
+        weights: Vec<f64>,
+        intercept: f64,
+    },
+    Trees(Boosted),
+}
+
+/// A fitted re-ranker over [`FEATURE_NAMES`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranker {
+    pub params: RankerParams,
+    model: Learned,
+    pub training_rows: usize,
+    pub training_positives: usize,
+    pub training_customers: usize,
+}
+
+impl Ranker {
+    /// The `k` best candidates of `customer` with their scores (module docs:
+    /// for ranking, not calibrated), best first; items for which `available`
+    /// is false are left out.
+    pub fn recommend(
+        &self,
+        signals: &Signals<'_>,
+        customer: u32,
+        k: usize,
+        available: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        let (items, x) = signals.candidate_features(customer, available);
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let probabilities: Vec<f64> = match &self.model {
+            Learned::Logistic {
+                means,
+                stds,
+                weights,
+                intercept,
+            } => {
+                let mut raw = Array2::<f64>::zeros((items.len(), N_FEATURES));
+                for (r, row) in x.iter().enumerate() {
+                    raw.row_mut(r).assign(&ndarray::ArrayView1::from(&row[..]));
+                }
+                let z = standardise(raw.view(), means, stds);
+                z.rows()
+                    .into_iter()
+                    .map(|row| {
+                        let eta =
+                            intercept + row.iter().zip(weights).map(|(v, w)| v * w).sum::<f64>();
+                        1.0 / (1.0 + (-eta).exp())
+                    })
+                    .collect()
+            }
+            Learned::Trees(trees) => x.iter().map(|row| trees.probability(row)).collect(),
+        };
+        top_k(
+            items.iter().zip(probabilities).map(|(&i, p)| (i, p as f32)),
+            k,
+        )
+    }
+
+    /// What the model leans on, by feature name, largest first: for the
+    /// logistic regression the weights of the standardised features (by
+    /// magnitude), for boosted trees each feature's share of the splits.
+    pub fn importance(&self) -> Vec<(&'static str, f64)> {
+        let values: Vec<f64> = match &self.model {
+            Learned::Logistic { weights, .. } => weights.clone(),
+            Learned::Trees(trees) => {
+                let counts = trees.split_counts();
+                let total = counts.iter().sum::<usize>().max(1) as f64;
+                counts.iter().map(|&c| c as f64 / total).collect()
+            }
+        };
+        let mut w: Vec<(&'static str, f64)> = FEATURE_NAMES.iter().copied().zip(values).collect();
+        w.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        w
+    }
+
+    /// `logistic` or `boosted_trees`.
+    pub fn learner(&self) -> &'static str {
+        match self.model {
+            Learned::Logistic { .. } => "logistic",
+            Learned::Trees(_) => "boosted_trees",
+        }
+    }
+
+    /// The intercept of the logistic regression (`None` for trees).
+    pub fn intercept(&self) -> Option<f64> {
+        match self.model {
+            Learned::Logistic { intercept, .. } => Some(intercept),
+            Learned::Trees(_) => None,
+        }
+    }
+}
