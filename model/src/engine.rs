@@ -253,9 +253,9 @@ impl Engine {
     }
 
     /// The "for you" list as served. With `include_purchased` and a
-    /// precomputed repeat-aware list for the customer, that list (TIFU-KNN
-    /// blended with ALS: the best list of the evaluation on repeat-heavy
-    /// data), filtered, then filled from ALS; otherwise [`Engine::recommend`]
+    /// precomputed repeat-aware list for the customer, that list (the learned
+    /// re-ranker, or TIFU-KNN blended with ALS: see the manifest's
+    /// `for_you`), filtered, then filled from ALS; otherwise [`Engine::recommend`]
     /// (ALS, which ranks items the customer never bought best).
     pub fn for_you(
         &self,

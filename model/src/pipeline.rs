@@ -5,10 +5,11 @@
 //! can draw progress bars while tests stay silent.
 
 use crate::ann::{HnswIndex, HnswParams};
-use crate::artifact::{DataSummary, FORMAT_VERSION, Manifest};
+use crate::artifact::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
+use crate::cf::ranker::{RankerError, Signals};
 use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
@@ -135,6 +136,8 @@ pub struct EngineConfig {
     pub repeat_aware: crate::cf::tifu::TifuParams,
     /// EASE, the closed-form item-item model (evaluated, not served yet).
     pub ease: crate::cf::ease::EaseParams,
+    /// The learned re-ranker of "for you" candidates.
+    pub ranker: crate::cf::ranker::RankerParams,
     /// Which model serves the "for you" list when purchased items are allowed.
     pub for_you: ForYouConfig,
     /// How these settings were chosen, written by `encore-train tune`.
@@ -158,12 +161,36 @@ pub struct TuningRecord {
     pub split: String,
 }
 
+/// The model behind the precomputed "for you" lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForYouModel {
+    /// The learned re-ranker ([`crate::cf::ranker`]) over TIFU-KNN, ALS and
+    /// popular candidates; TIFU-KNN + ALS when it cannot be trained.
+    #[default]
+    Ranker,
+    /// TIFU-KNN blended with ALS for new items.
+    TifuAls,
+}
+
+impl ForYouModel {
+    /// Its row in `encore-train evaluate`'s table.
+    pub fn evaluation_name(self) -> &'static str {
+        match self {
+            ForYouModel::Ranker => "ranker",
+            ForYouModel::TifuAls => "tifu_als",
+        }
+    }
+}
+
 /// How the "for you" list is served (see [`Engine::for_you`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForYouConfig {
-    /// Precompute the repeat-aware (TIFU-KNN + ALS) list of every customer.
+    /// Precompute the repeat-aware list of every customer.
     pub repeat_aware: bool,
+    /// Which model builds it.
+    pub model: ForYouModel,
     /// Items kept per customer; longer lists are filled from ALS.
     pub top_n: usize,
     /// Above this many customers the repeat-aware lists are not built (its
@@ -176,6 +203,7 @@ impl Default for ForYouConfig {
     fn default() -> Self {
         ForYouConfig {
             repeat_aware: true,
+            model: ForYouModel::Ranker,
             top_n: 100,
             max_customers: 50_000,
         }
@@ -381,12 +409,13 @@ pub fn train_engine(
         .replenishment
         .fit(log, &categories, reference)
         .map_err(crate::customer::book::CustomerConfigError::from)?;
-    let for_you =
+    let (for_you, for_you_summary) =
         if config.for_you.repeat_aware && log.customers.len() <= config.for_you.max_customers {
             progress(Stage::ForYou);
-            Some(for_you_lists(log, &item_meta, config, &als)?)
+            let (lists, summary) = for_you_lists(log, &item_meta, config, &als, &copurchase)?;
+            (Some(lists), Some(summary))
         } else {
-            None
+            (None, None)
         };
 
     let data = DataSummary {
@@ -402,6 +431,7 @@ pub fn train_engine(
         config: serde_json::to_value(config).expect("config serialises"),
         als: als.params().clone(),
         metrics: serde_json::Value::Object(Default::default()),
+        for_you: for_you_summary,
         files: BTreeMap::new(),
     };
     Engine::from_parts(EngineParts {
@@ -421,15 +451,17 @@ pub fn train_engine(
     .map_err(|e| TrainError::Ann(e.to_string()))
 }
 
-/// Every customer's repeat-aware list (TIFU-KNN blended with ALS for new
-/// items), `top_n` items, unavailable ones left out, as a customer x item
-/// matrix of scores.
+/// Every customer's repeat-aware list, `top_n` items, unavailable ones left
+/// out, as a customer x item matrix of scores: from the re-ranker, or from
+/// TIFU-KNN blended with ALS for new items (configured, or when the re-ranker
+/// cannot be trained, which the summary says).
 fn for_you_lists(
     log: &PurchaseLog,
     item_meta: &[ItemMeta],
     config: &EngineConfig,
     als: &crate::cf::als::Als,
-) -> Result<Csr, TrainError> {
+    copurchase: &crate::cf::item_knn::CoPurchase,
+) -> Result<(Csr, ForYouSummary), TrainError> {
     use rayon::prelude::*;
     let tifu = config
         .repeat_aware
@@ -439,25 +471,103 @@ fn for_you_lists(
             reason: e.to_string(),
         })?;
     let n_items = log.items.len();
-    let skip = |i: u32| !item_meta.get(i as usize).is_none_or(|m| m.available);
+    let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
+    let top_n = config.for_you.top_n;
+    let mut fallback_reason = None;
+    if config.for_you.model == ForYouModel::Ranker {
+        let fitted = config.ranker.fit(log, available, |inner| {
+            ranker_base_models(inner, config).map_err(|e| e.to_string())
+        });
+        match fitted {
+            Ok(ranker) => {
+                let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
+                let lists: Vec<Vec<(u32, f32)>> = (0..log.customers.len() as u32)
+                    .into_par_iter()
+                    .map(|c| ranker.recommend(&signals, c, top_n, available))
+                    .collect();
+                let summary = ForYouSummary {
+                    model: "ranker".into(),
+                    fallback_reason: None,
+                    ranker: Some(RankerSummary {
+                        learner: ranker.learner().to_string(),
+                        training_customers: ranker.training_customers,
+                        training_rows: ranker.training_rows,
+                        training_positives: ranker.training_positives,
+                        intercept: ranker.intercept(),
+                        importance: ranker
+                            .importance()
+                            .into_iter()
+                            .map(|(n, w)| (n.to_string(), w))
+                            .collect(),
+                    }),
+                };
+                return Ok((lists_matrix(log, lists), summary));
+            }
+            // A configuration error is the user's to fix; anything else
+            // (too little history for the inner split) falls back.
+            Err(e @ RankerError::InvalidParam { .. }) => {
+                return Err(TrainError::Config {
+                    key: "ranker".into(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => fallback_reason = Some(e.to_string()),
+        }
+    }
     let lists: Vec<Vec<(u32, f32)>> = (0..log.customers.len() as u32)
         .into_par_iter()
         .map_init(
             || vec![0f32; n_items],
             |cf, c| {
                 als.score_user(c as usize, cf);
-                tifu.recommend(c, config.for_you.top_n, skip, Some(cf))
+                tifu.recommend(c, top_n, |i| !available(i), Some(cf))
             },
         )
         .collect();
-    Ok(Csr::from_triplets(
+    let summary = ForYouSummary {
+        model: "tifu_als".into(),
+        fallback_reason,
+        ranker: None,
+    };
+    Ok((lists_matrix(log, lists), summary))
+}
+
+/// Per-customer lists as a customer x item matrix of scores.
+fn lists_matrix(log: &PurchaseLog, lists: Vec<Vec<(u32, f32)>>) -> Csr {
+    Csr::from_triplets(
         log.customers.len(),
-        n_items,
+        log.items.len(),
         lists
             .into_iter()
             .enumerate()
             .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
-    ))
+    )
+}
+
+/// The re-ranker's base models (TIFU-KNN, ALS, co-purchase) fitted on `log`
+/// with the settings of `config`, as [`train_engine`] fits them.
+pub fn ranker_base_models(
+    log: &PurchaseLog,
+    config: &EngineConfig,
+) -> Result<crate::cf::ranker::BaseModels, TrainError> {
+    let (interactions, _) = interaction_matrix(log, &config.als);
+    let als = config.als_params().fit(&interactions)?;
+    let history = InteractionMatrix::from_log(log, &Weighting::default()).matrix;
+    let copurchase = config
+        .copurchase_params()?
+        .fit(&kept_purchases(log, &history));
+    let tifu = config
+        .repeat_aware
+        .fit(log)
+        .map_err(|e| TrainError::Config {
+            key: "repeat_aware".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(crate::cf::ranker::BaseModels {
+        tifu,
+        als,
+        copurchase,
+    })
 }
 
 /// The positive-quantity lines of `log` whose (customer, item) pair has a

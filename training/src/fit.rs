@@ -241,7 +241,15 @@ pub fn summary(outcome: &FitOutcome) -> String {
         m.als.factors, m.als.iterations, m.als.regularization, m.als.alpha, m.als.seed
     ));
     let for_you = if m.files.contains_key("for_you.csr") {
-        "repeat-aware lists (TIFU-KNN + ALS) with include_purchased=true, ALS otherwise".to_string()
+        let model = match &m.for_you {
+            Some(f) if f.model == "ranker" => "learned re-ranker".to_string(),
+            Some(f) => match &f.fallback_reason {
+                Some(why) => format!("TIFU-KNN + ALS (re-ranker not trained: {why})"),
+                None => "TIFU-KNN + ALS".to_string(),
+            },
+            None => "TIFU-KNN + ALS".to_string(),
+        };
+        format!("repeat-aware lists ({model}) with include_purchased=true, ALS otherwise")
     } else {
         let limit = m.config["for_you"]["max_customers"].as_u64().unwrap_or(0);
         format!("ALS only (repeat-aware lists not built: off, or more than {limit} customers)")

@@ -109,9 +109,42 @@ pub struct Manifest {
     pub als: AlsParams,
     /// Evaluation figures of the training run, if any.
     pub metrics: serde_json::Value,
+    /// Which model built the precomputed "for you" lists, and the re-ranker's
+    /// weights when it did (absent in artifacts without those lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_you: Option<ForYouSummary>,
     /// Every other file of the artifact with its size and checksum.
     #[serde(default)]
     pub files: BTreeMap<String, FileEntry>,
+}
+
+/// How the precomputed "for you" lists were built.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ForYouSummary {
+    /// `ranker` or `tifu_als`.
+    pub model: String,
+    /// Why the configured model was not used, if it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// The re-ranker's training rows and weights by feature, largest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ranker: Option<RankerSummary>,
+}
+
+/// What the re-ranker learned, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankerSummary {
+    /// `logistic` or `boosted_trees`.
+    pub learner: String,
+    pub training_customers: usize,
+    pub training_rows: usize,
+    pub training_positives: usize,
+    /// Logistic regression only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intercept: Option<f64>,
+    /// By feature, largest first: the weights of the standardised features
+    /// (logistic regression) or each feature's share of the splits (trees).
+    pub importance: Vec<(String, f64)>,
 }
 
 /// Why an artifact could not be written or loaded.
