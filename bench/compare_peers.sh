@@ -7,14 +7,16 @@
 #
 # Environment: VENV [/tmp/encore-bench-venv] WORK [/tmp/encore-peers]
 # THREADS [2] INSTACART [../shared/datasets/instacart_sample/instacart_df_sample.csv.gz
-# relative to the repository]
+# relative to the repository]; ONLINE_RETAIL_CONFIG, INSTACART_CONFIG [none]: a
+# training config (e.g. one written by `encore-train tune`) for that dataset.
 #
 # Per dataset: `encore-train evaluate --report WORK/<name>.json --export-split
 # WORK/<name>_split` writes Encore's scores and the split it scored (train.csv,
 # test.csv, items.csv, meta.json, and the validation split under validation/);
 # bench/peers.py trains and scores the peers on those files. One table is
 # printed: Recall/NDCG at 10 and 20 for Encore's models and the peers, and
-# Encore's "for you" model (tifu_als) against the best peer or baseline.
+# Encore's "for you" model (ranker, the learned re-ranker) against the best
+# peer or baseline.
 #
 # Online Retail: the bundled sample with its column map and catalog, time split
 # at 2011-10-01 (validation: the 30 days before it).
@@ -77,7 +79,7 @@ name, report, peers = sys.argv[1], json.load(open(sys.argv[2])), [
     json.loads(l) for l in open(sys.argv[3]) if l.strip()]
 cols = ["recall@10", "ndcg@10", "recall@20", "ndcg@20"]
 heads = ["Recall@10", "NDCG@10", "Recall@20", "NDCG@20"]
-encore_order = ["tifu_als", "tifu_knn", "ease", "als", "item_knn", "p_topfreq", "gp_topfreq", "popularity"]
+encore_order = ["ranker", "tifu_als", "tifu_knn", "ease", "als", "item_knn", "p_topfreq", "gp_topfreq", "popularity"]
 enc = {m["model"]: m["metrics"] for m in report["models"]}
 rows = [(f"encore {m}", enc[m]) for m in encore_order if m in enc]
 rows += [(p["model"] + (" (tuned)" if p["model"].startswith("implicit") else ""), p) for p in peers]
@@ -103,9 +105,9 @@ rivals.update({m: enc[m] for m in ["p_topfreq", "gp_topfreq", "popularity"] if m
 parts = []
 for c, h in zip(cols, heads):
     best = max(rivals, key=lambda r: rivals[r][c])
-    b, t = rivals[best][c], enc["tifu_als"][c]
+    b, t = rivals[best][c], enc["ranker"][c]
     parts.append(f"{h} {t:.4f} vs {best} {b:.4f} ({100 * (t - b) / b:+.1f}%)")
-print("tifu_als vs best peer or baseline: " + "; ".join(parts))
+print("ranker vs best peer or baseline: " + "; ".join(parts))
 EOF
 }
 
@@ -114,7 +116,7 @@ if [[ "$WHICH" == online_retail || "$WHICH" == all ]]; then
         --input "$ROOT/data/sample/online_retail.csv.gz" \
         --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
         --catalog "$ROOT/data/sample/online_retail_catalog.csv" \
-        --holdout-from 2011-10-01
+        --holdout-from 2011-10-01 ${ONLINE_RETAIL_CONFIG:+--config "$ONLINE_RETAIL_CONFIG"}
 fi
 
 if [[ "$WHICH" == instacart || "$WHICH" == all ]]; then
@@ -123,5 +125,6 @@ if [[ "$WHICH" == instacart || "$WHICH" == all ]]; then
         exit 1
     fi
     python3 "$ROOT/bench/instacart_to_csv.py" "$INSTACART" "$WORK/instacart.csv"
-    run instacart --input "$WORK/instacart.csv" --split next-basket
+    run instacart --input "$WORK/instacart.csv" --split next-basket \
+        ${INSTACART_CONFIG:+--config "$INSTACART_CONFIG"}
 fi

@@ -47,11 +47,12 @@ use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use encore_model::artifact::DataSummary;
+use encore_model::cf::ranker::Signals;
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
 use encore_model::metrics::{
     average_precision_at_k, catalog_coverage, hit_rate_at_k, ndcg_at_k, recall_at_k,
 };
-use encore_model::pipeline::{EngineConfig, train_engine};
+use encore_model::pipeline::{EngineConfig, ranker_base_models, train_engine};
 use encore_model::topk::top_k_dense;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -536,6 +537,26 @@ impl Registry {
                             |i| !t.engine.item_meta(i).available,
                             Some(&cf),
                         ))
+                    })))
+                },
+            )
+            .with(
+                "ranker",
+                "learned re-ranker: logistic regression over TIFU-KNN, ALS and popular candidates, trained on an inner split of the training part",
+                |t| {
+                    let available = |i: u32| t.engine.item_meta(i).available;
+                    let ranker = t.config.ranker.fit(t.train, available, |l| {
+                        ranker_base_models(l, t.config).map_err(|e| e.to_string())
+                    })?;
+                    let signals = Signals::new(
+                        t.train,
+                        t.config.repeat_aware.fit(t.train)?,
+                        t.engine.als(),
+                        t.engine.copurchase(),
+                        &t.config.ranker,
+                    );
+                    Ok(Box::new(ListFn(move |c: u32, k: usize| {
+                        ids(ranker.recommend(&signals, c, k, available))
                     })))
                 },
             )

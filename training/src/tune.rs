@@ -6,8 +6,10 @@
 //! targets begin, so the test period never chooses a parameter. Trial 0 is
 //! the current configuration; every further trial draws each setting of
 //! `[repeat_aware]` (and ALS's `alpha` and `regularization`, which feed the
-//! blend) from a fixed grid with a seeded generator, trains the engine on the
-//! validation training part and scores `tifu_als` by `Recall@K + NDCG@K`.
+//! blend), and with the re-ranker as the "for you" model its `label_days`,
+//! `label_cuts`, learner and the learner's main settings, from a fixed grid with a seeded generator, trains
+//! the engine on the validation training part and scores the configured "for
+//! you" model (`ranker` or `tifu_als`) by `Recall@K + NDCG@K`.
 //! Trials stop when the next one would likely overrun the budget (the mean
 //! trial time so far is the estimate) or, with `--trials N`, after N trials;
 //! a search that ends on its trial count is the same on any machine. The best configuration is written as a
@@ -18,7 +20,8 @@
 use crate::evaluate::{Registry, Split, evaluate_split};
 use crate::input::{Input, data_summary};
 use anyhow::{Result, bail};
-use encore_model::pipeline::{EngineConfig, TuningRecord};
+use encore_model::cf::ranker::Learner;
+use encore_model::pipeline::{EngineConfig, ForYouModel, TuningRecord};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::{Duration, Instant};
@@ -60,6 +63,22 @@ fn draw(base: &EngineConfig, rng: &mut Xoshiro256PlusPlus) -> EngineConfig {
     t.beta = pick(rng, &[0.0, 0.01, 0.05, 0.2]);
     c.als.alpha = pick(rng, &[1.0, 5.0, 10.0, 40.0]);
     c.als.regularization = pick(rng, &[0.01, 0.1, 1.0]);
+    if c.for_you.model == ForYouModel::Ranker {
+        let r = &mut c.ranker;
+        r.label_days = pick(rng, &[0.0, 14.0, 30.0, 60.0]);
+        r.label_cuts = pick(rng, &[1, 2, 3]);
+        r.learner = pick(rng, &[Learner::Logistic, Learner::BoostedTrees]);
+        match r.learner {
+            Learner::Logistic => r.l2 = pick(rng, &[0.1, 1.0, 10.0]),
+            Learner::BoostedTrees => {
+                let b = &mut r.boosting;
+                b.trees = pick(rng, &[50, 100, 200]);
+                b.depth = pick(rng, &[2, 3, 4, 5]);
+                b.learning_rate = pick(rng, &[0.05, 0.1, 0.2]);
+                b.min_leaf_hessian = pick(rng, &[1.0, 5.0, 20.0]);
+            }
+        }
+    }
     c
 }
 
@@ -97,7 +116,8 @@ pub fn tune(
     }
     let split = test_split.validation(validation_days);
     let data = data_summary(&input.report, &input.log);
-    let registry = Registry::standard().only(&["tifu_als".to_string()])?;
+    let model = base.for_you.model.evaluation_name();
+    let registry = Registry::standard().only(&[model.to_string()])?;
     let started = Instant::now();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut trials: Vec<Trial> = Vec::new();
@@ -130,7 +150,7 @@ pub fn tune(
         let get = |name: &str| {
             eval.models
                 .iter()
-                .find(|m| m.model == "tifu_als")
+                .find(|m| m.model == model)
                 .and_then(|m| m.metrics.get(&format!("{name}@{k}")).copied())
                 .unwrap_or(0.0)
         };
@@ -165,7 +185,10 @@ impl Tuning {
         let t = &self.trials[self.best];
         let mut config = t.config.clone();
         config.tuning = Some(TuningRecord {
-            objective: format!("recall@{k} + ndcg@{k} of tifu_als"),
+            objective: format!(
+                "recall@{k} + ndcg@{k} of {}",
+                t.config.for_you.model.evaluation_name()
+            ),
             validation_recall: t.recall,
             validation_ndcg: t.ndcg,
             base_recall: self.trials[0].recall,
