@@ -99,7 +99,11 @@ impl BoostingParams {
 
     /// Fits on `rows` (each of the same length; non-finite values count as
     /// the smallest) with `labels`. Both classes must be present.
-    pub fn fit(&self, rows: &[Vec<f64>], labels: &[bool]) -> Result<Boosted, String> {
+    pub fn fit<R: AsRef<[f64]> + Sync>(
+        &self,
+        rows: &[R],
+        labels: &[bool],
+    ) -> Result<Boosted, String> {
         if let Err((name, value, reason)) = self.check() {
             return Err(format!("{name} = {value}: {reason}"));
         }
@@ -109,9 +113,9 @@ impl BoostingParams {
         if positives == 0 || positives == n {
             return Err("the labels hold one class only".into());
         }
-        let n_features = rows[0].len();
+        let n_features = rows[0].as_ref().len();
         let value = |r: usize, f: usize| {
-            let v = rows[r][f];
+            let v = rows[r].as_ref()[f];
             if v.is_finite() { v } else { f64::MIN }
         };
         // Cut points per feature: values at the bin quantiles, deduplicated;

@@ -136,7 +136,9 @@ pub struct RankerParams {
     pub l2: f64,
     pub max_iterations: u64,
     /// At most this many labelled customers per cut train the learner (every
-    /// n-th one is kept beyond it).
+    /// n-th one is kept beyond it). This bounds the training rows, held in
+    /// memory at 176 bytes each: customers x cuts x candidates (about 80),
+    /// so about 280 MB at the defaults on a large shop.
     pub max_training_customers: usize,
 }
 
@@ -158,7 +160,7 @@ impl Default for RankerParams {
             boosting: BoostingParams::default(),
             l2: 1.0,
             max_iterations: 200,
-            max_training_customers: 20_000,
+            max_training_customers: 10_000,
         }
     }
 }
@@ -273,17 +275,12 @@ impl RankerParams {
                 "no customer has two orders".into()
             }));
         }
-        let n_rows: usize = rows.iter().map(|r| r.0.len()).sum();
-        let mut x = Array2::<f64>::zeros((n_rows, N_FEATURES));
-        let mut y = Array1::<bool>::from_elem(n_rows, false);
-        let mut r = 0;
-        for (xs, ys) in &rows {
-            for (row, &label) in xs.iter().zip(ys) {
-                x.row_mut(r).assign(&ndarray::ArrayView1::from(&row[..]));
-                y[r] = label;
-                r += 1;
-            }
-        }
+        let training_customers = rows.len();
+        let (x, y): (Vec<[f64; N_FEATURES]>, Vec<bool>) = rows
+            .into_iter()
+            .flat_map(|(xs, ys)| xs.into_iter().zip(ys))
+            .unzip();
+        let n_rows = x.len();
         let positives = y.iter().filter(|&&b| b).count();
         if positives == 0 {
             return Err(RankerError::OneClass("negative"));
@@ -293,6 +290,9 @@ impl RankerParams {
         }
         let model = match self.learner {
             Learner::Logistic => {
+                let x = Array2::from_shape_vec((n_rows, N_FEATURES), x.concat())
+                    .expect("rows of N_FEATURES values");
+                let y = Array1::from(y);
                 let (means, stds) = column_stats(x.view());
                 let z = standardise(x.view(), &means, &stds);
                 let fitted = LogisticRegression::default()
@@ -318,13 +318,7 @@ impl RankerParams {
                 }
             }
             Learner::BoostedTrees => {
-                let rows: Vec<Vec<f64>> = x.rows().into_iter().map(|r| r.to_vec()).collect();
-                let labels: Vec<bool> = y.to_vec();
-                Learned::Trees(
-                    self.boosting
-                        .fit(&rows, &labels)
-                        .map_err(RankerError::Boosting)?,
-                )
+                Learned::Trees(self.boosting.fit(&x, &y).map_err(RankerError::Boosting)?)
             }
         };
         Ok(Ranker {
@@ -332,7 +326,7 @@ impl RankerParams {
             model,
             training_rows: n_rows,
             training_positives: positives,
-            training_customers: rows.len(),
+            training_customers,
         })
     }
 }
