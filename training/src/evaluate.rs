@@ -759,18 +759,22 @@ pub fn evaluate_split(
     }
     let started = std::time::Instant::now();
     let mut silent = |_| {};
+    // No model here reads the engine's precomputed "for you" lists (the
+    // repeat-aware models fit their own below), so they are not built.
+    let mut engine_config = config.clone();
+    engine_config.for_you.repeat_aware = false;
     let engine = match progress {
         Some(p) => train_engine(
             &prepared.train,
             item_meta.to_vec(),
-            config,
+            &engine_config,
             data.clone(),
             &mut |s| p.on_stage(s),
         )?,
         None => train_engine(
             &prepared.train,
             item_meta.to_vec(),
-            config,
+            &engine_config,
             data.clone(),
             &mut silent,
         )?,

@@ -137,10 +137,14 @@ pub fn gate(
             "no customer bought a new item after {holdout_from} who had bought before: nothing to compare on"
         )));
     }
+    // The gate scores the ALS list (module docs), so the candidate's
+    // precomputed "for you" lists are not built.
+    let mut candidate_config = config.clone();
+    candidate_config.for_you.repeat_aware = false;
     let candidate_engine = train_engine(
         &train,
         item_meta.to_vec(),
-        config,
+        &candidate_config,
         DataSummary::default(),
         &mut |_| {},
     )?;
