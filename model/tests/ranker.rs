@@ -727,6 +727,14 @@ fn invalid_params_are_named_and_nothing_is_built() {
             }),
             "boosting.l2",
         ),
+        (
+            boosting(BoostingParams {
+                l2: 0.0,
+                min_leaf_hessian: 0.0,
+                ..b()
+            }),
+            "boosting.l2",
+        ),
     ];
     for (params, field) in cases {
         assert!(params.check().is_err(), "{field}");
@@ -764,6 +772,11 @@ fn invalid_params_are_named_and_nothing_is_built() {
             learning_rate: 1.0,
             bins: 256,
             l2: 0.0,
+            min_leaf_hessian: 0.1,
+            ..b()
+        }),
+        boosting(BoostingParams {
+            l2: 0.1,
             min_leaf_hessian: 0.0,
             ..b()
         }),
@@ -1254,6 +1267,56 @@ fn unknown_customer_gets_an_empty_list() {
         assert!(
             ranker.recommend(&signals, c, 10, all).is_empty(),
             "customer {c}"
+        );
+    }
+}
+
+/// Order ids need only be unique per customer: numbering each customer's
+/// orders 0, 1, 2... (so that "0" is shared by every customer) cuts the same
+/// history lines as globally unique ids, in both split modes, and trains.
+#[test]
+fn order_ids_shared_across_customers_split_the_same() {
+    let unique = staple_shop(40, Rhythm::Weekly);
+    let mut shared = PurchaseLog::default();
+    for p in &unique.purchases {
+        let order = unique.orders.id(p.order.0);
+        let per_customer = order.rsplit('_').next().unwrap_or(order);
+        shared.push(
+            per_customer,
+            unique.customers.id(p.customer.0),
+            unique.items.id(p.item.0),
+            p.time,
+            p.quantity,
+            p.price,
+        );
+    }
+    assert!(shared.orders.len() < unique.orders.len() / 4);
+    // Lines without the order index, which differs between the two logs.
+    let lines = |logs: &[PurchaseLog]| -> Vec<Vec<(u32, u32, i64)>> {
+        logs.iter()
+            .map(|l| {
+                l.purchases
+                    .iter()
+                    .map(|p| (p.customer.0, p.item.0, p.time))
+                    .collect()
+            })
+            .collect()
+    };
+    for params in [next_order(), RankerParams::default()] {
+        let (a, seen_a) = fit_recording(&params, &unique);
+        let (b, seen_b) = fit_recording(&params, &shared);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(
+            lines(&seen_a),
+            lines(&seen_b),
+            "label_days {}",
+            params.label_days
+        );
+        assert_eq!(
+            (a.training_rows, a.training_positives, a.training_customers),
+            (b.training_rows, b.training_positives, b.training_customers),
+            "label_days {}",
+            params.label_days
         );
     }
 }

@@ -276,11 +276,13 @@ impl RankerParams {
             }));
         }
         let training_customers = rows.len();
-        let (x, y): (Vec<[f64; N_FEATURES]>, Vec<bool>) = rows
-            .into_iter()
-            .flat_map(|(xs, ys)| xs.into_iter().zip(ys))
-            .unzip();
-        let n_rows = x.len();
+        let n_rows: usize = rows.iter().map(|r| r.0.len()).sum();
+        let mut x: Vec<[f64; N_FEATURES]> = Vec::with_capacity(n_rows);
+        let mut y: Vec<bool> = Vec::with_capacity(n_rows);
+        for (xs, ys) in rows {
+            x.extend(xs);
+            y.extend(ys);
+        }
         let positives = y.iter().filter(|&&b| b).count();
         if positives == 0 {
             return Err(RankerError::OneClass("negative"));
@@ -356,14 +358,18 @@ fn inner_split(
     } else {
         // The label order of each customer with enough orders: its key
         // (time of its earliest positive line, order index).
-        let mut order_time: std::collections::HashMap<u32, i64> = Default::default();
+        // Keyed by (customer, order): order ids need not be unique across
+        // customers.
+        let mut order_time: std::collections::HashMap<(u32, u32), i64> = Default::default();
         for p in log.purchases.iter().filter(|p| p.quantity > 0.0) {
-            let t = order_time.entry(p.order.0).or_insert(p.time);
+            let t = order_time
+                .entry((p.customer.0, p.order.0))
+                .or_insert(p.time);
             *t = (*t).min(p.time);
         }
         let mut orders: Vec<Vec<(i64, u32)>> = vec![Vec::new(); n];
         for p in log.purchases.iter().filter(|p| p.quantity > 0.0) {
-            orders[p.customer.idx()].push((order_time[&p.order.0], p.order.0));
+            orders[p.customer.idx()].push((order_time[&(p.customer.0, p.order.0)], p.order.0));
         }
         let target: Vec<Option<(i64, u32)>> = orders
             .into_iter()
@@ -602,6 +608,20 @@ impl Activity {
     }
 }
 
+/// Dense per-item buffers of one thread's feature computation (reused, so
+/// scoring a customer allocates nothing of catalog size).
+#[derive(Default)]
+struct Scratch {
+    own: Vec<f32>,
+    neighbours: Vec<f32>,
+    cf: Vec<f32>,
+    co: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// Base models fitted on one log plus that log's activity: what the
 /// features of [`Ranker`] are computed from.
 pub struct Signals<'a> {
@@ -640,19 +660,37 @@ impl<'a> Signals<'a> {
         c: u32,
         available: impl Fn(u32) -> bool,
     ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
+        if c as usize >= self.activity.items.len() {
+            return (Vec::new(), Vec::new());
+        }
+        SCRATCH.with_borrow_mut(|scratch| self.features_with(c, available, scratch))
+    }
+
+    /// [`Signals::candidate_features`] with the thread's dense buffers.
+    fn features_with(
+        &self,
+        c: u32,
+        available: impl Fn(u32) -> bool,
+        scratch: &mut Scratch,
+    ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
         let n_items = self.tifu.n_items();
         let a = &self.activity;
         let cu = c as usize;
-        if cu >= a.items.len() {
-            return (Vec::new(), Vec::new());
+        let Scratch {
+            own,
+            neighbours,
+            cf,
+            co,
+        } = scratch;
+        for buffer in [&mut *own, &mut *neighbours, &mut *cf, &mut *co] {
+            buffer.clear();
+            buffer.resize(n_items, 0.0);
         }
-        let mut own = vec![0f32; n_items];
         let (pi, pv) = self.tifu.personal_vector(c);
         for (&i, &v) in pi.iter().zip(pv) {
             own[i as usize] = v;
         }
-        let mut neighbours = vec![0f32; n_items];
-        self.tifu.neighbour_mean(c, &mut neighbours);
+        self.tifu.neighbour_mean(c, neighbours);
         let alpha = self.tifu.params().alpha;
         let mine = &a.items[cu];
         let bought = |i: u32| {
@@ -677,9 +715,8 @@ impl<'a> Signals<'a> {
                 candidates.push(i);
             }
         }
-        let mut cf = vec![0f32; n_items];
-        self.als.score_user(cu, &mut cf);
-        for (i, _) in top_k_dense(&cf, n_new, |i| {
+        self.als.score_user(cu, cf);
+        for (i, _) in top_k_dense(cf, n_new, |i| {
             !available(i) || bought(i).is_some() || !cf[i as usize].is_finite()
         }) {
             if seen.insert(i) {
@@ -698,9 +735,8 @@ impl<'a> Signals<'a> {
         let sd = (finite.map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n)
             .sqrt()
             .max(1e-9);
-        let mut co = vec![0f32; n_items];
         let basket: Vec<(u32, f32)> = mine.iter().map(|h| (h.item, 1.0)).collect();
-        self.copurchase.score_items(&basket, &mut co);
+        self.copurchase.score_items(&basket, co);
 
         let n_orders = f64::from(a.n_orders[cu].max(1));
         let gap = a.gap_days[cu];
@@ -780,6 +816,8 @@ pub struct Ranker {
     model: Learned,
     pub training_rows: usize,
     pub training_positives: usize,
+    /// Labelled customers summed over the cuts (a customer labelled in two
+    /// cuts counts twice).
     pub training_customers: usize,
 }
 

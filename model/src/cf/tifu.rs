@@ -227,12 +227,16 @@ fn personal_vectors(log: &PurchaseLog, p: &TifuParams) -> (Csr, Csr) {
         .filter(|q| q.quantity > 0.0 && net.get(q.customer.0 as usize, q.item.0) > 0.0)
         .map(|q| (q.customer.0, q.order.0, q.item.0))
         .collect();
-    let mut order_time: std::collections::HashMap<u32, i64> = std::collections::HashMap::new();
+    // Keyed by (customer, order): order ids need not be unique across customers.
+    let mut order_time: std::collections::HashMap<(u32, u32), i64> =
+        std::collections::HashMap::new();
     for q in log.purchases.iter().filter(|q| q.quantity > 0.0) {
-        let t = order_time.entry(q.order.0).or_insert(q.time);
+        let t = order_time
+            .entry((q.customer.0, q.order.0))
+            .or_insert(q.time);
         *t = (*t).min(q.time);
     }
-    lines.sort_unstable_by_key(|&(c, o, i)| (c, order_time[&o], o, i));
+    lines.sort_unstable_by_key(|&(c, o, i)| (c, order_time[&(c, o)], o, i));
     lines.dedup();
     let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
     let mut start = 0;
