@@ -311,6 +311,17 @@ impl EngineConfig {
             key: "ease".into(),
             reason: e.to_string(),
         })?;
+        if let Err(crate::cf::ranker::RankerError::InvalidParam {
+            name,
+            value,
+            reason,
+        }) = self.ranker.check()
+        {
+            return Err(TrainError::Config {
+                key: format!("ranker.{name}"),
+                reason: format!("{value}: {reason}"),
+            });
+        }
         if self.for_you.top_n == 0 {
             return bad("for_you.top_n", "must be at least 1");
         }

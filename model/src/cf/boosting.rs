@@ -94,6 +94,14 @@ impl BoostingParams {
                 "must be finite and >= 0",
             ));
         }
+        if self.l2 == 0.0 && self.min_leaf_hessian == 0.0 {
+            // A leaf of a few saturated rows would get an unbounded value.
+            return Err((
+                "boosting.l2",
+                "0".into(),
+                "must be > 0 when min_leaf_hessian is 0",
+            ));
+        }
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! * [`tifu`]: repeat-aware "for you" scores (TIFU-KNN: time-decayed personal
 //!   item frequencies smoothed by similar customers), optionally blended with
 //!   CF scores for never-bought items.
-//! * [`ranker`]: a logistic-regression re-ranker of the "for you" candidates
-//!   (repeat-aware, ALS and popular items), trained on an inner time split.
+//! * [`ranker`]: the learned re-ranker of the "for you" candidates
+//!   (repeat-aware, ALS and popular items): boosted trees ([`boosting`]) or a
+//!   logistic regression, trained on inner time or next-order cuts.
 //! * [`ease`]: EASE, the closed-form item-item model (dense, catalogs up to
 //!   about 20k items).
 
