@@ -47,7 +47,7 @@ use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use encore_model::artifact::DataSummary;
-use encore_model::cf::ranker::Signals;
+use encore_model::cf::ranker::{RankerError, Signals};
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
 use encore_model::metrics::{
     average_precision_at_k, catalog_coverage, hit_rate_at_k, ndcg_at_k, recall_at_k,
@@ -506,7 +506,8 @@ impl Registry {
     }
 
     /// The baselines plus Encore's other list models: the repeat-aware
-    /// TIFU-KNN alone and blended with ALS for new items, and EASE (left out
+    /// TIFU-KNN alone and blended with ALS for new items, the learned
+    /// re-ranker (the "for you" model), and EASE (left out
     /// with a warning above its item limit). What `encore-train evaluate`
     /// scores by default. (`encore-train fit`'s holdout check scores only the
     /// baselines: TIFU-KNN's neighbour search and EASE's dense inverse have
@@ -525,29 +526,28 @@ impl Registry {
             )
             .with(
                 "tifu_als",
-                "TIFU-KNN blended with ALS for items the customer never bought (the repeat-aware \"for you\" model)",
-                |t| {
-                    let model = t.config.repeat_aware.fit(t.train)?;
-                    Ok(Box::new(ListFn(move |c: u32, k: usize| {
-                        let mut cf = vec![0f32; t.engine.items().len()];
-                        t.engine.als().score_user(c as usize, &mut cf);
-                        ids(model.recommend(
-                            c,
-                            k,
-                            |i| !t.engine.item_meta(i).available,
-                            Some(&cf),
-                        ))
-                    })))
-                },
+                "TIFU-KNN blended with ALS for items the customer never bought",
+                tifu_als,
             )
             .with(
                 "ranker",
-                "learned re-ranker: logistic regression over TIFU-KNN, ALS and popular candidates, trained on an inner split of the training part",
+                "learned re-ranker of TIFU-KNN, ALS and popular candidates, trained on an inner split of the training part (the \"for you\" model; TIFU-KNN + ALS when it cannot train)",
                 |t| {
                     let available = |i: u32| t.engine.item_meta(i).available;
-                    let ranker = t.config.ranker.fit(t.train, available, |l| {
+                    let fitted = t.config.ranker.fit(t.train, available, |l| {
                         ranker_base_models(l, t.config).map_err(|e| e.to_string())
-                    })?;
+                    });
+                    let ranker = match fitted {
+                        Ok(ranker) => ranker,
+                        Err(e @ RankerError::InvalidParam { .. }) => return Err(e.into()),
+                        // As `fit` serves it: TIFU-KNN + ALS.
+                        Err(e) => {
+                            eprintln!(
+                                "warning: the re-ranker could not train ({e}); its row scores TIFU-KNN + ALS, as a fitted model would serve"
+                            );
+                            return tifu_als(t);
+                        }
+                    };
                     let signals = Signals::new(
                         t.train,
                         t.config.repeat_aware.fit(t.train)?,
@@ -623,6 +623,16 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// TIFU-KNN blended with ALS for never-bought items, as `fit` builds it.
+fn tifu_als<'a>(t: &'a Trained<'a>) -> Result<Box<dyn Recommender + 'a>> {
+    let model = t.config.repeat_aware.fit(t.train)?;
+    Ok(Box::new(ListFn(move |c: u32, k: usize| {
+        let mut cf = vec![0f32; t.engine.items().len()];
+        t.engine.als().score_user(c as usize, &mut cf);
+        ids(model.recommend(c, k, |i| !t.engine.item_meta(i).available, Some(&cf)))
+    })))
 }
 
 fn ids(list: Vec<(u32, f32)>) -> Vec<u32> {

@@ -320,3 +320,75 @@ fn validation_split_for_tuning() {
     }
     assert!(Registry::baselines().only(&["nope".into()]).is_err());
 }
+
+/// When the re-ranker cannot train (here: the training part spans 20 days,
+/// less than its 30-day label window), its row scores TIFU-KNN + ALS, as a
+/// fitted model would serve, instead of failing the whole evaluation.
+#[test]
+fn ranker_falls_back_to_tifu_als_when_it_cannot_train() {
+    let mut log = PurchaseLog::default();
+    let start = 1_672_531_200;
+    for c in 0..30 {
+        for j in 0..3 {
+            let t = start + (j * 9 + c % 3) * DAY;
+            let order = format!("o{c}_{j}");
+            let customer = format!("c{c}");
+            log.push(&order, &customer, &format!("i{}", c % 7), t, 1.0, 1.0);
+            log.push(
+                &order,
+                &customer,
+                &format!("i{}", (c + j) % 11),
+                t,
+                1.0,
+                1.0,
+            );
+        }
+    }
+    let meta = vec![ItemMeta::default(); log.items.len()];
+    let mut config = EngineConfig::default();
+    config.als.factors = 4;
+    config.als.iterations = 2;
+    let split = Split::Time {
+        cutoff: start + 18 * DAY,
+        end: None,
+    };
+    let registry = Registry::standard()
+        .only(&["ranker".into(), "tifu_als".into()])
+        .unwrap();
+    let eval = evaluate_split(
+        &log,
+        &meta,
+        &config,
+        &DataSummary::default(),
+        &split,
+        &[5],
+        &registry,
+        None,
+    )
+    .unwrap();
+    let metrics = |name: &str| {
+        eval.models
+            .iter()
+            .find(|m| m.model == name)
+            .unwrap()
+            .metrics
+            .clone()
+    };
+    assert!(eval.split.customers_scored > 0);
+    assert_eq!(metrics("ranker"), metrics("tifu_als"));
+    // A bad setting is still an error, not a fallback.
+    config.ranker.label_cuts = 0;
+    assert!(
+        evaluate_split(
+            &log,
+            &meta,
+            &config,
+            &DataSummary::default(),
+            &split,
+            &[5],
+            &registry,
+            None,
+        )
+        .is_err()
+    );
+}
