@@ -7,27 +7,20 @@ use encore_model::pipeline::EngineConfig;
 use encore_serving::{AppState, create_app};
 use encore_training::batch::{ListKind, write_lists};
 use encore_training::fit::{FitEvaluation, fit};
-use encore_training::input::{InputArgs, load_input};
+use encore_training::input::load_input;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const COLUMNS: &str = "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod support;
 
 /// Trains once per test binary on the full sample and returns the model directory.
 fn trained_model() -> &'static Path {
     static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, path) = MODEL.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut args = InputArgs::new(&repo().join("data/sample/online_retail.csv.gz"));
-        args.columns = Some(COLUMNS.to_string());
-        args.catalog = Some(repo().join("data/sample/online_retail_catalog.csv"));
-        args.rejects = Some(dir.path().join("rejects.csv"));
-        let input = load_input(&args).expect("the bundled sample loads");
+        let input =
+            load_input(&support::sample_args(dir.path())).expect("the bundled sample loads");
         assert_eq!(input.report.rows_read, 541_909);
         assert_eq!(input.log.customers.len(), 4_372);
         let rejects = std::fs::read_to_string(dir.path().join("rejects.csv")).unwrap();

@@ -11,21 +11,14 @@
 use encore_data::timestamp::parse_timestamp;
 use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{Registry, Split, evaluate_split};
-use encore_training::input::{InputArgs, data_summary, load_input};
-use std::path::Path;
+use encore_training::input::{data_summary, load_input};
+
+mod support;
 
 #[test]
 fn ranker_beats_the_best_baseline_by_ten_percent_on_online_retail() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut args = InputArgs::new(&repo.join("data/sample/online_retail.csv.gz"));
-    args.columns = Some(
-        "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .into(),
-    );
-    args.catalog = Some(repo.join("data/sample/online_retail_catalog.csv"));
     let dir = tempfile::tempdir().unwrap();
-    args.rejects = Some(dir.path().join("rejects.csv"));
-    let input = load_input(&args).unwrap();
+    let input = load_input(&support::sample_args(dir.path())).unwrap();
     let data = data_summary(&input.report, &input.log);
     let config = EngineConfig::default();
     let split = Split::Time {

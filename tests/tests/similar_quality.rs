@@ -13,26 +13,19 @@ use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact::DataSummary;
 use encore_model::engine::ListFilter;
 use encore_model::pipeline::{EngineConfig, train_engine};
-use encore_training::input::{InputArgs, load_input};
+use encore_training::input::load_input;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+
+mod support;
 
 const K: usize = 10;
 
 #[test]
 fn similar_and_bought_together_beat_random_on_the_copurchase_holdout() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut args = InputArgs::new(&repo.join("data/sample/online_retail.csv.gz"));
-    args.columns = Some(
-        "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .into(),
-    );
-    args.catalog = Some(repo.join("data/sample/online_retail_catalog.csv"));
     let dir = tempfile::tempdir().unwrap();
-    args.rejects = Some(dir.path().join("rejects.csv"));
-    let input = load_input(&args).unwrap();
+    let input = load_input(&support::sample_args(dir.path())).unwrap();
     let cutoff = parse_timestamp("2011-10-01").unwrap();
     let (train, test) = input.log.split_at(cutoff);
     let mut config = EngineConfig::default();
