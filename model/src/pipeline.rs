@@ -10,6 +10,7 @@ use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{RankerError, Signals};
+use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
@@ -474,13 +475,7 @@ fn for_you_lists(
     copurchase: &crate::cf::item_knn::CoPurchase,
 ) -> Result<(Csr, ForYouSummary), TrainError> {
     use rayon::prelude::*;
-    let tifu = config
-        .repeat_aware
-        .fit(log)
-        .map_err(|e| TrainError::Config {
-            key: "repeat_aware".into(),
-            reason: e.to_string(),
-        })?;
+    let tifu = fit_tifu(log, config)?;
     let n_items = log.items.len();
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
     let top_n = config.for_you.top_n;
@@ -555,6 +550,17 @@ fn lists_matrix(log: &PurchaseLog, lists: Vec<Vec<(u32, f32)>>) -> Csr {
     )
 }
 
+/// TIFU-KNN fitted on `log` with `[repeat_aware]`.
+fn fit_tifu(log: &PurchaseLog, config: &EngineConfig) -> Result<TifuKnn, TrainError> {
+    config
+        .repeat_aware
+        .fit(log)
+        .map_err(|e| TrainError::Config {
+            key: "repeat_aware".into(),
+            reason: e.to_string(),
+        })
+}
+
 /// The re-ranker's base models (TIFU-KNN, ALS, co-purchase) fitted on `log`
 /// with the settings of `config`, as [`train_engine`] fits them.
 pub fn ranker_base_models(
@@ -567,13 +573,7 @@ pub fn ranker_base_models(
     let copurchase = config
         .copurchase_params()?
         .fit(&kept_purchases(log, &history));
-    let tifu = config
-        .repeat_aware
-        .fit(log)
-        .map_err(|e| TrainError::Config {
-            key: "repeat_aware".into(),
-            reason: e.to_string(),
-        })?;
+    let tifu = fit_tifu(log, config)?;
     Ok(crate::cf::ranker::BaseModels {
         tifu,
         als,
