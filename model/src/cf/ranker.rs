@@ -55,12 +55,9 @@ use crate::cf::als::Als;
 use crate::cf::boosting::{Boosted, BoostingParams};
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::tifu::TifuKnn;
-use crate::customer::propensity::{column_stats, standardise};
+use crate::customer::propensity::{column_stats, fit_logistic, standardise};
 use crate::topk::{rank_order, top_k, top_k_dense};
 use encore_data::PurchaseLog;
-use linfa::DatasetBase;
-use linfa::traits::Fit;
-use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -297,21 +294,9 @@ impl RankerParams {
                 let y = Array1::from(y);
                 let (means, stds) = column_stats(x.view());
                 let z = standardise(x.view(), &means, &stds);
-                let fitted = LogisticRegression::default()
-                    .alpha(self.l2)
-                    .max_iterations(self.max_iterations)
-                    .with_intercept(true)
-                    .fit(&DatasetBase::new(z, y))
-                    .map_err(|e| RankerError::Logistic(e.to_string()))?;
-                // linfa's positive class is the majority class, here "not bought".
-                let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-                let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
-                let intercept = sign * fitted.intercept();
-                if weights.iter().any(|w| !w.is_finite()) || !intercept.is_finite() {
-                    return Err(RankerError::Logistic(
-                        "the fitted weights are not finite".into(),
-                    ));
-                }
+                // linfa-logistic's own default gradient tolerance.
+                let (weights, intercept) = fit_logistic(z, y, self.l2, self.max_iterations, 1e-4)
+                    .map_err(RankerError::Logistic)?;
                 Learned::Logistic {
                     means,
                     stds,

@@ -213,22 +213,14 @@ impl PropensityParams {
 
         let (means, stds) = column_stats(x.view());
         let z = standardise(x.view(), &means, &stds);
-        let fitted = LogisticRegression::default()
-            .alpha(self.l2)
-            .max_iterations(self.max_iterations)
-            .gradient_tolerance(self.gradient_tolerance)
-            .with_intercept(true)
-            .fit(&DatasetBase::new(z.clone(), y.clone()))
-            .map_err(|e| PropensityError::Logistic(e.to_string()))?;
-        // linfa's positive class is the majority class (module docs).
-        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
-        let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
-        let intercept = sign * fitted.intercept();
-        if weights.iter().any(|w| !w.is_finite()) || !intercept.is_finite() {
-            return Err(PropensityError::Logistic(
-                "the fitted weights are not finite".into(),
-            ));
-        }
+        let (weights, intercept) = fit_logistic(
+            z.clone(),
+            y.clone(),
+            self.l2,
+            self.max_iterations,
+            self.gradient_tolerance,
+        )
+        .map_err(PropensityError::Logistic)?;
 
         let mut model = PropensityModel {
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
@@ -463,6 +455,33 @@ fn features_of(
         customers.push(s.customer);
     }
     (customers, x)
+}
+
+/// `(weights, intercept)` of an L2-penalised logistic regression
+/// (linfa-logistic, L-BFGS from zero) of `y` on the standardised `z`, in the
+/// log-odds of `true`. linfa maps the *more frequent* class to its positive
+/// label; the signs are turned so that they always speak of `true`.
+pub(crate) fn fit_logistic(
+    z: Array2<f64>,
+    y: Array1<bool>,
+    l2: f64,
+    max_iterations: u64,
+    gradient_tolerance: f64,
+) -> Result<(Vec<f64>, f64), String> {
+    let fitted = LogisticRegression::default()
+        .alpha(l2)
+        .max_iterations(max_iterations)
+        .gradient_tolerance(gradient_tolerance)
+        .with_intercept(true)
+        .fit(&DatasetBase::new(z, y))
+        .map_err(|e| e.to_string())?;
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let weights: Vec<f64> = fitted.params().iter().map(|w| sign * w).collect();
+    let intercept = sign * fitted.intercept();
+    if weights.iter().any(|w| !w.is_finite()) || !intercept.is_finite() {
+        return Err("the fitted weights are not finite".into());
+    }
+    Ok((weights, intercept))
 }
 
 fn signed_ln_1p(v: f64) -> f64 {
