@@ -267,7 +267,10 @@ impl RankerParams {
         }
         if rows.is_empty() {
             return Err(RankerError::NoLabels(if self.label_days > 0.0 {
-                format!("no purchase in the last {} days", self.label_days)
+                format!(
+                    "no customer bought both in the last {} days of the data and before them",
+                    self.label_days
+                )
             } else {
                 "no customer has two orders".into()
             }));
