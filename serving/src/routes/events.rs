@@ -550,6 +550,16 @@ mod tests {
     use encore_model::pipeline::{EngineConfig, train_engine};
     use serde_json::{Value, json};
 
+    /// The `item_id`s of a JSON list of items, in order.
+    fn item_ids(items: &Value) -> Vec<&str> {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item_id"].as_str().unwrap())
+            .collect()
+    }
+
     fn purchase(id: &str, customer: &str, item: &str, time: i64, quantity: f64) -> Event {
         Event {
             id: id.into(),
@@ -865,23 +875,13 @@ mod tests {
 
         let recs = format!("/v1/customers/{customer}/recommendations?k=5");
         let (_, body) = call!(&app, web_test::TestRequest::get().uri(&recs));
-        let ids: Vec<&str> = body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["item_id"].as_str().unwrap())
-            .collect();
+        let ids = item_ids(&body["items"]);
         assert_eq!(ids.len(), 5);
         assert!(!ids.contains(&top_new.as_str()), "{ids:?}");
 
         let next_purchase = format!("/v1/customers/{customer}/next-purchase?k=10");
         let (_, body) = call!(&app, web_test::TestRequest::get().uri(&next_purchase));
-        let suggested: Vec<&str> = body["recommended_items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["item_id"].as_str().unwrap())
-            .collect();
+        let suggested = item_ids(&body["recommended_items"]);
         assert!(!suggested.contains(&top_due.as_str()) && !suggested.contains(&top_new.as_str()));
 
         // A model trained past the purchases takes over: the overlay forgets them.
@@ -897,12 +897,7 @@ mod tests {
         encore_model::artifact::save(&trained_engine(), model_dir.path()).unwrap();
         state.reload().unwrap();
         let (_, body) = call!(&app, web_test::TestRequest::get().uri(&recs));
-        let ids: Vec<&str> = body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["item_id"].as_str().unwrap())
-            .collect();
+        let ids = item_ids(&body["items"]);
         assert!(!ids.contains(&top_new.as_str()), "{ids:?}");
 
         // A restart rebuilds the overlay from the log (with the first model).
