@@ -355,17 +355,19 @@ fn ranker_falls_back_to_tifu_als_when_it_cannot_train() {
     let registry = Registry::standard()
         .only(&["ranker".into(), "tifu_als".into()])
         .unwrap();
-    let eval = evaluate_split(
-        &log,
-        &meta,
-        &config,
-        &DataSummary::default(),
-        &split,
-        &[5],
-        &registry,
-        None,
-    )
-    .unwrap();
+    let run = |config: &EngineConfig| {
+        evaluate_split(
+            &log,
+            &meta,
+            config,
+            &DataSummary::default(),
+            &split,
+            &[5],
+            &registry,
+            None,
+        )
+    };
+    let eval = run(&config).unwrap();
     let metrics = |name: &str| {
         eval.models
             .iter()
@@ -378,17 +380,5 @@ fn ranker_falls_back_to_tifu_als_when_it_cannot_train() {
     assert_eq!(metrics("ranker"), metrics("tifu_als"));
     // A bad setting is still an error, not a fallback.
     config.ranker.label_cuts = 0;
-    assert!(
-        evaluate_split(
-            &log,
-            &meta,
-            &config,
-            &DataSummary::default(),
-            &split,
-            &[5],
-            &registry,
-            None,
-        )
-        .is_err()
-    );
+    assert!(run(&config).is_err());
 }
