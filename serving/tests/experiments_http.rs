@@ -687,12 +687,7 @@ strategy = { list = "blend", k = 8, buy_again_slots = 5 }
         .await
         .ids();
         assert_eq!(ids[due.len()..], fresh[..], "{id}: {}", r.body);
-        let scores: Vec<f64> = r.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["score"].as_f64().unwrap())
-            .collect();
+        let scores = r.scores();
         assert!(scores.windows(2).all(|w| w[0] > w[1]), "{scores:?}");
         if due.len() == slots {
             checked += 1;

@@ -42,12 +42,7 @@ async fn similar_items() {
     assert!(first["score"].is_number());
     assert!(first["category"].is_string());
     // Scores are best first.
-    let scores: Vec<f64> = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["score"].as_f64().unwrap())
-        .collect();
+    let scores = r.scores();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
 
     // Default k is 10 (the catalog has 13 items, one unavailable).

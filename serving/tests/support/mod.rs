@@ -145,6 +145,16 @@ impl Reply {
             .collect()
     }
 
+    /// The `score` of every item, in list order.
+    pub fn scores(&self) -> Vec<f64> {
+        self.body["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no items in {}", self.body))
+            .iter()
+            .map(|i| i["score"].as_f64().unwrap())
+            .collect()
+    }
+
     pub fn version(&self) -> Option<&str> {
         self.headers
             .get(MODEL_VERSION_HEADER)
