@@ -39,14 +39,28 @@
 //! # Features
 //! For customer `c` and candidate item `i`, with `n_c` orders of `c`, `o_ci`
 //! the orders of `c` holding `i`, `d_ci` the days since `c` last bought `i`
-//! and `g_c` the customer's mean days between orders ([`FEATURE_NAMES`]):
-//! TIFU own and neighbour scores, `ln(1 + o_ci)`, `o_ci / n_c`, bought
-//! before, `ln(1 + d_ci / g_c)` and `ln(1 + d_ci)` (bought items only), the
-//! ALS score standardised over the catalog for `c`, `ln(1 + Σ co-purchase
-//! similarity)` with `c`'s items, `ln(1 + recent buyers)`, `ln(1 + buyers)`,
-//! the item's repeat rate (share of its buyers who bought it in two or more
-//! orders, shrunk towards the global share with 5 pseudo-buyers) alone and
-//! times "bought before", and the ALS score times "never bought".
+//! and `g_c` the customer's mean days between orders, in the column order of
+//! [`FEATURE_NAMES`]:
+//! - TIFU own and neighbour scores, `ln(1 + o_ci)`, `o_ci / n_c`, bought
+//!   before, `ln(1 + d_ci / g_c)` and `ln(1 + d_ci)` (bought items only);
+//! - the ALS score standardised over the catalog for `c`, `ln(1 + Σ
+//!   co-purchase similarity)` with `c`'s items, `ln(1 + recent buyers)`,
+//!   `ln(1 + buyers)`, the item's repeat rate (share of its buyers who bought
+//!   it in two or more orders, shrunk towards the global share with 5
+//!   pseudo-buyers) alone and times "bought before", and the ALS score times
+//!   "never bought";
+//! - in the last order, the share of the last 5 orders holding `i`, days
+//!   since `i` against `c`'s own mean days between orders of `i`, bought in
+//!   exactly one order, "bought before" times `c`'s repeat share (share of
+//!   `c`'s items bought in two or more orders), `o_ci` over the orders since
+//!   `c` first bought `i`, `ln(1 +` orders since `c` last bought `i)`, and
+//!   the number of `c`'s newest orders in a row holding `i`;
+//! - the candidate's rank by TIFU score among `c`'s candidates (`ln(1 +
+//!   rank)`, 0 = best) and its TIFU score over the best one: the TIFU
+//!   evidence on a scale shared by every customer, which a pointwise learner
+//!   cannot derive from raw scores whose size differs between customers;
+//! - about `c`, so that trees can condition the rest on it: `ln(1 + n_c)`,
+//!   `c`'s repeat share, and `ln(1 +` mean items per order`)`.
 //!
 //! Everything is deterministic: the same log, base models and parameters
 //! give the same weights and lists.
@@ -66,7 +80,7 @@ use std::collections::HashSet;
 const DAY: f64 = 86_400.0;
 
 /// Names of the features, in column order (module docs).
-pub const FEATURE_NAMES: [&str; 22] = [
+pub const FEATURE_NAMES: [&str; 27] = [
     "tifu_own",
     "tifu_neighbours",
     "ln_orders_with_item",
@@ -89,6 +103,11 @@ pub const FEATURE_NAMES: [&str; 22] = [
     "share_of_orders_since_first",
     "ln_orders_since_item",
     "streak_of_last_orders",
+    "ln_tifu_rank",
+    "tifu_over_best",
+    "ln_customer_orders",
+    "customer_repeat_share",
+    "ln_customer_basket_size",
 ];
 const N_FEATURES: usize = FEATURE_NAMES.len();
 
@@ -690,15 +709,14 @@ impl<'a> Signals<'a> {
         let (n_repeat, n_new, n_popular) = self.candidates;
         let mut candidates: Vec<u32> = Vec::new();
         let mut seen = HashSet::new();
+        let tifu_of = |i: u32| alpha * own[i as usize] + (1.0 - alpha) * neighbours[i as usize];
         let tifu_scores = (0..n_items as u32)
-            .map(|i| {
-                (
-                    i,
-                    alpha * own[i as usize] + (1.0 - alpha) * neighbours[i as usize],
-                )
-            })
-            .filter(|&(i, s)| s > 0.0 && available(i));
-        for (i, _) in top_k(tifu_scores, n_repeat) {
+            .map(|i| (i, tifu_of(i)))
+            .filter(|&(_, s)| s > 0.0);
+        // The TIFU head over every item, available or not, so that the rank
+        // features below do not change with the availability filter.
+        let tifu_head = top_k(tifu_scores.clone(), n_repeat.max(1));
+        for (i, _) in top_k(tifu_scores.filter(|&(i, _)| available(i)), n_repeat) {
             if seen.insert(i) {
                 candidates.push(i);
             }
@@ -728,6 +746,20 @@ impl<'a> Signals<'a> {
 
         let n_orders = f64::from(a.n_orders[cu].max(1));
         let gap = a.gap_days[cu];
+        let basket_size = mine.iter().map(|h| f64::from(h.orders)).sum::<f64>() / n_orders;
+        // Each candidate's rank in the customer's TIFU head (its length when
+        // outside) and its TIFU score over the best one: the same evidence on
+        // a scale shared by every customer.
+        let best_tifu = tifu_head
+            .first()
+            .map_or(0.0, |&(_, s)| f64::from(s))
+            .max(1e-12);
+        let tifu_rank = |i: u32| {
+            tifu_head
+                .iter()
+                .position(|e| e.0 == i)
+                .unwrap_or(tifu_head.len()) as f64
+        };
         let x = candidates
             .iter()
             .map(|&i| {
@@ -777,6 +809,11 @@ impl<'a> Signals<'a> {
                     held.map_or(0.0, |h| f64::from(h.orders) / f64::from(h.first_rank + 1)),
                     held.map_or(0.0, |h| f64::from(h.last_rank).ln_1p()),
                     held.map_or(0.0, |h| f64::from(h.streak)),
+                    tifu_rank(i).ln_1p(),
+                    f64::from(tifu_of(i)) / best_tifu,
+                    n_orders.ln_1p(),
+                    a.repeat_share[cu],
+                    basket_size.ln_1p(),
                 ]
             })
             .collect();
