@@ -18,6 +18,9 @@
 //! [`TOTAL_TOLERANCE`] = 15 % and requires under-forecasting, which a bug in
 //! eq. 10 or in the data preparation would very likely break; the
 //! per-customer comparison with the naive baseline is the sharper check.
+//! The quarterly tracking it prints shows where the gap comes from: the
+//! calibration weeks are forecast within 1 % (asserted within 2 %), each
+//! holdout quarter runs 15 to 20 % above the forecast.
 
 use encore_data::PurchaseLog;
 use encore_data::timestamp::parse_timestamp;
@@ -186,6 +189,58 @@ fn customer_bgnbd_predicts_the_cdnow_holdout() {
             predicted / f64::from(*n)
         );
     }
+
+    // Weekly tracking from 1997-01-01: repeat purchases (distinct days after
+    // each customer's first) against Σ over customers of the increments of
+    // E[X(t)] since their first purchase, by quarter (13 weeks).
+    let start = day_of("19970101");
+    let mut days: BTreeMap<u32, BTreeSet<i64>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.day <= holdout_end) {
+        days.entry(r.customer).or_default().insert(r.day - start);
+    }
+    let weeks = 78;
+    let mut actual_weekly = vec![0.0; weeks];
+    let mut births: BTreeMap<i64, f64> = BTreeMap::new();
+    for d in days.values() {
+        let first = *d.first().unwrap();
+        *births.entry(first).or_default() += 1.0;
+        for &day in d.iter().skip(1) {
+            actual_weekly[(day / 7) as usize] += 1.0;
+        }
+    }
+    let cumulative = |week: usize| -> f64 {
+        births
+            .iter()
+            .map(|(&birth, &n)| {
+                let t = ((7 * week) as f64 - birth as f64).max(0.0) / 7.0;
+                n * fit.expected_purchases_unconditional(t).unwrap()
+            })
+            .sum()
+    };
+    println!("tracking by quarter (13 weeks) from 1997-01-01: actual, BG/NBD, ratio");
+    for block in (0..weeks).step_by(13) {
+        let actual: f64 = actual_weekly[block..block + 13].iter().sum();
+        let forecast = cumulative(block + 13) - cumulative(block);
+        let period = if block < 39 { "calibration" } else { "holdout" };
+        println!(
+            "  weeks {block:>2}-{:>2} ({period:<11}) {actual:>6} {forecast:>8.1} {:.2}",
+            block + 12,
+            actual / forecast
+        );
+    }
+    let calibration_actual: f64 = actual_weekly[..39].iter().sum();
+    let calibration_forecast = cumulative(39);
+    println!(
+        "calibration weeks 0-38: actual {calibration_actual}, BG/NBD {calibration_forecast:.1} ({:+.2} %)",
+        100.0 * (calibration_forecast / calibration_actual - 1.0)
+    );
+    assert_eq!(calibration_actual, calibration_repeats);
+    // The fit reproduces the period it was fitted on; the holdout's shortfall
+    // is the holdout's own.
+    assert!(
+        (calibration_forecast / calibration_actual - 1.0).abs() < 0.02,
+        "calibration forecast {calibration_forecast} vs actual {calibration_actual}"
+    );
 
     let error = predicted_total / actual_total - 1.0;
     assert!(
