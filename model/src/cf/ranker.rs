@@ -55,10 +55,12 @@
 //!   `c`'s items bought in two or more orders), `o_ci` over the orders since
 //!   `c` first bought `i`, `ln(1 +` orders since `c` last bought `i)`, and
 //!   the number of `c`'s newest orders in a row holding `i`;
-//! - the candidate's rank by TIFU score among `c`'s candidates (`ln(1 +
-//!   rank)`, 0 = best) and its TIFU score over the best one: the TIFU
-//!   evidence on a scale shared by every customer, which a pointwise learner
-//!   cannot derive from raw scores whose size differs between customers;
+//! - the candidate's rank in `c`'s TIFU head (the `candidates_repeat` best
+//!   TIFU items of the whole catalog, available or not; `ln(1 + rank)`, 0 =
+//!   best, the head's length when outside it) and its TIFU score over the
+//!   best one: the TIFU evidence on a scale shared by every customer, which a
+//!   pointwise learner cannot derive from raw scores whose size differs
+//!   between customers;
 //! - about `c`, so that trees can condition the rest on it: `ln(1 + n_c)`,
 //!   `c`'s repeat share, and `ln(1 +` mean items per order`)`.
 //!
