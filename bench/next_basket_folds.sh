@@ -24,6 +24,9 @@ if [[ $# -lt 1 || $# -gt 2 ]]; then
 fi
 INPUT="$1"
 CONFIG="${2:-}"
+for f in "$INPUT" ${CONFIG:+"$CONFIG"}; do
+    [[ -f "$f" ]] || { echo "$0: no such file: $f" >&2; exit 2; }
+done
 FOLDS="${FOLDS:-4}"
 MODELS="${MODELS:-ranker,tifu_als,p_topfreq}"
 WORK="${WORK:-/tmp/encore-folds}"

@@ -716,9 +716,18 @@ impl<'a> Signals<'a> {
             .map(|i| (i, tifu_of(i)))
             .filter(|&(_, s)| s > 0.0);
         // The TIFU head over every item, available or not, so that the rank
-        // features below do not change with the availability filter.
+        // features below do not change with the availability filter. When
+        // the filter keeps the whole head, the head is the repeat candidates
+        // (same order, same ties); only otherwise is the catalog walked again.
         let tifu_head = top_k(tifu_scores.clone(), n_repeat.max(1));
-        for (i, _) in top_k(tifu_scores.filter(|&(i, _)| available(i)), n_repeat) {
+        let repeat = if n_repeat == 0 {
+            Vec::new()
+        } else if tifu_head.iter().all(|e| available(e.0)) {
+            tifu_head.clone()
+        } else {
+            top_k(tifu_scores.filter(|&(i, _)| available(i)), n_repeat)
+        };
+        for (i, _) in repeat {
             if seen.insert(i) {
                 candidates.push(i);
             }
