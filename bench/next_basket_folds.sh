@@ -12,7 +12,9 @@
 # INPUT.csv: canonical purchase CSV (order_id,customer_id,item_id,timestamp,
 # ...; e.g. the Instacart sample converted by bench/instacart_to_csv.py).
 # A customer's orders are ranked by the earliest timestamp of their lines.
-# Environment: FOLDS [4] MODELS [ranker,tifu_als,p_topfreq] WORK [/tmp/encore-folds].
+# Environment: FOLDS [4] MODELS [ranker,tifu_als,p_topfreq] WORK [/tmp/encore-folds]
+# ENCORE_TRAIN [built from this checkout]: the encore-train binary to score,
+# e.g. a copy of an earlier build to compare against.
 # Prints Recall@10 / NDCG@10 per fold and model, then the means and each
 # model's mean against the best of the others.
 set -euo pipefail
@@ -32,8 +34,13 @@ MODELS="${MODELS:-ranker,tifu_als,p_topfreq}"
 WORK="${WORK:-/tmp/encore-folds}"
 mkdir -p "$WORK"
 
-(cd "$ROOT" && cargo build --release --quiet -p encore-training --bin encore-train)
-BIN="$ROOT/target/release/encore-train"
+if [[ -n "${ENCORE_TRAIN:-}" ]]; then
+    BIN="$ENCORE_TRAIN"
+    [[ -x "$BIN" ]] || { echo "$0: ENCORE_TRAIN is not an executable: $BIN" >&2; exit 2; }
+else
+    (cd "$ROOT" && cargo build --release --quiet -p encore-training --bin encore-train)
+    BIN="$ROOT/target/release/encore-train"
+fi
 
 python3 - "$INPUT" "$WORK" "$FOLDS" <<'PY'
 import csv, sys

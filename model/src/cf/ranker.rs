@@ -63,6 +63,13 @@
 //!   between customers;
 //! - about `c`, so that trees can condition the rest on it: `ln(1 + n_c)`,
 //!   `c`'s repeat share, and `ln(1 +` mean items per order`)`.
+//! - how often an order holding `i` is followed by another one holding it:
+//!   over every customer's orders (the item's next-order rate, shrunk
+//!   towards the share over all items with 5 pseudo-orders), and over `c`'s
+//!   own (shrunk towards the item's rate with 2 pseudo-orders; 0 when never
+//!   bought). Only orders with a later order of the same customer count.
+//!   Where the repeat rate says whether buyers ever come back for `i`, these
+//!   say whether they come back in the very next order.
 //!
 //! Everything is deterministic: the same log, base models and parameters
 //! give the same weights and lists.
@@ -82,7 +89,7 @@ use std::collections::HashSet;
 const DAY: f64 = 86_400.0;
 
 /// Names of the features, in column order (module docs).
-pub const FEATURE_NAMES: [&str; 27] = [
+pub const FEATURE_NAMES: [&str; 29] = [
     "tifu_own",
     "tifu_neighbours",
     "ln_orders_with_item",
@@ -110,11 +117,17 @@ pub const FEATURE_NAMES: [&str; 27] = [
     "ln_customer_orders",
     "customer_repeat_share",
     "ln_customer_basket_size",
+    "item_next_order_rate",
+    "own_next_order_rate",
 ];
 const N_FEATURES: usize = FEATURE_NAMES.len();
 
 /// Pseudo-buyers of the repeat-rate shrinkage.
 const REPEAT_PRIOR_BUYERS: f64 = 5.0;
+/// Pseudo-orders of the item's next-order rate shrinkage.
+const NEXT_PRIOR: f64 = 5.0;
+/// Pseudo-orders of a customer's own next-order rate shrinkage.
+const OWN_NEXT_PRIOR: f64 = 2.0;
 
 /// The learner of the re-ranker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -437,6 +450,10 @@ struct Held {
     last_rank: u32,
     /// How many of the customer's newest orders in a row hold the item.
     streak: u32,
+    /// Orders holding the item that have a later order, and how many of
+    /// those were followed by an order holding it again.
+    opportunities: u32,
+    followed: u32,
 }
 
 /// Per customer and item activity of one log.
@@ -453,6 +470,8 @@ struct Activity {
     recent_buyers: Vec<u32>,
     /// Shrunk share of buyers with two or more orders of the item.
     repeat_rate: Vec<f64>,
+    /// Shrunk share of the orders holding the item whose next order holds it too.
+    next_rate: Vec<f64>,
     /// Items by recent buyers, best first.
     popular: Vec<u32>,
     end: i64,
@@ -498,6 +517,8 @@ impl Activity {
         let mut buyers = vec![0u32; n_items];
         let mut repeaters = vec![0u32; n_items];
         let mut recent_buyers = vec![0u32; n_items];
+        let mut next_opportunities = vec![0u64; n_items];
+        let mut next_followed = vec![0u64; n_items];
         let mut s = 0;
         while s < lines.len() {
             let (c, i) = (lines[s].0, lines[s].1);
@@ -512,6 +533,8 @@ impl Activity {
                 first_rank: 0,
                 last_rank: u32::MAX,
                 streak: 0,
+                opportunities: 0,
+                followed: 0,
             };
             let mut recent = false;
             let mut prev_order = None;
@@ -533,6 +556,8 @@ impl Activity {
             }
             ranks.sort_unstable();
             ranks.dedup();
+            held.opportunities = ranks.iter().filter(|&&r| r > 0).count() as u32;
+            held.followed = ranks.windows(2).filter(|w| w[1] == w[0] + 1).count() as u32;
             held.first_rank = ranks.last().copied().unwrap_or(0);
             held.last_rank = ranks.first().copied().unwrap_or(0);
             held.streak = ranks
@@ -541,6 +566,8 @@ impl Activity {
                 .take_while(|&(k, &r)| r == k as u32)
                 .count() as u32;
             items[c as usize].push(held);
+            next_opportunities[i as usize] += u64::from(held.opportunities);
+            next_followed[i as usize] += u64::from(held.followed);
             buyers[i as usize] += 1;
             repeaters[i as usize] += u32::from(held.orders >= 2);
             recent_buyers[i as usize] += u32::from(recent);
@@ -596,6 +623,17 @@ impl Activity {
                 (f64::from(r) + REPEAT_PRIOR_BUYERS * global) / (f64::from(b) + REPEAT_PRIOR_BUYERS)
             })
             .collect();
+        let total_opportunities: u64 = next_opportunities.iter().sum();
+        let global_next = if total_opportunities > 0 {
+            next_followed.iter().sum::<u64>() as f64 / total_opportunities as f64
+        } else {
+            0.0
+        };
+        let next_rate = next_opportunities
+            .iter()
+            .zip(&next_followed)
+            .map(|(&o, &f)| (f as f64 + NEXT_PRIOR * global_next) / (o as f64 + NEXT_PRIOR))
+            .collect();
         let mut popular: Vec<(u32, f32)> = recent_buyers
             .iter()
             .enumerate()
@@ -611,6 +649,7 @@ impl Activity {
             buyers,
             recent_buyers,
             repeat_rate,
+            next_rate,
             popular: popular.into_iter().map(|(i, _)| i).collect(),
             end,
         }
@@ -825,6 +864,11 @@ impl<'a> Signals<'a> {
                     n_orders.ln_1p(),
                     a.repeat_share[cu],
                     basket_size.ln_1p(),
+                    a.next_rate[iu],
+                    held.map_or(0.0, |h| {
+                        (f64::from(h.followed) + OWN_NEXT_PRIOR * a.next_rate[iu])
+                            / (f64::from(h.opportunities) + OWN_NEXT_PRIOR)
+                    }),
                 ]
             })
             .collect();
@@ -932,5 +976,52 @@ impl Ranker {
             Learned::Logistic { intercept, .. } => Some(intercept),
             Learned::Trees(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One customer: o1 {x, y}, o2 {x}, o3 {x, y}, o4 {y}; a second one
+    /// buys z once. x is followed by x twice in three chances, y once in two.
+    #[test]
+    fn next_order_rates_count_consecutive_orders() {
+        let mut log = PurchaseLog::default();
+        let day = 86_400;
+        for (o, t, items) in [
+            ("o1", 1, &["x", "y"][..]),
+            ("o2", 2, &["x"]),
+            ("o3", 3, &["x", "y", "x"]),
+            ("o4", 4, &["y"]),
+        ] {
+            for item in items {
+                log.push(o, "a", item, t * day, 1.0, 1.0);
+            }
+        }
+        log.push("o5", "b", "z", 4 * day, 1.0, 1.0);
+        // A return is not an order holding the item.
+        log.push("o6", "a", "z", 4 * day, -1.0, 1.0);
+        let activity = Activity::new(&log, 90.0);
+        let held = |c: &str, i: &str| {
+            let (c, i) = (log.customers.get(c).unwrap(), log.items.get(i).unwrap());
+            activity.items[c as usize]
+                .iter()
+                .find(|h| h.item == i)
+                .copied()
+                .unwrap()
+        };
+        let (x, y) = (held("a", "x"), held("a", "y"));
+        assert_eq!((x.opportunities, x.followed), (3, 2));
+        assert_eq!((y.opportunities, y.followed), (2, 1));
+        let z = held("b", "z");
+        assert_eq!((z.opportunities, z.followed), (0, 0));
+        // Shrunk towards the share over all items, (2 + 1) / (3 + 2).
+        let global = 3.0 / 5.0;
+        let rate = |i: &str| activity.next_rate[log.items.get(i).unwrap() as usize];
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        close(rate("x"), (2.0 + NEXT_PRIOR * global) / (3.0 + NEXT_PRIOR));
+        close(rate("y"), (1.0 + NEXT_PRIOR * global) / (2.0 + NEXT_PRIOR));
+        close(rate("z"), global);
     }
 }
