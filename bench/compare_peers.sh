@@ -16,7 +16,8 @@
 # bench/peers.py trains and scores the peers on those files. One table is
 # printed: Recall/NDCG at 10 and 20 for Encore's models and the peers, and
 # Encore's "for you" model (ranker, the learned re-ranker) against the best
-# peer or baseline.
+# peer or baseline, with Encore's 95% paired bootstrap interval over customers
+# when that rival is one of Encore's rows (the report's `gains`).
 #
 # Online Retail: the bundled sample with its column map and catalog, time split
 # at 2011-10-01 (validation: the 30 days before it).
@@ -106,7 +107,11 @@ parts = []
 for c, h in zip(cols, heads):
     best = max(rivals, key=lambda r: rivals[r][c])
     b, t = rivals[best][c], enc["ranker"][c]
-    parts.append(f"{h} {t:.4f} vs {best} {b:.4f} ({100 * (t - b) / b:+.1f}%)")
+    # Encore's paired bootstrap interval over customers, when the rival is Encore's.
+    g = report["models"][[m["model"] for m in report["models"]].index("ranker")].get("gains", {})
+    g = g.get(c, {}).get(best)
+    ci = f", 95% interval {100 * g['low']:+.1f}% to {100 * g['high']:+.1f}%" if g else ""
+    parts.append(f"{h} {t:.4f} vs {best} {b:.4f} ({100 * (t - b) / b:+.1f}%{ci})")
 print("ranker vs best peer or baseline: " + "; ".join(parts))
 EOF
 }

@@ -726,7 +726,30 @@ pub struct ModelScores {
     pub metrics: BTreeMap<String, f64>,
     /// Seconds to build the model from the trained engine and score every customer.
     pub seconds: f64,
+    /// Per metric (`recall@K`, `ndcg@K`) and other model of the same run:
+    /// this model's relative gain over it with a paired bootstrap interval
+    /// ([`Gain`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gains: BTreeMap<String, BTreeMap<String, Gain>>,
 }
+
+/// `mean(model) / mean(other) − 1` on one metric over the scored customers,
+/// and the 2.5 % and 97.5 % quantiles of that ratio over
+/// [`BOOTSTRAP_RESAMPLES`] resamples of the customers (drawn with
+/// replacement, the same customers for both models: a paired bootstrap).
+/// Seeded by the configuration's seed, so the same run gives the same
+/// interval. It says how much of a difference between two rows is the
+/// choice of customers: an interval that holds 0 is not a difference this
+/// split can tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Gain {
+    pub gain: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Resamples of the customers behind each [`Gain`] interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
 /// The scores of every model on one split.
 #[derive(Debug, Clone, Serialize)]
@@ -804,6 +827,8 @@ pub fn evaluate_split(
     let catalog_items = catalog.iter().filter(|&&b| b).count();
     let kmax = *ks.iter().max().expect("non-empty");
     let mut models = Vec::new();
+    // Per model: per-customer recall and NDCG at each cut-off, for the gains.
+    let mut per_customer: Vec<Vec<Vec<f64>>> = Vec::new();
     for entry in registry.entries() {
         let started = std::time::Instant::now();
         let model = (entry.build)(&trained)?;
@@ -819,19 +844,124 @@ pub fn evaluate_split(
             });
             metrics.insert(format!("coverage@{k}"), cov);
         }
+        per_customer.push(gain_metric_values(&lists, &prepared.targets, ks));
         models.push(ModelScores {
             model: entry.name.clone(),
             label: entry.label.clone(),
             metrics,
             seconds: started.elapsed().as_secs_f64(),
+            gains: BTreeMap::new(),
         });
     }
+    add_gains(&mut models, &per_customer, ks, config.als.seed);
     Ok(SplitEvaluation {
         split: prepared.summary,
         catalog_items,
         models,
         train_seconds,
     })
+}
+
+/// The metrics [`Gain`]s are given for, in the order of
+/// [`gain_metric_values`]: recall and NDCG at each cut-off.
+fn gain_metric_names(ks: &[usize]) -> Vec<String> {
+    ks.iter()
+        .flat_map(|k| [format!("recall@{k}"), format!("ndcg@{k}")])
+        .collect()
+}
+
+/// Per metric of [`gain_metric_names`], the value of each target customer
+/// (0 where undefined: every target has a relevant item, so none is).
+fn gain_metric_values(lists: &[Vec<u32>], targets: &[Target], ks: &[usize]) -> Vec<Vec<f64>> {
+    ks.iter()
+        .flat_map(|&k| {
+            [
+                recall_at_k as fn(&[u32], &HashSet<u32>, usize) -> Option<f64>,
+                ndcg_at_k,
+            ]
+            .map(|f| {
+                lists
+                    .iter()
+                    .zip(targets)
+                    .map(|(l, t)| f(l, &t.relevant, k).unwrap_or(0.0))
+                    .collect()
+            })
+        })
+        .collect()
+}
+
+/// Fills [`ModelScores::gains`] of every model against every other from
+/// `values[model][metric][customer]` ([`gain_metric_values`]). Each resample
+/// draws the customers once and sums every model's metrics over them, so the
+/// cost is resamples x customers x models x metrics additions, whatever the
+/// number of pairs.
+fn add_gains(models: &mut [ModelScores], values: &[Vec<Vec<f64>>], ks: &[usize], seed: u64) {
+    use rand::{Rng, SeedableRng};
+    let names = gain_metric_names(ks);
+    let n = values.first().and_then(|m| m.first()).map_or(0, Vec::len);
+    if models.len() < 2 || n == 0 {
+        return;
+    }
+    let total = |m: usize, f: usize| values[m][f].iter().sum::<f64>();
+    // sums[r][m][f]: model m's metric f summed over resample r's customers.
+    let sums: Vec<Vec<Vec<f64>>> = (0..BOOTSTRAP_RESAMPLES)
+        .into_par_iter()
+        .map(|r| {
+            // One stream per resample: the same draws on any number of threads.
+            let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(
+                seed ^ (r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            let mut counts = vec![0u32; n];
+            for _ in 0..n {
+                counts[rng.gen_range(0..n)] += 1;
+            }
+            values
+                .iter()
+                .map(|metrics| {
+                    metrics
+                        .iter()
+                        .map(|v| v.iter().zip(&counts).map(|(x, &c)| x * f64::from(c)).sum())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let quantile = |sorted: &[f64], q: f64| {
+        let pos = q * (sorted.len() - 1) as f64;
+        let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+        sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    };
+    for a in 0..models.len() {
+        for (f, name) in names.iter().enumerate() {
+            let mut row = BTreeMap::new();
+            for b in (0..models.len()).filter(|&b| b != a) {
+                let base = total(b, f);
+                if base <= 0.0 {
+                    continue;
+                }
+                let mut ratios: Vec<f64> = sums
+                    .iter()
+                    .filter(|s| s[b][f] > 0.0)
+                    .map(|s| s[a][f] / s[b][f] - 1.0)
+                    .collect();
+                if ratios.is_empty() {
+                    continue;
+                }
+                ratios.sort_by(f64::total_cmp);
+                row.insert(
+                    models[b].model.clone(),
+                    Gain {
+                        gain: total(a, f) / base - 1.0,
+                        low: quantile(&ratios, 0.025),
+                        high: quantile(&ratios, 0.975),
+                    },
+                );
+            }
+            if !row.is_empty() {
+                models[a].gains.insert(name.clone(), row);
+            }
+        }
+    }
 }
 
 /// Drops unavailable and repeated items and truncates to `k`.
@@ -1069,6 +1199,7 @@ impl EvalReport {
             self.seed
         ));
         out.push_str(&models_table(&self.models, &self.ks));
+        out.push_str(&gains_table(&self.models, &self.ks));
         if let Some(vm) = &self.validation.models {
             out.push_str("validation split:\n");
             out.push_str(&models_table(vm, &self.ks));
@@ -1078,6 +1209,38 @@ impl EvalReport {
         );
         out
     }
+}
+
+/// For each metric of [`gain_metric_names`], the best model against the
+/// second best, with the [`Gain`] interval.
+fn gains_table(models: &[ModelScores], ks: &[usize]) -> String {
+    let mut out = String::new();
+    for name in gain_metric_names(ks) {
+        let mut ranked: Vec<(&ModelScores, f64)> = models
+            .iter()
+            .filter_map(|m| m.metrics.get(&name).map(|&v| (m, v)))
+            .collect();
+        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let [(best, _), (second, _), ..] = ranked[..] else {
+            continue;
+        };
+        if let Some(g) = best.gains.get(&name).and_then(|r| r.get(&second.model)) {
+            if out.is_empty() {
+                out.push_str(&format!(
+                    "best against second best, relative, with a 95% paired bootstrap interval over customers ({BOOTSTRAP_RESAMPLES} resamples):\n"
+                ));
+            }
+            out.push_str(&format!(
+                "  {name:<10} {} vs {}: {:+.1}% [{:+.1}%, {:+.1}%]\n",
+                best.model,
+                second.model,
+                100.0 * g.gain,
+                100.0 * g.low,
+                100.0 * g.high
+            ));
+        }
+    }
+    out
 }
 
 fn models_table(models: &[ModelScores], ks: &[usize]) -> String {
@@ -1313,6 +1476,58 @@ mod tests {
             log.push(o, c, i, t, q, 1.0);
         }
         log
+    }
+
+    fn scores(name: &str) -> ModelScores {
+        ModelScores {
+            model: name.into(),
+            label: String::new(),
+            metrics: BTreeMap::new(),
+            seconds: 0.0,
+            gains: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn gains_and_their_bootstrap_intervals() {
+        let ks = [10];
+        // Per model, per metric (recall@10, ndcg@10), per customer.
+        let b: Vec<f64> = (0..200).map(|c| f64::from(c % 7) / 10.0).collect();
+        let doubled: Vec<f64> = b.iter().map(|v| 2.0 * v).collect();
+        // Better on some customers, worse on others: a noisy difference.
+        let noisy: Vec<f64> = b
+            .iter()
+            .enumerate()
+            .map(|(c, v)| if c % 3 == 0 { 0.0 } else { v + 0.1 })
+            .collect();
+        let values = vec![
+            vec![b.clone(), b.clone()],
+            vec![doubled.clone(), doubled],
+            vec![noisy.clone(), noisy.clone()],
+        ];
+        let run = |seed| {
+            let mut models = vec![scores("b"), scores("double"), scores("noisy")];
+            add_gains(&mut models, &values, &ks, seed);
+            models
+        };
+        let models = run(42);
+        // Twice as good on every customer: +100 % in every resample.
+        let g = models[1].gains["ndcg@10"]["b"];
+        assert!((g.gain - 1.0).abs() < 1e-12 && (g.low - 1.0).abs() < 1e-12);
+        assert!((g.high - 1.0).abs() < 1e-12, "{g:?}");
+        let back = models[0].gains["recall@10"]["double"];
+        assert!((back.gain + 0.5).abs() < 1e-12, "{back:?}");
+        // A noisy difference: the interval brackets the gain and has width.
+        let g = models[2].gains["recall@10"]["b"];
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!((g.gain - (mean(&noisy) / mean(&b) - 1.0)).abs() < 1e-12);
+        assert!(g.low < g.gain && g.gain < g.high, "{g:?}");
+        assert!(g.high - g.low > 0.01, "{g:?}");
+        // Seeded: the same seed gives the same intervals, another seed others.
+        assert_eq!(run(42)[2].gains, models[2].gains);
+        assert_ne!(run(7)[2].gains["recall@10"]["b"], g);
+        // No model is compared with itself.
+        assert!(!models[0].gains["recall@10"].contains_key("b"));
     }
 
     #[test]
