@@ -168,8 +168,9 @@ pub struct RankerParams {
     pub max_iterations: u64,
     /// At most this many labelled customers per cut train the learner (every
     /// n-th one is kept beyond it). This bounds the training rows, held in
-    /// memory at 176 bytes each: customers x cuts x candidates (about 80),
-    /// so about 280 MB at the defaults on a large shop.
+    /// memory at 8 bytes a feature (233 bytes a row with its label):
+    /// customers x cuts x candidates (at most 80), so at most about 370 MB at
+    /// the defaults on a large shop.
     pub max_training_customers: usize,
 }
 
