@@ -1211,34 +1211,48 @@ impl EvalReport {
     }
 }
 
-/// For each metric of [`gain_metric_names`], the best model against the
-/// second best, with the [`Gain`] interval.
+/// For each metric of [`gain_metric_names`] (at the cut-offs `ks`), the
+/// best model against the second best and the best one's [`Gain`] over it:
+/// `(metric, best, second, gain)`. What the text and HTML reports show.
+pub fn best_against_second<'a>(
+    models: &'a [ModelScores],
+    ks: &[usize],
+) -> Vec<(String, &'a ModelScores, &'a ModelScores, Gain)> {
+    gain_metric_names(ks)
+        .into_iter()
+        .filter_map(|name| {
+            let mut ranked: Vec<(&ModelScores, f64)> = models
+                .iter()
+                .filter_map(|m| m.metrics.get(&name).map(|&v| (m, v)))
+                .collect();
+            ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let [(best, _), (second, _), ..] = ranked[..] else {
+                return None;
+            };
+            let gain = *best.gains.get(&name)?.get(&second.model)?;
+            Some((name, best, second, gain))
+        })
+        .collect()
+}
+
+/// [`best_against_second`] as text lines under the table.
 fn gains_table(models: &[ModelScores], ks: &[usize]) -> String {
-    let mut out = String::new();
-    for name in gain_metric_names(ks) {
-        let mut ranked: Vec<(&ModelScores, f64)> = models
-            .iter()
-            .filter_map(|m| m.metrics.get(&name).map(|&v| (m, v)))
-            .collect();
-        ranked.sort_by(|x, y| y.1.total_cmp(&x.1));
-        let [(best, _), (second, _), ..] = ranked[..] else {
-            continue;
-        };
-        if let Some(g) = best.gains.get(&name).and_then(|r| r.get(&second.model)) {
-            if out.is_empty() {
-                out.push_str(&format!(
-                    "best against second best, relative, with a 95% paired bootstrap interval over customers ({BOOTSTRAP_RESAMPLES} resamples):\n"
-                ));
-            }
-            out.push_str(&format!(
-                "  {name:<10} {} vs {}: {:+.1}% [{:+.1}%, {:+.1}%]\n",
-                best.model,
-                second.model,
-                100.0 * g.gain,
-                100.0 * g.low,
-                100.0 * g.high
-            ));
-        }
+    let rows = best_against_second(models, ks);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "best against second best, relative, with a 95% paired bootstrap interval over customers ({BOOTSTRAP_RESAMPLES} resamples):\n"
+    );
+    for (name, best, second, g) in rows {
+        out.push_str(&format!(
+            "  {name:<10} {} vs {}: {:+.1}% [{:+.1}%, {:+.1}%]\n",
+            best.model,
+            second.model,
+            100.0 * g.gain,
+            100.0 * g.low,
+            100.0 * g.high
+        ));
     }
     out
 }

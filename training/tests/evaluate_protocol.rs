@@ -107,6 +107,30 @@ fn check_json(r: &EvalReport) {
     assert_eq!(json["seed"], 42);
     assert_eq!(json["models"][0]["model"], "popularity");
     assert!(json["models"][4]["metrics"]["recall@10"].is_f64());
+    // Every model against every other, each gain inside or at its interval.
+    let n_models = r.models.len();
+    for m in json["models"].as_array().unwrap() {
+        let gains = m["gains"].as_object().expect("gains per model");
+        for metric in ["recall@10", "ndcg@10", "recall@20", "ndcg@20"] {
+            let row = gains[metric].as_object().unwrap();
+            assert!(row.len() < n_models && !row.contains_key(m["model"].as_str().unwrap()));
+            for g in row.values() {
+                let [gain, low, high] = ["gain", "low", "high"].map(|k| g[k].as_f64().unwrap());
+                assert!(gain.is_finite() && low.is_finite() && low <= high, "{g}");
+            }
+        }
+    }
+    // The best model against the second best, in the text table.
+    let best = encore_training::evaluate::best_against_second(&r.models, &r.ks);
+    assert_eq!(best.len(), 4);
+    let text = r.table();
+    for (metric, a, b, _) in &best {
+        assert!(
+            text.contains(&format!("{metric:<10} {} vs {}", a.model, b.model)),
+            "{text}"
+        );
+        assert!(a.metrics[metric] >= b.metrics[metric]);
+    }
 }
 
 fn check_html(r: &EvalReport, path: &std::path::Path) {
@@ -127,6 +151,7 @@ fn check_html(r: &EvalReport, path: &std::path::Path) {
         "Validation split",
         &html::escape(&r.split.description),
         "&quot;factors&quot;: 8",
+        "95 % paired bootstrap",
     ] {
         assert!(page.contains(needle), "the page lacks {needle}");
     }
