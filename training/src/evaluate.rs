@@ -1211,7 +1211,7 @@ impl EvalReport {
     }
 }
 
-/// For each metric of [`gain_metric_names`] (at the cut-offs `ks`), the
+/// For recall and NDCG at each cut-off of `ks`, the
 /// best model against the second best and the best one's [`Gain`] over it:
 /// `(metric, best, second, gain)`. What the text and HTML reports show.
 pub fn best_against_second<'a>(
