@@ -107,7 +107,7 @@ fn check_json(r: &EvalReport) {
     assert_eq!(json["seed"], 42);
     assert_eq!(json["models"][0]["model"], "popularity");
     assert!(json["models"][4]["metrics"]["recall@10"].is_f64());
-    // Every model against every other, each gain inside or at its interval.
+    // Every model against every other (never itself), with a finite gain and an ordered interval.
     let n_models = r.models.len();
     for m in json["models"].as_array().unwrap() {
         let gains = m["gains"].as_object().expect("gains per model");
