@@ -194,9 +194,10 @@ pub struct ForYouConfig {
     pub model: ForYouModel,
     /// Items kept per customer; longer lists are filled from ALS.
     pub top_n: usize,
-    /// Above this many customers the repeat-aware lists are not built (its
-    /// exact neighbour search costs the sum over items of buyers squared) and
-    /// the fit summary says so.
+    /// Above this many customers the repeat-aware lists are not built and
+    /// the fit summary says so: a bound on the fit's time and memory (on a
+    /// synthetic 100k-customer history they take about 2 minutes and double
+    /// the fit's peak memory; README, "Scale measured").
     pub max_customers: usize,
 }
 
@@ -206,7 +207,7 @@ impl Default for ForYouConfig {
             repeat_aware: true,
             model: ForYouModel::Ranker,
             top_n: 100,
-            max_customers: 50_000,
+            max_customers: 200_000,
         }
     }
 }
@@ -481,8 +482,8 @@ fn for_you_lists(
     let top_n = config.for_you.top_n;
     let mut fallback_reason = None;
     if config.for_you.model == ForYouModel::Ranker {
-        let fitted = config.ranker.fit(log, available, |inner| {
-            ranker_base_models(inner, config).map_err(|e| e.to_string())
+        let fitted = config.ranker.fit(log, available, |inner, scored| {
+            ranker_base_models(inner, config, Some(scored)).map_err(|e| e.to_string())
         });
         match fitted {
             Ok(ranker) => {
@@ -562,10 +563,13 @@ fn fit_tifu(log: &PurchaseLog, config: &EngineConfig) -> Result<TifuKnn, TrainEr
 }
 
 /// The re-ranker's base models (TIFU-KNN, ALS, co-purchase) fitted on `log`
-/// with the settings of `config`, as [`train_engine`] fits them.
+/// with the settings of `config`, as [`train_engine`] fits them; with
+/// `scored`, TIFU-KNN searches the neighbours of those customers only
+/// ([`crate::cf::tifu::TifuParams::fit_for`]).
 pub fn ranker_base_models(
     log: &PurchaseLog,
     config: &EngineConfig,
+    scored: Option<&[u32]>,
 ) -> Result<crate::cf::ranker::BaseModels, TrainError> {
     let (interactions, _) = interaction_matrix(log, &config.als);
     let als = config.als_params().fit(&interactions)?;
@@ -573,7 +577,13 @@ pub fn ranker_base_models(
     let copurchase = config
         .copurchase_params()?
         .fit(&kept_purchases(log, &history));
-    let tifu = fit_tifu(log, config)?;
+    let tifu = config
+        .repeat_aware
+        .fit_for(log, scored)
+        .map_err(|e| TrainError::Config {
+            key: "repeat_aware".into(),
+            reason: e.to_string(),
+        })?;
     Ok(crate::cf::ranker::BaseModels {
         tifu,
         als,

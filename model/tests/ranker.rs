@@ -26,8 +26,8 @@ fn config() -> EngineConfig {
     c
 }
 
-fn build(log: &PurchaseLog) -> Result<BaseModels, String> {
-    ranker_base_models(log, &config()).map_err(|e| e.to_string())
+fn build(log: &PurchaseLog, scored: &[u32]) -> Result<BaseModels, String> {
+    ranker_base_models(log, &config(), Some(scored)).map_err(|e| e.to_string())
 }
 
 fn next_order() -> RankerParams {
@@ -140,7 +140,7 @@ fn novelty_shop(n_customers: usize) -> PurchaseLog {
 
 /// Base models fitted on the whole `log`, as the pipeline serves with.
 fn full_models(log: &PurchaseLog) -> BaseModels {
-    build(log).expect("base models")
+    ranker_base_models(log, &config(), None).expect("base models")
 }
 
 fn signals<'a>(log: &PurchaseLog, base: &'a BaseModels, params: &RankerParams) -> Signals<'a> {
@@ -244,9 +244,9 @@ fn fit_recording(
     log: &PurchaseLog,
 ) -> (Result<Ranker, RankerError>, Vec<PurchaseLog>) {
     let seen = RefCell::new(Vec::new());
-    let fitted = params.fit(log, all, |history| {
+    let fitted = params.fit(log, all, |history, scored| {
         seen.borrow_mut().push(history.clone());
-        build(history)
+        build(history, scored)
     });
     (fitted, seen.into_inner())
 }
@@ -733,9 +733,9 @@ fn invalid_params_are_named_and_nothing_is_built() {
     for (params, field) in cases {
         assert!(params.check().is_err(), "{field}");
         let calls = Cell::new(0);
-        let result = params.fit(&log, all, |h| {
+        let result = params.fit(&log, all, |h, scored| {
             calls.set(calls.get() + 1);
-            build(h)
+            build(h, scored)
         });
         match result {
             Err(e @ RankerError::InvalidParam { name, .. }) => {
@@ -968,7 +968,7 @@ fn labels_only_of_unavailable_items_give_one_class() {
 #[test]
 fn a_failing_build_is_reported() {
     let log = staple_shop(20, Rhythm::Weekly);
-    let result = next_order().fit(&log, all, |_| Err("boom".to_string()));
+    let result = next_order().fit(&log, all, |_, _| Err("boom".to_string()));
     match result {
         Err(RankerError::Base(m)) => assert_eq!(m, "boom"),
         other => panic!("expected Base, got {other:?}"),

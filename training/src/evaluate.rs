@@ -534,8 +534,8 @@ impl Registry {
                 "learned re-ranker of TIFU-KNN, ALS and popular candidates, trained on an inner split of the training part (the \"for you\" model; TIFU-KNN + ALS when it cannot train)",
                 |t| {
                     let available = |i: u32| t.engine.item_meta(i).available;
-                    let fitted = t.config.ranker.fit(t.train, available, |l| {
-                        ranker_base_models(l, t.config).map_err(|e| e.to_string())
+                    let fitted = t.config.ranker.fit(t.train, available, |l, scored| {
+                        ranker_base_models(l, t.config, Some(scored)).map_err(|e| e.to_string())
                     });
                     let ranker = match fitted {
                         Ok(ranker) => ranker,

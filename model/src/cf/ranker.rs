@@ -270,12 +270,14 @@ impl RankerParams {
     }
 
     /// Trains the learner on an inner split of `log` (module docs);
-    /// `build` fits the base models on the history part of that split.
+    /// `build` fits the base models on the history part of that split. Its
+    /// second argument lists the customers whose features will be computed
+    /// (ascending): base models may skip work for the others.
     pub fn fit(
         &self,
         log: &PurchaseLog,
         available: impl Fn(u32) -> bool + Sync,
-        build: impl Fn(&PurchaseLog) -> Result<BaseModels, String>,
+        build: impl Fn(&PurchaseLog, &[u32]) -> Result<BaseModels, String>,
     ) -> Result<Ranker, RankerError> {
         self.check()?;
         let mut rows: Vec<(Vec<[f64; N_FEATURES]>, Vec<bool>)> = Vec::new();
@@ -287,10 +289,10 @@ impl RankerParams {
             if labelled.is_empty() {
                 continue;
             }
-            let base = build(&history).map_err(RankerError::Base)?;
-            let signals = Signals::new(&history, base.tifu, &base.als, &base.copurchase, self);
             let stride = labelled.len().div_ceil(self.max_training_customers);
             let kept: Vec<u32> = labelled.iter().step_by(stride).copied().collect();
+            let base = build(&history, &kept).map_err(RankerError::Base)?;
+            let signals = Signals::new(&history, base.tifu, &base.als, &base.copurchase, self);
             rows.par_extend(kept.into_par_iter().map(|c| {
                 let (items, x) = signals.candidate_features(c, &available);
                 let y = items
