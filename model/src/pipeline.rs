@@ -476,7 +476,7 @@ fn for_you_lists(
     copurchase: &crate::cf::item_knn::CoPurchase,
 ) -> Result<(Csr, ForYouSummary), TrainError> {
     use rayon::prelude::*;
-    let tifu = fit_tifu(log, config)?;
+    let tifu = fit_tifu(log, config, None)?;
     let n_items = log.items.len();
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
     let top_n = config.for_you.top_n;
@@ -551,11 +551,16 @@ fn lists_matrix(log: &PurchaseLog, lists: Vec<Vec<(u32, f32)>>) -> Csr {
     )
 }
 
-/// TIFU-KNN fitted on `log` with `[repeat_aware]`.
-fn fit_tifu(log: &PurchaseLog, config: &EngineConfig) -> Result<TifuKnn, TrainError> {
+/// TIFU-KNN fitted on `log` with `[repeat_aware]`; neighbours only for
+/// `scored` when given ([`crate::cf::tifu::TifuParams::fit_for`]).
+fn fit_tifu(
+    log: &PurchaseLog,
+    config: &EngineConfig,
+    scored: Option<&[u32]>,
+) -> Result<TifuKnn, TrainError> {
     config
         .repeat_aware
-        .fit(log)
+        .fit_for(log, scored)
         .map_err(|e| TrainError::Config {
             key: "repeat_aware".into(),
             reason: e.to_string(),
@@ -577,13 +582,7 @@ pub fn ranker_base_models(
     let copurchase = config
         .copurchase_params()?
         .fit(&kept_purchases(log, &history));
-    let tifu = config
-        .repeat_aware
-        .fit_for(log, scored)
-        .map_err(|e| TrainError::Config {
-            key: "repeat_aware".into(),
-            reason: e.to_string(),
-        })?;
+    let tifu = fit_tifu(log, config, scored)?;
     Ok(crate::cf::ranker::BaseModels {
         tifu,
         als,
