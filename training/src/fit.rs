@@ -275,18 +275,29 @@ pub fn summary(outcome: &FitOutcome) -> String {
     s.push_str(&customer_report(&outcome.customers));
     if let Some(g) = &outcome.gate {
         s.push_str(&format!(
-            "\npromotion gate against {} ({} from {}, {} customers): {}\n  {}\n",
+            "\npromotion gate against {} (holdout from {}): {}\n",
             g.previous_version,
-            g.metric,
             g.holdout_from,
-            g.customers_scored,
             if g.promoted {
                 "PROMOTED"
             } else {
                 "NOT PROMOTED"
             },
-            g.reason
         ));
+        for l in &g.lists {
+            s.push_str(&format!(
+                "  {:<15} {} over {} customers: candidate {:.4}, serving {:.4}: {}\n",
+                l.list,
+                l.metric,
+                l.customers_scored,
+                l.candidate,
+                l.previous,
+                if l.passed { "passed" } else { "worse" },
+            ));
+        }
+        if g.lists.is_empty() {
+            s.push_str(&format!("  {}\n", g.reason));
+        }
     }
     if let Some(r) = &outcome.evaluation {
         s.push_str("\nholdout evaluation (models trained on the purchases before the cutoff)\n");

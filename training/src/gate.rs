@@ -5,13 +5,21 @@
 //! The holdout is what the serving model has never seen: every purchase after
 //! its reference time (the last purchase of its training data). The candidate
 //! pipeline (this run's data and configuration) is trained on the purchases
-//! up to that same time, so both models know the same past; both then rank
+//! up to that same time, so both models know the same past. Both then rank
 //! items for every customer who bought in the holdout and had bought before,
-//! exactly as `/v1/customers/{id}/recommendations` serves them (items already
-//! bought left out, unavailable items never shown). The primary metric is
-//! Recall@K over those customers, relevant items being the available items
-//! they bought in the holdout that they had not bought before. The candidate
-//! is promoted if `candidate >= previous - margin`.
+//! exactly as `/v1/customers/{id}/recommendations` serves them (unavailable
+//! items never shown), in both of its forms:
+//! - `new_items`, the default list (items already bought left out): relevant
+//!   are the available items the customer bought in the holdout and had not
+//!   bought before;
+//! - `with_purchased` (`include_purchased=true`, the repeat-aware "for you"
+//!   list): relevant are all the available items the customer bought in the
+//!   holdout.
+//!
+//! The metric is Recall@K over the customers with at least one relevant
+//! item. A list passes if `candidate >= previous - margin`; the candidate is
+//! promoted if every list with customers to score passes, so a change that
+//! helps one list cannot hide a loss on the other.
 //!
 //! Ids are matched by name, so the two models may have different catalogs or
 //! customer bases; a customer unknown to a model gets its fallback list.
@@ -30,18 +38,39 @@ use std::collections::HashSet;
 /// The gate's decision and the figures behind it (also written to the manifest).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateOutcome {
-    /// `recall@K`.
-    pub metric: String,
     /// Start of the holdout (RFC 3339).
     pub holdout_from: String,
-    pub customers_scored: usize,
-    pub candidate: f64,
-    pub previous: f64,
     pub previous_version: String,
     pub margin: f64,
+    /// One entry per list with customers to score (module docs).
+    pub lists: Vec<GateList>,
     pub promoted: bool,
     pub reason: String,
 }
+
+/// The scores of one list of the gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateList {
+    /// `new_items` or `with_purchased` (module docs).
+    pub list: String,
+    /// `recall@K`.
+    pub metric: String,
+    pub customers_scored: usize,
+    pub candidate: f64,
+    pub previous: f64,
+    /// `candidate >= previous - margin`.
+    pub passed: bool,
+}
+
+impl GateOutcome {
+    /// The scores of `list` (`new_items` or `with_purchased`), if it was judged.
+    pub fn list(&self, list: &str) -> Option<&GateList> {
+        self.lists.iter().find(|l| l.list == list)
+    }
+}
+
+/// The lists the gate scores: name and whether bought items are kept.
+const LISTS: [(&str, bool); 2] = [("new_items", false), ("with_purchased", true)];
 
 /// One scored customer: id and relevant item ids.
 struct Target {
@@ -49,14 +78,18 @@ struct Target {
     relevant: Vec<String>,
 }
 
-/// Mean Recall@`k` of `engine`'s "for you" lists over `targets`.
-fn score(engine: &Engine, targets: &[Target], k: usize) -> f64 {
-    let filter = ListFilter::default();
+/// Mean Recall@`k` of `engine`'s "for you" lists over `targets`, as served
+/// with or without `include_purchased`.
+fn score(engine: &Engine, targets: &[Target], k: usize, include_purchased: bool) -> f64 {
+    let filter = ListFilter {
+        include_purchased,
+        ..ListFilter::default()
+    };
     let total: f64 = targets
         .par_iter()
         .map(|t| {
             let c = engine.customers().get(&t.customer);
-            let (_, ranked) = engine.recommend(c, k, &filter);
+            let (_, ranked) = engine.for_you(c, k, &filter);
             let list: Vec<u32> = ranked.iter().map(|&(i, _)| i).collect();
             // An item the model does not know can never be hit by it; it
             // still counts as relevant (u32::MAX never matches a list entry).
@@ -90,13 +123,10 @@ pub fn gate(
     let holdout_from = format_timestamp(cutoff);
     let (train, test) = log.split_at(cutoff);
     let not_judged = |reason: String| GateOutcome {
-        metric: format!("recall@{k}"),
         holdout_from: holdout_from.clone(),
-        customers_scored: 0,
-        candidate: f64::NAN,
-        previous: f64::NAN,
         previous_version: previous_version.clone(),
         margin,
+        lists: Vec::new(),
         promoted: false,
         reason,
     };
@@ -111,59 +141,81 @@ pub fn gate(
     }
     let before = InteractionMatrix::from_log(&train, &Weighting::default()).matrix;
     let after = InteractionMatrix::from_log(&test, &Weighting::default()).matrix;
-    let targets: Vec<Target> = (0..after.n_rows())
-        .filter(|&c| after.row_nnz(c) > 0 && before.row_nnz(c) > 0)
-        .filter_map(|c| {
-            let (bought_before, _) = before.row(c);
-            let (items, values) = after.row(c);
-            let relevant: Vec<String> = items
+    // Per list (in LISTS order), the customers with a relevant item.
+    let mut targets: [Vec<Target>; 2] = [Vec::new(), Vec::new()];
+    for c in (0..after.n_rows()).filter(|&c| after.row_nnz(c) > 0 && before.row_nnz(c) > 0) {
+        let (bought_before, _) = before.row(c);
+        let (items, values) = after.row(c);
+        let bought: Vec<(u32, bool)> = items
+            .iter()
+            .zip(values)
+            .filter(|&(&i, &q)| q > 0.0 && item_meta.get(i as usize).is_none_or(|m| m.available))
+            .map(|(&i, _)| (i, bought_before.binary_search(&i).is_err()))
+            .collect();
+        for (list, (_, include_purchased)) in targets.iter_mut().zip(LISTS) {
+            let relevant: Vec<String> = bought
                 .iter()
-                .zip(values)
-                .filter(|&(&i, &q)| {
-                    q > 0.0
-                        && bought_before.binary_search(&i).is_err()
-                        && item_meta.get(i as usize).is_none_or(|m| m.available)
-                })
-                .map(|(&i, _)| log.items.id(i).to_string())
+                .filter(|&&(_, new)| new || include_purchased)
+                .map(|&(i, _)| log.items.id(i).to_string())
                 .collect();
-            (!relevant.is_empty()).then(|| Target {
-                customer: log.customers.id(c as u32).to_string(),
-                relevant,
-            })
-        })
-        .collect();
-    if targets.is_empty() {
+            if !relevant.is_empty() {
+                list.push(Target {
+                    customer: log.customers.id(c as u32).to_string(),
+                    relevant,
+                });
+            }
+        }
+    }
+    if targets.iter().all(Vec::is_empty) {
         return Ok(not_judged(format!(
-            "no customer bought a new item after {holdout_from} who had bought before: nothing to compare on"
+            "no customer bought an available item after {holdout_from} who had bought before: \
+             nothing to compare on"
         )));
     }
-    // The gate scores the ALS list (module docs), so the candidate's
-    // precomputed "for you" lists are not built.
-    let mut candidate_config = config.clone();
-    candidate_config.for_you.repeat_aware = false;
     let candidate_engine = train_engine(
         &train,
         item_meta.to_vec(),
-        &candidate_config,
+        config,
         DataSummary::default(),
         &mut |_| {},
     )?;
-    let candidate = score(&candidate_engine, &targets, k);
-    let previous_score = score(previous, &targets, k);
-    let promoted = candidate >= previous_score - margin;
-    let reason = if promoted {
-        format!("candidate {candidate:.4} >= previous {previous_score:.4} - margin {margin}")
-    } else {
-        format!("candidate {candidate:.4} < previous {previous_score:.4} - margin {margin}")
-    };
+    let lists: Vec<GateList> = LISTS
+        .iter()
+        .zip(&targets)
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(&(name, include_purchased), t)| {
+            let candidate = score(&candidate_engine, t, k, include_purchased);
+            let previous = score(previous, t, k, include_purchased);
+            GateList {
+                list: name.to_string(),
+                metric: format!("recall@{k}"),
+                customers_scored: t.len(),
+                candidate,
+                previous,
+                passed: candidate >= previous - margin,
+            }
+        })
+        .collect();
+    let promoted = lists.iter().all(|l| l.passed);
+    let reason = lists
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}: candidate {:.4} {} previous {:.4} - margin {margin}",
+                l.list,
+                l.metric,
+                l.candidate,
+                if l.passed { ">=" } else { "<" },
+                l.previous
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
     Ok(GateOutcome {
-        metric: format!("recall@{k}"),
         holdout_from,
-        customers_scored: targets.len(),
-        candidate,
-        previous: previous_score,
         previous_version,
         margin,
+        lists,
         promoted,
         reason,
     })

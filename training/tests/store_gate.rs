@@ -1,6 +1,7 @@
 //! Nightly retraining through a model store: the first model is promoted,
-//! a candidate as good as the serving model is promoted, a worse one is kept
-//! in the store but not made current, and rollback restores the previous one.
+//! a candidate as good as the serving model is promoted, one worse on either
+//! list the gate scores (new items, and with bought items) is kept in the
+//! store but not made current, and rollback restores the previous one.
 
 use encore_data::synth::{SynthParams, generate, write_csv};
 use encore_model::artifact::store::Store;
@@ -62,8 +63,19 @@ fn gate_promotes_equal_refuses_worse_and_rollback_restores() {
     //    factors differ a little): within the margin, promoted.
     let second = fit(&full_csv, &good, &publish(None, 0.05));
     let gate = second.gate.clone().expect("gate ran");
-    assert!(gate.customers_scored > 50, "{gate:?}");
-    assert!((gate.candidate - gate.previous).abs() < 0.05, "{gate:?}");
+    assert_eq!(gate.lists.len(), 2, "{gate:?}");
+    for l in &gate.lists {
+        assert!(l.customers_scored > 50, "{gate:?}");
+        assert!((l.candidate - l.previous).abs() < 0.05, "{gate:?}");
+        assert!(l.passed, "{gate:?}");
+    }
+    // Every customer with a new item also has an item to score with
+    // bought items kept.
+    let (new, all) = (
+        gate.list("new_items").unwrap(),
+        gate.list("with_purchased").unwrap(),
+    );
+    assert!(all.customers_scored >= new.customers_scored, "{gate:?}");
     assert!(second.promoted, "{gate:?}");
     let v2 = store.current().unwrap().unwrap();
     assert_ne!(v1, v2);
@@ -78,11 +90,33 @@ fn gate_promotes_equal_refuses_worse_and_rollback_restores() {
     let third = fit(&full_csv, &bad, &publish(Some(&store.dir_of(&v1)), 0.0));
     let gate = third.gate.clone().expect("gate ran");
     assert!(!third.promoted, "{gate:?}");
-    assert!(gate.candidate < gate.previous, "{gate:?}");
+    let new = gate.list("new_items").unwrap();
+    assert!(new.candidate < new.previous && !new.passed, "{gate:?}");
     assert_eq!(store.current().unwrap().as_deref(), Some(v2.as_str()));
     assert_eq!(store.versions().unwrap().len(), 3);
 
-    // 4. Rollback: v1 is current again.
+    // 4. A candidate as good on new items but without the repeat-aware list
+    //    (ALS then serves bought items too, and ranks them worse): the
+    //    new-items list passes, the list with bought items does not, refused.
+    let mut no_repeats = config(16, 8);
+    no_repeats.for_you.repeat_aware = false;
+    let fourth = fit(
+        &full_csv,
+        &no_repeats,
+        &publish(Some(&store.dir_of(&v1)), 0.01),
+    );
+    let gate = fourth.gate.clone().expect("gate ran");
+    assert!(gate.list("new_items").unwrap().passed, "{gate:?}");
+    let all = gate.list("with_purchased").unwrap();
+    assert!(
+        all.candidate < all.previous - 0.01 && !all.passed,
+        "{gate:?}"
+    );
+    assert!(!fourth.promoted, "{gate:?}");
+    assert_eq!(store.current().unwrap().as_deref(), Some(v2.as_str()));
+    assert_eq!(store.versions().unwrap().len(), 4);
+
+    // 5. Rollback: v1 is current again.
     assert_eq!(store.rollback().unwrap(), v1);
     assert_eq!(store.current().unwrap().as_deref(), Some(v1.as_str()));
 }

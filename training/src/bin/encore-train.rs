@@ -92,8 +92,9 @@ enum Command {
         /// the store's current version; with --out, no gate unless given].
         #[arg(long)]
         previous: Option<PathBuf>,
-        /// How much worse (absolute Recall@10 on the gate's holdout) the
-        /// candidate may be and still be promoted.
+        /// How much worse (absolute Recall@10 on the gate's holdout, on each
+        /// of its two lists: new items, and with bought items) the candidate
+        /// may be and still be promoted.
         #[arg(long, default_value_t = 0.0)]
         gate_margin: f64,
         /// Versions the store keeps (the current one and the rollback target always stay).
@@ -281,6 +282,47 @@ enum ModelsAction {
     },
     /// Make the version that was current before the present one current again.
     Rollback,
+}
+
+/// The gate column of `models list`: the decision, then each list's metric,
+/// candidate and serving scores, and the serving version compared against.
+fn gate_cell(g: &serde_json::Value) -> String {
+    let decision = if g["promoted"].as_bool() == Some(true) {
+        "passed"
+    } else {
+        "refused"
+    };
+    let lists: Vec<String> = g["lists"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {} {:.4} vs {:.4}",
+                l["list"].as_str().unwrap_or("-"),
+                l["metric"].as_str().unwrap_or("-"),
+                l["candidate"].as_f64().unwrap_or(f64::NAN),
+                l["previous"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    let lists = if !lists.is_empty() {
+        lists.join(", ")
+    } else if let Some(metric) = g["metric"].as_str() {
+        // A manifest written before the gate scored two lists.
+        format!(
+            "{metric} {:.4} vs {:.4}",
+            g["candidate"].as_f64().unwrap_or(f64::NAN),
+            g["previous"].as_f64().unwrap_or(f64::NAN),
+        )
+    } else {
+        "not judged".to_string()
+    };
+    format!(
+        "{decision} {lists} ({})",
+        g["previous_version"].as_str().unwrap_or("-")
+    )
 }
 
 /// Exit status of `fit` when the promotion gate refused the model.
@@ -497,20 +539,7 @@ fn main() -> Result<()> {
                         let mark = if v.current { "*" } else { " " };
                         match &v.manifest {
                             Some(m) => {
-                                let gate = m.metrics.get("gate").map_or("-".to_string(), |g| {
-                                    format!(
-                                        "{} {} {:.4} vs {:.4} ({})",
-                                        if g["promoted"].as_bool() == Some(true) {
-                                            "passed"
-                                        } else {
-                                            "refused"
-                                        },
-                                        g["metric"].as_str().unwrap_or("-"),
-                                        g["candidate"].as_f64().unwrap_or(f64::NAN),
-                                        g["previous"].as_f64().unwrap_or(f64::NAN),
-                                        g["previous_version"].as_str().unwrap_or("-"),
-                                    )
-                                });
+                                let gate = m.metrics.get("gate").map_or("-".to_string(), gate_cell);
                                 println!(
                                     "{mark} {:<28}  {:<20}  {:<20}  {gate}",
                                     v.version,
@@ -751,4 +780,37 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gate_cell;
+    use serde_json::json;
+
+    #[test]
+    fn the_gate_cell_shows_every_list_and_reads_older_manifests() {
+        let two_lists = json!({
+            "promoted": false,
+            "previous_version": "v1",
+            "lists": [
+                {"list": "new_items", "metric": "recall@10", "candidate": 0.2, "previous": 0.1},
+                {"list": "with_purchased", "metric": "recall@10", "candidate": 0.3, "previous": 0.4},
+            ],
+        });
+        assert_eq!(
+            gate_cell(&two_lists),
+            "refused new_items recall@10 0.2000 vs 0.1000, \
+             with_purchased recall@10 0.3000 vs 0.4000 (v1)"
+        );
+        let one_list = json!({
+            "promoted": true, "previous_version": "v0",
+            "metric": "recall@10", "candidate": 0.25, "previous": 0.25,
+        });
+        assert_eq!(
+            gate_cell(&one_list),
+            "passed recall@10 0.2500 vs 0.2500 (v0)"
+        );
+        let not_judged = json!({"promoted": false, "previous_version": "v2", "lists": []});
+        assert_eq!(gate_cell(&not_judged), "refused not judged (v2)");
+    }
 }
