@@ -44,21 +44,27 @@
 //! is not a torn write but damage, and `open` refuses the directory, naming
 //! the file and line.
 //!
-//! # Memory: one 16-byte fingerprint per id of all time
+//! # Memory: fingerprints of the ids of a window
 //! The idempotency set holds a 128-bit fingerprint (SHA-256, truncated) of
-//! every id ever logged, not the ids themselves: about 20 bytes per id in the
-//! hash table at its usual load, up to about 40 just after it grows, whatever
-//! the ids' length. Ten million events cost 200 to 400 MB. There is no
-//! retention yet: to bound it, move old files out of the directory (their ids
-//! are then forgotten, so a batch retried after that would be logged again).
-//! Two different ids share a fingerprint with probability about
-//! `n² / 2¹²⁹`, negligible for any real `n`. Opening reads every file once.
+//! the id of every event received in the last
+//! [`EventLogOptions::dedup_window_secs`] (default 7 days), not the ids
+//! themselves: a 24-byte entry (with the time it was received) and a control
+//! byte, so about 30 bytes per id at the hash table's usual load and up to
+//! about 60 just after it grows, whatever the ids' length (a million events
+//! a day for a week: 200 to 400 MB). Older fingerprints are
+//! dropped as the clock of the appends moves on (at most an eighth of the
+//! window late), so an event retried after the window is written again.
+//! Readers keep the first event of each id
+//! ([`read_event_dir`](crate::events::read_event_dir)), so training
+//! and the server's start never count it twice. Two different ids share a
+//! fingerprint with probability about `n² / 2¹²⁹`, negligible for any real
+//! `n`. Opening reads every file once.
 
 use crate::events::{
-    Event, EventLogError, EventReadReport, event_to_line, is_event_file, read_event_dir,
+    Event, EventLogError, EventReadReport, event_to_line, is_event_file, read_event_dir_each,
 };
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -66,17 +72,24 @@ use std::path::{Path, PathBuf};
 /// Default size at which a new file is started: 64 MiB.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// Default idempotency window: 7 days.
+pub const DEFAULT_DEDUP_WINDOW_SECS: i64 = 7 * 86_400;
+
 /// Settings of an [`EventLog`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventLogOptions {
     /// Start a new file once the current one would exceed this many bytes.
     pub max_file_bytes: u64,
+    /// An event whose id was received less than this many seconds ago is a
+    /// duplicate (module docs); must be positive.
+    pub dedup_window_secs: i64,
 }
 
 impl Default for EventLogOptions {
     fn default() -> Self {
         EventLogOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            dedup_window_secs: DEFAULT_DEDUP_WINDOW_SECS,
         }
     }
 }
@@ -108,17 +121,24 @@ pub struct EventLog {
     path: PathBuf,
     seq: u64,
     bytes: u64,
-    ids: HashSet<u128>,
+    /// Fingerprint of each id of the window and when it was received.
+    ids: HashMap<[u64; 2], i64>,
+    /// Clock of the last pruning of `ids`.
+    pruned_at: i64,
     /// Set when a write or fsync failed: the file's state is unknown, so
     /// nothing more is written until the log is opened again.
     failed: bool,
     recovered_torn_bytes: u64,
 }
 
-/// The 128-bit fingerprint of an event id.
-fn fingerprint(id: &str) -> u128 {
+/// The 128-bit fingerprint of an event id (two `u64`s: 8-byte aligned, so
+/// an entry of the idempotency map takes 24 bytes, not 32).
+fn fingerprint(id: &str) -> [u64; 2] {
     let digest = Sha256::digest(id.as_bytes());
-    u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
+    [
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")),
+        u64::from_le_bytes(digest[8..16].try_into().expect("8 bytes")),
+    ]
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError + '_ {
@@ -161,6 +181,18 @@ impl EventLog {
         dir: &Path,
         options: EventLogOptions,
     ) -> Result<(EventLog, Vec<Event>, EventReadReport), EventLogError> {
+        if options.dedup_window_secs <= 0 {
+            return Err(EventLogError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the idempotency window must be positive, not {} seconds",
+                        options.dedup_window_secs
+                    ),
+                ),
+            });
+        }
         let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         if created && let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -185,8 +217,15 @@ impl EventLog {
             Some((_, path)) => truncate_torn_tail(path)?,
             None => 0,
         };
-        let (events, report) = read_event_dir(dir)?;
-        let ids = events.iter().map(|e| fingerprint(&e.id)).collect();
+        // Each id with the latest time it was received (an id written again
+        // after the window restarts it); pruned to the window by the first
+        // append, whose clock is known.
+        let mut ids: HashMap<[u64; 2], i64> = HashMap::new();
+        let (events, report) = read_event_dir_each(dir, |e| {
+            let received = e.received_at.unwrap_or(e.time);
+            let t = ids.entry(fingerprint(&e.id)).or_insert(received);
+            *t = (*t).max(received);
+        })?;
         let (seq, path, file, bytes) = match last {
             Some((seq, path)) => {
                 let file = OpenOptions::new()
@@ -215,6 +254,7 @@ impl EventLog {
             seq,
             bytes,
             ids,
+            pruned_at: i64::MIN,
             failed: false,
             recovered_torn_bytes,
         };
@@ -231,19 +271,34 @@ impl EventLog {
         &self.path
     }
 
-    /// Ids logged so far (distinct).
+    /// Ids remembered for idempotency: those of the window (module docs),
+    /// and until the first append those of every file.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
-    /// True if nothing was ever logged.
+    /// True if no id is remembered.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 
-    /// True if an event with this id is in the log.
+    /// True if an event with this id is remembered: appending it now would
+    /// count it as a duplicate.
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(&fingerprint(id))
+        self.ids.contains_key(&fingerprint(id))
+    }
+
+    /// Forgets the ids received before `now - window`, at most once an
+    /// eighth of the window (so an id is remembered for at least the window
+    /// and at most an eighth longer).
+    fn prune(&mut self, now: i64) {
+        let window = self.options.dedup_window_secs;
+        if now.saturating_sub(self.pruned_at) < (window / 8).max(1) {
+            return;
+        }
+        let from = now.saturating_sub(window);
+        self.ids.retain(|_, &mut received| received >= from);
+        self.pruned_at = now;
     }
 
     /// Bytes of a torn tail cut from the last file when the log was opened.
@@ -280,14 +335,15 @@ impl EventLog {
                 ),
             });
         }
-        let mut fresh: HashSet<u128> = HashSet::new();
+        self.prune(received_at);
+        let mut fresh: HashSet<[u64; 2]> = HashSet::new();
         let mut buf = Vec::new();
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches {
             let mut appended = Appended::default();
             for mut event in batch {
                 let fp = fingerprint(&event.id);
-                if self.ids.contains(&fp) || !fresh.insert(fp) {
+                if self.ids.contains_key(&fp) || !fresh.insert(fp) {
                     appended.outcome.duplicates += 1;
                     continue;
                 }
@@ -323,7 +379,8 @@ impl EventLog {
             });
         }
         self.bytes += len;
-        self.ids.extend(fresh);
+        self.ids
+            .extend(fresh.into_iter().map(|fp| (fp, received_at)));
         Ok(out)
     }
 
@@ -386,7 +443,7 @@ fn truncate_torn_tail(path: &Path) -> Result<u64, EventLogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{EventKind, parse_event};
+    use crate::events::{EventKind, parse_event, read_event_dir};
 
     fn purchase(id: &str) -> Event {
         Event {
@@ -513,6 +570,7 @@ mod tests {
             + 1;
         let options = EventLogOptions {
             max_file_bytes: 3 * line_len,
+            ..EventLogOptions::default()
         };
         let mut log = EventLog::open(dir.path(), options.clone()).unwrap();
         for n in 0..10 {
@@ -598,5 +656,52 @@ mod tests {
         std::fs::write(dir.path().join("events-00000001.jsonl"), "{\"id\": 1}\n").unwrap();
         let e = EventLog::open(dir.path(), EventLogOptions::default()).unwrap_err();
         assert!(e.to_string().contains("events-00000001.jsonl:1"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_remembered_for_the_window_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EventLogOptions {
+            dedup_window_secs: 800,
+            ..EventLogOptions::default()
+        };
+        let mut log = EventLog::open(dir.path(), options.clone()).unwrap();
+        let t0 = 1_764_496_800;
+        assert_eq!(log.append(batch(&["a"]), t0).unwrap().accepted, 1);
+        assert_eq!(log.append(batch(&["b"]), t0 + 500).unwrap().accepted, 1);
+        // Inside the window: duplicates.
+        let again = log.append(batch(&["a", "b"]), t0 + 799).unwrap();
+        assert_eq!((again.accepted, again.duplicates), (0, 2));
+        assert_eq!(log.len(), 2);
+        // "a" is 900 s old, past the window; "b" 400 s, inside it.
+        let later = log.append(batch(&["a", "b"]), t0 + 900).unwrap();
+        assert_eq!((later.accepted, later.duplicates), (1, 1));
+        assert!(log.contains("a") && log.contains("b"));
+        assert_eq!(raw_ids(dir.path()), ["a", "b", "a"]);
+        // Readers still keep the first event of each id.
+        let (events, report) = read_event_dir(dir.path()).unwrap();
+        let ids: Vec<_> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!((ids, report.duplicates), (vec!["a", "b"], 1));
+        assert_eq!(events[0].received_at, Some(t0));
+
+        // Reopened, the window is applied from the first append's clock:
+        // "b" (received at t0 + 500) is forgotten at t0 + 1400, the second
+        // "a" (t0 + 900) is not.
+        drop(log);
+        let mut log = EventLog::open(dir.path(), options).unwrap();
+        let reopened = log.append(batch(&["a", "b"]), t0 + 1400).unwrap();
+        assert_eq!((reopened.accepted, reopened.duplicates), (1, 1));
+        assert_eq!(raw_ids(dir.path()), ["a", "b", "a", "b"]);
+    }
+
+    #[test]
+    fn a_window_that_is_not_positive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EventLogOptions {
+            dedup_window_secs: 0,
+            ..EventLogOptions::default()
+        };
+        let err = EventLog::open(dir.path(), options).unwrap_err().to_string();
+        assert!(err.contains("idempotency window must be positive"), "{err}");
     }
 }

@@ -471,6 +471,15 @@ pub fn is_event_file(name: &str) -> bool {
 /// skipped and reported in [`EventReadReport::torn_tails`]. Any other invalid
 /// line is an error naming the file and line.
 pub fn read_event_dir(dir: &Path) -> Result<(Vec<Event>, EventReadReport), EventLogError> {
+    read_event_dir_each(dir, |_| {})
+}
+
+/// [`read_event_dir`], also handing every valid line's event to `each`, in
+/// file and line order, duplicates included.
+pub(crate) fn read_event_dir_each(
+    dir: &Path,
+    mut each: impl FnMut(&Event),
+) -> Result<(Vec<Event>, EventReadReport), EventLogError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| EventLogError::Io { path, source }
@@ -512,6 +521,7 @@ pub fn read_event_dir(dir: &Path) -> Result<(Vec<Event>, EventReadReport), Event
                 line: line_no,
                 source,
             })?;
+            each(&event);
             if seen.insert(event.id.clone()) {
                 events.push(event);
             } else {

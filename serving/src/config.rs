@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -56,12 +56,16 @@ pub const MAX_WATCH_INTERVAL_SECS: f64 = 86_400.0;
 /// Default of `shutdown_timeout`, in seconds.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
+/// Default of `event_dedup_days`.
+pub const DEFAULT_EVENT_DEDUP_DAYS: u32 = 7;
+
 /// Every key, in the order `--print-config` shows them.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     "model",
     "store",
     "api_keys",
     "events",
+    "event_dedup_days",
     "experiments",
     "watch_interval",
     "bind",
@@ -110,6 +114,10 @@ pub struct Cli {
     /// Event log directory: enables `POST /v1/events` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub events: Option<PathBuf>,
+    /// Days an event id is remembered: a posted event whose id came in that
+    /// recently is a duplicate [default: 7].
+    #[arg(long, value_name = "DAYS")]
+    pub event_dedup_days: Option<NonZeroU32>,
     /// Experiments file (TOML `[[experiment]]` tables) to run on the
     /// recommendations list; `PUT /v1/admin/experiments` writes changes back
     /// to it. Read and checked at start.
@@ -149,6 +157,7 @@ pub struct Layer {
     pub store: Option<PathBuf>,
     pub api_keys: Option<PathBuf>,
     pub events: Option<PathBuf>,
+    pub event_dedup_days: Option<NonZeroU32>,
     pub experiments: Option<PathBuf>,
     pub watch_interval: Option<f64>,
     pub bind: Option<String>,
@@ -229,6 +238,8 @@ pub struct Config {
     pub api_keys: Option<PathBuf>,
     /// Event log directory (`POST /v1/events`); `None`: events are disabled.
     pub events: Option<PathBuf>,
+    /// Days an event id is remembered for idempotency.
+    pub event_dedup_days: NonZeroU32,
     /// Experiments file; `None`: no experiment runs until one is `PUT`
     /// (and admin changes last until the server stops).
     pub experiments: Option<PathBuf>,
@@ -255,6 +266,8 @@ impl Default for Config {
             store: None,
             api_keys: None,
             events: None,
+            event_dedup_days: NonZeroU32::new(DEFAULT_EVENT_DEDUP_DAYS)
+                .expect("the default is not zero"),
             experiments: None,
             watch_interval: DEFAULT_WATCH_INTERVAL_SECS,
             bind: DEFAULT_BIND.to_string(),
@@ -348,6 +361,7 @@ impl Layer {
             store: cli.store.clone(),
             api_keys: cli.api_keys.clone(),
             events: cli.events.clone(),
+            event_dedup_days: cli.event_dedup_days,
             experiments: cli.experiments.clone(),
             watch_interval: cli.watch_interval,
             bind: cli.bind.clone(),
@@ -381,6 +395,11 @@ impl Layer {
             "store" => self.store = path()?,
             "api_keys" => self.api_keys = path()?,
             "events" => self.events = path()?,
+            "event_dedup_days" => {
+                self.event_dedup_days = Some(
+                    parse(value).ok_or_else(|| bad("expected a whole number of days above 0"))?,
+                );
+            }
             "experiments" => self.experiments = path()?,
             "watch_interval" => {
                 self.watch_interval =
@@ -454,6 +473,7 @@ impl Config {
             store,
             api_keys,
             events,
+            event_dedup_days,
             experiments,
             watch_interval,
             bind,
@@ -488,6 +508,7 @@ impl Config {
         take!(
             api_keys,
             events,
+            event_dedup_days,
             experiments,
             watch_interval,
             bind,
@@ -580,6 +601,7 @@ mod tests {
         assert_eq!(c.bind, DEFAULT_BIND);
         assert_eq!(c.watch_interval, DEFAULT_WATCH_INTERVAL_SECS);
         assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_SECS);
+        assert_eq!(c.event_dedup_days.get(), DEFAULT_EVENT_DEDUP_DAYS);
         assert_eq!(
             c.max_pending.get(),
             crate::limits::DEFAULT_MAX_PENDING_SCORING
@@ -625,6 +647,7 @@ mod tests {
             ("model", "m2"),
             ("api_keys", "keys.toml"),
             ("events", "events/"),
+            ("event_dedup_days", "30"),
             ("experiments", "experiments.toml"),
             ("watch_interval", "0.5"),
             ("bind", "0.0.0.0:9"),
@@ -640,9 +663,8 @@ mod tests {
         };
         for (key, value) in values {
             let toml_value = match key {
-                "watch_interval" | "workers" | "max_pending" | "shutdown_timeout" => {
-                    value.to_string()
-                }
+                "watch_interval" | "workers" | "max_pending" | "shutdown_timeout"
+                | "event_dedup_days" => value.to_string(),
                 _ => format!("{value:?}"),
             };
             let base = if key == "model" {

@@ -63,7 +63,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let state = match &config.events {
         Some(dir) => state
-            .with_event_log(dir, Default::default())
+            .with_event_log(
+                dir,
+                encore_data::event_log::EventLogOptions {
+                    dedup_window_secs: i64::from(config.event_dedup_days.get()) * 86_400,
+                    ..Default::default()
+                },
+            )
             .with_context(|| format!("cannot open the event log {}", dir.display()))?,
         None => state,
     };

@@ -6,9 +6,9 @@
 //! it (`events[3].quantity: must be positive, not -1`), and nothing is
 //! written. `received_at` is the server's to set and is refused in a request.
 //! An accepted batch answers `200 {"accepted": n, "duplicates": m}` once its
-//! lines are fsynced; events whose `id` was logged before are counted as
-//! duplicates and not written again, so a client retries a batch whose answer
-//! it did not get, unchanged.
+//! lines are fsynced; events whose `id` was logged in the idempotency window
+//! (`event_dedup_days`, default 7) are counted as duplicates and not written
+//! again, so a client retries a batch whose answer it did not get, unchanged.
 //!
 //! # Implementation notes
 //! One writer thread owns the [`EventLog`]. A request validates its batch on
