@@ -5,6 +5,7 @@
 //! store/
 //!   CURRENT              the serving version's name, one line
 //!   HISTORY              one line per change of CURRENT: `<RFC 3339 time> <version>`
+//!   LOCK                 empty; locked while the store is changed
 //!   versions/
 //!     20261130T020000Z-3fa2c1d0/   an artifact (see the parent module)
 //!     20261201T020000Z-77b0e412/
@@ -31,6 +32,14 @@
 //! one current again (walking back through `HISTORY` past versions that no
 //! longer exist). [`Store::prune`] keeps the newest `keep` versions plus the
 //! current one and the one a rollback would return to.
+//!
+//! Every change ([`Store::publish`], [`Store::set_current`],
+//! [`Store::rollback`], [`Store::prune`]) holds an exclusive lock on `LOCK`
+//! (an advisory file lock, released by the system when the process ends,
+//! however it ends), so two runs on one store take turns: two publishes of
+//! the same model version get two names instead of one replacing the other,
+//! and a rollback reads `HISTORY` and moves `CURRENT` without another change
+//! in between. Readers (the server's watcher, `versions`) take no lock.
 
 use super::{ArtifactError, Manifest, read_manifest};
 use crate::engine::Engine;
@@ -41,6 +50,7 @@ use std::time::Duration;
 
 const CURRENT: &str = "CURRENT";
 const HISTORY: &str = "HISTORY";
+const LOCK: &str = "LOCK";
 const VERSIONS: &str = "versions";
 /// A staging directory untouched for this long, whose writer is not a live
 /// process of this machine, is left over from a killed run.
@@ -165,6 +175,20 @@ impl Store {
         &self.root
     }
 
+    /// Waits for, and holds until the returned file is dropped, the store's
+    /// exclusive lock (module docs).
+    fn lock(&self) -> Result<File, StoreError> {
+        let path = self.root.join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
+    }
+
     /// The directory of `version` (which may not exist).
     pub fn dir_of(&self, version: &str) -> PathBuf {
         self.root.join(VERSIONS).join(version)
@@ -229,6 +253,7 @@ impl Store {
                 name: base,
             });
         }
+        let _lock = self.lock()?;
         // Best effort: a publish is not refused because a leftover could not go.
         let _ = self.sweep_staging(STALE_STAGING);
         let mut version = base.clone();
@@ -244,6 +269,12 @@ impl Store {
 
     /// Makes `version` current after checking that it loads whole.
     pub fn set_current(&self, version: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.set_current_locked(version)
+    }
+
+    /// [`Store::set_current`] for a caller holding the lock.
+    fn set_current_locked(&self, version: &str) -> Result<(), StoreError> {
         let dir = self.dir_of(version);
         if !valid_name(version) || !dir.is_dir() {
             return Err(StoreError::UnknownVersion {
@@ -354,18 +385,20 @@ impl Store {
 
     /// Makes the previously current version current again; returns its name.
     pub fn rollback(&self) -> Result<String, StoreError> {
+        let _lock = self.lock()?;
         let target = self
             .rollback_target()?
             .ok_or_else(|| StoreError::NothingToRollBack {
                 store: self.root.clone(),
             })?;
-        self.set_current(&target)?;
+        self.set_current_locked(&target)?;
         Ok(target)
     }
 
     /// Removes all but the newest `keep` versions, never the current one nor
     /// the rollback target; returns the removed names.
     pub fn prune(&self, keep: usize) -> Result<Vec<String>, StoreError> {
+        let _lock = self.lock()?;
         let versions = self.versions()?;
         let protect: Vec<String> = [self.current()?, self.rollback_target()?]
             .into_iter()
@@ -421,6 +454,33 @@ mod tests {
             train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
         e.manifest_mut().model_version = version.to_string();
         e
+    }
+
+    #[test]
+    fn concurrent_publishes_of_one_version_get_distinct_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let engines: Vec<Engine> = (0..4).map(|_| engine("same")).collect();
+        let barrier = std::sync::Barrier::new(engines.len());
+        let mut names: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = engines
+                .into_iter()
+                .map(|mut e| {
+                    let (store, barrier) = (&store, &barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        store.publish(&mut e).unwrap().0
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        names.sort();
+        assert_eq!(names, ["same", "same-2", "same-3", "same-4"]);
+        for name in &names {
+            store.set_current(name).unwrap();
+        }
+        assert_eq!(store.versions().unwrap().len(), 4);
     }
 
     #[test]
