@@ -306,6 +306,31 @@ fn a_sample_ratio_mismatch_is_flagged() {
     assert!(bare.sample_ratio.mismatch);
     assert!(bare.notes.iter().any(|n| n.contains("equal shares")));
     assert_eq!(bare.data.assignment_mismatches, None);
+
+    // The CLI writes the report and exits with status 4, so a scheduled job
+    // notices; on the whole log it exits 0.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, log, status) in [
+        ("skewed", &events, 4),
+        ("whole", &sim_whole(&experiment), 0),
+    ] {
+        let log_dir = dir.path().join(name);
+        write_event_dir(&log_dir, log, 50_000).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_encore-train"))
+            .args(["experiment-report", "--events"])
+            .arg(&log_dir)
+            .args(["--experiment", "srm"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(status), "{name}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.contains("MISMATCH"), status == 4, "{name}: {text}");
+    }
+}
+
+/// The events of [`a_sample_ratio_mismatch_is_flagged`]'s experiment, logged whole.
+fn sim_whole(experiment: &Experiment) -> Vec<Event> {
+    Simulation::new(experiment, vec![CONTROL, TREATMENT], 20_000, 7).events()
 }
 
 /// A hand-made log: the window's edges, data errors and prices.

@@ -248,6 +248,9 @@ enum Command {
     /// exposed customers, conversion, revenue per exposed customer and
     /// repurchase rate with 95% CIs, the differences to control, and a
     /// sample-ratio mismatch check.
+    ///
+    /// Exit status: 0 when the report was written, 4 when it was written but
+    /// flags a sample-ratio mismatch (do not trust the differences), 1 on error.
     ExperimentReport {
         /// Event log directory (events-*.jsonl files).
         #[arg(long)]
@@ -327,6 +330,9 @@ fn gate_cell(g: &serde_json::Value) -> String {
 
 /// Exit status of `fit` when the promotion gate refused the model.
 const EXIT_NOT_PROMOTED: i32 = 3;
+/// Exit status of `experiment-report` when the report flags a sample-ratio
+/// mismatch.
+const EXIT_SAMPLE_RATIO_MISMATCH: i32 = 4;
 
 fn parse_cutoff(s: &str) -> Result<i64> {
     parse_timestamp(s).with_context(|| {
@@ -777,6 +783,9 @@ fn main() -> Result<()> {
                 }
                 Ok(())
             })?;
+            if report.sample_ratio.mismatch {
+                std::process::exit(EXIT_SAMPLE_RATIO_MISMATCH);
+            }
         }
     }
     Ok(())
