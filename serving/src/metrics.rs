@@ -12,12 +12,22 @@
 //! | `encore_model_reloads_total` | counter | `result` (`success` or `failure`) |
 //! | `encore_exposures_total` | counter | `result`: `logged` (experiment exposures written to the event log) or `dropped` (the writer's queue full or the log failed; exposures are at most once) |
 //!
+//! With an event log (`--events`), also:
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `encore_events_total` | counter | `result`: posted events `accepted` (written) or `duplicate` (id already logged) |
+//! | `encore_event_log_commits_total` | counter | writes-and-fsyncs of the log (one per group of batches) |
+//! | `encore_event_log_commit_seconds_total` | counter | their total time: with the count, the mean commit latency |
+//! | `encore_event_log_remembered_ids` | gauge | ids held for idempotency (memory: about 30 to 60 bytes each) |
+//! | `encore_event_log_failed` | gauge | 1 once a write failed (every batch is refused until a restart) |
+//!
 //! Routes are labelled by pattern, never by raw path, so ids never become
 //! label values and the number of series stays bounded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Upper bounds of the latency buckets, in seconds.
@@ -50,14 +60,23 @@ pub struct Metrics {
     pub(crate) model_lists: AtomicU64,
     pub(crate) fallback_lists: AtomicU64,
     /// Shared with the event writer thread, which counts what it commits.
-    pub(crate) exposures: Arc<ExposureCounters>,
+    pub(crate) events: Arc<EventCounters>,
 }
 
-/// Experiment exposures handed to the event log: written, or dropped.
+/// What the event log's writer did: experiment exposures written or
+/// dropped, posted events, commits, and the log's state.
 #[derive(Debug, Default)]
-pub struct ExposureCounters {
-    pub logged: AtomicU64,
-    pub dropped: AtomicU64,
+pub struct EventCounters {
+    /// Set when the server keeps an event log: the event log metrics show.
+    pub enabled: AtomicBool,
+    pub exposures_logged: AtomicU64,
+    pub exposures_dropped: AtomicU64,
+    pub posted_accepted: AtomicU64,
+    pub posted_duplicates: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_micros: AtomicU64,
+    pub remembered_ids: AtomicU64,
+    pub failed: AtomicBool,
 }
 
 impl Metrics {
@@ -161,9 +180,10 @@ impl Metrics {
             "# HELP encore_exposures_total Experiment exposures: logged, or dropped (at most once).\n",
         );
         out.push_str("# TYPE encore_exposures_total counter\n");
+        let e = &self.events;
         for (result, counter) in [
-            ("logged", &self.exposures.logged),
-            ("dropped", &self.exposures.dropped),
+            ("logged", &e.exposures_logged),
+            ("dropped", &e.exposures_dropped),
         ] {
             let _ = writeln!(
                 out,
@@ -171,6 +191,42 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        if !e.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        out.push_str(
+            "# HELP encore_events_total Posted events: accepted (written) or duplicate.\n",
+        );
+        out.push_str("# TYPE encore_events_total counter\n");
+        for (result, counter) in [
+            ("accepted", &e.posted_accepted),
+            ("duplicate", &e.posted_duplicates),
+        ] {
+            let _ = writeln!(
+                out,
+                "encore_events_total{{result=\"{result}\"}} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP encore_event_log_commits_total Writes and fsyncs of the event log.\n\
+             # TYPE encore_event_log_commits_total counter\n\
+             encore_event_log_commits_total {}\n\
+             # HELP encore_event_log_commit_seconds_total Time spent in event log commits.\n\
+             # TYPE encore_event_log_commit_seconds_total counter\n\
+             encore_event_log_commit_seconds_total {}\n\
+             # HELP encore_event_log_remembered_ids Event ids held for idempotency.\n\
+             # TYPE encore_event_log_remembered_ids gauge\n\
+             encore_event_log_remembered_ids {}\n\
+             # HELP encore_event_log_failed 1 once an event log write failed.\n\
+             # TYPE encore_event_log_failed gauge\n\
+             encore_event_log_failed {}",
+            e.commits.load(Ordering::Relaxed),
+            e.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            e.remembered_ids.load(Ordering::Relaxed),
+            u8::from(e.failed.load(Ordering::Relaxed)),
+        );
     }
 }
 

@@ -186,7 +186,7 @@ impl AppState {
         let sink = crate::routes::events::EventSink::spawn(
             log,
             Arc::clone(&self.recent),
-            Arc::clone(&self.metrics.exposures),
+            Arc::clone(&self.metrics.events),
         )
         .map_err(|source| encore_data::events::EventLogError::Io {
             path: dir.to_path_buf(),

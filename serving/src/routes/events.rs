@@ -40,7 +40,7 @@
 //! and logged as a warning. Posted events keep their guarantee.
 
 use crate::error::{ApiError, Code};
-use crate::metrics::ExposureCounters;
+use crate::metrics::EventCounters;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use encore_data::event_log::{AppendOutcome, EventLog};
@@ -157,7 +157,7 @@ struct ExposureQueue {
     capacity: usize,
     /// Set once a write failed: the log refuses everything after.
     failed: AtomicBool,
-    counters: Arc<ExposureCounters>,
+    counters: Arc<EventCounters>,
 }
 
 /// The handle to the writer thread that owns the event log.
@@ -173,7 +173,7 @@ impl EventSink {
     pub(crate) fn spawn(
         log: EventLog,
         recent: Arc<RecentPurchases>,
-        counters: Arc<ExposureCounters>,
+        counters: Arc<EventCounters>,
     ) -> std::io::Result<EventSink> {
         Self::spawn_with_capacity(log, recent, counters, MAX_PENDING_EXPOSURES)
     }
@@ -182,7 +182,7 @@ impl EventSink {
     pub(crate) fn spawn_with_capacity(
         mut log: EventLog,
         recent: Arc<RecentPurchases>,
-        counters: Arc<ExposureCounters>,
+        counters: Arc<EventCounters>,
         capacity: usize,
     ) -> std::io::Result<EventSink> {
         let exposures = Arc::new(ExposureQueue {
@@ -192,6 +192,11 @@ impl EventSink {
             counters,
         });
         let queue = Arc::clone(&exposures);
+        queue.counters.enabled.store(true, Ordering::Relaxed);
+        queue
+            .counters
+            .remembered_ids
+            .store(log.len() as u64, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel::<WriteRequest>();
         std::thread::Builder::new()
             .name("encore-event-writer".into())
@@ -212,7 +217,24 @@ impl EventSink {
                         requests.into_iter().map(|r| (r.events, r.reply)).unzip();
                     // Server-made exposures in this commit (one event each).
                     let submitted = replies.iter().filter(|r| r.is_none()).count();
+                    let started = std::time::Instant::now();
                     let result = log.append_batches(batches, now_secs());
+                    let c = &queue.counters;
+                    c.commits.fetch_add(1, Ordering::Relaxed);
+                    c.commit_micros
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    c.remembered_ids.store(log.len() as u64, Ordering::Relaxed);
+                    c.failed.store(result.is_err(), Ordering::Relaxed);
+                    if let Ok(appended) = &result {
+                        for (a, reply) in appended.iter().zip(&replies) {
+                            if reply.is_some() {
+                                c.posted_accepted
+                                    .fetch_add(a.outcome.accepted as u64, Ordering::Relaxed);
+                                c.posted_duplicates
+                                    .fetch_add(a.outcome.duplicates as u64, Ordering::Relaxed);
+                            }
+                        }
+                    }
                     // Before any reply: a flush that returns sees them settled.
                     queue.pending.fetch_sub(submitted, Ordering::AcqRel);
                     match result {
@@ -224,7 +246,7 @@ impl EventSink {
                                         let _ = reply.send(Ok(a.outcome));
                                     }
                                     None => {
-                                        queue.counters.logged.fetch_add(
+                                        queue.counters.exposures_logged.fetch_add(
                                             a.outcome.accepted as u64,
                                             Ordering::Relaxed,
                                         );
@@ -238,7 +260,7 @@ impl EventSink {
                             if submitted > 0 {
                                 queue
                                     .counters
-                                    .dropped
+                                    .exposures_dropped
                                     .fetch_add(submitted as u64, Ordering::Relaxed);
                                 tracing::warn!(
                                     dropped = submitted,
@@ -311,7 +333,7 @@ impl EventSink {
         match reason {
             None => true,
             Some(reason) => {
-                q.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                q.counters.exposures_dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(reason, "experiment exposure dropped");
                 false
             }
@@ -709,7 +731,7 @@ mod tests {
     fn exposures_are_queued_without_waiting_and_dropped_when_full() {
         let dir = tempfile::tempdir().unwrap();
         let open = |sub: &str| EventLog::open(&dir.path().join(sub), Default::default()).unwrap();
-        let counters = Arc::new(ExposureCounters::default());
+        let counters = Arc::new(EventCounters::default());
         let recent = Arc::new(RecentPurchases::new(0));
         // No room: dropped and counted, never an error.
         let full = EventSink::spawn_with_capacity(
@@ -720,7 +742,7 @@ mod tests {
         )
         .unwrap();
         assert!(!full.submit_exposure(exposure("e1")));
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.exposures_dropped.load(Ordering::Relaxed), 1);
         full.flush().unwrap();
         let (events, _) = encore_data::events::read_event_dir(&dir.path().join("full")).unwrap();
         assert!(events.is_empty());
@@ -737,7 +759,7 @@ mod tests {
         // A retry of a logged exposure is a duplicate, not logged twice.
         assert!(sink.submit_exposure(exposure("e1")));
         sink.flush().unwrap();
-        assert_eq!(counters.logged.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.exposures_logged.load(Ordering::Relaxed), 2);
         assert_eq!(sink.exposures.pending.load(Ordering::Relaxed), 0);
         let (events, _) = encore_data::events::read_event_dir(&dir.path().join("ok")).unwrap();
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
@@ -745,7 +767,7 @@ mod tests {
         // Once the log has failed, exposures are dropped at once.
         sink.exposures.failed.store(true, Ordering::Relaxed);
         assert!(!sink.submit_exposure(exposure("e3")));
-        assert_eq!(counters.dropped.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.exposures_dropped.load(Ordering::Relaxed), 2);
     }
 
     #[actix_web::test]
@@ -757,6 +779,15 @@ mod tests {
             (status, body["code"].as_str()),
             (404, Some("events_disabled"))
         );
+        // No event log, no event log metrics.
+        let metrics = web_test::call_and_read_body(
+            &app,
+            web_test::TestRequest::get().uri("/metrics").to_request(),
+        )
+        .await;
+        let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+        assert!(metrics.contains("encore_exposures_total"), "{metrics}");
+        assert!(!metrics.contains("encore_event_log_"), "{metrics}");
     }
 
     #[actix_web::test]
@@ -810,6 +841,24 @@ mod tests {
         assert_eq!(ids, ["e1", "e2"]);
         assert_eq!(report.duplicates, 0);
         assert!(events.iter().all(|e| e.received_at.is_some()));
+
+        // The metrics count what the log did: two commits with lines (the
+        // refused batches never reached the writer), two ids remembered.
+        let metrics = web_test::call_and_read_body(
+            &app,
+            web_test::TestRequest::get().uri("/metrics").to_request(),
+        )
+        .await;
+        let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+        for line in [
+            "encore_events_total{result=\"accepted\"} 2",
+            "encore_events_total{result=\"duplicate\"} 2",
+            "encore_event_log_commits_total 2",
+            "encore_event_log_remembered_ids 2",
+            "encore_event_log_failed 0",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+        }
     }
 
     #[actix_web::test]

@@ -430,8 +430,8 @@ pub(crate) fn log_exposure(
         Err(e) => {
             state
                 .metrics()
-                .exposures
-                .dropped
+                .events
+                .exposures_dropped
                 .fetch_add(1, Ordering::Relaxed);
             tracing::warn!(field = %e.field, error = %e.message, "experiment exposure dropped: not a valid event");
         }
