@@ -49,7 +49,8 @@
 //!   it in two or more orders, shrunk towards the global share with 5
 //!   pseudo-buyers) alone and times "bought before", and the ALS score times
 //!   "never bought";
-//! - in the last order, the share of the last 5 orders holding `i`, days
+//! - in the last order, how many of the last 5 orders hold `i` over 5 (a
+//!   customer with fewer orders stays below 1), days
 //!   since `i` against `c`'s own mean days between orders of `i`, bought in
 //!   exactly one order, "bought before" times `c`'s repeat share (share of
 //!   `c`'s items bought in two or more orders), `o_ci` over the orders since
