@@ -16,7 +16,7 @@ ensure_load_model() {
     local bin="$1" work="$2"
     mkdir -p "$work"
     if [[ ! -f "$work/model/manifest.json" ]]; then
-        echo "== generating 100k x 20k x 5M and training (about 2 minutes)"
+        echo "== generating 100k x 20k x 5M and training (about 4 minutes on 2 cores)"
         "$bin/examples/synth" "$work/history.csv"
         "$bin/encore-train" fit --input "$work/history.csv" --out "$work/model" --no-eval \
             --rejects "$work/rejects.csv" >/dev/null
