@@ -220,9 +220,16 @@ impl EventSink {
                     let started = std::time::Instant::now();
                     let result = log.append_batches(batches, now_secs());
                     let c = &queue.counters;
-                    c.commits.fetch_add(1, Ordering::Relaxed);
-                    c.commit_micros
-                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    // A commit is a write (tried): not a flush or a batch of
+                    // duplicates only, which touch no file.
+                    let wrote = result
+                        .as_ref()
+                        .map_or(true, |a| a.iter().any(|a| a.outcome.accepted > 0));
+                    if wrote {
+                        c.commits.fetch_add(1, Ordering::Relaxed);
+                        c.commit_micros
+                            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
                     c.remembered_ids.store(log.len() as u64, Ordering::Relaxed);
                     c.failed.store(result.is_err(), Ordering::Relaxed);
                     if let Ok(appended) = &result {
@@ -842,8 +849,9 @@ mod tests {
         assert_eq!(report.duplicates, 0);
         assert!(events.iter().all(|e| e.received_at.is_some()));
 
-        // The metrics count what the log did: two commits with lines (the
-        // refused batches never reached the writer), two ids remembered.
+        // The metrics count what the log did: one commit (the batch of
+        // duplicates wrote nothing, the refused ones never reached the
+        // writer), two ids remembered.
         let metrics = web_test::call_and_read_body(
             &app,
             web_test::TestRequest::get().uri("/metrics").to_request(),
@@ -853,7 +861,7 @@ mod tests {
         for line in [
             "encore_events_total{result=\"accepted\"} 2",
             "encore_events_total{result=\"duplicate\"} 2",
-            "encore_event_log_commits_total 2",
+            "encore_event_log_commits_total 1",
             "encore_event_log_remembered_ids 2",
             "encore_event_log_failed 0",
         ] {
