@@ -232,16 +232,6 @@ impl EventSink {
                     }
                     c.remembered_ids.store(log.len() as u64, Ordering::Relaxed);
                     c.failed.store(result.is_err(), Ordering::Relaxed);
-                    if let Ok(appended) = &result {
-                        for (a, reply) in appended.iter().zip(&replies) {
-                            if reply.is_some() {
-                                c.posted_accepted
-                                    .fetch_add(a.outcome.accepted as u64, Ordering::Relaxed);
-                                c.posted_duplicates
-                                    .fetch_add(a.outcome.duplicates as u64, Ordering::Relaxed);
-                            }
-                        }
-                    }
                     // Before any reply: a flush that returns sees them settled.
                     queue.pending.fetch_sub(submitted, Ordering::AcqRel);
                     match result {
@@ -250,10 +240,20 @@ impl EventSink {
                             for (a, reply) in appended.into_iter().zip(replies) {
                                 match reply {
                                     Some(reply) => {
+                                        // Counted before the answer, so that
+                                        // /metrics read after it includes them.
+                                        c.posted_accepted.fetch_add(
+                                            a.outcome.accepted as u64,
+                                            Ordering::Relaxed,
+                                        );
+                                        c.posted_duplicates.fetch_add(
+                                            a.outcome.duplicates as u64,
+                                            Ordering::Relaxed,
+                                        );
                                         let _ = reply.send(Ok(a.outcome));
                                     }
                                     None => {
-                                        queue.counters.exposures_logged.fetch_add(
+                                        c.exposures_logged.fetch_add(
                                             a.outcome.accepted as u64,
                                             Ordering::Relaxed,
                                         );
