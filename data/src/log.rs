@@ -74,6 +74,57 @@ impl PurchaseLog {
         };
         (with(before), with(after))
     }
+
+    /// The same purchases with id maps that hold only the customers, items
+    /// and orders they name, in the order of their indices here; and, for
+    /// each new item index, the item's index in `self`.
+    ///
+    /// The part of a growing history before some time, compacted, is indexed
+    /// exactly as the history was when it ended there (ids are numbered in
+    /// first-seen order), so a model trained on it is the model trained then.
+    pub fn compacted(&self) -> (PurchaseLog, Vec<u32>) {
+        // New index of every old one that is used (u32::MAX: unused).
+        fn renumber(len: usize, used: impl Iterator<Item = u32>) -> Vec<u32> {
+            let mut new = vec![u32::MAX; len];
+            for i in used {
+                new[i as usize] = 0;
+            }
+            for (next, n) in new.iter_mut().filter(|n| **n == 0).enumerate() {
+                *n = next as u32;
+            }
+            new
+        }
+        fn kept(map: &IdMap, new: &[u32]) -> IdMap {
+            IdMap::from_ids(
+                map.ids()
+                    .zip(new)
+                    .filter(|&(_, &n)| n != u32::MAX)
+                    .map(|(id, _)| id),
+            )
+        }
+        let ps = &self.purchases;
+        let customers = renumber(self.customers.len(), ps.iter().map(|p| p.customer.0));
+        let items = renumber(self.items.len(), ps.iter().map(|p| p.item.0));
+        let orders = renumber(self.orders.len(), ps.iter().map(|p| p.order.0));
+        let log = PurchaseLog {
+            customers: kept(&self.customers, &customers),
+            items: kept(&self.items, &items),
+            orders: kept(&self.orders, &orders),
+            purchases: ps
+                .iter()
+                .map(|p| Purchase {
+                    order: OrderIdx(orders[p.order.idx()]),
+                    customer: CustomerIdx(customers[p.customer.idx()]),
+                    item: ItemIdx(items[p.item.idx()]),
+                    ..*p
+                })
+                .collect(),
+        };
+        let origin = (0..self.items.len() as u32)
+            .filter(|&i| items[i as usize] != u32::MAX)
+            .collect();
+        (log, origin)
+    }
 }
 
 #[cfg(test)]
@@ -90,5 +141,51 @@ mod tests {
         assert_eq!(b.purchases.len(), 1);
         assert_eq!(b.items.len(), 2);
         assert_eq!(log.time_range(), Some((10, 20)));
+    }
+
+    #[test]
+    fn the_compacted_past_is_indexed_as_the_history_was_then() {
+        let rows = [
+            ("o1", "c1", "i1", 10),
+            ("o2", "c2", "i2", 20),
+            ("o3", "c3", "i3", 30),
+            ("o4", "c2", "i4", 40),
+            ("o5", "c1", "i3", 50),
+        ];
+        let mut full = PurchaseLog::default();
+        let mut then = PurchaseLog::default();
+        for (n, &(o, c, i, t)) in rows.iter().enumerate() {
+            if n == 2 {
+                // A customer and an item whose only purchase is later,
+                // numbered between the earlier ones (a file not in time order).
+                full.push("o0", "c0", "i0", 60, 1.0, 2.0);
+            }
+            full.push(o, c, i, t, 1.0, 2.0);
+            if t < 35 {
+                then.push(o, c, i, t, 1.0, 2.0);
+            }
+        }
+        let (past, _) = full.split_at(35);
+        assert_eq!(past.items.len(), 5, "split keeps every id");
+        let (compact, origin) = past.compacted();
+        assert_eq!(compact.customers, then.customers);
+        assert_eq!(compact.items, then.items);
+        assert_eq!(compact.orders, then.orders);
+        assert_eq!(compact.purchases, then.purchases);
+        assert_eq!(origin, vec![0, 1, 3], "i1, i2, i3 (i0 is index 2)");
+        // Unused ids are dropped and the rest close up, keeping their order.
+        let (later, origin) = full.split_at(25).1.compacted();
+        assert_eq!(later.items.ids().collect::<Vec<_>>(), ["i0", "i3", "i4"]);
+        assert_eq!(origin, vec![2, 3, 4]);
+        // In their order in `full`, not in the order the later part names them.
+        assert_eq!(
+            later.customers.ids().collect::<Vec<_>>(),
+            ["c1", "c2", "c0", "c3"]
+        );
+        // The purchases keep their order: o0 (c0, i0), then o3 (c3, i3).
+        assert_eq!(later.purchases[0].item, ItemIdx(0));
+        assert_eq!(later.purchases[0].customer, CustomerIdx(2));
+        assert_eq!(later.purchases[1].item, ItemIdx(1));
+        assert_eq!(later.purchases[1].customer, CustomerIdx(3));
     }
 }

@@ -5,7 +5,11 @@
 //! The holdout is what the serving model has never seen: every purchase after
 //! its reference time (the last purchase of its training data). The candidate
 //! pipeline (this run's data and configuration) is trained on the purchases
-//! up to that same time, so both models know the same past. Both then rank
+//! up to that same time, so both models know the same past; its ids are
+//! numbered as they were then (customers and items first seen later are left
+//! out, [`PurchaseLog::compacted`]), so with the serving model's
+//! configuration and an appended history the candidate *is* the serving
+//! model and passes at margin 0. Both then rank
 //! items for every customer who bought in the holdout and had bought before,
 //! exactly as `/v1/customers/{id}/recommendations` serves them (unavailable
 //! items never shown), in both of its forms:
@@ -172,9 +176,18 @@ pub fn gate(
              nothing to compare on"
         )));
     }
+    // Trained on the past alone, indexed as that past was (customers and
+    // items first seen later would otherwise hold rows and columns of their
+    // own): with the serving model's configuration, the candidate is the
+    // serving model.
+    let (past, origin) = train.compacted();
+    let past_meta: Vec<ItemMeta> = origin
+        .iter()
+        .map(|&i| item_meta.get(i as usize).cloned().unwrap_or_default())
+        .collect();
     let candidate_engine = train_engine(
-        &train,
-        item_meta.to_vec(),
+        &past,
+        past_meta,
         config,
         DataSummary::default(),
         &mut |_| {},
