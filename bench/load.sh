@@ -7,6 +7,9 @@
 #
 # Environment: WORK [/tmp/encore-load] CONNECTIONS [32] WRK_THREADS [1]
 # SERVER_WORKERS [2] SIMILAR_SHARE [0.5] PORT [18181]
+# WITHOUT_NEW_ITEM_LISTS [0]: 1 serves the model without its precomputed
+# new-item lists (as an artifact from before them), so that every for-you
+# request scores the catalog: the reference for what the lists save.
 #
 # The model: a seeded synthetic history (100k customers x 20k items x 5M
 # purchases, `synth` example) trained once with `encore-train fit --no-eval`
@@ -35,6 +38,18 @@ BIN="$ROOT/target/release"
 ensure_load_model "$BIN" "$WORK"
 STORE="$WORK/store"
 two_version_store "$WORK/model" "$STORE" load-a load-b
+if [[ "${WITHOUT_NEW_ITEM_LISTS:-0}" == 1 ]]; then
+    for v in load-a load-b; do
+        rm -f "$STORE/versions/$v/new_items.csr"
+        python3 - "$STORE/versions/$v/manifest.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["files"].pop("new_items.csr", None)
+json.dump(m, open(sys.argv[1], "w"), indent=2)
+PY
+    done
+    echo "== serving without the precomputed new-item lists"
+fi
 "$BIN/encore-train" models --store "$STORE" promote load-a >/dev/null
 python3 - "$WORK/model" "$WORK" <<'PY'
 import json, sys, urllib.parse
@@ -53,7 +68,7 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
-ARRAYS=$(du -sb "$WORK/model" | cut -f1)
+ARRAYS=$(du -sb "$STORE/versions/load-a" | cut -f1)
 echo "== server RSS after load: $((RSS_KB / 1024)) MiB; artifact on disk: $((ARRAYS / 1048576)) MiB"
 
 run() {

@@ -11,7 +11,7 @@ use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
 use crate::customer::book::CustomerBook;
 use crate::customer::replenishment::Replenishment;
-use crate::topk::top_k_dense;
+use crate::topk::{rank_order, top_k_dense};
 use encore_data::{Csr, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -92,6 +92,9 @@ pub struct EngineParts {
     pub replenishment: Replenishment,
     /// Precomputed repeat-aware "for you" scores (customer x item), if built.
     pub for_you: Option<Csr>,
+    /// Precomputed head of every customer's ALS list of items never bought
+    /// (customer x item scores), if built: see [`Engine::recommend`].
+    pub new_items: Option<Csr>,
 }
 
 /// A trained engine, ready to answer queries. Cheap to share behind an `Arc`.
@@ -108,6 +111,7 @@ pub struct Engine {
     customer_book: CustomerBook,
     replenishment: Replenishment,
     for_you: Option<Csr>,
+    new_items: Option<Csr>,
     /// Per item: whether anyone bought it (net) in the training period.
     bought_by_anyone: Vec<bool>,
     /// The ALS interaction value of one unit bought, under the trained scaling.
@@ -168,6 +172,9 @@ impl Engine {
         if let Some(f) = &p.for_you {
             check(f.n_rows() == nc && f.n_cols() == ni, "for-you lists")?;
         }
+        if let Some(f) = &p.new_items {
+            check(f.n_rows() == nc && f.n_cols() == ni, "new-item lists")?;
+        }
         let mut bought_by_anyone = vec![false; ni];
         for &i in p.history.indices() {
             bought_by_anyone[i as usize] = true;
@@ -193,6 +200,7 @@ impl Engine {
             customer_book: p.customer_book,
             replenishment: p.replenishment,
             for_you: p.for_you,
+            new_items: p.new_items,
         })
     }
 
@@ -247,6 +255,42 @@ impl Engine {
         &self.replenishment
     }
 
+    /// The precomputed heads of the ALS new-item lists, if the model has them.
+    pub fn new_item_lists(&self) -> Option<&Csr> {
+        self.new_items.as_ref()
+    }
+
+    /// Precomputes the first `top_n` entries of every customer's ALS list
+    /// of items never bought (available ones only), as [`Engine::recommend`]
+    /// ranks them with the default filter; `top_n = 0` drops the lists.
+    pub fn with_new_item_lists(mut self, top_n: usize) -> Engine {
+        use rayon::prelude::*;
+        self.new_items = None;
+        if top_n == 0 {
+            return self;
+        }
+        let filter = ListFilter::default();
+        let lists: Vec<Ranked> = (0..self.customers.len() as u32)
+            .into_par_iter()
+            .map_init(
+                || vec![0f32; self.items.len()],
+                |scores, c| match self.history.row_nnz(c as usize) {
+                    0 => Vec::new(),
+                    _ => self.score_als(c, top_n, &filter, scores),
+                },
+            )
+            .collect();
+        self.new_items = Some(Csr::from_triplets(
+            self.customers.len(),
+            self.items.len(),
+            lists
+                .into_iter()
+                .enumerate()
+                .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
+        ));
+        self
+    }
+
     /// The precomputed repeat-aware lists, if the model has them.
     pub fn for_you_lists(&self) -> Option<&Csr> {
         self.for_you.as_ref()
@@ -263,13 +307,60 @@ impl Engine {
         k: usize,
         filter: &ListFilter,
     ) -> (Source, Ranked) {
-        let lists = match (&self.for_you, customer) {
-            (Some(lists), Some(c)) if filter.include_purchased && lists.row_nnz(c as usize) > 0 => {
-                lists
-            }
-            _ => return self.recommend(customer, k, filter),
+        if let Some(answer) = self.for_you_cached(customer, k, filter) {
+            return answer;
+        }
+        let Some((c, mut list)) =
+            customer.and_then(|c| Some((c, self.repeat_aware_head(c, k, filter)?)))
+        else {
+            return self.recommend(customer, k, filter);
         };
-        let c = customer.expect("matched above");
+        // Fill from ALS, below every repeat-aware entry.
+        let floor = list.last().map_or(0.0, |e| e.1);
+        let (_, more) = self.recommend(Some(c), k + list.len(), filter);
+        let have: HashSet<u32> = list.iter().map(|e| e.0).collect();
+        let mut rank = 0.0;
+        for (i, _) in more.into_iter().filter(|e| !have.contains(&e.0)) {
+            if list.len() == k {
+                break;
+            }
+            rank += 1.0;
+            list.push((i, floor - rank));
+        }
+        (Source::Model, list)
+    }
+
+    /// The answer of [`Engine::for_you`] if it needs no scoring of the
+    /// catalog: the fallback list, the repeat-aware list when `k` of its
+    /// items pass the filter, or the head of the precomputed new-item list
+    /// (see [`Engine::recommend`]). Cheap enough to answer inline.
+    pub fn for_you_cached(
+        &self,
+        customer: Option<u32>,
+        k: usize,
+        filter: &ListFilter,
+    ) -> Option<(Source, Ranked)> {
+        let Some(c) = customer else {
+            return Some((Source::Fallback, self.fallback(k, filter)));
+        };
+        if let Some(list) = self.repeat_aware_head(c, k, filter) {
+            return (list.len() == k).then_some((Source::Model, list));
+        }
+        if self.history.row_nnz(c as usize) == 0 {
+            return Some((Source::Fallback, self.fallback(k, filter)));
+        }
+        self.precomputed_new_items(c, k, filter)
+            .map(|list| (Source::Model, list))
+    }
+
+    /// The first `k` entries of the customer's precomputed repeat-aware list
+    /// that pass `filter`, if the list is asked for (`include_purchased`)
+    /// and the customer has one.
+    fn repeat_aware_head(&self, c: u32, k: usize, filter: &ListFilter) -> Option<Ranked> {
+        let lists = self.for_you.as_ref()?;
+        if !filter.include_purchased || lists.row_nnz(c as usize) == 0 {
+            return None;
+        }
         let (items, scores) = lists.row(c as usize);
         let mut list: Ranked = items
             .iter()
@@ -279,21 +370,7 @@ impl Engine {
             .collect();
         list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         list.truncate(k);
-        if list.len() < k {
-            // Fill from ALS, below every repeat-aware entry.
-            let floor = list.last().map_or(0.0, |e| e.1);
-            let (_, more) = self.recommend(Some(c), k + list.len(), filter);
-            let have: HashSet<u32> = list.iter().map(|e| e.0).collect();
-            let mut rank = 0.0;
-            for (i, _) in more.into_iter().filter(|e| !have.contains(&e.0)) {
-                if list.len() == k {
-                    break;
-                }
-                rank += 1.0;
-                list.push((i, floor - rank));
-            }
-        }
-        (Source::Model, list)
+        Some(list)
     }
 
     pub(crate) fn all_item_meta(&self) -> &[ItemMeta] {
@@ -383,6 +460,12 @@ impl Engine {
 
     /// Personalised recommendations for a known customer index, or the fallback
     /// list for `None` or a customer with no usable history.
+    ///
+    /// ALS ranks the catalog for the customer (items bought in training left
+    /// out unless `filter.include_purchased`). When the engine holds the
+    /// head of the customer's list ([`Engine::with_new_item_lists`]) and `k`
+    /// of its items pass `filter`, the answer is taken from it, identical
+    /// and without scoring the catalog; otherwise the catalog is scored.
     pub fn recommend(
         &self,
         customer: Option<u32>,
@@ -392,14 +475,51 @@ impl Engine {
         let Some(c) = customer.filter(|&c| self.history.row_nnz(c as usize) > 0) else {
             return (Source::Fallback, self.fallback(k, filter));
         };
+        if let Some(list) = self.precomputed_new_items(c, k, filter) {
+            return (Source::Model, list);
+        }
         let mut scores = vec![0f32; self.items.len()];
-        self.als.score_user(c as usize, &mut scores);
+        (Source::Model, self.score_als(c, k, filter, &mut scores))
+    }
+
+    /// The customer's list from the precomputed head of their ALS new-item
+    /// list, if it holds `k` items that pass `filter`: the head is the
+    /// catalog's order with the default filter, and a filter only removes
+    /// items from it, so its first `k` survivors are what scoring the whole
+    /// catalog would give.
+    fn precomputed_new_items(&self, c: u32, k: usize, filter: &ListFilter) -> Option<Ranked> {
+        if filter.include_purchased {
+            return None;
+        }
+        let lists = self.new_items.as_ref()?;
+        let (items, scores) = lists.row(c as usize);
+        if items.len() < k {
+            return None;
+        }
+        let mut list: Ranked = items
+            .iter()
+            .zip(scores)
+            .filter(|&(&i, _)| self.allowed(i, filter))
+            .map(|(&i, &s)| (i, s))
+            .collect();
+        if list.len() < k {
+            return None;
+        }
+        list.sort_by(rank_order);
+        list.truncate(k);
+        Some(list)
+    }
+
+    /// ALS over the whole catalog for customer `c`: the top `k` items that
+    /// pass `filter` (items bought in training left out unless it includes
+    /// them). `scores` is scratch space of one entry per item.
+    fn score_als(&self, c: u32, k: usize, filter: &ListFilter, scores: &mut [f32]) -> Ranked {
+        self.als.score_user(c as usize, scores);
         let (bought, _) = self.history.row(c as usize);
-        let list = top_k_dense(&scores, k, |i| {
+        top_k_dense(scores, k, |i| {
             !self.allowed(i, filter)
                 || (!filter.include_purchased && bought.binary_search(&i).is_ok())
-        });
-        (Source::Model, list)
+        })
     }
 
     /// Recommendations for an anonymous basket of item indices: the basket is
@@ -461,6 +581,77 @@ mod tests {
         config.als.iterations = 3;
         config.for_you.max_customers = 0;
         train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
+    }
+
+    /// Precomputed new-item lists answer exactly as scoring the catalog
+    /// does, for any `k` and filter, and step aside when they cannot.
+    #[test]
+    fn precomputed_new_item_lists_answer_as_scoring_the_catalog() {
+        let log = generate(&SynthParams {
+            customers: 200,
+            items: 150,
+            purchases: 4_000,
+            ..SynthParams::default()
+        });
+        let meta: Vec<ItemMeta> = (0..log.items.len())
+            .map(|i| ItemMeta {
+                category: Some(format!("c{}", i % 3)),
+                available: i % 7 != 0,
+                ..ItemMeta::default()
+            })
+            .collect();
+        let mut config = EngineConfig::default();
+        config.als.factors = 8;
+        config.als.iterations = 3;
+        config.for_you.max_customers = 0;
+        config.for_you.new_items_top_n = 20;
+        let engine =
+            train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap();
+        let lists = engine.new_item_lists().expect("built");
+        let mut scratch = vec![0f32; engine.items().len()];
+        let (mut answered, mut scored) = (0, 0);
+        for c in 0..engine.customers().len() as u32 {
+            if engine.history().row_nnz(c as usize) == 0 {
+                assert_eq!(lists.row_nnz(c as usize), 0);
+                continue;
+            }
+            let head = engine.score_als(c, 3, &ListFilter::default(), &mut scratch);
+            let filters = [
+                ListFilter::default(),
+                ListFilter {
+                    category: Some("c1".into()),
+                    ..ListFilter::default()
+                },
+                ListFilter {
+                    exclude: head.iter().map(|e| e.0).collect(),
+                    ..ListFilter::default()
+                },
+                ListFilter {
+                    include_purchased: true,
+                    ..ListFilter::default()
+                },
+            ];
+            for filter in &filters {
+                for k in [1, 5, 10, 20, 21] {
+                    let (source, got) = engine.recommend(Some(c), k, filter);
+                    assert_eq!(source, Source::Model);
+                    let want = engine.score_als(c, k, filter, &mut scratch);
+                    assert_eq!(got, want, "customer {c}, k {k}, filter {filter:?}");
+                    match engine.precomputed_new_items(c, k, filter) {
+                        Some(_) => answered += 1,
+                        None => scored += 1,
+                    }
+                }
+            }
+            // Longer than the head, or with bought items: never from it.
+            assert!(engine.precomputed_new_items(c, 21, &filters[0]).is_none());
+            assert!(engine.precomputed_new_items(c, 1, &filters[3]).is_none());
+        }
+        // Both paths were taken (a category keeps about a third of the head).
+        assert!(answered > 1_000 && scored > 1_000, "{answered} {scored}");
+        // 0 drops them.
+        let without = engine.with_new_item_lists(0);
+        assert!(without.new_item_lists().is_none());
     }
 
     #[test]

@@ -64,9 +64,12 @@
 //!
 //! Similar items, personal and basket recommendations run on the blocking
 //! thread pool behind a bounded queue ([`AppState::score`]; when it is full they
-//! answer `503 overloaded` with `Retry-After`). Everything else answers inline
-//! on the async workers. Measured per query, release build, 64 factors, HNSW
-//! `ef_search` 128, synthetic purchases:
+//! answer `503 overloaded` with `Retry-After`), unless the answer is already
+//! at hand: an item's kept similar list, a customer's precomputed lists
+//! ([`Engine::for_you_cached`](encore_model::engine::Engine::for_you_cached)).
+//! Everything else answers inline on the async workers. Measured per query
+//! when scored, release build, 64 factors, HNSW `ef_search` 128, synthetic
+//! purchases:
 //!
 //! | items | similar | bought-together | fallback | customer | basket of 3 |
 //! |-------|---------|-----------------|----------|----------|-------------|

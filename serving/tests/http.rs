@@ -533,7 +533,13 @@ async fn a_full_scoring_queue_answers_503_with_retry_after() {
         .unwrap();
 
     let app = test::init_service(create_app(state.clone())).await;
-    let r = send(&app, get("/v1/customers/c0/recommendations").to_request()).await;
+    // Longer than the precomputed head of c0's new-item list (the 7 of the
+    // 13 items c0 can be offered): ALS scores the catalog.
+    let r = send(
+        &app,
+        get("/v1/customers/c0/recommendations?k=20").to_request(),
+    )
+    .await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
     assert_eq!(r.body["type"], "unavailable");
     assert_eq!(r.headers.get(header::RETRY_AFTER).unwrap(), "1");
@@ -548,6 +554,14 @@ async fn a_full_scoring_queue_answers_503_with_retry_after() {
     // searched by the load check and is kept.
     let r = send(&app, get("/v1/items/i0/similar").to_request()).await;
     assert_eq!(r.status, StatusCode::OK);
+    // A short list is the head of c0's precomputed new-item list.
+    let r = send(
+        &app,
+        get("/v1/customers/c0/recommendations?k=3").to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["source"], "model");
     let r = send(
         &app,
         get("/v1/customers/stranger/recommendations").to_request(),
@@ -562,6 +576,10 @@ async fn a_full_scoring_queue_answers_503_with_retry_after() {
 
     release_tx.send(()).unwrap();
     held.await.unwrap().unwrap();
-    let r = send(&app, get("/v1/customers/c0/recommendations").to_request()).await;
+    let r = send(
+        &app,
+        get("/v1/customers/c0/recommendations?k=20").to_request(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }

@@ -225,7 +225,11 @@ fn damaged_or_incompatible_artifacts_are_refused() {
     std::fs::write(&f, &bytes).unwrap();
     assert!(matches!(load(&m), Err(ArtifactError::Corrupt { .. })));
     // One flipped bit in the replenishment model and in the customer profiles.
-    for name in ["replenishment.bin", "customer_profiles.json"] {
+    for name in [
+        "replenishment.bin",
+        "customer_profiles.json",
+        "new_items.csr",
+    ] {
         let (_d, m) = copy("bitflip2");
         let f = m.join(name);
         let mut bytes = std::fs::read(&f).unwrap();
@@ -282,6 +286,33 @@ fn same_seed_same_model() {
     assert_eq!(a.popularity().ranked(), b.popularity().ranked());
     assert_eq!(a.customer_book(), b.customer_book());
     assert_eq!(a.replenishment().encode(), b.replenishment().encode());
+    assert_eq!(a.new_item_lists(), b.new_item_lists());
+}
+
+/// The saved heads of the new-item lists answer as the loaded factors do
+/// when the catalog is scored.
+#[test]
+fn saved_new_item_lists_agree_with_the_saved_factors() {
+    use encore_model::engine::ListFilter;
+    let with = encore_model::artifact::load(trained_model()).unwrap();
+    let lists = with.new_item_lists().expect("the artifact holds them");
+    assert_eq!(lists.n_rows(), with.customers().len());
+    let without = encore_model::artifact::load(trained_model())
+        .unwrap()
+        .with_new_item_lists(0);
+    let filter = ListFilter::default();
+    let mut compared = 0;
+    for c in (0..with.customers().len() as u32).step_by(7) {
+        if lists.row_nnz(c as usize) > 0 {
+            assert_eq!(
+                with.recommend(Some(c), 10, &filter),
+                without.recommend(Some(c), 10, &filter),
+                "customer {c}"
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared > 500, "{compared}");
 }
 
 /// `encore-train customers` and `audience` on the sample model: one row per

@@ -71,6 +71,7 @@ impl StageProgress {
             Stage::Index => self.enter("hnsw index", None),
             Stage::Customers => self.enter("customer models", None),
             Stage::ForYou => self.enter("for-you lists", None),
+            Stage::NewItems => self.enter("new-item lists", None),
         }
     }
 

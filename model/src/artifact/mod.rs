@@ -18,6 +18,7 @@
 //!   customer_profiles.json  one profile per customer (RFM, stage, P(alive), CLV, ...)
 //!   replenishment.bin    item cycles and per (customer, item) replenishment state
 //!   for_you.csr          precomputed repeat-aware "for you" scores (optional)
+//!   new_items.csr        precomputed heads of the ALS new-item lists (optional)
 //! ```
 //!
 //! # Implementation notes
@@ -267,6 +268,12 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
             io::write_file(&dir, "for_you.csr", &io::encode_csr(lists))?,
         );
     }
+    if let Some(lists) = engine.new_item_lists() {
+        files.insert(
+            "new_items.csr".to_string(),
+            io::write_file(&dir, "new_items.csr", &io::encode_csr(lists))?,
+        );
+    }
     let dumped = engine
         .similar_index()
         .dump(&dir, HNSW_BASENAME)
@@ -402,6 +409,14 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
     } else {
         None
     };
+    // Optional: models trained with `for_you.new_items_top_n = 0`, or
+    // before the lists existed, score the catalog for every request.
+    let new_items = if manifest.files.contains_key("new_items.csr") {
+        let (p, b) = file("new_items.csr")?;
+        Some(io::decode_csr(&b, &p)?)
+    } else {
+        None
+    };
     let (p, b) = file("replenishment.bin")?;
     let replenishment = Replenishment::decode(&b).map_err(|e| ArtifactError::Corrupt {
         path: p,
@@ -431,6 +446,7 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
         customer_book,
         replenishment,
         for_you,
+        new_items,
     })
     .map_err(|e| ArtifactError::Corrupt {
         path: dir.to_path_buf(),

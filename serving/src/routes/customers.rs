@@ -128,12 +128,15 @@ pub(crate) async fn recommendations(
             .exclude
             .extend(recent.into_iter().map(|(item, _)| item));
     }
-    let result = match engine.customers().get(&customer_id) {
-        None => Ok(engine.for_you(None, k, &filter)),
-        Some(customer) => {
+    let customer = engine.customers().get(&customer_id);
+    // Lists that need no scoring of the catalog are answered inline; the
+    // rest go to the scoring pool.
+    let result = match engine.for_you_cached(customer, k, &filter) {
+        Some(answer) => Ok(answer),
+        None => {
             let scoring = Arc::clone(&engine);
             state
-                .score(move || scoring.for_you(Some(customer), k, &filter))
+                .score(move || scoring.for_you(customer, k, &filter))
                 .await
         }
     };
