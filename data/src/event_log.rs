@@ -55,15 +55,16 @@
 //! dropped as the clock of the appends moves on (at most an eighth of the
 //! window late), so an event retried after the window is written again.
 //! Readers keep the first event of each id
-//! ([`read_event_dir`](crate::events::read_event_dir)), so training
-//! and the server's start never count it twice. Two different ids share a
+//! ([`for_each_event`](crate::events::for_each_event), which streams the
+//! log and keeps only the fingerprints), so training and the server's start
+//! never count it twice. Two different ids share a
 //! fingerprint with probability about `n² / 2¹²⁹`, negligible for any real
 //! `n`. Opening reads every file once.
 
 use crate::events::{
-    Event, EventLogError, EventReadReport, event_to_line, is_event_file, read_event_dir_each,
+    Event, EventLogError, EventReadReport, event_to_line, fingerprint, is_event_file,
+    scan_event_dir,
 };
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -131,16 +132,6 @@ pub struct EventLog {
     recovered_torn_bytes: u64,
 }
 
-/// The 128-bit fingerprint of an event id (two `u64`s: 8-byte aligned, so
-/// an entry of the idempotency map takes 24 bytes, not 32).
-fn fingerprint(id: &str) -> [u64; 2] {
-    let digest = Sha256::digest(id.as_bytes());
-    [
-        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")),
-        u64::from_le_bytes(digest[8..16].try_into().expect("8 bytes")),
-    ]
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError + '_ {
     move |source| EventLogError::Io {
         path: path.to_path_buf(),
@@ -169,18 +160,21 @@ fn file_name(seq: u64) -> String {
 
 impl EventLog {
     /// Opens (creating it if needed) the log in `dir`; see
-    /// [`open_with_events`](Self::open_with_events).
+    /// [`open_each`](Self::open_each).
     pub fn open(dir: &Path, options: EventLogOptions) -> Result<EventLog, EventLogError> {
-        Self::open_with_events(dir, options).map(|(log, _, _)| log)
+        Self::open_each(dir, options, |_| {}).map(|(log, _)| log)
     }
 
     /// Opens (creating it if needed) the log in `dir`: truncates a torn tail
-    /// of the last file, reads every file to rebuild the idempotency set, and
-    /// returns the events read (first of each id) with the reader's report.
-    pub fn open_with_events(
+    /// of the last file, reads every file once to rebuild the idempotency
+    /// set, handing the first event of each id to `f` as it goes (as
+    /// [`for_each_event`](crate::events::for_each_event) does), and returns
+    /// the reader's report.
+    pub fn open_each(
         dir: &Path,
         options: EventLogOptions,
-    ) -> Result<(EventLog, Vec<Event>, EventReadReport), EventLogError> {
+        mut f: impl FnMut(Event),
+    ) -> Result<(EventLog, EventReadReport), EventLogError> {
         if options.dedup_window_secs <= 0 {
             return Err(EventLogError::Io {
                 path: dir.to_path_buf(),
@@ -221,10 +215,13 @@ impl EventLog {
         // after the window restarts it); pruned to the window by the first
         // append, whose clock is known.
         let mut ids: HashMap<[u64; 2], i64> = HashMap::new();
-        let (events, report) = read_event_dir_each(dir, |e| {
+        let report = scan_event_dir(dir, |e, first| {
             let received = e.received_at.unwrap_or(e.time);
             let t = ids.entry(fingerprint(&e.id)).or_insert(received);
             *t = (*t).max(received);
+            if first {
+                f(e);
+            }
         })?;
         let (seq, path, file, bytes) = match last {
             Some((seq, path)) => {
@@ -258,7 +255,7 @@ impl EventLog {
             failed: false,
             recovered_torn_bytes,
         };
-        Ok((log, events, report))
+        Ok((log, report))
     }
 
     /// The log's directory.
@@ -543,9 +540,13 @@ mod tests {
         let events = batch(&["x", "y", "z"]);
         log.append(events.clone(), 1_764_500_000).unwrap();
         drop(log);
-        let (log, read, report) =
-            EventLog::open_with_events(&dir.path().join("new/events"), EventLogOptions::default())
-                .unwrap();
+        let mut read = Vec::new();
+        let (log, report) = EventLog::open_each(
+            &dir.path().join("new/events"),
+            EventLogOptions::default(),
+            |e| read.push(e),
+        )
+        .unwrap();
         assert_eq!(log.len(), 3);
         assert_eq!(report.torn_tails.len(), 0);
         let expected: Vec<Event> = events

@@ -172,13 +172,19 @@ impl AppState {
         dir: &Path,
         options: encore_data::event_log::EventLogOptions,
     ) -> Result<AppState, encore_data::events::EventLogError> {
-        let (log, events, report) =
-            encore_data::event_log::EventLog::open_with_events(dir, options)?;
-        self.recent.record(&events);
+        let data_end = self.recent.data_end();
+        let (mut events, mut recent) = (0usize, Vec::new());
+        let (log, report) = encore_data::event_log::EventLog::open_each(dir, options, |e| {
+            events += 1;
+            if crate::routes::events::is_recent_purchase(&e, data_end) {
+                recent.push(e);
+            }
+        })?;
+        self.recent.record(&recent);
         tracing::info!(
             dir = %dir.display(),
             files = report.files.len(),
-            events = events.len(),
+            events,
             torn_bytes_cut = log.recovered_torn_bytes(),
             customers_with_recent_purchases = self.recent.len(),
             "event log opened"
@@ -352,12 +358,16 @@ impl AppState {
             self.recent.forget_until(data_end);
             return;
         }
-        let reread = self
-            .event_dir
-            .as_deref()
-            .map(encore_data::events::read_event_dir);
+        let mut recent = Vec::new();
+        let reread = self.event_dir.as_deref().map(|dir| {
+            encore_data::events::for_each_event(dir, |e| {
+                if crate::routes::events::is_recent_purchase(&e, data_end) {
+                    recent.push(e);
+                }
+            })
+        });
         match reread {
-            Some(Ok((events, _))) => self.recent.reset(data_end, &events),
+            Some(Ok(_)) => self.recent.reset(data_end, &recent),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "cannot read the event log again after a rollback: purchases between the two data ends are missing from the live overlay until a restart");
                 self.recent.forget_until(data_end);

@@ -2,7 +2,7 @@
 //! merging the purchases of an event log into it (`fit --events DIR`).
 //!
 //! # Merging events
-//! [`merge_events`] reads the log with [`read_event_dir`] (one event per id;
+//! [`merge_events`] streams the log with [`for_each_event`] (one event per id;
 //! a torn last line is skipped and counted) and adds each purchase event as a
 //! line of the history: its order, customer, item, time, quantity and price.
 //! **An event whose `order_id` is an order of the input file is skipped**:
@@ -15,7 +15,7 @@
 use anyhow::{Context, Result};
 use encore_data::PurchaseLog;
 use encore_data::catalog::{Catalog, read_catalog};
-use encore_data::events::{EventKind, read_event_dir};
+use encore_data::events::{EventKind, for_each_event};
 use encore_data::ingest::{ColumnMap, IngestOptions, IngestReport, read_purchases};
 use encore_data::timestamp::format_timestamp;
 use encore_model::artifact::{DataSummary, EventInputSummary};
@@ -114,17 +114,14 @@ pub fn merge_events(
     dir: &Path,
     catalog: Option<&Catalog>,
 ) -> Result<EventInputSummary> {
-    let (events, report) = read_event_dir(dir)
-        .with_context(|| format!("cannot read the event log {}", dir.display()))?;
     let input_orders: HashSet<String> = input.log.orders.ids().map(str::to_owned).collect();
     let mut summary = EventInputSummary {
         dir: dir.display().to_string(),
-        files: report.files.len(),
-        torn_tails: report.torn_tails.len(),
         ..EventInputSummary::default()
     };
     let mut range: Option<(i64, i64)> = None;
-    for event in &events {
+    // Streamed: only the merged purchases are kept (in the log).
+    let report = for_each_event(dir, |event| {
         let EventKind::Purchase {
             order_id,
             customer,
@@ -134,11 +131,11 @@ pub fn merge_events(
         } = &event.kind
         else {
             summary.other_events += 1;
-            continue;
+            return;
         };
         if input_orders.contains(order_id) {
             summary.purchases_in_input += 1;
-            continue;
+            return;
         }
         input.log.push(
             order_id,
@@ -152,7 +149,10 @@ pub fn merge_events(
         range = Some(range.map_or((event.time, event.time), |(lo, hi)| {
             (lo.min(event.time), hi.max(event.time))
         }));
-    }
+    })
+    .with_context(|| format!("cannot read the event log {}", dir.display()))?;
+    summary.files = report.files.len();
+    summary.torn_tails = report.torn_tails.len();
     summary.first_purchase = range.map(|(a, _)| format_timestamp(a));
     summary.last_purchase = range.map(|(_, b)| format_timestamp(b));
     // New items get their catalog entry, or the default metadata.

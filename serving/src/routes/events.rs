@@ -392,7 +392,7 @@ impl RecentInner {
             else {
                 continue;
             };
-            if e.time <= data_end {
+            if !is_recent_purchase(e, data_end) {
                 continue;
             }
             let slot = self
@@ -414,6 +414,13 @@ impl RecentInner {
             }
         }
     }
+}
+
+/// Whether the overlay of a model whose data ends at `data_end` keeps `e`:
+/// a purchase later than that end. Readers of the whole log keep only
+/// these, so their memory is the overlay's, not the log's.
+pub(crate) fn is_recent_purchase(e: &Event, data_end: i64) -> bool {
+    matches!(e.kind, EventKind::Purchase { .. }) && e.time > data_end
 }
 
 /// The live overlay: per customer, the items bought after the serving
