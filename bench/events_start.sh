@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What an event log of EVENTS lines costs the server's start: a seeded log of
+# exposure events (the bulk of a real log: one per storefront list shown,
+# 10 items each, ~277 bytes a line) is written once, then encore-serve starts
+# on it RUNS times; each start prints the seconds until /readyz answers and
+# the server's peak and current resident memory then (VmHWM, VmRSS).
+#
+#   bench/events_start.sh [EVENTS]      # default 1000000
+#
+# Environment: WORK [/tmp/encore-events-start] RUNS [3] PORT [18196]
+# SERVE_BIN [built from this checkout]: another encore-serve to compare, e.g.
+# a build of an earlier commit. The model is the bundled sample's (trained
+# once into WORK/model). Each start gets a fresh copy of the log.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+EVENTS="${1:-1000000}"
+WORK="${WORK:-/tmp/encore-events-start}"
+RUNS="${RUNS:-3}"
+PORT="${PORT:-18196}"
+
+echo "== building (release)"
+(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
+BIN="$ROOT/target/release"
+SERVE="${SERVE_BIN:-$BIN/encore-serve}"
+[[ -x "$SERVE" ]] || { echo "$0: SERVE_BIN is not an executable: $SERVE" >&2; exit 2; }
+mkdir -p "$WORK"
+if [[ ! -f "$WORK/model/manifest.json" ]]; then
+    echo "== training on the bundled sample"
+    "$BIN/encore-train" fit --input "$ROOT/data/sample/online_retail.csv.gz" \
+        --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
+        --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
+fi
+LOG="$WORK/log-$EVENTS"
+if [[ ! -f "$LOG/events-00000001.jsonl" ]]; then
+    echo "== writing $EVENTS exposure events"
+    mkdir -p "$LOG"
+    python3 - "$LOG/events-00000001.jsonl" "$EVENTS" <<'PY'
+import json, random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(1)
+with open(path, "w") as f:
+    for i in range(n):
+        t = 1_764_500_000 + i
+        e = {"id": f"exp-{i}", "type": "exposure", "time": t,
+             "customer": str(12346 + i % 4000), "list": "for_you",
+             "items": [str(20000 + rng.randrange(3000)) for _ in range(10)],
+             "experiment": "home-list", "variant": ("control", "treatment")[i % 2],
+             "request_id": f"r-{i}", "received_at": t}
+        f.write(json.dumps(e, separators=(",", ":")) + "\n")
+PY
+fi
+echo "== $RUNS starts of $SERVE on $(du -h "$LOG" | cut -f1) of events"
+for run in $(seq "$RUNS"); do
+    rm -rf "$WORK/events" && cp -r "$LOG" "$WORK/events"
+    start=$(date +%s.%N)
+    "$SERVE" --model "$WORK/model" --events "$WORK/events" --bind "127.0.0.1:$PORT" \
+        >"$WORK/serve.out" 2>"$WORK/serve.err" &
+    SERVER=$!
+    trap 'kill $SERVER 2>/dev/null || true' EXIT
+    for _ in $(seq 1200); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+    end=$(date +%s.%N)
+    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
+    printf 'run %d: ready after %.1f s, peak RSS %d MiB, RSS %d MiB\n' \
+        "$run" "$(python3 -c "print($end - $start)")" $((hwm / 1024)) $((rss / 1024))
+    kill "$SERVER"
+    wait "$SERVER" 2>/dev/null || true
+done
