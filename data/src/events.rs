@@ -475,8 +475,9 @@ pub fn read_event_dir(dir: &Path) -> Result<(Vec<Event>, EventReadReport), Event
 
 /// Streams every `events-*.jsonl` file of `dir` in name order, validating
 /// each line and handing the first event of each id to `f`, in file and line
-/// order. Memory: 16 bytes an id (a fingerprint, to know the first of each),
-/// never the events themselves.
+/// order. Memory: a 16-byte fingerprint of every id, to know the first of
+/// each (about 20 to 40 bytes an id with the hash table's overhead), never
+/// the events themselves.
 ///
 /// A last line without its newline is a write the crash cut short (the server
 /// acknowledges a batch only after its lines and newlines are on disk): it is
