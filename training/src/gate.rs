@@ -89,7 +89,10 @@ fn score(engine: &Engine, targets: &[Target], k: usize, include_purchased: bool)
         include_purchased,
         ..ListFilter::default()
     };
-    let total: f64 = targets
+    // Per customer in parallel, summed in order: a parallel sum's order (and
+    // so its last bit) would depend on the threads, and an identical model
+    // could score a hair lower and be refused at margin 0.
+    let recalls: Vec<f64> = targets
         .par_iter()
         .map(|t| {
             let c = engine.customers().get(&t.customer);
@@ -105,8 +108,8 @@ fn score(engine: &Engine, targets: &[Target], k: usize, include_purchased: bool)
                 .collect();
             recall_at_k(&list, &relevant, k).unwrap_or(0.0)
         })
-        .sum();
-    total / targets.len() as f64
+        .collect();
+    recalls.iter().sum::<f64>() / targets.len() as f64
 }
 
 /// Runs the gate for a candidate trained with `config` on `log` against
