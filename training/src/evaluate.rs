@@ -792,10 +792,12 @@ pub fn evaluate_split(
     }
     let started = std::time::Instant::now();
     let mut silent = |_| {};
-    // No model here reads the engine's precomputed "for you" lists (the
-    // repeat-aware models fit their own below), so they are not built.
+    // No model here needs the engine's precomputed lists (the repeat-aware
+    // models fit their own below; ALS lists are scored for the target
+    // customers only), so they are not built.
     let mut engine_config = config.clone();
     engine_config.for_you.repeat_aware = false;
+    engine_config.for_you.new_items_top_n = 0;
     let engine = match progress {
         Some(p) => train_engine(
             &prepared.train,
