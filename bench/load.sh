@@ -9,7 +9,9 @@
 # SERVER_WORKERS [2] SIMILAR_SHARE [0.5] PORT [18181]
 # WITHOUT_NEW_ITEM_LISTS [0]: 1 serves the model without its precomputed
 # new-item lists (as an artifact from before them), so that every for-you
-# request scores the catalog: the reference for what the lists save.
+# request scores the catalog: the reference for what the lists save. (A
+# WORK/model trained by a build from before the lists has none either:
+# delete it to train one with them.)
 #
 # The model: a seeded synthetic history (100k customers x 20k items x 5M
 # purchases, `synth` example) trained once with `encore-train fit --no-eval`
