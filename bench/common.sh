@@ -1,5 +1,6 @@
-# Shared by the bench scripts (sourced, not run): installing wrk, and the
-# 100k customers x 20k items model that load.sh and reload_memory.sh serve.
+# Shared by the bench scripts (sourced, not run): installing wrk, the 100k
+# customers x 20k items model that load.sh and reload_memory.sh serve, and
+# the sample's model that events_load.sh and events_start.sh serve.
 
 # Installs wrk from the Debian packages if it is missing.
 ensure_wrk() {
@@ -42,4 +43,17 @@ m["model_version"] = version
 json.dump(m, open(path, "w"), indent=2)
 PY
     done
+}
+
+# ensure_sample_model BIN ROOT WORK: the bundled Online Retail sample trained
+# once with `encore-train fit --no-eval` into WORK/model; reused when present.
+ensure_sample_model() {
+    local bin="$1" root="$2" work="$3"
+    mkdir -p "$work"
+    if [[ ! -f "$work/model/manifest.json" ]]; then
+        echo "== training on the bundled sample"
+        "$bin/encore-train" fit --input "$root/data/sample/online_retail.csv.gz" \
+            --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
+            --out "$work/model" --no-eval --rejects "$work/rejects.csv" >/dev/null
+    fi
 }

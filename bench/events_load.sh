@@ -25,13 +25,7 @@ ensure_wrk
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
 BIN="$ROOT/target/release"
-mkdir -p "$WORK"
-if [[ ! -f "$WORK/model/manifest.json" ]]; then
-    echo "== training on the bundled sample"
-    "$BIN/encore-train" fit --input "$ROOT/data/sample/online_retail.csv.gz" \
-        --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
-        --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
-fi
+ensure_sample_model "$BIN" "$ROOT" "$WORK"
 rm -rf "$WORK/events"
 "$BIN/encore-serve" --model "$WORK/model" --events "$WORK/events" --bind "127.0.0.1:$PORT" \
     --workers "$SERVER_WORKERS" >"$WORK/serve.out" 2>"$WORK/serve.err" &

@@ -18,18 +18,13 @@ WORK="${WORK:-/tmp/encore-events-start}"
 RUNS="${RUNS:-3}"
 PORT="${PORT:-18196}"
 
+source "$ROOT/bench/common.sh"
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
 BIN="$ROOT/target/release"
 SERVE="${SERVE_BIN:-$BIN/encore-serve}"
 [[ -x "$SERVE" ]] || { echo "$0: SERVE_BIN is not an executable: $SERVE" >&2; exit 2; }
-mkdir -p "$WORK"
-if [[ ! -f "$WORK/model/manifest.json" ]]; then
-    echo "== training on the bundled sample"
-    "$BIN/encore-train" fit --input "$ROOT/data/sample/online_retail.csv.gz" \
-        --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
-        --out "$WORK/model" --no-eval --rejects "$WORK/rejects.csv" >/dev/null
-fi
+ensure_sample_model "$BIN" "$ROOT" "$WORK"
 LOG="$WORK/log-$EVENTS"
 if [[ ! -f "$LOG/events-00000001.jsonl" ]]; then
     echo "== writing $EVENTS exposure events"

@@ -71,6 +71,19 @@ pub struct ListFilter {
     pub include_purchased: bool,
 }
 
+/// Per-customer lists (customer index = position) as a customer x item
+/// matrix of scores.
+pub(crate) fn lists_to_csr(n_customers: usize, n_items: usize, lists: Vec<Ranked>) -> Csr {
+    Csr::from_triplets(
+        n_customers,
+        n_items,
+        lists
+            .into_iter()
+            .enumerate()
+            .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
+    )
+}
+
 /// A ranked list of `(item index, score)`, best first.
 pub type Ranked = Vec<(u32, f32)>;
 
@@ -280,14 +293,7 @@ impl Engine {
                 },
             )
             .collect();
-        self.new_items = Some(Csr::from_triplets(
-            self.customers.len(),
-            self.items.len(),
-            lists
-                .into_iter()
-                .enumerate()
-                .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
-        ));
+        self.new_items = Some(lists_to_csr(self.customers.len(), self.items.len(), lists));
         self
     }
 
@@ -361,16 +367,22 @@ impl Engine {
         if !filter.include_purchased || lists.row_nnz(c as usize) == 0 {
             return None;
         }
+        let mut list = self.allowed_entries(lists, c, filter);
+        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        list.truncate(k);
+        Some(list)
+    }
+
+    /// The entries of row `c` of precomputed `lists` that pass `filter`, in
+    /// item order.
+    fn allowed_entries(&self, lists: &Csr, c: u32, filter: &ListFilter) -> Ranked {
         let (items, scores) = lists.row(c as usize);
-        let mut list: Ranked = items
+        items
             .iter()
             .zip(scores)
             .filter(|&(&i, _)| self.allowed(i, filter))
             .map(|(&i, &s)| (i, s))
-            .collect();
-        list.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        list.truncate(k);
-        Some(list)
+            .collect()
     }
 
     pub(crate) fn all_item_meta(&self) -> &[ItemMeta] {
@@ -492,16 +504,10 @@ impl Engine {
             return None;
         }
         let lists = self.new_items.as_ref()?;
-        let (items, scores) = lists.row(c as usize);
-        if items.len() < k {
+        if lists.row_nnz(c as usize) < k {
             return None;
         }
-        let mut list: Ranked = items
-            .iter()
-            .zip(scores)
-            .filter(|&(&i, _)| self.allowed(i, filter))
-            .map(|(&i, &s)| (i, s))
-            .collect();
+        let mut list = self.allowed_entries(lists, c, filter);
         if list.len() < k {
             return None;
         }

@@ -557,14 +557,7 @@ fn for_you_lists(
 
 /// Per-customer lists as a customer x item matrix of scores.
 fn lists_matrix(log: &PurchaseLog, lists: Vec<Vec<(u32, f32)>>) -> Csr {
-    Csr::from_triplets(
-        log.customers.len(),
-        log.items.len(),
-        lists
-            .into_iter()
-            .enumerate()
-            .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
-    )
+    crate::engine::lists_to_csr(log.customers.len(), log.items.len(), lists)
 }
 
 /// TIFU-KNN fitted on `log` with `[repeat_aware]`; neighbours only for
