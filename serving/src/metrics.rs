@@ -164,50 +164,40 @@ impl Metrics {
                 "encore_http_request_duration_seconds_count{{route=\"{route}\"}} {cumulative}"
             );
         }
-        out.push_str("# HELP encore_recommendations_total Customer lists served, by source.\n");
-        out.push_str("# TYPE encore_recommendations_total counter\n");
-        let _ = writeln!(
+        labelled_counter(
             out,
-            "encore_recommendations_total{{source=\"model\"}} {}",
-            self.model_lists.load(Ordering::Relaxed)
+            "encore_recommendations_total",
+            "Customer lists served, by source.",
+            "source",
+            &[
+                ("model", &self.model_lists),
+                ("fallback", &self.fallback_lists),
+            ],
         );
-        let _ = writeln!(
-            out,
-            "encore_recommendations_total{{source=\"fallback\"}} {}",
-            self.fallback_lists.load(Ordering::Relaxed)
-        );
-        out.push_str(
-            "# HELP encore_exposures_total Experiment exposures: logged, or dropped (at most once).\n",
-        );
-        out.push_str("# TYPE encore_exposures_total counter\n");
         let e = &self.events;
-        for (result, counter) in [
-            ("logged", &e.exposures_logged),
-            ("dropped", &e.exposures_dropped),
-        ] {
-            let _ = writeln!(
-                out,
-                "encore_exposures_total{{result=\"{result}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
+        labelled_counter(
+            out,
+            "encore_exposures_total",
+            "Experiment exposures: logged, or dropped (at most once).",
+            "result",
+            &[
+                ("logged", &e.exposures_logged),
+                ("dropped", &e.exposures_dropped),
+            ],
+        );
         if !e.enabled.load(Ordering::Relaxed) {
             return;
         }
-        out.push_str(
-            "# HELP encore_events_total Posted events: accepted (written) or duplicate.\n",
+        labelled_counter(
+            out,
+            "encore_events_total",
+            "Posted events: accepted (written) or duplicate.",
+            "result",
+            &[
+                ("accepted", &e.posted_accepted),
+                ("duplicate", &e.posted_duplicates),
+            ],
         );
-        out.push_str("# TYPE encore_events_total counter\n");
-        for (result, counter) in [
-            ("accepted", &e.posted_accepted),
-            ("duplicate", &e.posted_duplicates),
-        ] {
-            let _ = writeln!(
-                out,
-                "encore_events_total{{result=\"{result}\"}} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
         let _ = writeln!(
             out,
             "# HELP encore_event_log_commits_total Writes and fsyncs of the event log.\n\
@@ -226,6 +216,25 @@ impl Metrics {
             e.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
             e.remembered_ids.load(Ordering::Relaxed),
             u8::from(e.failed.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+/// A counter family with one label: its HELP and TYPE lines, then one line
+/// per `(label value, counter)`.
+fn labelled_counter(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, &AtomicU64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (value, counter) in values {
+        let _ = writeln!(
+            out,
+            "{name}{{{label}=\"{value}\"}} {}",
+            counter.load(Ordering::Relaxed)
         );
     }
 }
