@@ -40,7 +40,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// The longest id (event, order, customer, item, list, variant, request), in bytes.
@@ -457,6 +457,9 @@ pub struct EventReadReport {
     /// Files whose last line had no newline: a write cut short by a crash,
     /// never acknowledged, so skipped. One entry per such file.
     pub torn_tails: Vec<PathBuf>,
+    /// Bytes read of each file of `files` (complete lines only): where this
+    /// read stopped, for [`for_each_event_again`].
+    pub bytes: Vec<u64>,
 }
 
 /// Whether `name` is an event log file: `events-*.jsonl`.
@@ -495,6 +498,28 @@ pub fn for_each_event(
     })
 }
 
+/// Streams the events an earlier read handed over, again: the files of
+/// `previous` (a report of [`for_each_event`]), each up to the bytes that read
+/// reached, first event of each id only. Lines the server appended since are
+/// not read, so two passes over a live log see the same events. A file that
+/// vanished or shrank since is an error naming it.
+pub fn for_each_event_again(
+    previous: &EventReadReport,
+    mut f: impl FnMut(Event),
+) -> Result<EventReadReport, EventLogError> {
+    let files = previous
+        .files
+        .iter()
+        .zip(&previous.bytes)
+        .map(|(p, &b)| (p.clone(), Some(b)))
+        .collect();
+    scan_files(files, |event, first| {
+        if first {
+            f(event)
+        }
+    })
+}
+
 /// The 128-bit fingerprint of an event id (two `u64`s: 8-byte aligned, so
 /// an entry of a map keyed by it takes 24 bytes with an `i64`, not 32).
 pub(crate) fn fingerprint(id: &str) -> [u64; 2] {
@@ -509,7 +534,7 @@ pub(crate) fn fingerprint(id: &str) -> [u64; 2] {
 /// gets the event and whether it is the first of its id.
 pub(crate) fn scan_event_dir(
     dir: &Path,
-    mut each: impl FnMut(Event, bool),
+    each: impl FnMut(Event, bool),
 ) -> Result<EventReadReport, EventLogError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -523,13 +548,27 @@ pub(crate) fn scan_event_dir(
         }
     }
     files.sort();
+    scan_files(files.into_iter().map(|p| (p, None)).collect(), each)
+}
+
+/// [`scan_event_dir`] over `files` in the given order, each read to its end
+/// or to the given number of bytes.
+fn scan_files(
+    files: Vec<(PathBuf, Option<u64>)>,
+    mut each: impl FnMut(Event, bool),
+) -> Result<EventReadReport, EventLogError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| EventLogError::Io { path, source }
+    };
     let mut report = EventReadReport::default();
     let mut seen: HashSet<[u64; 2]> = HashSet::new();
-    for path in &files {
+    for (path, limit) in &files {
         let file = std::fs::File::open(path).map_err(io(path))?;
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::new(file.take(limit.unwrap_or(u64::MAX)));
         let mut buf = Vec::new();
         let mut line_no = 0u64;
+        let mut consumed = 0u64;
         loop {
             buf.clear();
             let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
@@ -541,6 +580,7 @@ pub(crate) fn scan_event_dir(
                 report.torn_tails.push(path.clone());
                 break;
             }
+            consumed += n as u64;
             buf.pop();
             if buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -557,8 +597,20 @@ pub(crate) fn scan_event_dir(
             }
             each(event, first);
         }
+        if let Some(limit) = *limit
+            && consumed < limit
+        {
+            return Err(EventLogError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("shrank while being read: {consumed} of {limit} bytes left"),
+                ),
+            });
+        }
+        report.bytes.push(consumed);
     }
-    report.files = files;
+    report.files = files.into_iter().map(|(p, _)| p).collect();
     Ok(report)
 }
 
@@ -657,5 +709,56 @@ mod tests {
         .unwrap();
         let e = read_event_dir(dir.path()).unwrap_err().to_string();
         assert!(e.contains("events-0003.jsonl:2:"), "{e}");
+    }
+
+    /// A second pass reads what the first one did, not what was written
+    /// since: not the new file, not lines appended to a read file, not the
+    /// completed torn line; a file that shrank is an error naming it.
+    #[test]
+    fn a_second_pass_stops_where_the_first_one_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = |id: &str| {
+            let mut v = purchase();
+            v["id"] = id.into();
+            v.to_string()
+        };
+        let first = dir.path().join("events-0001.jsonl");
+        let second = dir.path().join("events-0002.jsonl");
+        std::fs::write(&first, format!("{}\n{}\n", line("a"), line("b"))).unwrap();
+        std::fs::write(&second, format!("{}\n{}", line("a"), &line("c")[..20])).unwrap();
+        let mut ids = Vec::new();
+        let report = for_each_event(dir.path(), |e| ids.push(e.id)).unwrap();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(report.bytes.len(), 2);
+        assert_eq!(report.bytes[1], line("a").len() as u64 + 1);
+
+        let appended = |path: &Path, text: String| {
+            let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        };
+        appended(&first, format!("{}\n", line("d")));
+        appended(&second, format!("{}\n", &line("c")[20..]));
+        std::fs::write(
+            dir.path().join("events-0003.jsonl"),
+            format!("{}\n", line("e")),
+        )
+        .unwrap();
+        let mut again = Vec::new();
+        let report_again = for_each_event_again(&report, |e| again.push(e.id)).unwrap();
+        assert_eq!(again, ["a", "b"]);
+        assert_eq!(report_again.bytes, report.bytes);
+        assert_eq!((report_again.lines, report_again.duplicates), (3, 1));
+        // A fresh read sees everything.
+        let (all, _) = read_event_dir(dir.path()).unwrap();
+        assert_eq!(all.len(), 5);
+
+        std::fs::write(&first, format!("{}\n", line("a"))).unwrap();
+        let e = for_each_event_again(&report, |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("events-0001.jsonl") && e.contains("shrank"),
+            "{e}"
+        );
     }
 }
