@@ -53,11 +53,13 @@
 //! counted (a changed salt or shares, or a client that assigns on its own) but
 //! kept: the logged variant is what they saw.
 
-use encore_data::events::{Event, EventKind, EventLogError, EventReadReport, read_event_dir};
+use encore_data::events::{
+    Event, EventKind, EventLogError, EventReadReport, for_each_event, for_each_event_again,
+};
 use encore_model::customer::special::{chi_square_sf, normal_sf};
 use encore_model::experiment::Experiment;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -301,11 +303,14 @@ pub struct ExperimentReport {
 }
 
 /// Per exposed customer, while reading.
-struct Exposed<'a> {
+struct Exposed {
     first: i64,
-    variant: &'a str,
+    /// Index of the variant: into the logged names in the exposure pass,
+    /// into the report's variants in the purchase pass.
+    variant: u32,
     several: bool,
-    orders: Vec<&'a str>,
+    /// Distinct orders with lines in the window.
+    orders: Vec<String>,
     revenue: f64,
 }
 
@@ -469,23 +474,62 @@ pub fn experiment_report(
     events: &[Event],
     options: &ReportOptions,
 ) -> Result<ExperimentReport, ReportError> {
-    if !(options.window_days > 0.0 && options.window_days <= MAX_WINDOW_DAYS) {
-        return Err(ReportError::Window(options.window_days));
+    let mut exposures = ExposurePass::new(options)?;
+    events.iter().for_each(|e| exposures.add(e));
+    let mut windows = exposures.finish()?;
+    events.iter().for_each(|e| windows.add(e));
+    Ok(windows.finish())
+}
+
+/// First pass over the log: who was exposed to the experiment, under which
+/// variant, from when. Holds one entry per exposed customer, never the events.
+struct ExposurePass<'o> {
+    options: &'o ReportOptions,
+    data: DataNotes,
+    /// Variant names as logged, indexed by [`Exposed::variant`].
+    logged: Vec<String>,
+    exposed: HashMap<String, Exposed>,
+    other_experiments: BTreeSet<String>,
+}
+
+/// Second pass: the purchases in each exposed customer's window.
+struct WindowPass<'o> {
+    options: &'o ReportOptions,
+    data: DataNotes,
+    window: i64,
+    /// Control first.
+    names: Vec<String>,
+    shares: Vec<f64>,
+    control: String,
+    expected_from: &'static str,
+    mismatches: u64,
+    exposed: HashMap<String, Exposed>,
+}
+
+impl<'o> ExposurePass<'o> {
+    fn new(options: &'o ReportOptions) -> Result<Self, ReportError> {
+        if !(options.window_days > 0.0 && options.window_days <= MAX_WINDOW_DAYS) {
+            return Err(ReportError::Window(options.window_days));
+        }
+        if let Some(c) = &options.config
+            && c.name() != options.experiment
+        {
+            return Err(ReportError::WrongConfig {
+                config: c.name().to_string(),
+                experiment: options.experiment.clone(),
+            });
+        }
+        Ok(ExposurePass {
+            options,
+            data: DataNotes::default(),
+            logged: Vec::new(),
+            exposed: HashMap::new(),
+            other_experiments: Default::default(),
+        })
     }
-    if let Some(c) = &options.config
-        && c.name() != options.experiment
-    {
-        return Err(ReportError::WrongConfig {
-            config: c.name().to_string(),
-            experiment: options.experiment.clone(),
-        });
-    }
-    let window = (options.window_days * DAY).round() as i64;
-    let name = options.experiment.as_str();
-    let mut data = DataNotes::default();
-    let mut exposed: HashMap<&str, Exposed<'_>> = HashMap::new();
-    let mut other_experiments = BTreeMap::new();
-    for e in events {
+
+    fn add(&mut self, e: &Event) {
+        let data = &mut self.data;
         data.log_end = Some(data.log_end.map_or(e.time, |t: i64| t.max(e.time)));
         let EventKind::Exposure {
             customer,
@@ -494,112 +538,152 @@ pub fn experiment_report(
             ..
         } = &e.kind
         else {
-            continue;
+            return;
         };
-        if experiment != name {
-            other_experiments.insert(experiment.as_str(), ());
-            continue;
+        if *experiment != self.options.experiment {
+            if !self.other_experiments.contains(experiment) {
+                self.other_experiments.insert(experiment.clone());
+            }
+            return;
         }
         data.exposures += 1;
         let Some(variant) = variant else {
             data.exposures_without_variant += 1;
-            continue;
+            return;
         };
-        let entry = exposed.entry(customer).or_insert_with(|| Exposed {
-            first: e.time,
-            variant,
-            several: false,
-            orders: Vec::new(),
-            revenue: 0.0,
-        });
-        entry.first = entry.first.min(e.time);
-        if entry.variant != variant {
-            entry.several = true;
-        }
-    }
-    if exposed.is_empty() {
-        return Err(ReportError::NoExposures {
-            experiment: name.to_string(),
-            seen: other_experiments.keys().map(|s| s.to_string()).collect(),
-        });
-    }
-
-    // The variants, control first.
-    let (names, shares, control, expected_from): (Vec<String>, Vec<f64>, String, &'static str) =
-        match &options.config {
-            Some(c) => {
-                let mut order: Vec<usize> = (0..c.variants().len()).collect();
-                order.retain(|&i| i != c.control_index());
-                order.insert(0, c.control_index());
-                (
-                    order
-                        .iter()
-                        .map(|&i| c.variants()[i].name.clone())
-                        .collect(),
-                    order.iter().map(|&i| c.variants()[i].share).collect(),
-                    c.control().name.clone(),
-                    "configured",
-                )
+        let v = match self.logged.iter().position(|l| l == variant) {
+            Some(v) => v,
+            None => {
+                self.logged.push(variant.clone());
+                self.logged.len() - 1
+            }
+        } as u32;
+        match self.exposed.get_mut(customer.as_str()) {
+            Some(entry) => {
+                entry.first = entry.first.min(e.time);
+                entry.several |= entry.variant != v;
             }
             None => {
-                let control = options.control.clone().unwrap_or_else(|| "control".into());
-                let mut seen: Vec<String> = exposed
-                    .values()
-                    .filter(|x| !x.several)
-                    .map(|x| x.variant.to_string())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                let Some(pos) = seen.iter().position(|v| *v == control) else {
-                    return Err(ReportError::NoControl {
-                        experiment: name.to_string(),
-                        control,
-                        seen,
-                    });
-                };
-                if seen.len() < 2 {
-                    return Err(ReportError::OneVariant {
-                        experiment: name.to_string(),
-                        variant: control,
-                    });
-                }
-                let c = seen.remove(pos);
-                seen.insert(0, c);
-                let k = seen.len();
-                (seen, vec![1.0 / k as f64; k], control, "equal")
+                self.exposed.insert(
+                    customer.clone(),
+                    Exposed {
+                        first: e.time,
+                        variant: v,
+                        several: false,
+                        orders: Vec::new(),
+                        revenue: 0.0,
+                    },
+                );
             }
-        };
-    let index: HashMap<&str, usize> = names
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+        }
+    }
 
-    // Data errors out.
-    let mut unknown = std::collections::BTreeSet::new();
-    let mut mismatches = 0u64;
-    exposed.retain(|customer, x| {
-        if x.several {
-            data.customers_in_several_variants += 1;
-            return false;
+    /// The variants (control first) and the data errors out.
+    fn finish(self) -> Result<WindowPass<'o>, ReportError> {
+        let ExposurePass {
+            options,
+            mut data,
+            logged,
+            mut exposed,
+            other_experiments,
+        } = self;
+        let name = options.experiment.as_str();
+        if exposed.is_empty() {
+            return Err(ReportError::NoExposures {
+                experiment: name.to_string(),
+                seen: other_experiments.into_iter().collect(),
+            });
         }
-        if !index.contains_key(x.variant) {
-            data.customers_in_unknown_variants += 1;
-            unknown.insert(x.variant.to_string());
-            return false;
-        }
-        if let Some(c) = &options.config
-            && c.assign(customer).name != x.variant
-        {
-            mismatches += 1;
-        }
-        true
-    });
-    data.unknown_variants = unknown.into_iter().collect();
-    data.assignment_mismatches = options.config.as_ref().map(|_| mismatches);
+        let (names, shares, control, expected_from): (Vec<String>, Vec<f64>, String, &'static str) =
+            match &options.config {
+                Some(c) => {
+                    let mut order: Vec<usize> = (0..c.variants().len()).collect();
+                    order.retain(|&i| i != c.control_index());
+                    order.insert(0, c.control_index());
+                    (
+                        order
+                            .iter()
+                            .map(|&i| c.variants()[i].name.clone())
+                            .collect(),
+                        order.iter().map(|&i| c.variants()[i].share).collect(),
+                        c.control().name.clone(),
+                        "configured",
+                    )
+                }
+                None => {
+                    let control = options.control.clone().unwrap_or_else(|| "control".into());
+                    let mut seen: Vec<String> = exposed
+                        .values()
+                        .filter(|x| !x.several)
+                        .map(|x| logged[x.variant as usize].clone())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let Some(pos) = seen.iter().position(|v| *v == control) else {
+                        return Err(ReportError::NoControl {
+                            experiment: name.to_string(),
+                            control,
+                            seen,
+                        });
+                    };
+                    if seen.len() < 2 {
+                        return Err(ReportError::OneVariant {
+                            experiment: name.to_string(),
+                            variant: control,
+                        });
+                    }
+                    let c = seen.remove(pos);
+                    seen.insert(0, c);
+                    let k = seen.len();
+                    (seen, vec![1.0 / k as f64; k], control, "equal")
+                }
+            };
+        // Logged variant index -> report index.
+        let to_report: Vec<Option<u32>> = logged
+            .iter()
+            .map(|l| names.iter().position(|n| n == l).map(|i| i as u32))
+            .collect();
 
-    // Purchases in the windows.
-    for e in events {
+        // Data errors out.
+        let mut unknown = BTreeSet::new();
+        let mut mismatches = 0u64;
+        exposed.retain(|customer, x| {
+            let logged_name = &logged[x.variant as usize];
+            if x.several {
+                data.customers_in_several_variants += 1;
+                return false;
+            }
+            let Some(i) = to_report[x.variant as usize] else {
+                data.customers_in_unknown_variants += 1;
+                unknown.insert(logged_name.clone());
+                return false;
+            };
+            if let Some(c) = &options.config
+                && c.assign(customer).name != *logged_name
+            {
+                mismatches += 1;
+            }
+            x.variant = i;
+            true
+        });
+        data.unknown_variants = unknown.into_iter().collect();
+        data.assignment_mismatches = options.config.as_ref().map(|_| mismatches);
+        Ok(WindowPass {
+            options,
+            data,
+            window: (options.window_days * DAY).round() as i64,
+            names,
+            shares,
+            control,
+            expected_from,
+            mismatches,
+            exposed,
+        })
+    }
+}
+
+impl WindowPass<'_> {
+    fn add(&mut self, e: &Event) {
         let EventKind::Purchase {
             order_id,
             customer,
@@ -608,148 +692,169 @@ pub fn experiment_report(
             ..
         } = &e.kind
         else {
-            continue;
+            return;
         };
-        let Some(x) = exposed.get_mut(customer.as_str()) else {
-            continue;
+        let Some(x) = self.exposed.get_mut(customer.as_str()) else {
+            return;
         };
-        if e.time < x.first || e.time >= x.first + window {
-            continue;
+        if e.time < x.first || e.time >= x.first + self.window {
+            return;
         }
-        data.purchase_lines_in_windows += 1;
+        self.data.purchase_lines_in_windows += 1;
         match price {
             Some(p) => x.revenue += quantity * p,
-            None => data.lines_without_price += 1,
+            None => self.data.lines_without_price += 1,
         }
-        if !x.orders.contains(&order_id.as_str()) {
-            x.orders.push(order_id);
+        if !x.orders.contains(order_id) {
+            x.orders.push(order_id.clone());
         }
     }
 
-    // Per variant.
-    let k = names.len();
-    let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); k];
-    let mut converted = vec![0u64; k];
-    let mut repeat = vec![0u64; k];
-    let mut incomplete = vec![0u64; k];
-    let log_end = data.log_end.unwrap_or(i64::MIN);
-    for x in exposed.values() {
-        let i = index[x.variant];
-        revenue[i].push(x.revenue);
-        converted[i] += u64::from(!x.orders.is_empty());
-        repeat[i] += u64::from(x.orders.len() >= 2);
-        incomplete[i] += u64::from(x.first + window > log_end + 1);
-    }
-    let counts: Vec<u64> = revenue.iter().map(|r| r.len() as u64).collect();
-    let stats: Vec<Moments> = revenue.iter().map(|r| moments(r)).collect();
-    let variants: Vec<VariantReport> = (0..k)
-        .map(|i| VariantReport {
-            name: names[i].clone(),
-            expected_share: shares[i],
-            customers: counts[i],
-            converted: converted[i],
-            conversion: wilson(converted[i], counts[i]),
-            revenue: revenue[i].iter().sum(),
-            revenue_per_customer: mean_estimate(stats[i]),
-            revenue_sd: stats[i].sd,
-            repeat_customers: repeat[i],
-            repurchase_rate: wilson(repeat[i], converted[i]),
-            incomplete_windows: incomplete[i],
-        })
-        .collect();
-    let comparisons = (1..k)
-        .map(|i| Comparison {
-            variant: names[i].clone(),
-            conversion: proportion_difference(converted[0], counts[0], converted[i], counts[i]),
-            revenue_per_customer: mean_difference(stats[0], stats[i]),
-            repurchase_rate: proportion_difference(
-                repeat[0],
-                converted[0],
-                repeat[i],
-                converted[i],
-            ),
-        })
-        .collect();
-    let sample_ratio = sample_ratio(&counts, &shares, expected_from);
+    fn finish(self) -> ExperimentReport {
+        let WindowPass {
+            options,
+            data,
+            window,
+            names,
+            shares,
+            control,
+            expected_from,
+            mismatches,
+            exposed,
+        } = self;
+        let k = names.len();
+        let mut revenue: Vec<Vec<f64>> = vec![Vec::new(); k];
+        let mut converted = vec![0u64; k];
+        let mut repeat = vec![0u64; k];
+        let mut incomplete = vec![0u64; k];
+        let log_end = data.log_end.unwrap_or(i64::MIN);
+        // In customer order, so that sums do not depend on the map's order.
+        let mut exposed: Vec<(String, Exposed)> = exposed.into_iter().collect();
+        exposed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, x) in &exposed {
+            let i = x.variant as usize;
+            revenue[i].push(x.revenue);
+            converted[i] += u64::from(!x.orders.is_empty());
+            repeat[i] += u64::from(x.orders.len() >= 2);
+            incomplete[i] += u64::from(x.first + window > log_end + 1);
+        }
+        let counts: Vec<u64> = revenue.iter().map(|r| r.len() as u64).collect();
+        let stats: Vec<Moments> = revenue.iter().map(|r| moments(r)).collect();
+        let variants: Vec<VariantReport> = (0..k)
+            .map(|i| VariantReport {
+                name: names[i].clone(),
+                expected_share: shares[i],
+                customers: counts[i],
+                converted: converted[i],
+                conversion: wilson(converted[i], counts[i]),
+                revenue: revenue[i].iter().sum(),
+                revenue_per_customer: mean_estimate(stats[i]),
+                revenue_sd: stats[i].sd,
+                repeat_customers: repeat[i],
+                repurchase_rate: wilson(repeat[i], converted[i]),
+                incomplete_windows: incomplete[i],
+            })
+            .collect();
+        let comparisons = (1..k)
+            .map(|i| Comparison {
+                variant: names[i].clone(),
+                conversion: proportion_difference(converted[0], counts[0], converted[i], counts[i]),
+                revenue_per_customer: mean_difference(stats[0], stats[i]),
+                repurchase_rate: proportion_difference(
+                    repeat[0],
+                    converted[0],
+                    repeat[i],
+                    converted[i],
+                ),
+            })
+            .collect();
+        let sample_ratio = sample_ratio(&counts, &shares, expected_from);
 
-    let mut notes = Vec::new();
-    if sample_ratio.mismatch {
-        notes.push(format!(
-            "sample-ratio mismatch (p = {:.2e} < {SRM_ALPHA}): the exposed counts do not match \
-             the expected shares, so assignment or exposure logging is broken; do not trust \
-             the differences",
-            sample_ratio.p_value
-        ));
+        let mut notes = Vec::new();
+        if sample_ratio.mismatch {
+            notes.push(format!(
+                "sample-ratio mismatch (p = {:.2e} < {SRM_ALPHA}): the exposed counts do not match \
+                 the expected shares, so assignment or exposure logging is broken; do not trust \
+                 the differences",
+                sample_ratio.p_value
+            ));
+        }
+        if expected_from == "equal" {
+            notes.push(
+                "no --experiments file: the sample-ratio check assumes equal shares".to_string(),
+            );
+        }
+        if data.customers_in_several_variants > 0 {
+            notes.push(format!(
+                "{} customers were exposed under several variants: excluded",
+                data.customers_in_several_variants
+            ));
+        }
+        if data.customers_in_unknown_variants > 0 {
+            notes.push(format!(
+                "{} customers were exposed under variants the configuration lacks ({}): excluded",
+                data.customers_in_unknown_variants,
+                data.unknown_variants.join(", ")
+            ));
+        }
+        if data.exposures_without_variant > 0 {
+            notes.push(format!(
+                "{} exposures of the experiment carry no variant: ignored",
+                data.exposures_without_variant
+            ));
+        }
+        if mismatches > 0 {
+            notes.push(format!(
+                "{mismatches} customers were logged under another variant than the configuration \
+                 assigns (changed salt or shares?): kept under the logged variant"
+            ));
+        }
+        if data.lines_without_price > 0 {
+            notes.push(format!(
+                "{} of {} purchase lines in the windows have no price: counted as 0 revenue",
+                data.lines_without_price, data.purchase_lines_in_windows
+            ));
+        }
+        let total_incomplete: u64 = incomplete.iter().sum();
+        if total_incomplete > 0 {
+            notes.push(format!(
+                "{total_incomplete} customers' windows run past the end of the log: their \
+                 purchases are counted over a shorter window (alike in every variant)"
+            ));
+        }
+        if counts.iter().any(|&c| c < SMALL_ARM) {
+            notes.push(format!(
+                "a variant has fewer than {SMALL_ARM} exposed customers: the normal \
+                 approximations behind the intervals are rough"
+            ));
+        }
+        ExperimentReport {
+            experiment: options.experiment.clone(),
+            window_days: options.window_days,
+            control,
+            customers: counts.iter().sum(),
+            variants,
+            comparisons,
+            sample_ratio,
+            data,
+            notes,
+        }
     }
-    if expected_from == "equal" {
-        notes
-            .push("no --experiments file: the sample-ratio check assumes equal shares".to_string());
-    }
-    if data.customers_in_several_variants > 0 {
-        notes.push(format!(
-            "{} customers were exposed under several variants: excluded",
-            data.customers_in_several_variants
-        ));
-    }
-    if data.customers_in_unknown_variants > 0 {
-        notes.push(format!(
-            "{} customers were exposed under variants the configuration lacks ({}): excluded",
-            data.customers_in_unknown_variants,
-            data.unknown_variants.join(", ")
-        ));
-    }
-    if data.exposures_without_variant > 0 {
-        notes.push(format!(
-            "{} exposures of the experiment carry no variant: ignored",
-            data.exposures_without_variant
-        ));
-    }
-    if mismatches > 0 {
-        notes.push(format!(
-            "{mismatches} customers were logged under another variant than the configuration \
-             assigns (changed salt or shares?): kept under the logged variant"
-        ));
-    }
-    if data.lines_without_price > 0 {
-        notes.push(format!(
-            "{} of {} purchase lines in the windows have no price: counted as 0 revenue",
-            data.lines_without_price, data.purchase_lines_in_windows
-        ));
-    }
-    let total_incomplete: u64 = incomplete.iter().sum();
-    if total_incomplete > 0 {
-        notes.push(format!(
-            "{total_incomplete} customers' windows run past the end of the log: their \
-             purchases are counted over a shorter window (alike in every variant)"
-        ));
-    }
-    if counts.iter().any(|&c| c < SMALL_ARM) {
-        notes.push(format!(
-            "a variant has fewer than {SMALL_ARM} exposed customers: the normal \
-             approximations behind the intervals are rough"
-        ));
-    }
-    Ok(ExperimentReport {
-        experiment: name.to_string(),
-        window_days: options.window_days,
-        control,
-        customers: counts.iter().sum(),
-        variants,
-        comparisons,
-        sample_ratio,
-        data,
-        notes,
-    })
 }
 
 /// Reads the event log directory and reports; also returns what the reader
-/// found (files, duplicates, torn tails).
+/// found (files, duplicates, torn tails). Streams the files twice (exposures,
+/// then the purchases in the windows), the second time only as far as the
+/// first read: memory grows with the exposed customers, not the events.
 pub fn report_from_dir(
     dir: &Path,
     options: &ReportOptions,
 ) -> Result<(ExperimentReport, EventReadReport), ReportError> {
-    let (events, read) = read_event_dir(dir)?;
-    let mut report = experiment_report(&events, options)?;
+    let mut exposures = ExposurePass::new(options)?;
+    let read = for_each_event(dir, |e| exposures.add(&e))?;
+    let mut windows = exposures.finish()?;
+    for_each_event_again(&read, |e| windows.add(&e))?;
+    let mut report = windows.finish();
     report.data.log = Some(LogNotes {
         files: read.files.len(),
         lines: read.lines,

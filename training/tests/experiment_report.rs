@@ -82,6 +82,14 @@ fn a_known_uplift_is_recovered() {
     print_report("known uplift: 10% -> 12% conversion, 20,000 customers", &r);
     assert!(read.files.len() > 1, "several log files");
     assert_eq!(read.lines as usize, events.len());
+    // Two streamed passes over the files give what the events in memory give.
+    let mut in_memory = experiment_report(&events, &options(&experiment)).unwrap();
+    assert!(in_memory.data.log.is_none());
+    in_memory.data.log = r.data.log.clone();
+    assert_eq!(
+        serde_json::to_value(&in_memory).unwrap(),
+        serde_json::to_value(&r).unwrap()
+    );
 
     assert_eq!(r.customers, 20_000, "every customer was exposed");
     assert_eq!(r.variants[0].name, "control");
