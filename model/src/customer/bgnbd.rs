@@ -268,28 +268,39 @@ impl BgNbdParams {
     }
 }
 
-/// Fitting data grouped by distinct `x`, so that each evaluation computes the
-/// `x`-dependent log-gammas once per distinct value.
+/// Fitting data grouped by distinct `x`, `t_x` and `T`, so that each
+/// evaluation computes the `x`-dependent log-gammas once per distinct `x`
+/// and `ln(α + t)` once per distinct time. With the default occasions
+/// (distinct days) times are whole days, so a year of history has at most a
+/// few hundred distinct times however many customers it holds.
 struct Prepared {
     /// Distinct `x` values.
     xs: Vec<f64>,
-    /// `(index into xs, t_x, T)` per customer.
-    rows: Vec<(usize, f64, f64)>,
+    /// Distinct `t_x` and `T` values, together.
+    times: Vec<f64>,
+    /// `(index into xs, index of t_x, index of T in times)` per customer.
+    rows: Vec<(u32, u32, u32)>,
+}
+
+/// Sorted distinct values.
+fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup_by(|a, b| a.total_cmp(b).is_eq());
+    v
 }
 
 impl Prepared {
     fn new(data: &[(f64, f64, f64)]) -> Self {
-        let mut xs: Vec<f64> = data.iter().map(|d| d.0).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
+        let xs = distinct(data.iter().map(|d| d.0));
+        let times = distinct(data.iter().flat_map(|d| [d.1, d.2]));
+        let at =
+            |values: &[f64], v: f64| values.partition_point(|w| w.total_cmp(&v).is_lt()) as u32;
         let rows = data
             .iter()
-            .map(|&(x, t_x, t)| {
-                let k = xs.partition_point(|&v| v < x);
-                (k, t_x, t)
-            })
+            .map(|&(x, t_x, t)| (at(&xs, x), at(&times, t_x), at(&times, t)))
             .collect();
-        Prepared { xs, rows }
+        Prepared { xs, times, rows }
     }
 
     /// `Σ ln Lᵢ` (module docs); `−∞`/NaN where the parameters are degenerate.
@@ -314,15 +325,16 @@ impl Prepared {
             })
             .collect();
         let r_ln_alpha = r * alpha.ln();
-        let chunk_sum = |rows: &[(usize, f64, f64)]| {
+        let ln_alpha_t: Vec<f64> = self.times.iter().map(|&t| (alpha + t).ln()).collect();
+        let chunk_sum = |rows: &[(u32, u32, u32)]| {
             let mut total = 0.0;
-            for &(k, t_x, t) in rows {
-                let x = self.xs[k];
-                let (g, a1, a2) = per_x[k];
+            for &(k, k_tx, k_t) in rows {
+                let x = self.xs[k as usize];
+                let (g, a1, a2) = per_x[k as usize];
                 let rx = r + x;
-                let ln_a1 = a1 - rx * (alpha + t).ln();
+                let ln_a1 = a1 - rx * ln_alpha_t[k_t as usize];
                 let ln_sum = if x > 0.0 {
-                    log_add_exp(ln_a1, a2 - rx * (alpha + t_x).ln())
+                    log_add_exp(ln_a1, a2 - rx * ln_alpha_t[k_tx as usize])
                 } else {
                     ln_a1
                 };
@@ -625,6 +637,44 @@ mod tests {
             let got = m.log_likelihood_of(&[(x, t_x, t)]).unwrap();
             assert!((got - want).abs() < 1e-12, "{got} vs {want}");
         }
+    }
+
+    /// Customers share the per-time terms; each still gets its own times.
+    #[test]
+    fn shared_times_give_each_customer_its_own_likelihood() {
+        let m = cdnow();
+        let data: Vec<(f64, f64, f64)> = (0..500)
+            .map(|i| {
+                let x = f64::from(i % 6);
+                // Whole days (shared) for most, odd fractions for some.
+                let t = if i % 5 == 0 {
+                    30.0 + f64::from(i) / 7.3
+                } else {
+                    f64::from(20 + i % 19)
+                };
+                let t_x = if x > 0.0 {
+                    (t - f64::from(i % 4)).max(0.0)
+                } else {
+                    0.0
+                };
+                (x, t_x, t)
+            })
+            .collect();
+        let one_by_one: f64 = data
+            .iter()
+            .map(|&d| m.log_likelihood_of(&[d]).unwrap())
+            .sum();
+        let together = m.log_likelihood_of(&data).unwrap();
+        assert!(
+            (together - one_by_one).abs() <= 1e-12 * one_by_one.abs(),
+            "{together} vs {one_by_one}"
+        );
+        let p = Prepared::new(&data);
+        assert!(
+            p.times.len() < 2 * data.len() / 3,
+            "{} times",
+            p.times.len()
+        );
     }
 
     #[test]
