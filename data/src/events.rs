@@ -604,7 +604,9 @@ fn scan_files(
                 path: path.clone(),
                 source: std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("shrank while being read: {consumed} of {limit} bytes left"),
+                    format!(
+                        "shrank between two reads: {consumed} of the {limit} bytes read before are left"
+                    ),
                 ),
             });
         }
