@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What `encore-train experiment-report` costs on a large event log: a seeded
+# log of EXPOSURES exposure events of experiment "home-list" (4,000
+# customers, each always in the same of two variants, 10 items an exposure,
+# the generator of bench/events_start.sh) plus PURCHASES purchase lines of
+# those customers over the same two weeks is written once, then the report
+# runs RUNS times; each run prints its wall time and peak resident memory.
+#
+#   bench/experiment_report.sh [EXPOSURES] [PURCHASES]   # default 1000000 200000
+#
+# Environment: WORK [/tmp/encore-experiment-report] RUNS [3]
+# REPORT_BIN [built from this checkout]: another encore-train to compare,
+# e.g. a build of an earlier commit (alternate the two by hand).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+EXPOSURES="${1:-1000000}"
+PURCHASES="${2:-200000}"
+WORK="${WORK:-/tmp/encore-experiment-report}"
+RUNS="${RUNS:-3}"
+
+if [[ -z "${REPORT_BIN:-}" ]]; then
+    echo "== building (release)"
+    (cd "$ROOT" && cargo build --release --locked -q -p encore-training --bin encore-train)
+fi
+REPORT="${REPORT_BIN:-$ROOT/target/release/encore-train}"
+[[ -x "$REPORT" ]] || { echo "$0: REPORT_BIN is not an executable: $REPORT" >&2; exit 2; }
+
+LOG="$WORK/log-$EXPOSURES-$PURCHASES"
+if [[ ! -f "$LOG/events-00000002.jsonl" ]]; then
+    echo "== writing $EXPOSURES exposures and $PURCHASES purchase lines"
+    mkdir -p "$LOG"
+    python3 - "$LOG" "$EXPOSURES" "$PURCHASES" <<'PY'
+import json, random, sys
+log, n_exposures, n_purchases = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(1)
+with open(f"{log}/events-00000001.jsonl", "w") as f:
+    for i in range(n_exposures):
+        t = 1_764_500_000 + i
+        e = {"id": f"exp-{i}", "type": "exposure", "time": t,
+             "customer": str(12346 + i % 4000), "list": "for_you",
+             "items": [str(20000 + rng.randrange(3000)) for _ in range(10)],
+             "experiment": "home-list", "variant": ("control", "treatment")[i % 2],
+             "request_id": f"r-{i}", "received_at": t}
+        f.write(json.dumps(e, separators=(",", ":")) + "\n")
+rng = random.Random(2)
+with open(f"{log}/events-00000002.jsonl", "w") as f:
+    for i in range(n_purchases):
+        t = 1_764_500_000 + rng.randrange(1_200_000)
+        e = {"id": f"p-{i}", "type": "purchase", "time": t, "order_id": f"o-{i // 3}",
+             "customer": str(12346 + rng.randrange(4000)),
+             "item": str(20000 + rng.randrange(3000)), "quantity": 1 + rng.randrange(3),
+             "price": round(rng.uniform(1, 20), 2), "received_at": t}
+        f.write(json.dumps(e, separators=(",", ":")) + "\n")
+PY
+fi
+echo "== $RUNS reports of $REPORT on $(du -shL "$LOG" | cut -f1) of events"
+for run in $(seq "$RUNS"); do
+    python3 - "$REPORT" "$LOG" "$run" <<'PY'
+import resource, subprocess, sys, time
+report, log, run = sys.argv[1:4]
+start = time.monotonic()
+subprocess.run([report, "experiment-report", "--events", log, "--experiment", "home-list",
+                "--format", "json"], check=True, stdout=subprocess.DEVNULL)
+seconds = time.monotonic() - start
+peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(f"run {run}: {seconds:.1f} s, peak RSS {peak_kib // 1024} MiB")
+PY
+done
