@@ -503,8 +503,14 @@ pub fn for_each_event(
 /// reached, first event of each id only. Lines the server appended since are
 /// not read, so two passes over a live log see the same events. A file that
 /// vanished or shrank since is an error naming it.
+///
+/// With `only = Some(type)` (`"purchase"`, `"exposure"` or `"click"`), only
+/// events of that type reach `f`; the other lines are read for their id
+/// alone (so the first event of each id is the same as in a full read),
+/// which costs a fraction of validating them.
 pub fn for_each_event_again(
     previous: &EventReadReport,
+    only: Option<&str>,
     mut f: impl FnMut(Event),
 ) -> Result<EventReadReport, EventLogError> {
     let files = previous
@@ -513,11 +519,35 @@ pub fn for_each_event_again(
         .zip(&previous.bytes)
         .map(|(p, &b)| (p.clone(), Some(b)))
         .collect();
-    scan_files(files, |event, first| {
+    scan_files(files, only, |event, first| {
         if first {
             f(event)
         }
     })
+}
+
+/// The id and type of a stored line, read without validating the rest.
+#[derive(serde::Deserialize)]
+struct Head {
+    id: Value,
+    #[serde(rename = "type")]
+    kind: Value,
+}
+
+/// The id a line of another type than `only` has, when it can be read
+/// without validating the line (as [`parse_event`] spells it); `None` when
+/// the line is of type `only` or needs the full parse.
+fn other_type_id(line: &[u8], only: &str) -> Option<String> {
+    let head: Head = serde_json::from_slice(line).ok()?;
+    match head.kind {
+        Value::String(kind) if kind != only => {}
+        _ => return None,
+    }
+    match head.id {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// The 128-bit fingerprint of an event id (two `u64`s: 8-byte aligned, so
@@ -548,13 +578,15 @@ pub(crate) fn scan_event_dir(
         }
     }
     files.sort();
-    scan_files(files.into_iter().map(|p| (p, None)).collect(), each)
+    scan_files(files.into_iter().map(|p| (p, None)).collect(), None, each)
 }
 
 /// [`scan_event_dir`] over `files` in the given order, each read to its end
-/// or to the given number of bytes.
+/// or to the given number of bytes; with `only`, lines of other types are
+/// read for their id alone and not handed to `each`.
 fn scan_files(
     files: Vec<(PathBuf, Option<u64>)>,
+    only: Option<&str>,
     mut each: impl FnMut(Event, bool),
 ) -> Result<EventReadReport, EventLogError> {
     let io = |path: &Path| {
@@ -586,6 +618,12 @@ fn scan_files(
                 continue;
             }
             report.lines += 1;
+            if let Some(id) = only.and_then(|only| other_type_id(&buf, only)) {
+                if !seen.insert(fingerprint(&id)) {
+                    report.duplicates += 1;
+                }
+                continue;
+            }
             let event = parse_event(&buf).map_err(|source| EventLogError::Invalid {
                 path: path.clone(),
                 line: line_no,
@@ -713,6 +751,58 @@ mod tests {
         assert!(e.contains("events-0003.jsonl:2:"), "{e}");
     }
 
+    /// A second pass for one type hands over exactly the events of that type
+    /// a full read keeps: an id first used by another type (also spelled as
+    /// a number) still makes a later line of that id a duplicate.
+    #[test]
+    fn a_second_pass_for_one_type_keeps_the_full_reads_first_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let exposure = |id: Value| {
+            json!({"id": id, "type": "exposure", "time": 1_764_496_800,
+                   "customer": "c1", "list": "for_you", "items": ["a", "b"]})
+            .to_string()
+        };
+        let bought = |id: &str| {
+            let mut v = purchase();
+            v["id"] = id.into();
+            v.to_string()
+        };
+        let click = json!({"id": "k1", "type": "click", "time": 1_764_496_800,
+                           "customer": "c1", "item": "a"})
+        .to_string();
+        let lines = [
+            exposure(json!("x1")),
+            bought("x1"),
+            bought("p1"),
+            exposure(json!(7)),
+            bought("7"),
+            click,
+            bought("p1"),
+            bought("p2"),
+        ];
+        std::fs::write(
+            dir.path().join("events-0001.jsonl"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        let report = for_each_event(dir.path(), |e| all.push(e)).unwrap();
+        let want: Vec<Event> = all
+            .into_iter()
+            .filter(|e| e.kind.type_name() == "purchase")
+            .collect();
+        let mut got = Vec::new();
+        let again = for_each_event_again(&report, Some("purchase"), |e| got.push(e)).unwrap();
+        assert_eq!(got, want);
+        let ids: Vec<&str> = got.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["p1", "p2"]);
+        assert_eq!(
+            (again.lines, again.duplicates),
+            (report.lines, report.duplicates)
+        );
+        assert_eq!(again.duplicates, 3);
+    }
+
     /// A second pass reads what the first one did, not what was written
     /// since: not the new file, not lines appended to a read file, not the
     /// completed torn line; a file that shrank is an error naming it.
@@ -746,7 +836,7 @@ mod tests {
         )
         .unwrap();
         let mut again = Vec::new();
-        let report_again = for_each_event_again(&report, |e| again.push(e.id)).unwrap();
+        let report_again = for_each_event_again(&report, None, |e| again.push(e.id)).unwrap();
         assert_eq!(again, ["a", "b"]);
         assert_eq!(report_again.bytes, report.bytes);
         assert_eq!((report_again.lines, report_again.duplicates), (3, 1));
@@ -755,7 +845,7 @@ mod tests {
         assert_eq!(all.len(), 5);
 
         std::fs::write(&first, format!("{}\n", line("a"))).unwrap();
-        let e = for_each_event_again(&report, |_| {})
+        let e = for_each_event_again(&report, None, |_| {})
             .unwrap_err()
             .to_string();
         assert!(

@@ -853,7 +853,7 @@ pub fn report_from_dir(
     let mut exposures = ExposurePass::new(options)?;
     let read = for_each_event(dir, |e| exposures.add(&e))?;
     let mut windows = exposures.finish()?;
-    for_each_event_again(&read, |e| windows.add(&e))?;
+    for_each_event_again(&read, Some("purchase"), |e| windows.add(&e))?;
     let mut report = windows.finish();
     report.data.log = Some(LogNotes {
         files: read.files.len(),
