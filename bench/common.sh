@@ -1,6 +1,7 @@
 # Shared by the bench scripts (sourced, not run): installing wrk, the 100k
-# customers x 20k items model that load.sh and reload_memory.sh serve, and
-# the sample's model that events_load.sh and events_start.sh serve.
+# customers x 20k items model that load.sh and reload_memory.sh serve, the
+# sample's model that events_load.sh and events_start.sh serve, and the
+# seeded exposure log of events_start.sh and experiment_report.sh.
 
 # Installs wrk from the Debian packages if it is missing.
 ensure_wrk() {
@@ -56,4 +57,24 @@ ensure_sample_model() {
             --columns order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice \
             --out "$work/model" --no-eval --rejects "$work/rejects.csv" >/dev/null
     fi
+}
+
+# write_exposures FILE N: N seeded exposure events of experiment "home-list"
+# (customers 12346.. of 4,000, each always in the same of two variants, 10
+# items an exposure, one a second from 2025-11-30T10:53:20Z), one JSON line each.
+write_exposures() {
+    python3 - "$1" "$2" <<'PY'
+import json, random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(1)
+with open(path, "w") as f:
+    for i in range(n):
+        t = 1_764_500_000 + i
+        e = {"id": f"exp-{i}", "type": "exposure", "time": t,
+             "customer": str(12346 + i % 4000), "list": "for_you",
+             "items": [str(20000 + rng.randrange(3000)) for _ in range(10)],
+             "experiment": "home-list", "variant": ("control", "treatment")[i % 2],
+             "request_id": f"r-{i}", "received_at": t}
+        f.write(json.dumps(e, separators=(",", ":")) + "\n")
+PY
 }

@@ -29,20 +29,7 @@ LOG="$WORK/log-$EVENTS"
 if [[ ! -f "$LOG/events-00000001.jsonl" ]]; then
     echo "== writing $EVENTS exposure events"
     mkdir -p "$LOG"
-    python3 - "$LOG/events-00000001.jsonl" "$EVENTS" <<'PY'
-import json, random, sys
-path, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(1)
-with open(path, "w") as f:
-    for i in range(n):
-        t = 1_764_500_000 + i
-        e = {"id": f"exp-{i}", "type": "exposure", "time": t,
-             "customer": str(12346 + i % 4000), "list": "for_you",
-             "items": [str(20000 + rng.randrange(3000)) for _ in range(10)],
-             "experiment": "home-list", "variant": ("control", "treatment")[i % 2],
-             "request_id": f"r-{i}", "received_at": t}
-        f.write(json.dumps(e, separators=(",", ":")) + "\n")
-PY
+    write_exposures "$LOG/events-00000001.jsonl" "$EVENTS"
 fi
 echo "== $RUNS starts of $SERVE on $(du -h "$LOG" | cut -f1) of events"
 for run in $(seq "$RUNS"); do

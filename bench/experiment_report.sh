@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What `encore-train experiment-report` costs on a large event log: a seeded
 # log of EXPOSURES exposure events of experiment "home-list" (4,000
-# customers, each always in the same of two variants, 10 items an exposure,
-# the generator of bench/events_start.sh) plus PURCHASES purchase lines of
-# those customers over the same two weeks is written once, then the report
-# runs RUNS times; each run prints its wall time and peak resident memory.
+# customers, each always in the same of two variants, 10 items an exposure:
+# write_exposures in bench/common.sh, as for bench/events_start.sh) plus
+# PURCHASES purchase lines of those customers over about the same two weeks
+# is written once, then the report runs RUNS times; each run prints its wall
+# time and peak resident memory.
 #
 #   bench/experiment_report.sh [EXPOSURES] [PURCHASES]   # default 1000000 200000
 #
@@ -18,6 +19,8 @@ PURCHASES="${2:-200000}"
 WORK="${WORK:-/tmp/encore-experiment-report}"
 RUNS="${RUNS:-3}"
 
+source "$ROOT/bench/common.sh"
+
 if [[ -z "${REPORT_BIN:-}" ]]; then
     echo "== building (release)"
     (cd "$ROOT" && cargo build --release --locked -q -p encore-training --bin encore-train)
@@ -29,22 +32,13 @@ LOG="$WORK/log-$EXPOSURES-$PURCHASES"
 if [[ ! -f "$LOG/events-00000002.jsonl" ]]; then
     echo "== writing $EXPOSURES exposures and $PURCHASES purchase lines"
     mkdir -p "$LOG"
-    python3 - "$LOG" "$EXPOSURES" "$PURCHASES" <<'PY'
+    write_exposures "$LOG/events-00000001.jsonl" "$EXPOSURES"
+    python3 - "$LOG/events-00000002.jsonl" "$PURCHASES" <<'PY'
 import json, random, sys
-log, n_exposures, n_purchases = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rng = random.Random(1)
-with open(f"{log}/events-00000001.jsonl", "w") as f:
-    for i in range(n_exposures):
-        t = 1_764_500_000 + i
-        e = {"id": f"exp-{i}", "type": "exposure", "time": t,
-             "customer": str(12346 + i % 4000), "list": "for_you",
-             "items": [str(20000 + rng.randrange(3000)) for _ in range(10)],
-             "experiment": "home-list", "variant": ("control", "treatment")[i % 2],
-             "request_id": f"r-{i}", "received_at": t}
-        f.write(json.dumps(e, separators=(",", ":")) + "\n")
+path, n = sys.argv[1], int(sys.argv[2])
 rng = random.Random(2)
-with open(f"{log}/events-00000002.jsonl", "w") as f:
-    for i in range(n_purchases):
+with open(path, "w") as f:
+    for i in range(n):
         t = 1_764_500_000 + rng.randrange(1_200_000)
         e = {"id": f"p-{i}", "type": "purchase", "time": t, "order_id": f"o-{i // 3}",
              "customer": str(12346 + rng.randrange(4000)),
