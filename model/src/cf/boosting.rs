@@ -22,8 +22,9 @@
 //! of the base rate.
 //!
 //! Deterministic: ties between splits go to the lower feature, then the lower
-//! bin; per-feature histograms are built in parallel but each by one thread
-//! in row order.
+//! bin; the histograms of blocks of eight features are built in parallel,
+//! each block by one thread in one pass over the node's rows, so every bin
+//! adds its rows in row order.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
