@@ -24,7 +24,11 @@
 //! Deterministic: ties between splits go to the lower feature, then the lower
 //! bin; the histograms of blocks of eight features are built in parallel,
 //! each block by one thread in one pass over the node's rows, so every bin
-//! adds its rows in row order.
+//! adds its rows in row order. Below the root only the smaller child's
+//! histograms are summed; the larger child's are its parent's minus the
+//! smaller's (as in LightGBM), which rounds differently, so a split could
+//! differ from summing every child only where two gains tie to within
+//! rounding.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -169,19 +173,24 @@ impl BoostingParams {
                 })
                 .unzip();
             let mut nodes: Vec<Node> = Vec::new();
-            // (node index, rows, depth) still to grow.
-            let mut open: Vec<(usize, Vec<u32>, usize)> = vec![(0, (0..n as u32).collect(), 0)];
+            // (node index, rows, depth, histograms if already known) still to grow.
+            let mut open: Vec<(usize, Vec<u32>, usize, Option<Histograms>)> =
+                vec![(0, (0..n as u32).collect(), 0, None)];
             nodes.push(Node::Leaf(0.0));
-            while let Some((id, members, depth)) = open.pop() {
+            while let Some((id, members, depth, hists)) = open.pop() {
                 let (gs, hs) = members.iter().fold((0.0, 0.0), |(a, b), &r| {
                     (a + g[r as usize], b + h[r as usize])
                 });
                 let leaf = -self.learning_rate * gs / (hs + lambda);
-                let split = if depth < self.depth && members.len() >= 2 {
-                    best_split(&binned, &cuts, &members, &g, &h, gs, hs, self)
+                let searched = depth < self.depth && members.len() >= 2;
+                let hists = if searched {
+                    Some(hists.unwrap_or_else(|| all_histograms(&binned, &cuts, &members, &g, &h)))
                 } else {
                     None
                 };
+                let split = hists
+                    .as_ref()
+                    .and_then(|node| best_split(node, gs, hs, self));
                 let Some((feature, bin)) = split else {
                     nodes[id] = Node::Leaf(leaf);
                     for &r in &members {
@@ -201,8 +210,31 @@ impl BoostingParams {
                     left: l as u32,
                     right: r as u32,
                 };
-                open.push((r, right, depth + 1));
-                open.push((l, left, depth + 1));
+                // The children's histograms, if they will search splits: the
+                // smaller child's summed from its rows, the larger one's as
+                // the parent's minus the smaller one's (half the passes or
+                // fewer). The subtraction rounds differently from summing,
+                // so a split could change only where two gains tie to within
+                // rounding; leaf values are summed from the rows themselves.
+                let parent = hists.expect("a split node has histograms");
+                let (lh, rh) = if depth + 1 < self.depth {
+                    let (small, small_is_left) = if left.len() <= right.len() {
+                        (&left, true)
+                    } else {
+                        (&right, false)
+                    };
+                    let sh = all_histograms(&binned, &cuts, small, &g, &h);
+                    let big = subtract(&parent, &sh);
+                    if small_is_left {
+                        (Some(sh), Some(big))
+                    } else {
+                        (Some(big), Some(sh))
+                    }
+                } else {
+                    (None, None)
+                };
+                open.push((r, right, depth + 1, rh));
+                open.push((l, left, depth + 1, lh));
             }
             trees.push(nodes);
         }
@@ -217,62 +249,82 @@ impl BoostingParams {
 /// Features whose histograms one pass over a node's rows builds together.
 const FEATURE_BLOCK: usize = 8;
 
-/// The best `(feature, bin)` split of `members`, if any has a positive gain.
-#[allow(clippy::too_many_arguments)]
-fn best_split(
+/// Per feature, a node's `(Σ g, Σ h)` per bin.
+type Histograms = Vec<Vec<(f64, f64)>>;
+
+/// Per feature, the sums of the gradients and hessians of `members` per bin
+/// (an empty histogram for a feature with a single bin). Blocks of features
+/// are built in parallel, each block in one pass over the rows, so the
+/// additions of different features overlap in the processor instead of each
+/// feature's chain of dependent adds running alone; every bin adds its rows
+/// in member order whatever the block size.
+fn all_histograms(
     binned: &[Vec<u8>],
     cuts: &[Vec<f64>],
     members: &[u32],
     g: &[f64],
     h: &[f64],
+) -> Histograms {
+    let gh: Vec<(f64, f64)> = members
+        .iter()
+        .map(|&r| (g[r as usize], h[r as usize]))
+        .collect();
+    let features: Vec<usize> = (0..binned.len()).collect();
+    features
+        .par_chunks(FEATURE_BLOCK)
+        .flat_map_iter(|block| block_histograms(binned, cuts, members, &gh, block))
+        .map(|histogram| {
+            if histogram.len() < 2 {
+                Vec::new()
+            } else {
+                histogram
+            }
+        })
+        .collect()
+}
+
+/// The best `(feature, bin)` split of a node with histograms `hists` and
+/// totals `gs`, `hs`, if any has a positive gain; ties go to the lower
+/// feature, then the lower bin.
+fn best_split(
+    hists: &[Vec<(f64, f64)>],
     gs: f64,
     hs: f64,
     p: &BoostingParams,
 ) -> Option<(usize, usize)> {
     let lambda = p.l2;
     let parent = gs * gs / (hs + lambda);
-    // The members' gradients and hessians side by side, in member order,
-    // read once for a block of features: each row adds to one bin of every
-    // feature of the block, so the additions of different features overlap
-    // in the processor instead of each feature's chain of dependent adds
-    // running alone. Every bin still sums its rows in member order, so the
-    // histograms are the same to the last bit whatever the block size.
-    let gh: Vec<(f64, f64)> = members
+    let mut best: Option<(f64, usize, usize)> = None;
+    for (f, histogram) in hists.iter().enumerate().filter(|(_, h)| !h.is_empty()) {
+        let (mut gl, mut hl) = (0.0, 0.0);
+        for (b, &(bg, bh)) in histogram[..histogram.len() - 1].iter().enumerate() {
+            gl += bg;
+            hl += bh;
+            let (gr, hr) = (gs - gl, hs - hl);
+            if hl < p.min_leaf_hessian || hr < p.min_leaf_hessian {
+                continue;
+            }
+            let gain = gl * gl / (hl + lambda) + gr * gr / (hr + lambda) - parent;
+            if gain > 1e-12 && best.is_none_or(|(bg, _, _)| gain > bg) {
+                best = Some((gain, f, b));
+            }
+        }
+    }
+    best.map(|(_, f, b)| (f, b))
+}
+
+/// `parent − child`, bin by bin: the sibling's histograms.
+fn subtract(parent: &[Vec<(f64, f64)>], child: &[Vec<(f64, f64)>]) -> Histograms {
+    parent
         .iter()
-        .map(|&r| (g[r as usize], h[r as usize]))
-        .collect();
-    let splittable: Vec<usize> = (0..binned.len()).filter(|&f| !cuts[f].is_empty()).collect();
-    let candidates: Vec<Option<(f64, usize, usize)>> = splittable
-        .par_chunks(FEATURE_BLOCK)
-        .flat_map_iter(|block| {
-            let histograms = block_histograms(binned, cuts, members, &gh, block);
-            block.iter().zip(histograms).map(|(&f, histogram)| {
-                let (mut gl, mut hl) = (0.0, 0.0);
-                let mut best: Option<(f64, usize, usize)> = None;
-                for (b, &(bg, bh)) in histogram[..histogram.len() - 1].iter().enumerate() {
-                    gl += bg;
-                    hl += bh;
-                    let (gr, hr) = (gs - gl, hs - hl);
-                    if hl < p.min_leaf_hessian || hr < p.min_leaf_hessian {
-                        continue;
-                    }
-                    let gain = gl * gl / (hl + lambda) + gr * gr / (hr + lambda) - parent;
-                    if gain > 1e-12 && best.is_none_or(|(bg, _, _)| gain > bg) {
-                        best = Some((gain, f, b));
-                    }
-                }
-                best
-            })
+        .zip(child)
+        .map(|(p, c)| {
+            p.iter()
+                .zip(c)
+                .map(|(a, b)| (a.0 - b.0, a.1 - b.1))
+                .collect()
         })
-        .collect();
-    candidates
-        .into_iter()
-        .flatten()
-        .fold(None, |acc: Option<(f64, usize, usize)>, c| match acc {
-            Some(a) if a.0 >= c.0 => Some(a),
-            _ => Some(c),
-        })
-        .map(|(_, f, b)| (f, b))
+        .collect()
 }
 
 /// Per feature of `block`: the sums of `gh` (the members' gradients and
@@ -368,6 +420,43 @@ impl Boosted {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sibling's histograms as the parent's minus the other child's equal
+    /// its own sums up to rounding, so splits are chosen on the same gains.
+    #[test]
+    fn subtracted_histograms_match_summed_ones() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(5);
+        let (n, n_features) = (4_000, 6);
+        let cuts: Vec<Vec<f64>> = (0..n_features).map(|f| vec![0.0; f * 7]).collect();
+        let binned: Vec<Vec<u8>> = cuts
+            .iter()
+            .map(|c| (0..n).map(|_| rng.gen_range(0..=c.len()) as u8).collect())
+            .collect();
+        let g: Vec<f64> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let h: Vec<f64> = (0..n).map(|_| rng.gen_range(0.0..0.25)).collect();
+        let all: Vec<u32> = (0..n as u32).collect();
+        let (left, right): (Vec<u32>, Vec<u32>) =
+            all.iter().partition(|&&r| binned[3][r as usize] <= 9);
+        let parent = all_histograms(&binned, &cuts, &all, &g, &h);
+        let derived = subtract(&parent, &all_histograms(&binned, &cuts, &left, &g, &h));
+        let summed = all_histograms(&binned, &cuts, &right, &g, &h);
+        // Feature 0 has one bin: no histogram to split on.
+        assert!(parent[0].is_empty() && derived[0].is_empty());
+        assert_eq!(derived.len(), summed.len());
+        for (d, s) in derived.iter().zip(&summed) {
+            assert_eq!(d.len(), s.len());
+            for (a, b) in d.iter().zip(s) {
+                assert!(
+                    (a.0 - b.0).abs() < 1e-9 && (a.1 - b.1).abs() < 1e-9,
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+        // Both children of a split on feature 3 at bin 9: every row of the
+        // right child lies above that bin.
+        assert!(summed[3][..=9].iter().all(|&(g, h)| g == 0.0 && h == 0.0));
+    }
 
     /// A block's one-pass histograms equal one feature at a time, bin by
     /// bin and to the last bit (each bin adds its rows in member order), for
