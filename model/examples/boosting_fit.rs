@@ -19,8 +19,8 @@ const FEATURES: usize = 29;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let rows: usize = args.next().map_or(1_600_000, |a| a.parse().expect("ROWS"));
-    let runs: usize = args.next().map_or(3, |a| a.parse().expect("RUNS"));
+    let rows = positive(args.next(), "ROWS", 1_600_000);
+    let runs = positive(args.next(), "RUNS", 3);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(11);
     let mut x: Vec<[f64; FEATURES]> = Vec::with_capacity(rows);
     let mut y: Vec<bool> = Vec::with_capacity(rows);
@@ -61,4 +61,17 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     println!("median fit: {:.2} s", times[times.len() / 2]);
+}
+
+/// A positive count from the command line, or exit with the usage.
+fn positive(arg: Option<String>, name: &str, default: usize) -> usize {
+    let Some(arg) = arg else { return default };
+    match arg.parse::<usize>() {
+        Ok(n) if n > 0 => n,
+        _ => {
+            eprintln!("{name} must be a positive whole number, got {arg:?}");
+            eprintln!("usage: boosting_fit [ROWS] [RUNS]   (default 1600000 3)");
+            std::process::exit(2);
+        }
+    }
 }

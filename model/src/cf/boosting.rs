@@ -335,7 +335,7 @@ fn block_histograms(
     members: &[u32],
     gh: &[(f64, f64)],
     block: &[usize],
-) -> Vec<Vec<(f64, f64)>> {
+) -> Histograms {
     let columns: Vec<&[u8]> = block.iter().map(|&f| binned[f].as_slice()).collect();
     let mut histograms: Vec<Vec<(f64, f64)>> = block
         .iter()
