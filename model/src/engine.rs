@@ -71,6 +71,21 @@ pub struct ListFilter {
     pub include_purchased: bool,
 }
 
+/// The `k` best items by `scores` (one per item) that `allowed` keeps and
+/// `bought` (sorted item indices) does not hold: a customer's ALS list of
+/// new items, as [`Engine::recommend`] ranks and
+/// [`Engine::with_new_item_lists`] keeps it.
+pub(crate) fn top_unbought(
+    scores: &[f32],
+    k: usize,
+    bought: &[u32],
+    allowed: impl Fn(u32) -> bool,
+) -> Ranked {
+    top_k_dense(scores, k, |i| {
+        !allowed(i) || bought.binary_search(&i).is_ok()
+    })
+}
+
 /// Per-customer lists (customer index = position) as a customer x item
 /// matrix of scores.
 pub(crate) fn lists_to_csr(n_customers: usize, n_items: usize, lists: Vec<Ranked>) -> Csr {
@@ -521,11 +536,11 @@ impl Engine {
     /// them). `scores` is scratch space of one entry per item.
     fn score_als(&self, c: u32, k: usize, filter: &ListFilter, scores: &mut [f32]) -> Ranked {
         self.als.score_user(c as usize, scores);
-        let (bought, _) = self.history.row(c as usize);
-        top_k_dense(scores, k, |i| {
-            !self.allowed(i, filter)
-                || (!filter.include_purchased && bought.binary_search(&i).is_ok())
-        })
+        let bought = match filter.include_purchased {
+            true => &[][..],
+            false => self.history.row(c as usize).0,
+        };
+        top_unbought(scores, k, bought, |i| self.allowed(i, filter))
     }
 
     /// Recommendations for an anonymous basket of item indices: the basket is
@@ -570,7 +585,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::artifact::DataSummary;
-    use crate::pipeline::{EngineConfig, train_engine};
+    use crate::pipeline::{EngineConfig, ForYouModel, Stage, train_engine};
     use encore_data::synth::{SynthParams, generate};
 
     fn engine() -> Engine {
@@ -658,6 +673,71 @@ mod tests {
         // 0 drops them.
         let without = engine.with_new_item_lists(0);
         assert!(without.new_item_lists().is_none());
+    }
+
+    /// With "for you" lists, the new-item lists are built from the ALS
+    /// scores the "for you" lists computed: the same lists as scoring the
+    /// catalog again for them, with either "for you" model.
+    #[test]
+    fn new_item_lists_built_with_the_for_you_lists_equal_a_second_scoring() {
+        let log = generate(&SynthParams {
+            customers: 200,
+            items: 150,
+            purchases: 4_000,
+            ..SynthParams::default()
+        });
+        let meta: Vec<ItemMeta> = (0..log.items.len())
+            .map(|i| ItemMeta {
+                available: i % 7 != 0,
+                ..ItemMeta::default()
+            })
+            .collect();
+        for model in [ForYouModel::Ranker, ForYouModel::TifuAls] {
+            let mut config = EngineConfig::default();
+            config.als.factors = 8;
+            config.als.iterations = 3;
+            config.for_you.model = model;
+            config.for_you.new_items_top_n = 20;
+            let mut stages = Vec::new();
+            let engine = train_engine(
+                &log,
+                meta.clone(),
+                &config,
+                DataSummary::default(),
+                &mut |s| stages.push(s),
+            )
+            .unwrap();
+            assert!(engine.for_you_lists().is_some(), "{model:?}");
+            // One stage built both.
+            assert!(stages.contains(&Stage::ForYou) && !stages.contains(&Stage::NewItems));
+            let lists = engine.new_item_lists().expect("built");
+            let mut scratch = vec![0f32; engine.items().len()];
+            let mut filled = 0;
+            for c in 0..engine.customers().len() as u32 {
+                let (items, scores) = lists.row(c as usize);
+                let got: Ranked = items.iter().copied().zip(scores.iter().copied()).collect();
+                let mut want = match engine.history().row_nnz(c as usize) {
+                    0 => Vec::new(),
+                    _ => engine.score_als(c, 20, &ListFilter::default(), &mut scratch),
+                };
+                // A list matrix row holds the list in item order.
+                want.sort_by_key(|e| e.0);
+                assert_eq!(got, want, "{model:?}, customer {c}");
+                filled += usize::from(got.len() == 20);
+            }
+            assert!(filled > 150, "{model:?}: {filled}");
+            // Without new-item lists, none are built.
+            config.for_you.new_items_top_n = 0;
+            let engine = train_engine(
+                &log,
+                meta.clone(),
+                &config,
+                DataSummary::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert!(engine.for_you_lists().is_some() && engine.new_item_lists().is_none());
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
-use crate::engine::{Engine, EngineParts, ItemMeta};
+use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, top_unbought};
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -351,9 +351,11 @@ pub enum Stage {
     Index,
     /// Customer models (BG/NBD, Gamma-Gamma, RFM, lifecycle, KPIs).
     Customers,
-    /// The repeat-aware "for you" lists.
+    /// The repeat-aware "for you" lists, and with them the heads of the
+    /// ALS new-item lists (`[for_you] new_items_top_n`).
     ForYou,
-    /// The heads of the ALS new-item lists (`[for_you] new_items_top_n`).
+    /// The heads of the ALS new-item lists, alone: when no "for you" lists
+    /// are built.
     NewItems,
 }
 
@@ -431,13 +433,14 @@ pub fn train_engine(
         .replenishment
         .fit(log, &categories, reference)
         .map_err(crate::customer::book::CustomerConfigError::from)?;
-    let (for_you, for_you_summary) =
+    let new_top_n = config.for_you.new_items_top_n;
+    let (for_you, for_you_summary, new_items) =
         if config.for_you.repeat_aware && log.customers.len() <= config.for_you.max_customers {
             progress(Stage::ForYou);
-            let (lists, summary) = for_you_lists(log, &item_meta, config, &als, &copurchase)?;
-            (Some(lists), Some(summary))
+            let lists = for_you_lists(log, &item_meta, &history, config, &als, &copurchase)?;
+            (Some(lists.for_you), Some(lists.summary), lists.new_items)
         } else {
-            (None, None)
+            (None, None, None)
         };
 
     let data = DataSummary {
@@ -469,33 +472,67 @@ pub fn train_engine(
         customer_book,
         replenishment,
         for_you,
-        new_items: None,
+        new_items,
     })
-    .map(|engine| {
-        if config.for_you.new_items_top_n > 0 {
-            progress(Stage::NewItems);
+    .map(|engine| match engine.new_item_lists() {
+        // Built with the "for you" lists, from the same ALS scores.
+        Some(_) => engine,
+        None => {
+            if new_top_n > 0 {
+                progress(Stage::NewItems);
+            }
+            engine.with_new_item_lists(new_top_n)
         }
-        engine.with_new_item_lists(config.for_you.new_items_top_n)
     })
     .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// What [`for_you_lists`] builds.
+struct ForYouLists {
+    for_you: Csr,
+    summary: ForYouSummary,
+    /// [`Engine::with_new_item_lists`] of `[for_you] new_items_top_n`,
+    /// from the ALS scores the "for you" lists computed anyway (`None`
+    /// when that setting is 0).
+    new_items: Option<Csr>,
 }
 
 /// Every customer's repeat-aware list, `top_n` items, unavailable ones left
 /// out, as a customer x item matrix of scores: from the re-ranker, or from
 /// TIFU-KNN blended with ALS for new items (configured, or when the re-ranker
-/// cannot be trained, which the summary says).
+/// cannot be trained, which the summary says). Both score ALS over the
+/// catalog for every customer; the ALS lists of new items
+/// ([`Engine::with_new_item_lists`]) are taken from the same scores, so the
+/// catalog is scored once a customer, not twice.
 fn for_you_lists(
     log: &PurchaseLog,
     item_meta: &[ItemMeta],
+    history: &Csr,
     config: &EngineConfig,
     als: &crate::cf::als::Als,
     copurchase: &crate::cf::item_knn::CoPurchase,
-) -> Result<(Csr, ForYouSummary), TrainError> {
+) -> Result<ForYouLists, TrainError> {
     use rayon::prelude::*;
     let tifu = fit_tifu(log, config, None)?;
     let n_items = log.items.len();
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
     let top_n = config.for_you.top_n;
+    let new_top_n = config.for_you.new_items_top_n;
+    // Scores ALS for customer `c` into `cf`, then gives `c`'s "for you"
+    // list by `for_you` and their list of new items.
+    let both = |cf: &mut Vec<f32>, c: u32, for_you: &dyn Fn(&[f32]) -> Ranked| {
+        als.score_user(c as usize, cf);
+        let new = match (new_top_n, history.row(c as usize).0) {
+            (0, _) | (_, []) => Vec::new(),
+            (_, bought) => top_unbought(cf, new_top_n, bought, available),
+        };
+        (for_you(cf), new)
+    };
+    let split = |lists: Vec<(Ranked, Ranked)>| {
+        let (for_you, new): (Vec<Ranked>, Vec<Ranked>) = lists.into_iter().unzip();
+        let new = (new_top_n > 0).then(|| lists_matrix(log, new));
+        (lists_matrix(log, for_you), new)
+    };
     let mut fallback_reason = None;
     if config.for_you.model == ForYouModel::Ranker {
         let fitted = config.ranker.fit(log, available, |inner, scored| {
@@ -504,9 +541,16 @@ fn for_you_lists(
         match fitted {
             Ok(ranker) => {
                 let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
-                let lists: Vec<Vec<(u32, f32)>> = (0..log.customers.len() as u32)
+                let lists: Vec<(Ranked, Ranked)> = (0..log.customers.len() as u32)
                     .into_par_iter()
-                    .map(|c| ranker.recommend(&signals, c, top_n, available))
+                    .map_init(
+                        || vec![0f32; n_items],
+                        |cf, c| {
+                            both(cf, c, &|cf| {
+                                ranker.recommend_scored(&signals, c, top_n, available, cf)
+                            })
+                        },
+                    )
                     .collect();
                 let summary = ForYouSummary {
                     model: "ranker".into(),
@@ -524,7 +568,12 @@ fn for_you_lists(
                             .collect(),
                     }),
                 };
-                return Ok((lists_matrix(log, lists), summary));
+                let (for_you, new_items) = split(lists);
+                return Ok(ForYouLists {
+                    for_you,
+                    summary,
+                    new_items,
+                });
             }
             // A configuration error is the user's to fix; anything else
             // (too little history for the inner split) falls back.
@@ -537,13 +586,14 @@ fn for_you_lists(
             Err(e) => fallback_reason = Some(e.to_string()),
         }
     }
-    let lists: Vec<Vec<(u32, f32)>> = (0..log.customers.len() as u32)
+    let lists: Vec<(Ranked, Ranked)> = (0..log.customers.len() as u32)
         .into_par_iter()
         .map_init(
             || vec![0f32; n_items],
             |cf, c| {
-                als.score_user(c as usize, cf);
-                tifu.recommend(c, top_n, |i| !available(i), Some(cf))
+                both(cf, c, &|cf| {
+                    tifu.recommend(c, top_n, |i| !available(i), Some(cf))
+                })
             },
         )
         .collect();
@@ -552,11 +602,16 @@ fn for_you_lists(
         fallback_reason,
         ranker: None,
     };
-    Ok((lists_matrix(log, lists), summary))
+    let (for_you, new_items) = split(lists);
+    Ok(ForYouLists {
+        for_you,
+        summary,
+        new_items,
+    })
 }
 
 /// Per-customer lists as a customer x item matrix of scores.
-fn lists_matrix(log: &PurchaseLog, lists: Vec<Vec<(u32, f32)>>) -> Csr {
+fn lists_matrix(log: &PurchaseLog, lists: Vec<Ranked>) -> Csr {
     crate::engine::lists_to_csr(log.customers.len(), log.items.len(), lists)
 }
 

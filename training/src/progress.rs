@@ -70,7 +70,7 @@ impl StageProgress {
             Stage::Popularity => self.enter("popularity", None),
             Stage::Index => self.enter("hnsw index", None),
             Stage::Customers => self.enter("customer models", None),
-            Stage::ForYou => self.enter("for-you lists", None),
+            Stage::ForYou => self.enter("for-you and new-item lists", None),
             Stage::NewItems => self.enter("new-item lists", None),
         }
     }

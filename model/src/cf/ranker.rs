@@ -666,12 +666,14 @@ impl Activity {
 struct Scratch {
     own: Vec<f32>,
     neighbours: Vec<f32>,
-    cf: Vec<f32>,
     co: Vec<f32>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    /// One customer's ALS scores over the catalog, when the caller did not
+    /// give them.
+    static ALS_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Base models fitted on one log plus that log's activity: what the
@@ -715,15 +717,37 @@ impl<'a> Signals<'a> {
         if c as usize >= self.activity.items.len() {
             return (Vec::new(), Vec::new());
         }
-        SCRATCH.with_borrow_mut(|scratch| self.features_with(c, available, scratch))
+        ALS_SCORES.with_borrow_mut(|cf| {
+            cf.clear();
+            cf.resize(self.tifu.n_items(), 0.0);
+            self.als.score_user(c as usize, cf);
+            self.candidate_features_scored(c, available, cf)
+        })
     }
 
-    /// [`Signals::candidate_features`] with the thread's dense buffers.
+    /// [`Signals::candidate_features`] with `cf`, the ALS scores of `c`
+    /// over the catalog ([`Als::score_user`]), already computed.
+    fn candidate_features_scored(
+        &self,
+        c: u32,
+        available: impl Fn(u32) -> bool,
+        cf: &[f32],
+    ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
+        if c as usize >= self.activity.items.len() {
+            return (Vec::new(), Vec::new());
+        }
+        assert_eq!(cf.len(), self.tifu.n_items(), "one ALS score per item");
+        SCRATCH.with_borrow_mut(|scratch| self.features_with(c, available, scratch, cf))
+    }
+
+    /// [`Signals::candidate_features`] with the thread's dense buffers and
+    /// `c`'s ALS scores `cf`.
     fn features_with(
         &self,
         c: u32,
         available: impl Fn(u32) -> bool,
         scratch: &mut Scratch,
+        cf: &[f32],
     ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
         let n_items = self.tifu.n_items();
         let a = &self.activity;
@@ -731,10 +755,9 @@ impl<'a> Signals<'a> {
         let Scratch {
             own,
             neighbours,
-            cf,
             co,
         } = scratch;
-        for buffer in [&mut *own, &mut *neighbours, &mut *cf, &mut *co] {
+        for buffer in [&mut *own, &mut *neighbours, &mut *co] {
             buffer.clear();
             buffer.resize(n_items, 0.0);
         }
@@ -775,7 +798,6 @@ impl<'a> Signals<'a> {
                 candidates.push(i);
             }
         }
-        self.als.score_user(cu, cf);
         for (i, _) in top_k_dense(cf, n_new, |i| {
             !available(i) || bought(i).is_some() || !cf[i as usize].is_finite()
         }) {
@@ -917,6 +939,30 @@ impl Ranker {
         available: impl Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
         let (items, x) = signals.candidate_features(customer, available);
+        self.rank(&items, &x, k)
+    }
+
+    /// [`Ranker::recommend`] with the customer's ALS scores over the
+    /// catalog already computed (`Als::score_user` of the model `signals`
+    /// holds), for a caller that needs them for another list too: the same
+    /// list, without scoring the catalog again.
+    ///
+    /// # Panics
+    /// If `als_scores` does not hold one score per item.
+    pub fn recommend_scored(
+        &self,
+        signals: &Signals<'_>,
+        customer: u32,
+        k: usize,
+        available: impl Fn(u32) -> bool,
+        als_scores: &[f32],
+    ) -> Vec<(u32, f32)> {
+        let (items, x) = signals.candidate_features_scored(customer, available, als_scores);
+        self.rank(&items, &x, k)
+    }
+
+    /// The `k` best of `items` by the learner's score of their features `x`.
+    fn rank(&self, items: &[u32], x: &[[f64; N_FEATURES]], k: usize) -> Vec<(u32, f32)> {
         if items.is_empty() {
             return Vec::new();
         }
