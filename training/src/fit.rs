@@ -328,6 +328,9 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 b.iterations,
                 if b.converged {
                     "converged"
+                } else if b.collapsed {
+                    "parameters settled, the likelihood flat to its rounding there \
+                     (an optimum far out on a ridge: a near 0 means almost nobody drops out)"
                 } else {
                     "NOT converged"
                 }

@@ -16,13 +16,18 @@
 //! Gao & Han (2012): `ρ = 1, χ = 1 + 2/n, γ = ¾ − 1/(2n), σ = 1 − 1/n`;
 //! otherwise the classic `ρ = 1, χ = 2, γ = ½, σ = ½`.
 //!
-//! The run converges when the spread of values `f(xₙ₊₁) − f(x₁)` is at most
-//! `ftol_abs + ftol_rel·|f(x₁)|` **and** every vertex lies within `xtol` of
-//! `x₁` in the max norm. Because a simplex can collapse prematurely, the search
-//! then restarts from a fresh simplex around the best point (up to
-//! `max_restarts` times) and stops once a restart improves the value by no more
-//! than the value tolerance. Non-finite objective values are treated as `+∞`,
-//! so an objective may return NaN outside its domain.
+//! A run ends when every vertex lies within `xtol` of `x₁` in the max norm.
+//! It has converged if the spread of values `f(xₙ₊₁) − f(x₁)` is then at most
+//! `ftol_abs + ftol_rel·|f(x₁)|`; otherwise it has *collapsed*: vertices
+//! closer than `xtol` whose values still differ by more than the value
+//! tolerance. That happens to a simplex that shrank prematurely, and where
+//! the objective's own rounding is larger than the value tolerance (a
+//! likelihood of many terms far out on a ridge): no further step of that
+//! simplex can tell its vertices apart, so it is not iterated on. Either way
+//! the search restarts from a fresh simplex around the best point (up to
+//! `max_restarts` times) and stops once a restart improves the value by no
+//! more than the value tolerance. Non-finite objective values are treated as
+//! `+∞`, so an objective may return NaN outside its domain.
 
 /// Settings of [`minimize_nelder_mead`].
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +97,10 @@ pub struct NelderMeadResult {
     pub restarts: usize,
     /// True if the last run met the tolerances (false if `max_iter` ran out).
     pub converged: bool,
+    /// True if the last run's simplex shrank within `xtol` while its values
+    /// still spread wider than the value tolerance (module docs): the point
+    /// is known to `xtol`, the value only to the objective's own rounding.
+    pub collapsed: bool,
 }
 
 impl NelderMeadOptions {
@@ -186,6 +195,7 @@ where
     let mut iterations = 0usize;
     let mut restarts = 0usize;
     let mut converged;
+    let mut collapsed;
     loop {
         // A fresh simplex around the best point.
         let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
@@ -198,6 +208,7 @@ where
         }
         let start_f = best_f;
         converged = false;
+        collapsed = false;
         let mut centroid = vec![0.0; n];
         while iterations < opts.max_iter {
             simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -209,8 +220,12 @@ where
                     .zip(&simplex[0].0)
                     .all(|(a, b)| (a - b).abs() <= opts.xtol)
             });
-            if spread_ok && size_ok {
-                converged = true;
+            if size_ok {
+                // Collapsed: converged if the values agree too. Otherwise
+                // no step of this simplex can tell its vertices apart any
+                // more; the restart below decides.
+                converged = spread_ok;
+                collapsed = !spread_ok;
                 break;
             }
             iterations += 1;
@@ -264,7 +279,8 @@ where
             best_f = simplex[0].1;
         }
         let improved = start_f - best_f > value_tol(best_f);
-        if !converged || restarts >= opts.max_restarts || (restarts > 0 && !improved) {
+        let ended = converged || collapsed;
+        if !ended || restarts >= opts.max_restarts || (restarts > 0 && !improved) {
             break;
         }
         restarts += 1;
@@ -276,6 +292,7 @@ where
         evaluations,
         restarts,
         converged,
+        collapsed,
     })
 }
 
@@ -316,6 +333,29 @@ mod tests {
         // One dimension.
         let res = minimize_nelder_mead(|x: &[f64]| (x[0] - 3.0).powi(2), &[0.0], &opts).unwrap();
         assert!((res.x[0] - 3.0).abs() < 1e-7 && res.converged);
+    }
+
+    /// An objective whose rounding noise (here 1e-9) is larger than the
+    /// value tolerance: the simplex closes in on the minimum and collapses
+    /// there; the search stops soon after instead of shrinking until
+    /// `max_iter`, and says so.
+    #[test]
+    fn a_collapsed_simplex_ends_the_run() {
+        let noisy = |x: &[f64]| {
+            let q: f64 = x.iter().map(|v| (v - 1.0).powi(2)).sum();
+            q + 1e-9 * (x.iter().sum::<f64>() * 1e12).sin()
+        };
+        let opts = NelderMeadOptions::default();
+        let res = minimize_nelder_mead(noisy, &[3.0, -2.0], &opts).unwrap();
+        assert!(res.collapsed && !res.converged, "{res:?}");
+        assert!(res.iterations < opts.max_iter / 10, "{res:?}");
+        for v in &res.x {
+            assert!((v - 1.0).abs() < 1e-3, "{res:?}");
+        }
+        // Without the noise the same search converges.
+        let clean = |x: &[f64]| x.iter().map(|v| (v - 1.0).powi(2)).sum::<f64>();
+        let res = minimize_nelder_mead(clean, &[3.0, -2.0], &opts).unwrap();
+        assert!(res.converged && !res.collapsed, "{res:?}");
     }
 
     #[test]
