@@ -357,6 +357,8 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 g.iterations,
                 if g.converged {
                     "converged"
+                } else if g.collapsed {
+                    "parameters settled, the likelihood flat to its rounding there"
                 } else {
                     "NOT converged"
                 }

@@ -112,6 +112,11 @@ pub struct GammaGamma {
     pub iterations: usize,
     /// Whether the optimiser met the tolerance.
     pub converged: bool,
+    /// Whether the fit ended with its parameters known to the optimiser's
+    /// tolerance but the likelihood's values there spreading wider than
+    /// `tol` (its own rounding; see [`super::optim`]).
+    #[serde(default)]
+    pub collapsed: bool,
     /// Customers fitted on (those with `x > 0`).
     pub n_customers: usize,
 }
@@ -272,6 +277,7 @@ impl GammaGammaParams {
             log_likelihood: log_likelihood(&used, p, q, v),
             iterations: res.iterations,
             converged: res.converged,
+            collapsed: res.collapsed,
             n_customers: used.len(),
         })
     }
@@ -308,6 +314,7 @@ impl GammaGamma {
             log_likelihood: f64::NAN,
             iterations: 0,
             converged: false,
+            collapsed: false,
             n_customers: 0,
         })
     }
