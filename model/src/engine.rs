@@ -708,6 +708,9 @@ mod tests {
             )
             .unwrap();
             assert!(engine.for_you_lists().is_some(), "{model:?}");
+            // Each model built its own lists (the re-ranker did not fall back).
+            let built = &engine.manifest().for_you.as_ref().expect("summary").model;
+            assert_eq!(built, model.evaluation_name(), "{model:?}");
             // One stage built both.
             assert!(stages.contains(&Stage::ForYou) && !stages.contains(&Stage::NewItems));
             let lists = engine.new_item_lists().expect("built");
