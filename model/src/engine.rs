@@ -586,6 +586,7 @@ mod tests {
     use super::*;
     use crate::artifact::DataSummary;
     use crate::pipeline::{EngineConfig, ForYouModel, Stage, train_engine};
+    use encore_data::PurchaseLog;
     use encore_data::synth::{SynthParams, generate};
 
     fn engine() -> Engine {
@@ -604,23 +605,30 @@ mod tests {
         train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
     }
 
-    /// Precomputed new-item lists answer exactly as scoring the catalog
-    /// does, for any `k` and filter, and step aside when they cannot.
-    #[test]
-    fn precomputed_new_item_lists_answer_as_scoring_the_catalog() {
+    /// A small seeded history and its catalog: three categories (item index
+    /// mod 3), every seventh item unavailable.
+    fn small_catalog() -> (PurchaseLog, Vec<ItemMeta>) {
         let log = generate(&SynthParams {
             customers: 200,
             items: 150,
             purchases: 4_000,
             ..SynthParams::default()
         });
-        let meta: Vec<ItemMeta> = (0..log.items.len())
+        let meta = (0..log.items.len())
             .map(|i| ItemMeta {
                 category: Some(format!("c{}", i % 3)),
                 available: i % 7 != 0,
                 ..ItemMeta::default()
             })
             .collect();
+        (log, meta)
+    }
+
+    /// Precomputed new-item lists answer exactly as scoring the catalog
+    /// does, for any `k` and filter, and step aside when they cannot.
+    #[test]
+    fn precomputed_new_item_lists_answer_as_scoring_the_catalog() {
+        let (log, meta) = small_catalog();
         let mut config = EngineConfig::default();
         config.als.factors = 8;
         config.als.iterations = 3;
@@ -680,18 +688,7 @@ mod tests {
     /// catalog again for them, with either "for you" model.
     #[test]
     fn new_item_lists_built_with_the_for_you_lists_equal_a_second_scoring() {
-        let log = generate(&SynthParams {
-            customers: 200,
-            items: 150,
-            purchases: 4_000,
-            ..SynthParams::default()
-        });
-        let meta: Vec<ItemMeta> = (0..log.items.len())
-            .map(|i| ItemMeta {
-                available: i % 7 != 0,
-                ..ItemMeta::default()
-            })
-            .collect();
+        let (log, meta) = small_catalog();
         for model in [ForYouModel::Ranker, ForYouModel::TifuAls] {
             let mut config = EngineConfig::default();
             config.als.factors = 8;
