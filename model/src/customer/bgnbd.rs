@@ -822,6 +822,16 @@ mod tests {
         );
     }
 
+    /// A fit stored before `collapsed` existed still loads (as not collapsed).
+    #[test]
+    fn a_stored_fit_without_collapsed_loads() {
+        let stored = r#"{"r":0.24,"alpha":4.4,"a":0.79,"b":2.4,"log_likelihood":-9582.4,
+            "iterations":529,"converged":true,"n_customers":2357}"#;
+        let fit: BgNbd = serde_json::from_str(stored).unwrap();
+        assert!(fit.converged && !fit.collapsed);
+        assert_eq!(fit.iterations, 529);
+    }
+
     #[test]
     fn invalid_input() {
         let p = BgNbdParams::default();

@@ -421,6 +421,15 @@ mod tests {
         }
     }
 
+    /// A fit stored before `collapsed` existed still loads (as not collapsed).
+    #[test]
+    fn a_stored_fit_without_collapsed_loads() {
+        let stored = r#"{"p":6.25,"q":3.74,"v":15.45,"log_likelihood":-4055.9,
+            "iterations":312,"converged":true,"n_customers":946}"#;
+        let fit: GammaGamma = serde_json::from_str(stored).unwrap();
+        assert!(fit.converged && !fit.collapsed);
+    }
+
     #[test]
     fn recovers_simulated_parameters() {
         let (p, q, v) = (6.0, 4.0, 15.0);
