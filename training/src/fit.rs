@@ -306,6 +306,18 @@ pub fn summary(outcome: &FitOutcome) -> String {
     s
 }
 
+/// How a customer-model fit ended, for the report ([`encore_model::customer::optim`]).
+fn fit_status(converged: bool, collapsed: bool) -> &'static str {
+    match (converged, collapsed) {
+        (true, _) => "converged",
+        (false, true) => {
+            "parameters settled, the likelihood flat to its rounding there \
+             (an optimum far out on a ridge, e.g. BG/NBD's a near 0: almost nobody drops out)"
+        }
+        (false, false) => "NOT converged",
+    }
+}
+
 /// The customer part of the fit summary: model fits with their diagnostics,
 /// stage and segment counts, repurchase KPIs.
 pub fn customer_report(m: &CustomerModels) -> String {
@@ -326,14 +338,7 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 b.b,
                 b.log_likelihood,
                 b.iterations,
-                if b.converged {
-                    "converged"
-                } else if b.collapsed {
-                    "parameters settled, the likelihood flat to its rounding there \
-                     (an optimum far out on a ridge: a near 0 means almost nobody drops out)"
-                } else {
-                    "NOT converged"
-                }
+                fit_status(b.converged, b.collapsed)
             );
         }
         (None, e) => {
@@ -355,13 +360,7 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 g.log_likelihood,
                 g.n_customers,
                 g.iterations,
-                if g.converged {
-                    "converged"
-                } else if g.collapsed {
-                    "parameters settled, the likelihood flat to its rounding there"
-                } else {
-                    "NOT converged"
-                }
+                fit_status(g.converged, g.collapsed)
             );
         }
         (None, e) => {
