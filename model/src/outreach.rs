@@ -17,9 +17,9 @@
 //! items whose due date is at most `due_within_days` after `as_of`, best due
 //! score first), then personal recommendations of items they have not bought
 //! (ALS), up to `k`; unavailable items never appear. The suggested send date
-//! is `lead_days` before the earliest due date among the row's replenishment
-//! items, but never before `as_of`; without a replenishment item it is
-//! `as_of`. `as_of` defaults to the model's reference time (the end of its
+//! is `lead_days` before the earliest due date among all the customer's
+//! items due in that window (shown or not: the date does not change with
+//! `k`), but never before `as_of`; without a due item it is `as_of`. `as_of` defaults to the model's reference time (the end of its
 //! training data), the time every profile figure refers to.
 
 use crate::customer::book::CustomerProfile;
@@ -203,18 +203,21 @@ impl Engine {
         members
             .par_iter()
             .map(|&c| {
-                let due: Vec<Suggestion> = self
-                    .buy_again(c, query.k, &filter)
-                    .iter()
+                // Every bought item due in the window, most due first: the
+                // window is applied before the cut to k, so an item due in it
+                // is never crowded out by a higher-scored one that is not.
+                let due: Vec<DueItem> = self
+                    .buy_again(c, usize::MAX, &filter)
+                    .into_iter()
                     .filter(|d| d.due_date <= due_by)
-                    .map(Suggestion::due)
                     .collect();
                 let send_date = due
                     .iter()
-                    .filter_map(|s| s.due_date)
+                    .map(|d| d.due_date)
                     .min()
                     .map_or(as_of, |first| (first - lead).max(as_of));
-                let mut items = due;
+                let mut items: Vec<Suggestion> =
+                    due.iter().take(query.k).map(Suggestion::due).collect();
                 let room = query.k - items.len();
                 items.extend(
                     self.new_items(c, room, &filter)
@@ -424,6 +427,68 @@ mod tests {
             ..query
         });
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn due_items_are_chosen_before_the_cut_to_k() {
+        let engine = engine();
+        let reference = engine.customer_book().models().reference;
+        let filter = ListFilter::default();
+        let all_stages = vec![
+            Stage::New,
+            Stage::Active,
+            Stage::Dormant,
+            Stage::AtRisk,
+            Stage::Lost,
+        ];
+        // Cases where the k best-scored bought items leave out an item due in
+        // the window that a lower score puts after them: the old rule (cut to
+        // k, then keep the due ones) lost those items and moved the send date.
+        let mut crowded_out = 0;
+        for as_of_days in [-20, 0, 10] {
+            for window in [2.0, 5.0, 10.0] {
+                let query = AudienceQuery {
+                    stages: all_stages.clone(),
+                    as_of: Some(reference + as_of_days * DAY),
+                    due_within_days: window,
+                    ..Default::default()
+                };
+                let due_by = reference + as_of_days * DAY + (window * DAY as f64) as i64;
+                let members = engine.audience_members(&query);
+                let mut dates = Vec::new();
+                for k in 1..=4 {
+                    let query = AudienceQuery { k, ..query.clone() };
+                    let rows = engine.audience_rows(&members, &query);
+                    for (row, &c) in rows.iter().zip(&members) {
+                        let ranked = engine.buy_again(c, usize::MAX, &filter);
+                        let due: Vec<u32> = ranked
+                            .iter()
+                            .filter(|d| d.due_date <= due_by)
+                            .map(|d| d.item)
+                            .collect();
+                        let shown: Vec<u32> = row
+                            .items
+                            .iter()
+                            .filter(|s| s.reason == Reason::Replenishment)
+                            .map(|s| s.item)
+                            .collect();
+                        assert_eq!(shown, due[..due.len().min(k)], "customer {c}, k {k}");
+                        let old_rule = ranked
+                            .iter()
+                            .take(k)
+                            .filter(|d| d.due_date <= due_by)
+                            .count();
+                        crowded_out += usize::from(old_rule < due.len().min(k));
+                    }
+                    dates.push(rows.iter().map(|r| r.send_date).collect::<Vec<_>>());
+                }
+                assert!(
+                    dates.windows(2).all(|w| w[0] == w[1]),
+                    "send dates moved with k"
+                );
+            }
+        }
+        assert!(crowded_out > 0, "no case tells the rules apart");
     }
 
     #[test]
