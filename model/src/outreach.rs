@@ -111,6 +111,21 @@ pub struct AudienceRow {
 }
 
 impl Engine {
+    /// The names in `segments` that are no RFM segment of this model, in
+    /// their order; empty when every one is (or when the model predates the
+    /// stored segment names and cannot tell).
+    pub fn unknown_segments<'a>(&self, segments: &'a [String]) -> Vec<&'a str> {
+        let known = &self.customer_book().models().segment_names;
+        if known.is_empty() {
+            return Vec::new();
+        }
+        segments
+            .iter()
+            .filter(|s| !known.contains(s))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// The customer's previously bought items, most due first; empty for a
     /// customer index without purchases.
     pub fn buy_again(&self, customer: u32, k: usize, filter: &ListFilter) -> Vec<DueItem> {

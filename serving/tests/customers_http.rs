@@ -277,6 +277,16 @@ async fn audience_streams_ndjson_and_csv() {
         };
         assert_error(status, &body, StatusCode::BAD_REQUEST, code);
     }
+
+    // A misspelt segment is refused, naming it; a segment of the model's map
+    // that no customer of the query is in is an empty audience, not an error.
+    let (status, body) = get_json("/v1/audiences/reactivation?segment=champions,championz").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("'championz'"), "{message}");
+    assert!(message.contains("champions, loyal"), "{message}");
+    let (status, _, text) = get("/v1/audiences/reactivation?stage=new&segment=lost").await;
+    assert_eq!(status, StatusCode::OK, "{text}");
 }
 
 #[actix_web::test]

@@ -390,4 +390,17 @@ fn customers_and_audience_exports() {
     let rows = write_audience(&engine, &q, AudienceFormat::Csv, &mut csv).unwrap();
     assert_eq!(rows, 10.min(want));
     assert_eq!(String::from_utf8(csv).unwrap().lines().count(), rows + 1);
+
+    // A misspelt segment is an error naming it, not an empty audience.
+    let q = AudienceQuery {
+        segments: vec!["at_risk".into(), "at-risk".into()],
+        ..AudienceQuery::default()
+    };
+    let err = write_audience(&engine, &q, AudienceFormat::Csv, &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("'at-risk'"), "{err}");
+    let q = AudienceQuery {
+        segments: vec!["at_risk".into()],
+        ..AudienceQuery::default()
+    };
+    write_audience(&engine, &q, AudienceFormat::Csv, &mut Vec::new()).unwrap();
 }

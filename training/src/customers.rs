@@ -28,6 +28,14 @@ pub fn write_audience(
     if !(1..=200).contains(&query.k) {
         bail!("--k must be between 1 and 200, got {}", query.k);
     }
+    let unknown = engine.unknown_segments(&query.segments);
+    if !unknown.is_empty() {
+        bail!(
+            "--segment: '{}' is not an RFM segment of this model (known: {})",
+            unknown.join(","),
+            engine.customer_book().models().segment_names.join(", ")
+        );
+    }
     let members = engine.audience_members(query);
     if format == AudienceFormat::Csv {
         out.write_all(&Engine::audience_csv_header(query.k))?;

@@ -149,6 +149,12 @@ pub struct CustomerModels {
     pub population_gap_days: f64,
     pub stage_counts: BTreeMap<Stage, usize>,
     pub segment_counts: BTreeMap<String, usize>,
+    /// Every RFM segment the configuration can assign (rule names in rule
+    /// order, then the default), so that a request can name one no customer
+    /// is in, and a misspelt one is refused. Empty in artifacts written
+    /// before it was stored: then any name is accepted.
+    #[serde(default)]
+    pub segment_names: Vec<String>,
     pub kpis: RepurchaseKpis,
     pub propensity: Option<PropensityModel>,
     pub propensity_error: Option<String>,
@@ -350,6 +356,7 @@ impl CustomerConfig {
                 population_gap_days: self.lifecycle.population_gap_days(&summaries),
                 stage_counts,
                 segment_counts,
+                segment_names: self.rfm.segment_names(),
                 kpis,
                 propensity,
                 propensity_error,
@@ -583,6 +590,24 @@ mod tests {
             e.contains("customers.lifecycle") && e.contains("lost_p_alive"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn segment_names_are_stored_and_older_models_load_without_them() {
+        let log = log();
+        let book = CustomerConfig::default().build(&log, 280 * DAY).unwrap();
+        let names = &book.models().segment_names;
+        assert_eq!(*names, RfmParams::default().segment_names());
+        assert!(
+            book.models()
+                .segment_counts
+                .keys()
+                .all(|s| names.contains(s))
+        );
+        let mut json = serde_json::to_value(book.models()).unwrap();
+        json.as_object_mut().unwrap().remove("segment_names");
+        let old: CustomerModels = serde_json::from_value(json).unwrap();
+        assert!(old.segment_names.is_empty());
     }
 
     #[test]

@@ -116,6 +116,23 @@ pub enum RfmError {
 }
 
 impl RfmParams {
+    /// Every segment a customer can get: the rule names in rule order, each
+    /// once, then the default segment (if no rule has its name).
+    pub fn segment_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in self
+            .rules
+            .iter()
+            .map(|r| &r.name)
+            .chain([&self.default_segment])
+        {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
     /// Checks every rule: a non-empty name and ranges `lo <= hi` within 1..=5.
     pub fn check(&self) -> Result<(), RfmError> {
         for (index, rule) in self.rules.iter().enumerate() {
@@ -271,6 +288,24 @@ pub fn quintile_scores(values: &[f64]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn segment_names_list_rules_once_then_the_default() {
+        let mut params = RfmParams::default();
+        let names = params.segment_names();
+        assert_eq!(names.first().map(String::as_str), Some("champions"));
+        assert_eq!(names.last().map(String::as_str), Some("other"));
+        assert_eq!(names.len(), params.rules.len() + 1);
+        // A name used by two rules, and a default that is also a rule's name.
+        params
+            .rules
+            .push(SegmentRule::new("loyal", [2, 2], [4.0, 5.0]));
+        params.default_segment = "lost".into();
+        let names = params.segment_names();
+        assert_eq!(names.len(), params.rules.len() - 1);
+        assert_eq!(names.iter().filter(|n| *n == "loyal").count(), 1);
+        assert_eq!(names.last().map(String::as_str), Some("lost"));
+    }
+
     use super::*;
 
     const DAY: i64 = 86_400;
