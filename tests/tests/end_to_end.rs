@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{test as atest, web};
+use encore_model::engine::ListFilter;
 use encore_model::pipeline::EngineConfig;
 use encore_serving::{AppState, create_app};
 use encore_training::batch::{ListKind, write_lists};
@@ -170,7 +171,15 @@ fn batch_recommend_covers_every_customer() {
     let engine = encore_model::artifact::load(trained_model()).unwrap();
     let mut out = Vec::new();
     let ids = vec!["17850".to_string(), "unknown-customer".to_string()];
-    let s = write_lists(&engine, ListKind::ForYou, Some(ids), 5, &mut out).unwrap();
+    let s = write_lists(
+        &engine,
+        ListKind::ForYou,
+        Some(ids.clone()),
+        5,
+        false,
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(s.rows_in, 2);
     assert_eq!(s.unknown, 1);
     let text = String::from_utf8(out).unwrap();
@@ -179,6 +188,55 @@ fn batch_recommend_covers_every_customer() {
     assert_eq!(lines.len(), 1 + 2 * 5, "{text}");
     assert!(lines[1].starts_with("17850,1,"));
     assert!(lines[6].starts_with("unknown-customer,1,"));
+
+    // Each form is the list the API serves for it: new items by default,
+    // the repeat-aware list with `include_purchased`.
+    let c = engine.customers().get("17850");
+    let items_of = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .filter(|l| l.starts_with("17850,"))
+            .map(|l| l.split(',').nth(2).unwrap().to_string())
+            .collect()
+    };
+    let served = |include_purchased: bool| -> Vec<String> {
+        let filter = ListFilter {
+            include_purchased,
+            ..ListFilter::default()
+        };
+        let (_, list) = engine.for_you(c, 5, &filter);
+        list.iter()
+            .map(|&(i, _)| engine.items().id(i).to_string())
+            .collect()
+    };
+    assert_eq!(items_of(&text), served(false));
+    let mut out = Vec::new();
+    write_lists(
+        &engine,
+        ListKind::ForYou,
+        Some(ids.clone()),
+        5,
+        true,
+        &mut out,
+    )
+    .unwrap();
+    let with = String::from_utf8(out).unwrap();
+    assert_eq!(items_of(&with), served(true));
+    let bought: Vec<bool> = items_of(&with)
+        .iter()
+        .map(|id| {
+            let i = engine.items().get(id).unwrap();
+            engine.history().get(c.unwrap() as usize, i) > 0.0
+        })
+        .collect();
+    assert!(
+        bought.iter().any(|&b| b),
+        "no bought item in the repeat-aware list"
+    );
+    assert!(
+        write_lists(&engine, ListKind::Similar, None, 5, true, &mut Vec::new()).is_err(),
+        "--include-purchased with a list of items"
+    );
 }
 
 #[test]

@@ -47,15 +47,23 @@ pub fn read_ids(path: &Path) -> Result<Vec<String>> {
 const BLOCK: usize = 4096;
 
 /// Writes `kind` lists of length `k` for `ids` (all customers or items when `None`) to `out`.
+///
+/// The "for you" list is the one `GET /v1/customers/{id}/recommendations`
+/// serves: without `include_purchased` items the customer has not bought
+/// (ALS, scored in blocks), with it the repeat-aware list ([`Engine::for_you`]).
 pub fn write_lists(
     engine: &Engine,
     kind: ListKind,
     ids: Option<Vec<String>>,
     k: usize,
+    include_purchased: bool,
     out: &mut dyn Write,
 ) -> Result<BatchSummary> {
     if !(1..=1000).contains(&k) {
         bail!("--k must be between 1 and 1000, got {k}");
+    }
+    if include_purchased && kind != ListKind::ForYou {
+        bail!("--include-purchased applies to --list for-you only");
     }
     let map = match kind {
         ListKind::ForYou => engine.customers(),
@@ -80,6 +88,15 @@ pub fn write_lists(
     for block in ids.chunks(BLOCK) {
         let idx: Vec<Option<u32>> = block.iter().map(|id| map.get(id)).collect();
         let lists: Vec<Vec<(u32, f32)>> = match kind {
+            ListKind::ForYou if include_purchased => {
+                let filter = ListFilter {
+                    include_purchased: true,
+                    ..ListFilter::default()
+                };
+                idx.par_iter()
+                    .map(|&c| engine.for_you(c, k, &filter).1)
+                    .collect()
+            }
             ListKind::ForYou => {
                 let known: Vec<u32> = idx
                     .iter()

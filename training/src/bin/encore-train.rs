@@ -118,7 +118,7 @@ enum Command {
         /// Artifact directory written by `fit`.
         #[arg(long)]
         model: PathBuf,
-        /// List length.
+        /// List length, 1 to 1000.
         #[arg(long, default_value_t = 10)]
         k: usize,
         /// File of ids, one a line (customers for for-you, items otherwise) [default: all].
@@ -127,6 +127,11 @@ enum Command {
         /// Which list.
         #[arg(long, value_enum, default_value = "for-you")]
         list: ListKind,
+        /// For-you only: the repeat-aware list, previously bought items
+        /// included (as `include_purchased=true` of the API); without it only
+        /// items the customer has not bought.
+        #[arg(long)]
+        include_purchased: bool,
     },
     /// Write a reactivation audience (one customer a row, with a send date and
     /// personal items) to stdout.
@@ -227,8 +232,9 @@ enum Command {
         /// List lengths to score, comma separated.
         #[arg(long, value_delimiter = ',', default_value = "10,20")]
         k: Vec<usize>,
-        /// Only these models, comma separated [default: all of popularity, p_topfreq,
-        /// gp_topfreq, item_knn, als].
+        /// Only these models, comma separated [default: all of popularity,
+        /// p_topfreq, gp_topfreq, item_knn, als, tifu_knn, tifu_als, ranker,
+        /// ease].
         #[arg(long, value_delimiter = ',')]
         models: Vec<String>,
         /// Also write the report as JSON here.
@@ -450,11 +456,17 @@ fn main() -> Result<()> {
             k,
             customers,
             list,
+            include_purchased,
         } => {
+            if include_purchased && list != ListKind::ForYou {
+                bail!("--include-purchased applies to --list for-you only");
+            }
             let engine = load_model(&model)?;
             let ids = customers.as_deref().map(read_ids).transpose()?;
             let started = std::time::Instant::now();
-            let Some(s) = to_stdout(|out| write_lists(&engine, list, ids, k, out))? else {
+            let Some(s) =
+                to_stdout(|out| write_lists(&engine, list, ids, k, include_purchased, out))?
+            else {
                 return Ok(());
             };
             let secs = started.elapsed().as_secs_f64();
@@ -793,7 +805,7 @@ fn main() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::gate_cell;
+    use super::{Cli, Registry, gate_cell};
     use serde_json::json;
 
     #[test]
@@ -821,5 +833,30 @@ mod tests {
         );
         let not_judged = json!({"promoted": false, "previous_version": "v2", "lists": []});
         assert_eq!(gate_cell(&not_judged), "refused not judged (v2)");
+    }
+
+    /// The help of `evaluate --models` lists its default, every model of the
+    /// registry: a model added to one and not the other fails here.
+    #[test]
+    fn evaluate_help_names_every_model() {
+        let mut cli = <Cli as clap::CommandFactory>::command();
+        let help = cli
+            .find_subcommand_mut("evaluate")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let start = text
+            .find("[default: all of ")
+            .expect("a default in the help");
+        let listed: Vec<&str> = text[start + "[default: all of ".len()..]
+            .split(']')
+            .next()
+            .unwrap()
+            .split(", ")
+            .map(|s| s.trim_end_matches('.'))
+            .collect();
+        let registry = Registry::standard();
+        assert_eq!(listed, registry.names().collect::<Vec<_>>(), "{help}");
     }
 }
