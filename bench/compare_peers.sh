@@ -51,7 +51,7 @@ if ! "$VENV/bin/python" -c 'import implicit, numpy, scipy, threadpoolctl' 2>/dev
 fi
 
 echo "== building encore-train (release)"
-(cd "$ROOT" && cargo build --release --quiet -p encore-training --bin encore-train)
+(cd "$ROOT" && cargo build --release --locked --quiet -p encore-training -p encore-serving --bin encore-train)
 BIN="$ROOT/target/release/encore-train"
 mkdir -p "$WORK"
 

@@ -38,7 +38,7 @@ if [[ -n "${ENCORE_TRAIN:-}" ]]; then
     BIN="$ENCORE_TRAIN"
     [[ -x "$BIN" ]] || { echo "$0: ENCORE_TRAIN is not an executable: $BIN" >&2; exit 2; }
 else
-    (cd "$ROOT" && cargo build --release --quiet -p encore-training --bin encore-train)
+    (cd "$ROOT" && cargo build --release --locked --quiet -p encore-training -p encore-serving --bin encore-train)
     BIN="$ROOT/target/release/encore-train"
 fi
 

@@ -20,7 +20,7 @@
 //!
 //! | code                     | status | type              | when |
 //! |--------------------------|--------|-------------------|------|
-//! | `invalid_id`             | 400    | `invalid_request` | an item or customer id is empty or longer than 256 bytes (after percent-decoding) |
+//! | `invalid_id`             | 400    | `invalid_request` | an item or customer id is longer than 256 bytes (after percent-decoding), or an id in the body of `POST /v1/recommendations` is empty (empty entries of an `exclude=` query are skipped; an empty path segment matches no route: `route_not_found`) |
 //! | `invalid_k`              | 400    | `invalid_request` | `k` is not an integer in `1..=200` |
 //! | `invalid_query`          | 400    | `invalid_request` | malformed query string: unknown, repeated or badly typed parameter |
 //! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, is not a JSON object, has an unknown field or a field of the wrong type |
