@@ -43,6 +43,19 @@ fn trained_model() -> &'static Path {
         )
         .expect("fit succeeds");
         let eval = outcome.evaluation.expect("evaluation ran");
+        // The served "for you" model is scored beside the baselines.
+        let names: Vec<&str> = eval.models.iter().map(|m| m.model.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "popularity",
+                "p_topfreq",
+                "gp_topfreq",
+                "item_knn",
+                "als",
+                "ranker"
+            ]
+        );
         let als = eval.get("als", "recall@10").unwrap();
         let pop = eval.get("popularity", "recall@10").unwrap();
         assert!(

@@ -505,13 +505,26 @@ impl Registry {
             )
     }
 
+    /// What `encore-train fit`'s holdout check scores: the baselines and the
+    /// "for you" model the configuration serves with `include_purchased`
+    /// (`[for_you] model`), unless it builds no repeat-aware lists for this
+    /// many customers (`[for_you] repeat_aware = false` or more than
+    /// `max_customers`: ALS, a baseline, serves then). Not the other list
+    /// models of [`Registry::standard`]: `encore-train evaluate` compares them.
+    pub fn for_fit(config: &EngineConfig, customers: usize) -> Result<Self> {
+        let mut names: Vec<String> = Registry::baselines().names().map(str::to_owned).collect();
+        let f = &config.for_you;
+        if f.repeat_aware && customers <= f.max_customers {
+            names.push(f.model.evaluation_name().to_owned());
+        }
+        Registry::standard().only(&names)
+    }
+
     /// The baselines plus Encore's other list models: the repeat-aware
     /// TIFU-KNN alone and blended with ALS for new items, the learned
     /// re-ranker (the "for you" model), and EASE (left out
     /// with a warning above its item limit). What `encore-train evaluate`
-    /// scores by default. (`encore-train fit`'s holdout check scores only the
-    /// baselines: TIFU-KNN's neighbour search and EASE's dense inverse have
-    /// not been measured at 100k customers x 20k items yet.)
+    /// scores by default.
     pub fn standard() -> Self {
         Registry::baselines()
             .with(
@@ -1057,7 +1070,8 @@ pub struct EvalReport {
 }
 
 /// Trains on the purchases before `cutoff` and scores the baselines after it
-/// (the time split with the default validation window).
+/// (the time split with the default validation window), and the "for you"
+/// model the configuration serves ([`Registry::for_fit`]).
 pub fn evaluate(
     log: &PurchaseLog,
     item_meta: &[ItemMeta],
@@ -1079,7 +1093,7 @@ pub fn evaluate(
         config,
         data,
         &options,
-        &Registry::baselines(),
+        &Registry::for_fit(config, log.customers.len())?,
         progress,
     )
 }

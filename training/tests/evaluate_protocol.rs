@@ -407,3 +407,34 @@ fn ranker_falls_back_to_tifu_als_when_it_cannot_train() {
     config.ranker.label_cuts = 0;
     assert!(run(&config).is_err());
 }
+
+/// The fit's holdout check scores the baselines and the "for you" model the
+/// configuration serves, unless no repeat-aware lists are built.
+#[test]
+fn the_fit_scores_the_served_for_you_model() {
+    use encore_model::pipeline::ForYouModel;
+    let names = |config: &EngineConfig, customers: usize| -> Vec<String> {
+        Registry::for_fit(config, customers)
+            .unwrap()
+            .names()
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut config = EngineConfig::default();
+    let mut want: Vec<String> = BASELINES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        names(&config, 1_000),
+        [want.clone(), vec!["ranker".into()]].concat()
+    );
+    config.for_you.model = ForYouModel::TifuAls;
+    assert_eq!(
+        names(&config, 1_000),
+        [want.clone(), vec!["tifu_als".into()]].concat()
+    );
+    let max = config.for_you.max_customers;
+    assert_eq!(names(&config, max).len(), want.len() + 1);
+    assert_eq!(names(&config, max + 1), want);
+    config.for_you.repeat_aware = false;
+    want.truncate(BASELINES.len());
+    assert_eq!(names(&config, 1_000), want);
+}
