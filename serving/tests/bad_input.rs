@@ -492,10 +492,27 @@ fn value_for(name: &str, schema: &Value) -> BoxedStrategy<Vec<u8>> {
         "\\PC{0,20}".prop_map(String::into_bytes),
         proptest::collection::vec(any::<u8>(), 0..20),
     ];
+    // RFM segments of the default map, misspelt ones and empty entries.
+    let segments = proptest::sample::select(vec![
+        "champions",
+        "at_risk",
+        "lost",
+        "other",
+        "",
+        "Champions",
+        "at-risk",
+        "CSV",
+        "\u{1F600}",
+    ]);
     match (name, schema["type"].as_str()) {
         ("stage", _) => proptest::collection::vec(stages, 0..4)
             .prop_map(|s| s.join(",").into_bytes())
             .boxed(),
+        ("segment", _) => prop_oneof![
+            proptest::collection::vec(segments, 0..4).prop_map(|s| s.join(",").into_bytes()),
+            texts,
+        ]
+        .boxed(),
         ("exclude", _) => prop_oneof![
             proptest::collection::vec(id_bytes(), 0..6).prop_map(|ids| ids.join(&b","[..])),
             (990usize..1010).prop_map(|n| (0..n)
@@ -577,6 +594,17 @@ fn codes_for(name: &str, schema: &Value, raw: &[u8]) -> Vec<&'static str> {
             } else {
                 bad(ids.iter().all(|id| id.len() <= 256), "invalid_id")
             }
+        }
+        ("segment", _) => {
+            // Empty entries are skipped; every other one must be a segment
+            // of the model's (default) RFM map.
+            let known = encore_model::customer::rfm::RfmParams::default().segment_names();
+            bad(
+                v.split(',')
+                    .filter(|s| !s.is_empty())
+                    .all(|s| known.iter().any(|k| k == s)),
+                "invalid_query",
+            )
         }
         ("category", _) => bad(!v.is_empty(), "invalid_query"),
         (_, Some("integer")) => {
