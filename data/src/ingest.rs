@@ -22,7 +22,9 @@
 //! skipped, counted by [`RejectReason`], and written with its 1-based line
 //! number (of the row's first byte; lines end with `\r\n`, `\n` or a lone
 //! `\r`, inside quotes too), reason, field and raw text to the rejects file
-//! ([`IngestOptions::rejects_path`], CSV `line,reason,field,raw`). With
+//! ([`IngestOptions::rejects_path`], CSV `line,reason,field,raw`; created
+//! at the first rejected row; a run without one removes a rejects file an
+//! earlier run left there). With
 //! [`IngestOptions::strict`] the first such row is an [`IngestError::BadRow`]
 //! naming the file, line and field. A file with no usable row at all is an
 //! error ([`IngestError::NoRows`]).
@@ -635,7 +637,30 @@ struct Rejects {
     raw: String,
 }
 
+/// First line of a rejects file.
+const REJECTS_HEADER: [&str; 4] = ["line", "reason", "field", "raw"];
+
 impl Rejects {
+    /// Removes the rejects file an earlier run left at `path`, so that a run
+    /// that rejected nothing does not leave one that says otherwise. Only a
+    /// file that starts with the rejects header is removed: anything else at
+    /// that path is not ours to delete.
+    fn remove_stale(path: &Path) -> Result<(), IngestError> {
+        let Ok(file) = File::open(path) else {
+            return Ok(());
+        };
+        let mut first = String::new();
+        let ours = std::io::BufRead::read_line(&mut std::io::BufReader::new(file), &mut first)
+            .is_ok_and(|_| first.trim_end() == REJECTS_HEADER.join(","));
+        if ours {
+            std::fs::remove_file(path).map_err(|source| IngestError::RejectsFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     fn create(path: &Path) -> Result<Self, IngestError> {
         let err = |source| IngestError::RejectsFile {
             path: path.to_path_buf(),
@@ -646,7 +671,7 @@ impl Rejects {
         }
         let file = File::create(path).map_err(err)?;
         let mut out = csv::Writer::from_writer(BufWriter::new(file));
-        out.write_record(["line", "reason", "field", "raw"])
+        out.write_record(REJECTS_HEADER)
             .map_err(|e| err(e.into()))?;
         Ok(Rejects {
             path: path.to_path_buf(),
@@ -842,7 +867,12 @@ fn ingest<R: Read>(
             r.finish()?;
             opts.rejects_path.clone()
         }
-        None => None,
+        None => {
+            if let Some(path) = &opts.rejects_path {
+                Rejects::remove_stale(path)?;
+            }
+            None
+        }
     };
     let rejected_total: u64 = rejected.values().sum();
     if log.purchases.is_empty() {
@@ -1163,6 +1193,16 @@ mod tests {
             raw.iter().collect::<Vec<_>>(),
             ["", "i", "2011-01-01", "A, B"]
         );
+
+        // A later run that rejects nothing removes the file the earlier one
+        // left, so it cannot be read as this run's rejects; a file at that
+        // path that is not a rejects file is left alone.
+        drop(r);
+        read_purchases_from_reader(good.as_bytes(), Path::new("t.csv"), &opts).unwrap();
+        assert!(!rejects.exists(), "the stale rejects file is still there");
+        std::fs::write(&rejects, "my own notes\n").unwrap();
+        read_purchases_from_reader(good.as_bytes(), Path::new("t.csv"), &opts).unwrap();
+        assert_eq!(std::fs::read_to_string(&rejects).unwrap(), "my own notes\n");
     }
 
     #[test]
