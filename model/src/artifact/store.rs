@@ -73,6 +73,11 @@ pub enum StoreError {
     NothingToRollBack { store: PathBuf },
     #[error("{path}: not an Encore model store (no versions/ directory)")]
     NotAStore { path: PathBuf },
+    #[error(
+        "{path}: not an Encore model store (no versions/ directory) and not empty; \
+         a new store needs an empty or new directory"
+    )]
+    NotEmpty { path: PathBuf },
     #[error("{path}: '{name}' is not a valid version name")]
     BadName { path: PathBuf, name: String },
     #[error(
@@ -153,10 +158,18 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating it (and `versions/`) if needed.
+    /// Opens the store at `root`, creating it (and `versions/`) if needed:
+    /// in a new or empty directory only ([`StoreError::NotEmpty`] otherwise).
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         let versions = root.join(VERSIONS);
+        // A directory holding something else is never turned into a store.
+        if !versions.is_dir()
+            && root.is_dir()
+            && fs::read_dir(&root).map_err(io(&root))?.next().is_some()
+        {
+            return Err(StoreError::NotEmpty { path: root });
+        }
         fs::create_dir_all(&versions).map_err(io(&versions))?;
         Ok(Store { root })
     }
@@ -454,6 +467,25 @@ mod tests {
             train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
         e.manifest_mut().model_version = version.to_string();
         e
+    }
+
+    #[test]
+    fn a_directory_holding_something_else_is_not_made_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("notes.txt"), "mine").unwrap();
+        let err = Store::open(&other).unwrap_err();
+        assert!(matches!(err, StoreError::NotEmpty { .. }), "{err}");
+        assert!(!other.join(VERSIONS).exists());
+        // New and empty directories become stores; a store opens again.
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        for root in [dir.path().join("new"), empty] {
+            Store::open(&root).unwrap();
+            Store::open(&root).unwrap();
+            assert!(root.join(VERSIONS).is_dir());
+        }
     }
 
     #[test]
