@@ -240,7 +240,9 @@ pub fn summary(outcome: &FitOutcome) -> String {
         "  als         {} factors, {} iterations, regularization {}, alpha {}, seed {}\n",
         m.als.factors, m.als.iterations, m.als.regularization, m.als.alpha, m.als.seed
     ));
-    let for_you = if m.files.contains_key("for_you.csr") {
+    // The summary is set when the lists are built; the file list only once
+    // the model is written (not for a model the gate refused).
+    let for_you = if m.for_you.is_some() || m.files.contains_key("for_you.csr") {
         let model = match &m.for_you {
             Some(f) if f.model == "ranker" => "learned re-ranker".to_string(),
             Some(f) => match &f.fallback_reason {

@@ -6,7 +6,7 @@
 use encore_data::synth::{SynthParams, generate, write_csv};
 use encore_model::artifact::store::Store;
 use encore_model::pipeline::EngineConfig;
-use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish};
+use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
 use encore_training::input::{Input, InputArgs, load_input};
 use std::path::Path;
 
@@ -118,6 +118,24 @@ fn gate_promotes_equal_refuses_worse_and_rollback_restores() {
     assert!(!fourth.promoted, "{gate:?}");
     assert_eq!(store.current().unwrap().as_deref(), Some(v2.as_str()));
     assert_eq!(store.versions().unwrap().len(), 4);
+
+    // 4b. The worse configuration again, to a directory: nothing written, and
+    //     the summary still says which lists the refused candidate held.
+    let out = dir.path().join("out");
+    let refused = fit(
+        &full_csv,
+        &bad,
+        &Publish {
+            target: Target::Dir(out.clone()),
+            previous: Some(store.dir_of(&v1)),
+            margin: 0.0,
+            keep: 10,
+        },
+    );
+    assert!(!refused.promoted && !out.exists());
+    let text = summary(&refused);
+    assert!(text.contains("NOT written"), "{text}");
+    assert!(text.contains("repeat-aware lists ("), "{text}");
 
     // 5. Rollback: v1 is current again.
     assert_eq!(store.rollback().unwrap(), v1);
