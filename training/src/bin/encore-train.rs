@@ -49,9 +49,11 @@ struct Input {
     /// Fail on the first bad row instead of skipping and counting it.
     #[arg(long)]
     strict: bool,
-    /// Where skipped rows go, written only if a row is skipped [default:
-    /// <out>.rejects.csv for fit, <report>.rejects.csv or <input file name>.rejects.csv
-    /// in the current directory for evaluate].
+    /// Where skipped rows go, written only if a row is skipped (a run that
+    /// skips none removes an earlier run's file there) [default:
+    /// <out>.rejects.csv for fit --out, STORE/rejects.csv for fit --store,
+    /// <report>.rejects.csv for evaluate with --report or --html, otherwise
+    /// <input file name>.rejects.csv in the current directory].
     #[arg(long)]
     rejects: Option<PathBuf>,
     /// Training configuration (TOML); defaults apply to missing keys.
@@ -348,6 +350,21 @@ fn parse_cutoff(s: &str) -> Result<i64> {
 
 /// Runs `write` on a buffered stdout; a reader that went away (e.g. `| head`)
 /// is not an error of ours and ends quietly with `None`.
+/// Prints a line of a command's report to stdout. A reader that closed the
+/// pipe (`encore-train fit ... | head`) neither stops nor fails the command:
+/// its work is the model or report file, not these lines. Any other write
+/// error is said on stderr.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*)
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            eprintln!("warning: cannot write to stdout: {e}");
+        }
+    }};
+}
+
 fn to_stdout<T>(write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<Option<T>> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -391,6 +408,13 @@ fn main() -> Result<()> {
             no_eval,
             events,
         } => {
+            // Flags are checked before anything is read, trained or created.
+            if keep == 0 {
+                bail!("--keep must be at least 1");
+            }
+            if !(gate_margin.is_finite() && gate_margin >= 0.0) {
+                bail!("--gate-margin must be a non-negative number, not {gate_margin}");
+            }
             let config = load_config(input.config.as_deref())?;
             let target = match (out, store) {
                 (Some(out), None) => Target::Dir(out),
@@ -400,9 +424,6 @@ fn main() -> Result<()> {
                 ),
                 _ => bail!("give exactly one of --out and --store"),
             };
-            if keep == 0 {
-                bail!("--keep must be at least 1");
-            }
             let mut args = input.args();
             // Rejected rows go next to the model unless told otherwise.
             let beside = match &target {
@@ -411,7 +432,7 @@ fn main() -> Result<()> {
             };
             args.rejects.get_or_insert(beside);
             let mut loaded = load_input(&args)?;
-            println!("{}", loaded.report.summary());
+            say!("{}", loaded.report.summary());
             if let Some(dir) = &events {
                 let catalog = input
                     .catalog
@@ -419,10 +440,10 @@ fn main() -> Result<()> {
                     .map(encore_data::catalog::read_catalog)
                     .transpose()?;
                 let merged = merge_events(&mut loaded, dir, catalog.as_ref())?;
-                println!("{}", events_line(&merged));
+                say!("{}", events_line(&merged));
             }
             if input.catalog.is_some() && loaded.catalog_unmatched > 0 {
-                println!(
+                say!(
                     "catalog: {} entries name items that are not in the history (ignored)",
                     loaded.catalog_unmatched
                 );
@@ -446,7 +467,7 @@ fn main() -> Result<()> {
                 &publish,
                 show_progress,
             )?;
-            println!("{}", summary(&outcome));
+            say!("{}", summary(&outcome));
             if !outcome.promoted {
                 std::process::exit(EXIT_NOT_PROMOTED);
             }
@@ -549,23 +570,25 @@ fn main() -> Result<()> {
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             match action {
                 ModelsAction::List => {
-                    println!(
+                    say!(
                         "  {:<28}  {:<20}  {:<20}  gate (candidate vs serving model)",
-                        "version", "created", "data until"
+                        "version",
+                        "created",
+                        "data until"
                     );
                     for v in store.versions()? {
                         let mark = if v.current { "*" } else { " " };
                         match &v.manifest {
                             Some(m) => {
                                 let gate = m.metrics.get("gate").map_or("-".to_string(), gate_cell);
-                                println!(
+                                say!(
                                     "{mark} {:<28}  {:<20}  {:<20}  {gate}",
                                     v.version,
                                     m.created_at,
                                     m.data.last_purchase.as_deref().unwrap_or("-"),
                                 );
                             }
-                            None => println!(
+                            None => say!(
                                 "{mark}       {:<30}  unreadable: {}",
                                 v.version,
                                 v.error.as_deref().unwrap_or("-")
@@ -575,11 +598,11 @@ fn main() -> Result<()> {
                 }
                 ModelsAction::Promote { version } => {
                     store.set_current(&version)?;
-                    println!("{version} is now current");
+                    say!("{version} is now current");
                 }
                 ModelsAction::Rollback => {
                     let version = store.rollback()?;
-                    println!("rolled back: {version} is now current");
+                    say!("rolled back: {version} is now current");
                 }
             }
         }
@@ -610,7 +633,7 @@ fn main() -> Result<()> {
             };
             let base = load_config(input.config.as_deref())?;
             let loaded = load_input(&input.args())?;
-            println!("{}", loaded.report.summary());
+            say!("{}", loaded.report.summary());
             let budget = std::time::Duration::from_secs_f64(budget_secs);
             let options = encore_training::tune::TuneOptions {
                 validation_days,
@@ -621,7 +644,7 @@ fn main() -> Result<()> {
             };
             let result =
                 encore_training::tune::tune(&loaded, &base, &split, &options, &mut |n, t| {
-                    println!(
+                    say!(
                         "trial {n:>3}: recall@{k} {:.4}  ndcg@{k} {:.4}  ({:.1}s){}",
                         t.recall,
                         t.ndcg,
@@ -634,7 +657,7 @@ fn main() -> Result<()> {
                     );
                 })?;
             let best = &result.trials[result.best];
-            println!(
+            say!(
                 "validation split {}\nbest: trial {} of {}: recall@{k} {:.4}, ndcg@{k} {:.4} (given configuration: {:.4}, {:.4})",
                 result.split,
                 result.best,
@@ -648,7 +671,7 @@ fn main() -> Result<()> {
             let text = toml::to_string_pretty(&config).context("cannot write the configuration")?;
             std::fs::write(&out_config, text)
                 .with_context(|| format!("cannot write {}", out_config.display()))?;
-            println!(
+            say!(
                 "written to {} (train with: encore-train fit --config {} ...)",
                 out_config.display(),
                 out_config.display()
@@ -700,7 +723,7 @@ fn main() -> Result<()> {
                 });
             }
             let loaded = load_input(&args)?;
-            println!("{}", loaded.report.summary());
+            say!("{}", loaded.report.summary());
             let data = data_summary(&loaded.report, &loaded.log);
             let mut progress = StageProgress::new(show_progress);
             let options = EvalOptions {
@@ -718,7 +741,7 @@ fn main() -> Result<()> {
                     &options,
                     dir,
                 )?;
-                println!(
+                say!(
                     "split exported to {}: {} training lines, {} targets of {} customers (validation in {}: {} targets of {} customers)",
                     dir.display(),
                     test.train_rows,
@@ -739,18 +762,18 @@ fn main() -> Result<()> {
                 Some(&mut progress),
             )?;
             progress.finish();
-            println!("{}", r.table());
+            say!("{}", r.table());
             if let Some(path) = report {
                 let json = serde_json::to_vec_pretty(&r)?;
                 std::fs::write(&path, json)
                     .with_context(|| format!("cannot write the report to {}", path.display()))?;
-                println!("report written to {}", path.display());
+                say!("report written to {}", path.display());
             }
             if let Some(path) = html {
                 std::fs::write(&path, encore_training::evaluate::html::render(&r)).with_context(
                     || format!("cannot write the HTML report to {}", path.display()),
                 )?;
-                println!("HTML report written to {}", path.display());
+                say!("HTML report written to {}", path.display());
             }
             if r.customers_scored == 0 {
                 bail!("no customer could be scored");
