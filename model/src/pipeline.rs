@@ -277,6 +277,18 @@ impl EngineConfig {
 
     /// Checks every value, naming the key of the first bad one.
     pub fn validate(&self) -> Result<(), TrainError> {
+        // ALS names its parameters as the `[als]` table does.
+        if let Err(AlsError::InvalidParam {
+            name,
+            value,
+            reason,
+        }) = self.als_params().check()
+        {
+            return Err(TrainError::Config {
+                key: format!("als.{name}"),
+                reason: format!("{value}: {reason}"),
+            });
+        }
         self.als_params().check()?;
         self.copurchase_params()?;
         let bad = |key: &str, reason: &str| {

@@ -68,7 +68,11 @@ mod tests {
         );
         assert!(err.contains("copurchase.basis"), "{err}");
         let err = format!("{:#}", parse_config("[als]\nfactors = 0\n").unwrap_err());
-        assert!(err.contains("factors"), "{err}");
+        assert!(
+            err.contains("config key 'als.factors': 0: must be"),
+            "{err}"
+        );
+        assert_eq!(err.matches("must be").count(), 1, "said twice: {err}");
     }
 
     /// The example of the README's "Configuration" section parses, validates
