@@ -7,6 +7,7 @@
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
 //! - [`event_log`] appends them durably and idempotently to rotating JSON-lines files;
 //! - [`synth`] generates seeded synthetic histories for scale tests;
+//! - [`error_chain`] words an error and its causes once each for a terminal;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
 //!
 //! ```
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod catalog;
+pub mod error_chain;
 pub mod event_log;
 pub mod events;
 pub mod ids;

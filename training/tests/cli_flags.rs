@@ -111,3 +111,24 @@ fn a_closed_stdout_does_not_stop_the_fit() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(model.join("manifest.json").is_file());
 }
+
+#[test]
+fn an_error_and_its_cause_are_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.csv");
+    let out = fit(&[
+        "--input",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().join("m").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    // The reason ends the first line ("Error: PATH: REASON"), in the OS's
+    // words; it must not come again as a cause.
+    let first_line = stderr.lines().next().unwrap();
+    let reason = first_line.rsplit(": ").next().unwrap();
+    assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
+}

@@ -37,7 +37,17 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_LOG_FILTER: &str = "info,hnsw_rs=warn,actix_server=warn";
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {}", encore_data::error_chain::describe(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(&cli, env_vars(std::env::vars_os())?)?;
     if cli.print_config {
@@ -55,7 +65,13 @@ async fn main() -> anyhow::Result<()> {
         (None, None) => unreachable!("Config::load checks that one is given"),
     };
     let state = AppState::load_from(source.clone())
-        .with_context(|| format!("cannot load the model from {source:?}"))?
+        .with_context(|| match &source {
+            ModelSource::Dir(dir) => format!("cannot load the model {}", dir.display()),
+            ModelSource::Store(store) => format!(
+                "cannot load the current model of the store {}",
+                store.root().display()
+            ),
+        })?
         .with_max_pending_scoring(config.max_pending.get());
     let state = match &config.api_keys {
         Some(path) => state.with_api_keys(encore_serving::auth::ApiKeys::load(path)?),
