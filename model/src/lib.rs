@@ -12,4 +12,5 @@ pub mod experiment;
 pub mod metrics;
 pub mod outreach;
 pub mod pipeline;
+pub mod serde_f32;
 pub mod topk;

@@ -35,8 +35,10 @@ pub enum QuantityScaling {
 #[serde(default, deny_unknown_fields)]
 pub struct AlsConfig {
     pub factors: usize,
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub regularization: f32,
     /// Confidence `c = 1 + alpha * r` where `r` is the scaled quantity.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub alpha: f32,
     pub iterations: usize,
     pub cg_steps: usize,

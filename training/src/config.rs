@@ -88,6 +88,28 @@ mod tests {
         assert_eq!(config, EngineConfig::default());
     }
 
+    /// A written config (`tune --out-config`) holds the decimals a person
+    /// would write, not f32 values widened to f64, and reads back the same.
+    #[test]
+    fn written_config_keeps_decimals_and_round_trips() {
+        let config = EngineConfig::default();
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.contains("regularization = 0.01\n"), "{text}");
+        // Every default is a short decimal: no float needs more than 6
+        // significant digits (an f32 widened to f64 needs 16 or more).
+        for line in text.lines() {
+            let Some((_, value)) = line.split_once(" = ") else {
+                continue;
+            };
+            if value.contains('.') && value.parse::<f64>().is_ok() {
+                let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+                let significant = digits.trim_start_matches('0').trim_end_matches('0');
+                assert!(significant.len() <= 6, "{line}");
+            }
+        }
+        assert_eq!(parse_config(&text).unwrap(), config);
+    }
+
     #[test]
     fn customer_settings_are_checked_by_key() {
         let err = format!(

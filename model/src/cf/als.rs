@@ -84,8 +84,10 @@ pub struct AlsParams {
     /// Dimension of the user and item vectors.
     pub factors: usize,
     /// `λ`, the weight of the squared norms of the factors.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub regularization: f32,
     /// Confidence slope: `c = 1 + alpha * r`.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub alpha: f32,
     /// Number of alternating (users, then items) iterations.
     pub iterations: usize,

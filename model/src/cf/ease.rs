@@ -55,6 +55,7 @@ pub enum Precision {
 #[serde(default, deny_unknown_fields)]
 pub struct EaseParams {
     /// `λ > 0`, added to the diagonal of `XᵀX`.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub lambda: f32,
     /// Largest catalog (columns of `X`) the fit accepts.
     pub max_items: usize,

@@ -115,14 +115,18 @@ pub struct TifuParams {
     /// `m`: baskets per group, at least 1.
     pub group_size: usize,
     /// `r_b` in `(0, 1]`: decay between consecutive baskets of a group.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub within_decay: f32,
     /// `r_g` in `(0, 1]`: decay between consecutive groups.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub group_decay: f32,
     /// `K`: nearest customers averaged; 0 uses the personal vector alone.
     pub neighbours: usize,
     /// `α` in `[0, 1]`: weight of the personal vector.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub alpha: f32,
     /// `β >= 0`: weight of the CF contribution for never-bought items.
+    #[serde(serialize_with = "crate::serde_f32::shortest")]
     pub beta: f32,
     /// How CF scores are normalised per customer.
     pub cf_normalisation: CfNormalisation,
