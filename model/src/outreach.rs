@@ -19,8 +19,9 @@
 //! (ALS), up to `k`; unavailable items never appear. The suggested send date
 //! is `lead_days` before the earliest due date among all the customer's
 //! items due in that window (shown or not: the date does not change with
-//! `k`), but never before `as_of`; without a due item it is `as_of`. `as_of` defaults to the model's reference time (the end of its
-//! training data), the time every profile figure refers to.
+//! `k`), but never before `as_of`; without a due item it is `as_of`.
+//! `as_of` defaults to the model's reference time (the end of its training
+//! data), the time every profile figure refers to.
 
 use crate::customer::book::CustomerProfile;
 use crate::customer::lifecycle::Stage;
@@ -124,6 +125,20 @@ impl Engine {
             .filter(|s| !known.contains(s))
             .map(String::as_str)
             .collect()
+    }
+
+    /// Why an audience cannot be asked for `segments`: the message naming
+    /// the first names that are no RFM segment of this model, and the known
+    /// ones; `None` when all are known ([`Engine::unknown_segments`]).
+    pub fn unknown_segments_message(&self, segments: &[String]) -> Option<String> {
+        let unknown = self.unknown_segments(segments);
+        (!unknown.is_empty()).then(|| {
+            format!(
+                "'{}' is not an RFM segment of this model (known: {})",
+                unknown.join(","),
+                self.customer_book().models().segment_names.join(", ")
+            )
+        })
     }
 
     /// The customer's previously bought items, most due first; empty for a

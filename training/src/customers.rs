@@ -28,13 +28,8 @@ pub fn write_audience(
     if !(1..=200).contains(&query.k) {
         bail!("--k must be between 1 and 200, got {}", query.k);
     }
-    let unknown = engine.unknown_segments(&query.segments);
-    if !unknown.is_empty() {
-        bail!(
-            "--segment: '{}' is not an RFM segment of this model (known: {})",
-            unknown.join(","),
-            engine.customer_book().models().segment_names.join(", ")
-        );
+    if let Some(why) = engine.unknown_segments_message(&query.segments) {
+        bail!("--segment: {why}");
     }
     let members = engine.audience_members(query);
     if format == AudienceFormat::Csv {

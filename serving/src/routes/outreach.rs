@@ -296,19 +296,6 @@ fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> 
     Ok((q, csv))
 }
 
-/// Why `segments` cannot be used with this model, if any name is not one of
-/// its RFM segments.
-fn unknown_segments_message(engine: &Engine, segments: &[String]) -> Option<String> {
-    let unknown = engine.unknown_segments(segments);
-    (!unknown.is_empty()).then(|| {
-        format!(
-            "segment '{}' is not an RFM segment of this model (known: {})",
-            unknown.join(","),
-            engine.customer_book().models().segment_names.join(", ")
-        )
-    })
-}
-
 /// `GET /v1/audiences/reactivation`: one customer a line, streamed.
 pub(crate) async fn reactivation(
     state: web::Data<AppState>,
@@ -319,8 +306,9 @@ pub(crate) async fn reactivation(
         Ok(v) => v,
         Err(e) => return model_response::<Value>(&engine, Err(e)),
     };
-    if let Some(message) = unknown_segments_message(&engine, &query.segments) {
-        return model_response::<Value>(&engine, Err(ApiError::new(Code::InvalidQuery, message)));
+    if let Some(why) = engine.unknown_segments_message(&query.segments) {
+        let error = ApiError::new(Code::InvalidQuery, format!("segment {why}"));
+        return model_response::<Value>(&engine, Err(error));
     }
     let members = {
         let (engine, query) = (Arc::clone(&engine), query.clone());
