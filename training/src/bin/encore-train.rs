@@ -348,8 +348,6 @@ fn parse_cutoff(s: &str) -> Result<i64> {
     })
 }
 
-/// Runs `write` on a buffered stdout; a reader that went away (e.g. `| head`)
-/// is not an error of ours and ends quietly with `None`.
 /// Prints a line of a command's report to stdout. A reader that closed the
 /// pipe (`encore-train fit ... | head`) neither stops nor fails the command:
 /// its work is the model or report file, not these lines. Any other write
@@ -365,6 +363,8 @@ macro_rules! say {
     }};
 }
 
+/// Runs `write` on a buffered stdout; a reader that went away (e.g. `| head`)
+/// is not an error of ours and ends quietly with `None`.
 fn to_stdout<T>(write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<Option<T>> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
