@@ -59,6 +59,8 @@ pub struct FitOutcome {
     pub customers: CustomerModels,
     pub timings: Vec<(&'static str, f64)>,
     pub total_seconds: f64,
+    /// Versions `--keep` removed from the store (none with `--out`).
+    pub pruned: Vec<String>,
 }
 
 /// Trains on `input` and writes the artifact to `out` (no gate).
@@ -165,24 +167,26 @@ pub fn fit_and_publish(
         None => None,
     };
     let promoted = gate.as_ref().is_none_or(|g| g.promoted);
-    let (manifest, location) = match &publish.target {
+    let (manifest, location, pruned) = match &publish.target {
         Target::Dir(out) if promoted => {
             let m = artifact::save(&engine, out)
                 .with_context(|| format!("cannot write the model to {}", out.display()))?;
-            (m, Some(out.clone()))
+            (m, Some(out.clone()), Vec::new())
         }
-        Target::Dir(_) => (engine.manifest().clone(), None),
+        Target::Dir(_) => (engine.manifest().clone(), None, Vec::new()),
         Target::Store(store) => {
             // Every candidate is kept in the store for inspection; only a
-            // promoted one becomes current.
+            // promoted one becomes current. Pruning follows every run, so
+            // refused candidates do not pile up; it never removes the
+            // newest versions, the current one or the rollback target.
             let (version, m) = store
                 .publish(&mut engine)
                 .with_context(|| format!("cannot write the model to {}", store.root().display()))?;
             if promoted {
                 store.set_current(&version)?;
-                store.prune(publish.keep)?;
             }
-            (m, Some(store.dir_of(&version)))
+            let pruned = store.prune(publish.keep)?;
+            (m, Some(store.dir_of(&version)), pruned)
         }
     };
     let total_seconds = progress.finish();
@@ -195,6 +199,7 @@ pub fn fit_and_publish(
         customers: engine.customer_book().models().clone(),
         timings: progress.timings,
         total_seconds,
+        pruned,
     })
 }
 
@@ -300,6 +305,12 @@ pub fn summary(outcome: &FitOutcome) -> String {
         if g.lists.is_empty() {
             s.push_str(&format!("  {}\n", g.reason));
         }
+    }
+    if !outcome.pruned.is_empty() {
+        s.push_str(&format!(
+            "\npruned from the store (--keep): {}\n",
+            outcome.pruned.join(", ")
+        ));
     }
     if let Some(r) = &outcome.evaluation {
         s.push_str("\nholdout evaluation (models trained on the purchases before the cutoff)\n");

@@ -137,6 +137,31 @@ fn gate_promotes_equal_refuses_worse_and_rollback_restores() {
     assert!(text.contains("NOT written"), "{text}");
     assert!(text.contains("repeat-aware lists ("), "{text}");
 
+    // 4c. Refused again with --keep 2: pruning follows a refused run too,
+    //     never the current version (v2), the rollback target (v1) or the
+    //     newest ones; the summary names what went.
+    let v3 = third.manifest.model_version.clone();
+    let fifth = fit(
+        &full_csv,
+        &bad,
+        &Publish {
+            keep: 2,
+            ..publish(Some(&store.dir_of(&v1)), 0.0)
+        },
+    );
+    assert!(!fifth.promoted);
+    assert_eq!(fifth.pruned, std::slice::from_ref(&v3));
+    let left: Vec<String> = store
+        .versions()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(left.len(), 4, "{left:?}");
+    assert!(!left.contains(&v3) && left.contains(&v1) && left.contains(&v2));
+    assert!(left.contains(&fifth.manifest.model_version));
+    assert!(summary(&fifth).contains(&format!("pruned from the store (--keep): {v3}")));
+
     // 5. Rollback: v1 is current again.
     assert_eq!(store.rollback().unwrap(), v1);
     assert_eq!(store.current().unwrap().as_deref(), Some(v1.as_str()));

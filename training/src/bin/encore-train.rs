@@ -99,7 +99,8 @@ enum Command {
         /// may be and still be promoted.
         #[arg(long, default_value_t = 0.0)]
         gate_margin: f64,
-        /// Versions the store keeps (the current one and the rollback target always stay).
+        /// Versions the store keeps after the run, promoted or refused (the
+        /// current one and the rollback target always stay).
         #[arg(long, default_value_t = 5)]
         keep: usize,
         /// Evaluate on the purchases from this time on (trained on those before)
