@@ -55,6 +55,6 @@ pub use ingest::{
     read_purchases, read_purchases_from_reader,
 };
 pub use log::{Purchase, PurchaseLog};
-pub use matrix::{Csr, InteractionMatrix, Weighting};
+pub use matrix::{Csr, CsrBuilder, InteractionMatrix, Weighting};
 pub use synth::SynthParams;
 pub use timestamp::{format_date, format_timestamp, parse_timestamp};

@@ -26,8 +26,19 @@ impl Csr {
         triplets: impl IntoIterator<Item = (u32, u32, f32)>,
     ) -> Self {
         let triplets: Vec<(u32, u32, f32)> = triplets.into_iter().collect();
+        Self::from_triplets_with(n_rows, n_cols, || triplets.iter().copied())
+    }
+
+    /// [`Csr::from_triplets`] from a source of triplets that can be walked
+    /// twice (once to count each row, once to fill it), so that they are
+    /// never held in memory: the build needs 8 bytes an entry, not 28.
+    /// `triplets` must give the same triplets each time it is called.
+    pub fn from_triplets_with<I>(n_rows: usize, n_cols: usize, triplets: impl Fn() -> I) -> Self
+    where
+        I: Iterator<Item = (u32, u32, f32)>,
+    {
         let mut counts = vec![0usize; n_rows + 1];
-        for &(r, c, _) in &triplets {
+        for (r, c, _) in triplets() {
             assert!((r as usize) < n_rows, "row {r} out of range {n_rows}");
             assert!((c as usize) < n_cols, "column {c} out of range {n_cols}");
             counts[r as usize + 1] += 1;
@@ -35,36 +46,55 @@ impl Csr {
         for i in 0..n_rows {
             counts[i + 1] += counts[i];
         }
+        let total = counts[n_rows];
         let mut next = counts.clone();
-        let mut cols = vec![0u32; triplets.len()];
-        let mut vals = vec![0f32; triplets.len()];
-        for &(r, c, v) in &triplets {
+        let mut indices = vec![0u32; total];
+        let mut values = vec![0f32; total];
+        let mut filled = 0;
+        for (r, c, v) in triplets() {
             let slot = &mut next[r as usize];
-            cols[*slot] = c;
-            vals[*slot] = v;
+            assert!(
+                *slot < counts[r as usize + 1],
+                "the triplets changed between walks"
+            );
+            indices[*slot] = c;
+            values[*slot] = v;
             *slot += 1;
+            filled += 1;
         }
-        // Sort each row by column and merge duplicates.
-        let mut indptr = Vec::with_capacity(n_rows + 1);
-        let mut indices = Vec::with_capacity(triplets.len());
-        let mut values = Vec::with_capacity(triplets.len());
-        indptr.push(0);
+        assert_eq!(filled, total, "the triplets changed between walks");
+        drop(next);
+        // Sort each row by column and merge duplicates, compacting in place:
+        // a row is written at or before where it was read from.
+        let mut indptr = counts;
         let mut order: Vec<usize> = Vec::new();
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        let mut write = 0;
+        let mut lo = 0;
         for r in 0..n_rows {
-            let (lo, hi) = (counts[r], counts[r + 1]);
+            let hi = indptr[r + 1];
             order.clear();
             order.extend(lo..hi);
-            order.sort_unstable_by_key(|&k| cols[k]);
-            for &k in &order {
-                if indices.len() > indptr[r] && *indices.last().unwrap() == cols[k] {
-                    *values.last_mut().unwrap() += vals[k];
+            order.sort_unstable_by_key(|&k| indices[k]);
+            row.clear();
+            row.extend(order.iter().map(|&k| (indices[k], values[k])));
+            let start = write;
+            for &(c, v) in &row {
+                if write > start && indices[write - 1] == c {
+                    values[write - 1] += v;
                 } else {
-                    indices.push(cols[k]);
-                    values.push(vals[k]);
+                    indices[write] = c;
+                    values[write] = v;
+                    write += 1;
                 }
             }
-            indptr.push(indices.len());
+            lo = hi;
+            indptr[r + 1] = write;
         }
+        indices.truncate(write);
+        values.truncate(write);
+        indices.shrink_to_fit();
+        values.shrink_to_fit();
         Csr {
             n_rows,
             n_cols,
@@ -194,6 +224,65 @@ impl Csr {
     }
 }
 
+/// Builds a [`Csr`] one row at a time, for rows computed in order (in
+/// blocks, say) that should never all be held as separate lists.
+#[derive(Debug, Clone)]
+pub struct CsrBuilder {
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+}
+
+impl CsrBuilder {
+    /// An empty matrix of `n_cols` columns.
+    pub fn new(n_cols: usize) -> Self {
+        CsrBuilder {
+            n_cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Appends the next row from `(col, value)` entries in any order,
+    /// summing duplicates as [`Csr::from_triplets`] does. Panics if a column
+    /// is out of range.
+    pub fn push_row(&mut self, entries: &[(u32, f32)]) {
+        let start = self.indices.len();
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by_key(|&k| entries[k].0);
+        for k in order {
+            let (c, v) = entries[k];
+            assert!(
+                (c as usize) < self.n_cols,
+                "column {c} out of range {}",
+                self.n_cols
+            );
+            if self.indices.len() > start && *self.indices.last().unwrap() == c {
+                *self.values.last_mut().unwrap() += v;
+            } else {
+                self.indices.push(c);
+                self.values.push(v);
+            }
+        }
+        self.indptr.push(self.indices.len());
+    }
+
+    /// The matrix of the rows pushed so far.
+    pub fn finish(mut self) -> Csr {
+        self.indices.shrink_to_fit();
+        self.values.shrink_to_fit();
+        Csr {
+            n_rows: self.indptr.len() - 1,
+            n_cols: self.n_cols,
+            indptr: self.indptr,
+            indices: self.indices,
+            values: self.values,
+        }
+    }
+}
+
 /// How purchases are turned into interaction strengths.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Weighting {
@@ -224,28 +313,24 @@ impl InteractionMatrix {
             let per_sec = std::f64::consts::LN_2 / (h * 86_400.0);
             move |t: i64| (-(weighting.reference_time - t).max(0) as f64 * per_sec).exp() as f32
         });
-        let summed = Csr::from_triplets(
-            log.customers.len(),
-            log.items.len(),
+        let summed = Csr::from_triplets_with(log.customers.len(), log.items.len(), || {
             log.purchases.iter().map(|p| {
                 let w = decay.map_or(1.0, |d| d(p.time));
                 (p.customer.0, p.item.0, p.quantity * w)
-            }),
-        );
-        let mut netted_out_pairs = 0;
-        let mut triplets = Vec::with_capacity(summed.nnz());
-        for r in 0..summed.n_rows() {
-            let (cols, vals) = summed.row(r);
-            for (&c, &v) in cols.iter().zip(vals) {
-                if v > 0.0 {
-                    triplets.push((r as u32, c, v));
-                } else {
-                    netted_out_pairs += 1;
-                }
-            }
-        }
+            })
+        });
+        let netted_out_pairs = summed.nnz() - summed.values.iter().filter(|&&v| v > 0.0).count();
+        let matrix = Csr::from_triplets_with(summed.n_rows(), summed.n_cols(), || {
+            (0..summed.n_rows()).flat_map(|r| {
+                let (cols, vals) = summed.row(r);
+                cols.iter()
+                    .zip(vals)
+                    .filter(|&(_, &v)| v > 0.0)
+                    .map(move |(&c, &v)| (r as u32, c, v))
+            })
+        });
         InteractionMatrix {
-            matrix: Csr::from_triplets(summed.n_rows(), summed.n_cols(), triplets),
+            matrix,
             netted_out_pairs,
         }
     }
@@ -277,5 +362,43 @@ mod tests {
         assert_eq!(m.matrix.nnz(), 1);
         assert_eq!(m.netted_out_pairs, 1);
         assert_eq!(m.matrix.get(0, 1), 1.0);
+    }
+
+    #[test]
+    fn two_walks_and_row_pushes_build_what_triplets_build() {
+        let triplets = [
+            (2, 1, 0.5),
+            (0, 3, 1.0),
+            (2, 1, 0.25),
+            (0, 0, 2.0),
+            (3, 2, -1.0),
+            (0, 3, 4.0),
+        ];
+        let reference = Csr::from_triplets(5, 4, triplets);
+        assert_eq!(reference.row(0), (&[0, 3][..], &[2.0, 5.0][..]));
+        assert_eq!(reference.row(2), (&[1][..], &[0.75][..]));
+        assert_eq!(reference.row_nnz(1), 0);
+        let walked = Csr::from_triplets_with(5, 4, || triplets.iter().copied());
+        assert_eq!(walked, reference);
+        let mut builder = CsrBuilder::new(4);
+        for r in 0..5u32 {
+            let row: Vec<(u32, f32)> = triplets
+                .iter()
+                .filter(|t| t.0 == r)
+                .map(|&(_, c, v)| (c, v))
+                .collect();
+            builder.push_row(&row);
+        }
+        assert_eq!(builder.finish(), reference);
+    }
+
+    #[test]
+    #[should_panic(expected = "changed between walks")]
+    fn a_source_that_changes_between_walks_is_refused() {
+        let calls = std::cell::Cell::new(0);
+        Csr::from_triplets_with(2, 2, || {
+            calls.set(calls.get() + 1);
+            (0..calls.get()).map(|_| (0, 0, 1.0))
+        });
     }
 }

@@ -12,7 +12,7 @@ use crate::cf::popularity::Popularity;
 use crate::customer::book::CustomerBook;
 use crate::customer::replenishment::Replenishment;
 use crate::topk::{rank_order, top_k_dense};
-use encore_data::{Csr, IdMap};
+use encore_data::{Csr, CsrBuilder, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -86,17 +86,37 @@ pub(crate) fn top_unbought(
     })
 }
 
-/// Per-customer lists (customer index = position) as a customer x item
-/// matrix of scores.
-pub(crate) fn lists_to_csr(n_customers: usize, n_items: usize, lists: Vec<Ranked>) -> Csr {
-    Csr::from_triplets(
-        n_customers,
-        n_items,
-        lists
-            .into_iter()
-            .enumerate()
-            .flat_map(|(c, l)| l.into_iter().map(move |(i, s)| (c as u32, i, s))),
-    )
+/// Customers per block of [`build_lists`].
+const LIST_BLOCK: u32 = 16_384;
+
+/// `N` lists per customer, computed by `list` in parallel (each worker with
+/// its own scratch from `init`), as `N` customer x item matrices of scores.
+/// Customers go one block at a time, each block's lists appended to the
+/// matrices and dropped: the lists of all customers are never held twice.
+pub(crate) fn build_lists<S, const N: usize>(
+    n_customers: usize,
+    n_items: usize,
+    init: impl Fn() -> S + Sync + Send,
+    list: impl Fn(&mut S, u32) -> [Ranked; N] + Sync + Send,
+) -> [Csr; N] {
+    use rayon::prelude::*;
+    let mut builders: [CsrBuilder; N] = std::array::from_fn(|_| CsrBuilder::new(n_items));
+    let n = u32::try_from(n_customers).expect("customers are indexed by u32");
+    let mut start = 0;
+    while start < n {
+        let end = start.saturating_add(LIST_BLOCK).min(n);
+        let block: Vec<[Ranked; N]> = (start..end)
+            .into_par_iter()
+            .map_init(&init, |scratch, c| list(scratch, c))
+            .collect();
+        for lists in &block {
+            for (builder, l) in builders.iter_mut().zip(lists) {
+                builder.push_row(l);
+            }
+        }
+        start = end;
+    }
+    builders.map(CsrBuilder::finish)
 }
 
 /// A ranked list of `(item index, score)`, best first.
@@ -292,23 +312,21 @@ impl Engine {
     /// of items never bought (available ones only), as [`Engine::recommend`]
     /// ranks them with the default filter; `top_n = 0` drops the lists.
     pub fn with_new_item_lists(mut self, top_n: usize) -> Engine {
-        use rayon::prelude::*;
         self.new_items = None;
         if top_n == 0 {
             return self;
         }
         let filter = ListFilter::default();
-        let lists: Vec<Ranked> = (0..self.customers.len() as u32)
-            .into_par_iter()
-            .map_init(
-                || vec![0f32; self.items.len()],
-                |scores, c| match self.history.row_nnz(c as usize) {
-                    0 => Vec::new(),
-                    _ => self.score_als(c, top_n, &filter, scores),
-                },
-            )
-            .collect();
-        self.new_items = Some(lists_to_csr(self.customers.len(), self.items.len(), lists));
+        let [lists] = build_lists(
+            self.customers.len(),
+            self.items.len(),
+            || vec![0f32; self.items.len()],
+            |scores, c| match self.history.row_nnz(c as usize) {
+                0 => [Vec::new()],
+                _ => [self.score_als(c, top_n, &filter, scores)],
+            },
+        );
+        self.new_items = Some(lists);
         self
     }
 

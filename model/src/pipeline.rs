@@ -12,8 +12,8 @@ use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
-use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, top_unbought};
-use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
+use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists, top_unbought};
+use encore_data::{Csr, InteractionMatrix, Purchase, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -420,14 +420,14 @@ pub fn train_engine(
     })?;
     // Co-purchase and popularity see only purchases that stood: lines of a
     // (customer, item) pair whose returns cancel it out are left out, as in ALS.
-    let kept = kept_purchases(log, &history);
+    let kept = stood(&history);
     progress(Stage::CoPurchase);
-    let copurchase = config.copurchase_params()?.fit(&kept);
+    let copurchase = config.copurchase_params()?.fit_where(log, kept);
     progress(Stage::Popularity);
     let popularity = PopularityParams {
         window_days: config.popularity.window_days,
     }
-    .fit(&kept);
+    .fit_where(log, kept);
     progress(Stage::Index);
     let hnsw_params = HnswParams {
         m: config.hnsw.m,
@@ -526,7 +526,6 @@ fn for_you_lists(
     als: &crate::cf::als::Als,
     copurchase: &crate::cf::item_knn::CoPurchase,
 ) -> Result<ForYouLists, TrainError> {
-    use rayon::prelude::*;
     let tifu = fit_tifu(log, config, None)?;
     let n_items = log.items.len();
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
@@ -540,12 +539,16 @@ fn for_you_lists(
             (0, _) | (_, []) => Vec::new(),
             (_, bought) => top_unbought(cf, new_top_n, bought, available),
         };
-        (for_you(cf), new)
+        [for_you(cf), new]
     };
-    let split = |lists: Vec<(Ranked, Ranked)>| {
-        let (for_you, new): (Vec<Ranked>, Vec<Ranked>) = lists.into_iter().unzip();
-        let new = (new_top_n > 0).then(|| lists_matrix(log, new));
-        (lists_matrix(log, for_you), new)
+    let lists = |for_you: &(dyn Fn(&[f32], u32) -> Ranked + Sync)| {
+        let [for_you, new] = build_lists(
+            log.customers.len(),
+            n_items,
+            || vec![0f32; n_items],
+            |cf, c| both(cf, c, &|cf| for_you(cf, c)),
+        );
+        (for_you, (new_top_n > 0).then_some(new))
     };
     let mut fallback_reason = None;
     if config.for_you.model == ForYouModel::Ranker {
@@ -555,17 +558,8 @@ fn for_you_lists(
         match fitted {
             Ok(ranker) => {
                 let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
-                let lists: Vec<(Ranked, Ranked)> = (0..log.customers.len() as u32)
-                    .into_par_iter()
-                    .map_init(
-                        || vec![0f32; n_items],
-                        |cf, c| {
-                            both(cf, c, &|cf| {
-                                ranker.recommend_scored(&signals, c, top_n, available, cf)
-                            })
-                        },
-                    )
-                    .collect();
+                let (for_you, new_items) =
+                    lists(&|cf, c| ranker.recommend_scored(&signals, c, top_n, available, cf));
                 let summary = ForYouSummary {
                     model: "ranker".into(),
                     fallback_reason: None,
@@ -582,7 +576,6 @@ fn for_you_lists(
                             .collect(),
                     }),
                 };
-                let (for_you, new_items) = split(lists);
                 return Ok(ForYouLists {
                     for_you,
                     summary,
@@ -600,33 +593,18 @@ fn for_you_lists(
             Err(e) => fallback_reason = Some(e.to_string()),
         }
     }
-    let lists: Vec<(Ranked, Ranked)> = (0..log.customers.len() as u32)
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; n_items],
-            |cf, c| {
-                both(cf, c, &|cf| {
-                    tifu.recommend(c, top_n, |i| !available(i), Some(cf))
-                })
-            },
-        )
-        .collect();
+    let (for_you, new_items) =
+        lists(&|cf, c| tifu.recommend(c, top_n, |i| !available(i), Some(cf)));
     let summary = ForYouSummary {
         model: "tifu_als".into(),
         fallback_reason,
         ranker: None,
     };
-    let (for_you, new_items) = split(lists);
     Ok(ForYouLists {
         for_you,
         summary,
         new_items,
     })
-}
-
-/// Per-customer lists as a customer x item matrix of scores.
-fn lists_matrix(log: &PurchaseLog, lists: Vec<Ranked>) -> Csr {
-    crate::engine::lists_to_csr(log.customers.len(), log.items.len(), lists)
 }
 
 /// TIFU-KNN fitted on `log` with `[repeat_aware]`; neighbours only for
@@ -657,9 +635,7 @@ pub fn ranker_base_models(
     let (interactions, _) = interaction_matrix(log, &config.als);
     let als = config.als_params().fit(&interactions)?;
     let history = InteractionMatrix::from_log(log, &Weighting::default()).matrix;
-    let copurchase = config
-        .copurchase_params()?
-        .fit(&kept_purchases(log, &history));
+    let copurchase = config.copurchase_params()?.fit_where(log, stood(&history));
     let tifu = fit_tifu(log, config, scored)?;
     Ok(crate::cf::ranker::BaseModels {
         tifu,
@@ -668,20 +644,10 @@ pub fn ranker_base_models(
     })
 }
 
-/// The positive-quantity lines of `log` whose (customer, item) pair has a
-/// positive net quantity in `history`.
-fn kept_purchases(log: &PurchaseLog, history: &Csr) -> PurchaseLog {
-    PurchaseLog {
-        customers: log.customers.clone(),
-        items: log.items.clone(),
-        orders: log.orders.clone(),
-        purchases: log
-            .purchases
-            .iter()
-            .filter(|p| p.quantity > 0.0 && history.get(p.customer.idx(), p.item.0) > 0.0)
-            .copied()
-            .collect(),
-    }
+/// Accepts the positive-quantity lines whose (customer, item) pair has a
+/// positive net quantity in `history` (the purchases that stood).
+fn stood(history: &Csr) -> impl Fn(&Purchase) -> bool + Copy + '_ {
+    |p| p.quantity > 0.0 && history.get(p.customer.idx(), p.item.0) > 0.0
 }
 
 fn now_secs() -> i64 {

@@ -46,7 +46,7 @@
 //! takes about 0.2 s, one of 500k orders, 20k items and 5.7M lines 3-4 s.
 
 use crate::topk::{rank_order, top_k};
-use encore_data::{Csr, PurchaseLog};
+use encore_data::{Csr, Purchase, PurchaseLog};
 use rayon::prelude::*;
 
 /// What "together" means.
@@ -134,6 +134,12 @@ struct Scratch {
 impl CoPurchaseParams {
     /// Builds the neighbour lists from the positive lines of `log`.
     pub fn fit(&self, log: &PurchaseLog) -> CoPurchase {
+        self.fit_where(log, |_| true)
+    }
+
+    /// [`CoPurchaseParams::fit`] on the lines of `log` that `keep` accepts
+    /// (without copying them into a log of their own).
+    pub fn fit_where(&self, log: &PurchaseLog, keep: impl Fn(&Purchase) -> bool) -> CoPurchase {
         let n_items = log.items.len();
         let n_rows = match self.basis {
             Basis::Orders => log.orders.len(),
@@ -141,17 +147,18 @@ impl CoPurchaseParams {
         };
         // Basis x item, binary (duplicates are summed by `from_triplets`; only
         // the pattern is used from here on).
-        let rows = Csr::from_triplets(
-            n_rows,
-            n_items,
-            log.purchases.iter().filter(|p| p.quantity > 0.0).map(|p| {
-                let r = match self.basis {
-                    Basis::Orders => p.order.0,
-                    Basis::Customers => p.customer.0,
-                };
-                (r, p.item.0, 1.0)
-            }),
-        );
+        let rows = Csr::from_triplets_with(n_rows, n_items, || {
+            log.purchases
+                .iter()
+                .filter(|p| p.quantity > 0.0 && keep(p))
+                .map(|p| {
+                    let r = match self.basis {
+                        Basis::Orders => p.order.0,
+                        Basis::Customers => p.customer.0,
+                    };
+                    (r, p.item.0, 1.0)
+                })
+        });
         let items = rows.transpose();
         let scorer = self.scorer(&rows, &items);
         let (keep, min_support) = (self.neighbours, self.min_support.max(1));

@@ -10,7 +10,7 @@
 //! best first, ties broken by the lower item index.
 
 use crate::topk::rank_order;
-use encore_data::PurchaseLog;
+use encore_data::{Purchase, PurchaseLog};
 
 /// Settings of [`Popularity`].
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +29,19 @@ impl Default for PopularityParams {
 impl PopularityParams {
     /// Ranks the items of `log` (see the module docs).
     pub fn fit(&self, log: &PurchaseLog) -> Popularity {
-        let Some((_, last)) = log.time_range() else {
+        self.fit_where(log, |_| true)
+    }
+
+    /// [`PopularityParams::fit`] on the lines of `log` that `keep` accepts,
+    /// as if they were the whole log (without copying them into one).
+    pub fn fit_where(&self, log: &PurchaseLog, keep: impl Fn(&Purchase) -> bool) -> Popularity {
+        let Some(last) = log
+            .purchases
+            .iter()
+            .filter(|p| keep(p))
+            .map(|p| p.time)
+            .max()
+        else {
             return Popularity::default();
         };
         let cutoff = if self.window_days > 0.0 {
@@ -39,20 +51,24 @@ impl PopularityParams {
         } else {
             i64::MIN
         };
-        let mut ranked = count_buyers(log, cutoff);
+        let mut ranked = count_buyers(log, cutoff, &keep);
         if ranked.is_empty() && cutoff != i64::MIN {
-            ranked = count_buyers(log, i64::MIN);
+            ranked = count_buyers(log, i64::MIN, &keep);
         }
         Popularity { ranked }
     }
 }
 
 /// Distinct buyers per item over positive lines at or after `cutoff`, ranked.
-fn count_buyers(log: &PurchaseLog, cutoff: i64) -> Vec<(u32, f32)> {
+fn count_buyers(
+    log: &PurchaseLog,
+    cutoff: i64,
+    keep: &impl Fn(&Purchase) -> bool,
+) -> Vec<(u32, f32)> {
     let mut pairs: Vec<u64> = log
         .purchases
         .iter()
-        .filter(|p| p.time >= cutoff && p.quantity > 0.0)
+        .filter(|p| p.time >= cutoff && p.quantity > 0.0 && keep(p))
         .map(|p| (u64::from(p.item.0) << 32) | u64::from(p.customer.0))
         .collect();
     pairs.sort_unstable();

@@ -240,22 +240,18 @@ fn personal_vectors(log: &PurchaseLog, p: &TifuParams) -> (Csr, Csr) {
     let n_customers = log.customers.len();
     let n_items = log.items.len();
     // Net quantity per (customer, item); `bought` = any positive line.
-    let net = Csr::from_triplets(
-        n_customers,
-        n_items,
+    let net = Csr::from_triplets_with(n_customers, n_items, || {
         log.purchases
             .iter()
             .filter(|q| q.quantity.is_finite())
-            .map(|q| (q.customer.0, q.item.0, q.quantity)),
-    );
-    let bought = Csr::from_triplets(
-        n_customers,
-        n_items,
+            .map(|q| (q.customer.0, q.item.0, q.quantity))
+    });
+    let bought = Csr::from_triplets_with(n_customers, n_items, || {
         log.purchases
             .iter()
             .filter(|q| q.quantity > 0.0)
-            .map(|q| (q.customer.0, q.item.0, 1.0)),
-    )
+            .map(|q| (q.customer.0, q.item.0, 1.0))
+    })
     .map_values(|_| 1.0);
     // Positive lines grouped by customer, then order (time of the order = its
     // earliest positive line).
@@ -358,29 +354,24 @@ fn nearest_customers(
             v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt() as f32
         })
         .collect();
-    let unit = {
-        let mut triplets = Vec::with_capacity(vectors.nnz());
-        for (r, &norm) in norms.iter().enumerate() {
+    let unit = Csr::from_triplets_with(n, vectors.n_cols(), || {
+        norms.iter().enumerate().flat_map(|(r, &norm)| {
             let (cols, vals) = vectors.row(r);
-            for (&c, &v) in cols.iter().zip(vals) {
-                triplets.push((r as u32, c, v / norm));
-            }
-        }
-        Csr::from_triplets(n, vectors.n_cols(), triplets)
-    };
+            cols.iter()
+                .zip(vals)
+                .map(move |(&c, &v)| (r as u32, c, v / norm))
+        })
+    });
     // Item -> the pool's customers holding it.
     let by_item = match &in_pool {
         None => unit.transpose(),
-        Some(in_pool) => {
-            let mut triplets = Vec::new();
-            for r in (0..n).filter(|&r| in_pool[r]) {
+        Some(in_pool) => Csr::from_triplets_with(n, vectors.n_cols(), || {
+            (0..n).filter(|&r| in_pool[r]).flat_map(|r| {
                 let (cols, vals) = unit.row(r);
-                for (&c, &v) in cols.iter().zip(vals) {
-                    triplets.push((r as u32, c, v));
-                }
-            }
-            Csr::from_triplets(n, vectors.n_cols(), triplets).transpose()
-        }
+                cols.iter().zip(vals).map(move |(&c, &v)| (r as u32, c, v))
+            })
+        })
+        .transpose(),
     };
     (0..n)
         .into_par_iter()
