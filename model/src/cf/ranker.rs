@@ -461,9 +461,20 @@ struct Held {
 }
 
 /// Per customer and item activity of one log.
+///
+/// # Implementation notes
+/// Each customer's items ([`Held`]) are computed from their own lines when
+/// asked ([`Activity::held`]) rather than held for every customer: a
+/// customer's lines are found through an index of the log grouped by
+/// customer (4 bytes a positive line). The per-item counts come from one
+/// pass that computes every customer's items and drops them.
 struct Activity {
-    /// Per customer: the items bought, by item.
-    items: Vec<Vec<Held>>,
+    /// Positions in the log of the positive lines, grouped by customer (in
+    /// log order within a customer): customer `c`'s are
+    /// `by_customer[starts[c]..starts[c + 1]]`.
+    by_customer: Vec<u32>,
+    starts: Vec<usize>,
+    recent_from: i64,
     /// Share of the customer's items bought in two or more orders.
     repeat_share: Vec<f64>,
     n_orders: Vec<u32>,
@@ -481,51 +492,234 @@ struct Activity {
     end: i64,
 }
 
+/// What one customer's lines say, beside their items.
+struct CustomerActivity {
+    /// Bought items, by item.
+    held: Vec<Held>,
+    /// Whether each held item was bought on or after the recent window's start.
+    recent: Vec<bool>,
+    n_orders: u32,
+    /// Time of the first and last positive line.
+    span: (i64, i64),
+}
+
+/// Per-item counts summed over customers.
+#[derive(Clone)]
+struct ItemCounts {
+    buyers: Vec<u32>,
+    repeaters: Vec<u32>,
+    recent_buyers: Vec<u32>,
+    next_opportunities: Vec<u64>,
+    next_followed: Vec<u64>,
+}
+
+impl ItemCounts {
+    fn new(n_items: usize) -> Self {
+        ItemCounts {
+            buyers: vec![0; n_items],
+            repeaters: vec![0; n_items],
+            recent_buyers: vec![0; n_items],
+            next_opportunities: vec![0; n_items],
+            next_followed: vec![0; n_items],
+        }
+    }
+
+    fn add(mut self, other: ItemCounts) -> Self {
+        fn sum<T: std::ops::AddAssign + Copy>(a: &mut [T], b: &[T]) {
+            for (x, &y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        sum(&mut self.buyers, &other.buyers);
+        sum(&mut self.repeaters, &other.repeaters);
+        sum(&mut self.recent_buyers, &other.recent_buyers);
+        sum(&mut self.next_opportunities, &other.next_opportunities);
+        sum(&mut self.next_followed, &other.next_followed);
+        self
+    }
+}
+
 impl Activity {
     fn new(log: &PurchaseLog, recent_days: f64) -> Self {
         let n_customers = log.customers.len();
         let n_items = log.items.len();
         let end = log.time_range().map_or(0, |(_, last)| last);
         let recent_from = end.saturating_sub((recent_days * DAY) as i64);
-        // (customer, item, order, time) of positive lines.
-        let mut lines: Vec<(u32, u32, u32, i64)> = log
-            .purchases
+        let positive = || {
+            log.purchases
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.quantity > 0.0)
+        };
+        let mut starts = vec![0usize; n_customers + 1];
+        for (_, p) in positive() {
+            starts[p.customer.idx() + 1] += 1;
+        }
+        for c in 0..n_customers {
+            starts[c + 1] += starts[c];
+        }
+        let mut next = starts.clone();
+        let mut by_customer = vec![0u32; starts[n_customers]];
+        for (k, p) in positive() {
+            let slot = &mut next[p.customer.idx()];
+            by_customer[*slot] = u32::try_from(k).expect("purchase lines are indexed by u32");
+            *slot += 1;
+        }
+        drop(next);
+        let mut activity = Activity {
+            by_customer,
+            starts,
+            recent_from,
+            repeat_share: Vec::new(),
+            n_orders: Vec::new(),
+            gap_days: Vec::new(),
+            buyers: Vec::new(),
+            recent_buyers: Vec::new(),
+            repeat_rate: Vec::new(),
+            next_rate: Vec::new(),
+            popular: Vec::new(),
+            end,
+        };
+        let per_customer: Vec<(f64, u32, (i64, i64))>;
+        let counts;
+        {
+            let this = &activity;
+            (per_customer, counts) = (0..n_customers as u32)
+                .into_par_iter()
+                .fold(
+                    || (Vec::new(), ItemCounts::new(n_items)),
+                    |(mut rows, mut counts), c| {
+                        let a = this.customer(log, c);
+                        for (h, &recent) in a.held.iter().zip(&a.recent) {
+                            let i = h.item as usize;
+                            counts.next_opportunities[i] += u64::from(h.opportunities);
+                            counts.next_followed[i] += u64::from(h.followed);
+                            counts.buyers[i] += 1;
+                            counts.repeaters[i] += u32::from(h.orders >= 2);
+                            counts.recent_buyers[i] += u32::from(recent);
+                        }
+                        let n = a.held.len().max(1) as f64;
+                        let share = a.held.iter().filter(|h| h.orders >= 2).count() as f64 / n;
+                        rows.push((share, a.n_orders, a.span));
+                        (rows, counts)
+                    },
+                )
+                .reduce(
+                    || (Vec::new(), ItemCounts::new(n_items)),
+                    |(mut rows, counts), (more, other)| {
+                        rows.extend(more);
+                        (rows, counts.add(other))
+                    },
+                );
+        }
+        let n_orders: Vec<u32> = per_customer.iter().map(|r| r.1).collect();
+        let span: Vec<(i64, i64)> = per_customer.iter().map(|r| r.2).collect();
+        activity.repeat_share = per_customer.iter().map(|r| r.0).collect();
+        drop(per_customer);
+        let mut gaps: Vec<f64> = (0..n_customers)
+            .filter(|&c| n_orders[c] >= 2)
+            .map(|c| (span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1))
+            .collect();
+        gaps.sort_by(f64::total_cmp);
+        let median_gap = gaps.get(gaps.len() / 2).copied().unwrap_or(30.0).max(1.0);
+        activity.gap_days = (0..n_customers)
+            .map(|c| {
+                if n_orders[c] >= 2 {
+                    ((span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1)).max(1.0)
+                } else {
+                    median_gap
+                }
+            })
+            .collect();
+        activity.n_orders = n_orders;
+        let ItemCounts {
+            buyers,
+            repeaters,
+            recent_buyers,
+            next_opportunities,
+            next_followed,
+        } = counts;
+        let total_buyers: u64 = buyers.iter().map(|&b| u64::from(b)).sum();
+        let total_repeaters: u64 = repeaters.iter().map(|&b| u64::from(b)).sum();
+        let global = if total_buyers > 0 {
+            total_repeaters as f64 / total_buyers as f64
+        } else {
+            0.0
+        };
+        activity.repeat_rate = buyers
             .iter()
-            .filter(|p| p.quantity > 0.0)
-            .map(|p| (p.customer.0, p.item.0, p.order.0, p.time))
+            .zip(&repeaters)
+            .map(|(&b, &r)| {
+                (f64::from(r) + REPEAT_PRIOR_BUYERS * global) / (f64::from(b) + REPEAT_PRIOR_BUYERS)
+            })
+            .collect();
+        let total_opportunities: u64 = next_opportunities.iter().sum();
+        let global_next = if total_opportunities > 0 {
+            next_followed.iter().sum::<u64>() as f64 / total_opportunities as f64
+        } else {
+            0.0
+        };
+        activity.next_rate = next_opportunities
+            .iter()
+            .zip(&next_followed)
+            .map(|(&o, &f)| (f as f64 + NEXT_PRIOR * global_next) / (o as f64 + NEXT_PRIOR))
+            .collect();
+        let mut popular: Vec<(u32, f32)> = recent_buyers
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b > 0)
+            .map(|(i, &b)| (i as u32, b as f32))
+            .collect();
+        popular.sort_by(rank_order);
+        activity.popular = popular.into_iter().map(|(i, _)| i).collect();
+        activity.buyers = buyers;
+        activity.recent_buyers = recent_buyers;
+        activity
+    }
+
+    fn n_customers(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Customer `c`'s bought items, by item (`log` is the log the activity
+    /// was built from).
+    fn held(&self, log: &PurchaseLog, c: u32) -> Vec<Held> {
+        self.customer(log, c).held
+    }
+
+    fn customer(&self, log: &PurchaseLog, c: u32) -> CustomerActivity {
+        let cu = c as usize;
+        // (item, order, time) of the customer's positive lines.
+        let mut lines: Vec<(u32, u32, i64)> = self.by_customer
+            [self.starts[cu]..self.starts[cu + 1]]
+            .iter()
+            .map(|&k| {
+                let p = &log.purchases[k as usize];
+                (p.item.0, p.order.0, p.time)
+            })
             .collect();
         lines.sort_unstable();
-        // Rank of each order among its customer's, from the newest (0), by
+        // Rank of each order among the customer's, from the newest (0), by
         // (time of its earliest line, order index).
-        let mut order_time: std::collections::HashMap<(u32, u32), i64> = Default::default();
-        for &(c, _, o, t) in &lines {
-            let e = order_time.entry((c, o)).or_insert(t);
-            *e = (*e).min(t);
-        }
-        let mut keys: Vec<(u32, i64, u32)> =
-            order_time.iter().map(|(&(c, o), &t)| (c, t, o)).collect();
+        let mut order_time: Vec<(u32, i64)> = lines.iter().map(|&(_, o, t)| (o, t)).collect();
+        order_time.sort_unstable();
+        order_time.dedup_by_key(|e| e.0);
+        let mut keys: Vec<(i64, u32)> = order_time.iter().map(|&(o, t)| (t, o)).collect();
         keys.sort_unstable();
-        let mut rank_from_end: std::collections::HashMap<(u32, u32), u32> = Default::default();
-        let mut s = 0;
-        while s < keys.len() {
-            let mut e = s;
-            while e < keys.len() && keys[e].0 == keys[s].0 {
-                e += 1;
-            }
-            for (r, k) in keys[s..e].iter().rev().enumerate() {
-                rank_from_end.insert((k.0, k.2), r as u32);
-            }
-            s = e;
-        }
-        let mut items: Vec<Vec<Held>> = vec![Vec::new(); n_customers];
-        let mut buyers = vec![0u32; n_items];
-        let mut repeaters = vec![0u32; n_items];
-        let mut recent_buyers = vec![0u32; n_items];
-        let mut next_opportunities = vec![0u64; n_items];
-        let mut next_followed = vec![0u64; n_items];
+        let mut rank_of: Vec<(u32, u32)> = keys
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(r, &(_, o))| (o, r as u32))
+            .collect();
+        rank_of.sort_unstable();
+        let rank = |o: u32| rank_of[rank_of.binary_search_by_key(&o, |e| e.0).unwrap()].1;
+        let mut span = (i64::MAX, i64::MIN);
+        let mut held_items = Vec::new();
+        let mut recent_items = Vec::new();
         let mut s = 0;
         while s < lines.len() {
-            let (c, i) = (lines[s].0, lines[s].1);
+            let i = lines[s].0;
             let mut e = s;
             let mut held = Held {
                 item: i,
@@ -543,19 +737,20 @@ impl Activity {
             let mut recent = false;
             let mut prev_order = None;
             let mut ranks: Vec<u32> = Vec::new();
-            while e < lines.len() && lines[e].0 == c && lines[e].1 == i {
-                let (o, t) = (lines[e].2, lines[e].3);
+            while e < lines.len() && lines[e].0 == i {
+                let (o, t) = (lines[e].1, lines[e].2);
                 if prev_order != Some(o) {
                     held.orders += 1;
                     prev_order = Some(o);
-                    let r = rank_from_end[&(c, o)];
+                    let r = rank(o);
                     held.in_last_5 += u32::from(r < 5);
                     held.in_last |= r == 0;
                     ranks.push(r);
                 }
                 held.first = held.first.min(t);
                 held.last = held.last.max(t);
-                recent |= t >= recent_from;
+                recent |= t >= self.recent_from;
+                span = (span.0.min(t), span.1.max(t));
                 e += 1;
             }
             ranks.sort_unstable();
@@ -569,93 +764,15 @@ impl Activity {
                 .enumerate()
                 .take_while(|&(k, &r)| r == k as u32)
                 .count() as u32;
-            items[c as usize].push(held);
-            next_opportunities[i as usize] += u64::from(held.opportunities);
-            next_followed[i as usize] += u64::from(held.followed);
-            buyers[i as usize] += 1;
-            repeaters[i as usize] += u32::from(held.orders >= 2);
-            recent_buyers[i as usize] += u32::from(recent);
+            held_items.push(held);
+            recent_items.push(recent);
             s = e;
         }
-        let repeat_share = items
-            .iter()
-            .map(|held| {
-                let n = held.len().max(1) as f64;
-                held.iter().filter(|h| h.orders >= 2).count() as f64 / n
-            })
-            .collect();
-        // Orders per customer and their time span.
-        let mut order_keys: Vec<(u32, u32, i64)> = lines.iter().map(|l| (l.0, l.2, l.3)).collect();
-        order_keys.sort_unstable();
-        let mut n_orders = vec![0u32; n_customers];
-        let mut span: Vec<(i64, i64)> = vec![(i64::MAX, i64::MIN); n_customers];
-        let mut prev = None;
-        for &(c, o, t) in &order_keys {
-            if prev != Some((c, o)) {
-                n_orders[c as usize] += 1;
-                prev = Some((c, o));
-            }
-            let s = &mut span[c as usize];
-            *s = (s.0.min(t), s.1.max(t));
-        }
-        let mut gaps: Vec<f64> = (0..n_customers)
-            .filter(|&c| n_orders[c] >= 2)
-            .map(|c| (span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1))
-            .collect();
-        gaps.sort_by(f64::total_cmp);
-        let median_gap = gaps.get(gaps.len() / 2).copied().unwrap_or(30.0).max(1.0);
-        let gap_days = (0..n_customers)
-            .map(|c| {
-                if n_orders[c] >= 2 {
-                    ((span[c].1 - span[c].0) as f64 / DAY / f64::from(n_orders[c] - 1)).max(1.0)
-                } else {
-                    median_gap
-                }
-            })
-            .collect();
-        let total_buyers: u64 = buyers.iter().map(|&b| u64::from(b)).sum();
-        let total_repeaters: u64 = repeaters.iter().map(|&b| u64::from(b)).sum();
-        let global = if total_buyers > 0 {
-            total_repeaters as f64 / total_buyers as f64
-        } else {
-            0.0
-        };
-        let repeat_rate = buyers
-            .iter()
-            .zip(&repeaters)
-            .map(|(&b, &r)| {
-                (f64::from(r) + REPEAT_PRIOR_BUYERS * global) / (f64::from(b) + REPEAT_PRIOR_BUYERS)
-            })
-            .collect();
-        let total_opportunities: u64 = next_opportunities.iter().sum();
-        let global_next = if total_opportunities > 0 {
-            next_followed.iter().sum::<u64>() as f64 / total_opportunities as f64
-        } else {
-            0.0
-        };
-        let next_rate = next_opportunities
-            .iter()
-            .zip(&next_followed)
-            .map(|(&o, &f)| (f as f64 + NEXT_PRIOR * global_next) / (o as f64 + NEXT_PRIOR))
-            .collect();
-        let mut popular: Vec<(u32, f32)> = recent_buyers
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b > 0)
-            .map(|(i, &b)| (i as u32, b as f32))
-            .collect();
-        popular.sort_by(rank_order);
-        Activity {
-            items,
-            repeat_share,
-            n_orders,
-            gap_days,
-            buyers,
-            recent_buyers,
-            repeat_rate,
-            next_rate,
-            popular: popular.into_iter().map(|(i, _)| i).collect(),
-            end,
+        CustomerActivity {
+            held: held_items,
+            recent: recent_items,
+            n_orders: order_time.len() as u32,
+            span,
         }
     }
 }
@@ -679,6 +796,7 @@ thread_local! {
 /// Base models fitted on one log plus that log's activity: what the
 /// features of [`Ranker`] are computed from.
 pub struct Signals<'a> {
+    log: &'a PurchaseLog,
     tifu: TifuKnn,
     als: &'a Als,
     copurchase: &'a CoPurchase,
@@ -689,13 +807,14 @@ pub struct Signals<'a> {
 impl<'a> Signals<'a> {
     /// `tifu`, `als` and `copurchase` must have been fitted on `log`.
     pub fn new(
-        log: &PurchaseLog,
+        log: &'a PurchaseLog,
         tifu: TifuKnn,
         als: &'a Als,
         copurchase: &'a CoPurchase,
         params: &RankerParams,
     ) -> Self {
         Signals {
+            log,
             tifu,
             als,
             copurchase,
@@ -714,7 +833,7 @@ impl<'a> Signals<'a> {
         c: u32,
         available: impl Fn(u32) -> bool,
     ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
-        if c as usize >= self.activity.items.len() {
+        if c as usize >= self.activity.n_customers() {
             return (Vec::new(), Vec::new());
         }
         ALS_SCORES.with_borrow_mut(|cf| {
@@ -733,7 +852,7 @@ impl<'a> Signals<'a> {
         available: impl Fn(u32) -> bool,
         cf: &[f32],
     ) -> (Vec<u32>, Vec<[f64; N_FEATURES]>) {
-        if c as usize >= self.activity.items.len() {
+        if c as usize >= self.activity.n_customers() {
             return (Vec::new(), Vec::new());
         }
         assert_eq!(cf.len(), self.tifu.n_items(), "one ALS score per item");
@@ -767,7 +886,7 @@ impl<'a> Signals<'a> {
         }
         self.tifu.neighbour_mean(c, neighbours);
         let alpha = self.tifu.params().alpha;
-        let mine = &a.items[cu];
+        let mine = &a.held(self.log, c);
         let bought = |i: u32| {
             mine.binary_search_by_key(&i, |h| h.item)
                 .ok()
@@ -1055,7 +1174,8 @@ mod tests {
         let activity = Activity::new(&log, 90.0);
         let held = |c: &str, i: &str| {
             let (c, i) = (log.customers.get(c).unwrap(), log.items.get(i).unwrap());
-            activity.items[c as usize]
+            activity
+                .held(&log, c)
                 .iter()
                 .find(|h| h.item == i)
                 .copied()

@@ -220,9 +220,15 @@ impl TifuParams {
         let n_items = log.items.len();
         let (vectors, bought) = personal_vectors(log, self);
         let neighbours = if self.neighbours == 0 || self.alpha == 1.0 {
-            vec![Vec::new(); n_customers]
+            Neighbours::Stored(vec![Vec::new(); n_customers])
         } else {
-            nearest_customers(&vectors, self.neighbours, self.neighbour_pool, customers)
+            let search = NeighbourSearch::new(&vectors, self.neighbour_pool);
+            match customers {
+                // Every customer may be scored: search each one's when asked
+                // rather than hold K neighbours for every customer.
+                None => Neighbours::OnDemand(search),
+                Some(only) => Neighbours::Stored(search.for_customers(&vectors, self.neighbours, only)),
+            }
         };
         debug_assert_eq!(vectors.n_cols(), n_items);
         Ok(TifuKnn {
@@ -331,81 +337,102 @@ fn decayed_vector(baskets: &[&[(u32, u32, u32)]], p: &TifuParams) -> Vec<(u32, f
     acc.into_iter().map(|(i, v)| (i, v as f32)).collect()
 }
 
-/// For every row of `vectors`, the `k` other rows with the largest positive
-/// cosine similarity, best first (ties by the lower index).
-fn nearest_customers(
-    vectors: &Csr,
-    k: usize,
-    pool: usize,
-    only: Option<&[u32]>,
-) -> Vec<Vec<(u32, f32)>> {
-    let n = vectors.n_rows();
-    let wanted = only.map(|only| {
+/// The nearest-customer search of a fit: each customer's `k` other
+/// customers (of the neighbour pool) with the largest positive cosine
+/// similarity, best first (ties by the lower index).
+#[derive(Debug, Clone)]
+pub(crate) struct NeighbourSearch {
+    /// The Euclidean norm of each personal vector.
+    norms: Vec<f32>,
+    /// Item -> the pool's customers holding it, with their unit-vector values.
+    by_item: Csr,
+}
+
+/// One worker's accumulators of [`NeighbourSearch::search`].
+#[derive(Default)]
+struct SearchScratch {
+    acc: Vec<f32>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static SEARCH_SCRATCH: std::cell::RefCell<SearchScratch> = std::cell::RefCell::default();
+}
+
+impl NeighbourSearch {
+    fn new(vectors: &Csr, pool: usize) -> Self {
+        let n = vectors.n_rows();
+        let in_pool = neighbour_pool(vectors, pool);
+        let norms: Vec<f32> = (0..n)
+            .map(|r| {
+                let (_, v) = vectors.row(r);
+                v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt() as f32
+            })
+            .collect();
+        let by_item = Csr::from_triplets_with(n, vectors.n_cols(), || {
+            (0..n)
+                .filter(|&r| in_pool.as_ref().is_none_or(|p| p[r]))
+                .flat_map(|r| {
+                    let (cols, vals) = vectors.row(r);
+                    let norm = norms[r];
+                    cols.iter()
+                        .zip(vals)
+                        .map(move |(&c, &v)| (r as u32, c, v / norm))
+                })
+        })
+        .transpose();
+        NeighbourSearch { norms, by_item }
+    }
+
+    /// The neighbours of the customers in `only` (none for the others).
+    fn for_customers(&self, vectors: &Csr, k: usize, only: &[u32]) -> Vec<Vec<(u32, f32)>> {
+        let n = vectors.n_rows();
         let mut wanted = vec![false; n];
         for &c in only.iter().filter(|&&c| (c as usize) < n) {
             wanted[c as usize] = true;
         }
-        wanted
-    });
-    let in_pool = neighbour_pool(vectors, pool);
-    let norms: Vec<f32> = (0..n)
-        .map(|r| {
-            let (_, v) = vectors.row(r);
-            v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt() as f32
-        })
-        .collect();
-    let unit = Csr::from_triplets_with(n, vectors.n_cols(), || {
-        norms.iter().enumerate().flat_map(|(r, &norm)| {
-            let (cols, vals) = vectors.row(r);
-            cols.iter()
-                .zip(vals)
-                .map(move |(&c, &v)| (r as u32, c, v / norm))
-        })
-    });
-    // Item -> the pool's customers holding it.
-    let by_item = match &in_pool {
-        None => unit.transpose(),
-        Some(in_pool) => Csr::from_triplets_with(n, vectors.n_cols(), || {
-            (0..n).filter(|&r| in_pool[r]).flat_map(|r| {
-                let (cols, vals) = unit.row(r);
-                cols.iter().zip(vals).map(move |(&c, &v)| (r as u32, c, v))
+        (0..n)
+            .into_par_iter()
+            .map(|u| {
+                if wanted[u] {
+                    self.search(vectors, k, u)
+                } else {
+                    Vec::new()
+                }
             })
-        })
-        .transpose(),
-    };
-    (0..n)
-        .into_par_iter()
-        .map_init(
-            || (vec![0f32; n], Vec::<u32>::new()),
-            |(acc, touched), u| {
-                if wanted.as_ref().is_some_and(|w| !w[u]) {
-                    return Vec::new();
-                }
-                let (items, weights) = unit.row(u);
-                for (&i, &wu) in items.iter().zip(weights) {
-                    let (others, wo) = by_item.row(i as usize);
-                    for (&v, &wv) in others.iter().zip(wo) {
-                        if acc[v as usize] == 0.0 {
-                            touched.push(v);
-                        }
-                        acc[v as usize] += wu * wv;
+            .collect()
+    }
+
+    /// The `k` nearest customers of customer `u`.
+    fn search(&self, vectors: &Csr, k: usize, u: usize) -> Vec<(u32, f32)> {
+        SEARCH_SCRATCH.with_borrow_mut(|SearchScratch { acc, touched }| {
+            acc.resize(vectors.n_rows(), 0.0);
+            let norm = self.norms[u];
+            let (items, weights) = vectors.row(u);
+            for (&i, &w) in items.iter().zip(weights) {
+                let wu = w / norm;
+                let (others, wo) = self.by_item.row(i as usize);
+                for (&v, &wv) in others.iter().zip(wo) {
+                    if acc[v as usize] == 0.0 {
+                        touched.push(v);
                     }
+                    acc[v as usize] += wu * wv;
                 }
-                let list = top_k(
-                    touched
-                        .iter()
-                        .filter(|&&v| v as usize != u && acc[v as usize] > 0.0)
-                        .map(|&v| (v, acc[v as usize])),
-                    k,
-                );
-                for &v in touched.iter() {
-                    acc[v as usize] = 0.0;
-                }
-                touched.clear();
-                list
-            },
-        )
-        .collect()
+            }
+            let list = top_k(
+                touched
+                    .iter()
+                    .filter(|&&v| v as usize != u && acc[v as usize] > 0.0)
+                    .map(|&v| (v, acc[v as usize])),
+                k,
+            );
+            for &v in touched.iter() {
+                acc[v as usize] = 0.0;
+            }
+            touched.clear();
+            list
+        })
+    }
 }
 
 /// Which customers may be neighbours: `None` for all of them, when at most
@@ -431,7 +458,17 @@ pub struct TifuKnn {
     params: TifuParams,
     vectors: Csr,
     bought: Csr,
-    neighbours: Vec<Vec<(u32, f32)>>,
+    neighbours: Neighbours,
+}
+
+/// Each customer's nearest customers.
+#[derive(Debug, Clone)]
+enum Neighbours {
+    /// Searched when fitting (none for the customers not asked for).
+    Stored(Vec<Vec<(u32, f32)>>),
+    /// Searched each time they are needed: a fit that scores every customer
+    /// once then holds no list (K = 300 neighbours are 2.4 KB a customer).
+    OnDemand(NeighbourSearch),
 }
 
 impl TifuKnn {
@@ -452,9 +489,17 @@ impl TifuKnn {
         self.vectors.row(customer as usize)
     }
 
-    /// The nearest customers of `customer` with their cosine similarity, best first.
-    pub fn neighbours(&self, customer: u32) -> &[(u32, f32)] {
-        &self.neighbours[customer as usize]
+    /// The nearest customers of `customer` with their cosine similarity,
+    /// best first. Searched on each call when the model was fitted for every
+    /// customer ([`TifuParams::fit`]).
+    pub fn neighbours(&self, customer: u32) -> std::borrow::Cow<'_, [(u32, f32)]> {
+        let c = customer as usize;
+        match &self.neighbours {
+            Neighbours::Stored(lists) => std::borrow::Cow::Borrowed(&lists[c]),
+            Neighbours::OnDemand(search) => {
+                std::borrow::Cow::Owned(search.search(&self.vectors, self.params.neighbours, c))
+            }
+        }
     }
 
     /// True if `customer` has a positive line of `item` in the training log.
@@ -496,7 +541,7 @@ impl TifuKnn {
             return;
         }
         let w = weight / self.params.neighbours as f32;
-        for &(other, _) in &self.neighbours[c] {
+        for &(other, _) in self.neighbours(c as u32).iter() {
             let (items, vals) = self.vectors.row(other as usize);
             for (&i, &v) in items.iter().zip(vals) {
                 out[i as usize] += w * v;
@@ -695,7 +740,7 @@ mod tests {
         for (i, v) in row(&model, 0) {
             expected[i as usize] += 0.5 * v;
         }
-        for &(o, _) in model.neighbours(0) {
+        for &(o, _) in model.neighbours(0).iter() {
             for (i, v) in row(&model, o) {
                 expected[i as usize] += 0.5 / 3.0 * v;
             }
