@@ -619,7 +619,7 @@ mod tests {
         let mut config = EngineConfig::default();
         config.als.factors = 8;
         config.als.iterations = 3;
-        config.for_you.max_customers = 0;
+        config.for_you.max_customers = Some(0);
         train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
     }
 
@@ -650,7 +650,7 @@ mod tests {
         let mut config = EngineConfig::default();
         config.als.factors = 8;
         config.als.iterations = 3;
-        config.for_you.max_customers = 0;
+        config.for_you.max_customers = Some(0);
         config.for_you.new_items_top_n = 20;
         let engine =
             train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap();

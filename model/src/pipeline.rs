@@ -203,10 +203,17 @@ pub struct ForYouConfig {
     /// artifact and in memory.
     pub new_items_top_n: usize,
     /// Above this many customers the repeat-aware lists are not built and
-    /// the fit summary says so: a bound on the fit's time and memory (on a
-    /// synthetic 100k-customer history they take about 2 minutes and double
-    /// the fit's peak memory; README, "Scale measured").
-    pub max_customers: usize,
+    /// the fit summary says so; none by default (every customer gets one,
+    /// at any size: docs/benchmarks.md measures the cost up to a million).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_customers: Option<usize>,
+}
+
+impl ForYouConfig {
+    /// Whether a fit on `customers` customers builds the repeat-aware lists.
+    pub fn builds_repeat_aware(&self, customers: usize) -> bool {
+        self.repeat_aware && self.max_customers.is_none_or(|m| customers <= m)
+    }
 }
 
 impl Default for ForYouConfig {
@@ -216,7 +223,7 @@ impl Default for ForYouConfig {
             model: ForYouModel::Ranker,
             top_n: 100,
             new_items_top_n: 50,
-            max_customers: 200_000,
+            max_customers: None,
         }
     }
 }
@@ -449,7 +456,7 @@ pub fn train_engine(
         .map_err(crate::customer::book::CustomerConfigError::from)?;
     let new_top_n = config.for_you.new_items_top_n;
     let (for_you, for_you_summary, new_items) =
-        if config.for_you.repeat_aware && log.customers.len() <= config.for_you.max_customers {
+        if config.for_you.builds_repeat_aware(log.customers.len()) {
             progress(Stage::ForYou);
             let lists = for_you_lists(log, &item_meta, &history, config, &als, &copurchase)?;
             (Some(lists.for_you), Some(lists.summary), lists.new_items)

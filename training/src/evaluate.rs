@@ -514,7 +514,7 @@ impl Registry {
     pub fn for_fit(config: &EngineConfig, customers: usize) -> Result<Self> {
         let mut names: Vec<String> = Registry::baselines().names().map(str::to_owned).collect();
         let f = &config.for_you;
-        if f.repeat_aware && customers <= f.max_customers {
+        if f.builds_repeat_aware(customers) {
             names.push(f.model.evaluation_name().to_owned());
         }
         Registry::standard().only(&names)

@@ -258,8 +258,11 @@ pub fn summary(outcome: &FitOutcome) -> String {
         };
         format!("repeat-aware lists ({model}) with include_purchased=true, ALS otherwise")
     } else {
-        let limit = m.config["for_you"]["max_customers"].as_u64().unwrap_or(0);
-        format!("ALS only (repeat-aware lists not built: off, or more than {limit} customers)")
+        let why = match m.config["for_you"]["max_customers"].as_u64() {
+            Some(limit) => format!("off, or more than {limit} customers"),
+            None => "off".to_string(),
+        };
+        format!("ALS only (repeat-aware lists not built: {why})")
     };
     s.push_str(&format!("  for you     {for_you}\n"));
     s.push_str(&format!(

@@ -431,9 +431,13 @@ fn the_fit_scores_the_served_for_you_model() {
         names(&config, 1_000),
         [want.clone(), vec!["tifu_als".into()]].concat()
     );
-    let max = config.for_you.max_customers;
-    assert_eq!(names(&config, max).len(), want.len() + 1);
-    assert_eq!(names(&config, max + 1), want);
+    // No cap by default; a configured one is honoured.
+    assert_eq!(config.for_you.max_customers, None);
+    assert_eq!(names(&config, 10_000_000).len(), want.len() + 1);
+    config.for_you.max_customers = Some(5_000);
+    assert_eq!(names(&config, 5_000).len(), want.len() + 1);
+    assert_eq!(names(&config, 5_001), want);
+    config.for_you.max_customers = None;
     config.for_you.repeat_aware = false;
     want.truncate(BASELINES.len());
     assert_eq!(names(&config, 1_000), want);
