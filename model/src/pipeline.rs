@@ -203,9 +203,9 @@ pub struct ForYouConfig {
     /// artifact and in memory.
     pub new_items_top_n: usize,
     /// Above this many customers the repeat-aware lists are not built and
-    /// the fit summary says so: a bound on the fit's time and memory (on a
-    /// synthetic 100k-customer history they take about 2 minutes and double
-    /// the fit's peak memory; README, "Scale measured").
+    /// the fit summary says so: a bound on the fit's time and memory, of
+    /// which these lists are the largest part on a large history (measured
+    /// in docs/benchmarks.md, "Scale: 100k customers").
     pub max_customers: usize,
 }
 
