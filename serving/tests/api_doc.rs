@@ -43,7 +43,10 @@ fn rendered_metrics(text: &str) -> BTreeSet<(String, String)> {
 async fn api_md_metrics_match_what_the_server_renders() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("model");
-    artifact::save(&support::train("v1", 42), &model_dir).expect("saves");
+    let mut engine = support::train("v1", 42);
+    // The data-end gauge shows only when the manifest records the last purchase.
+    engine.manifest_mut().data.last_purchase = Some("2023-12-01T00:00:00Z".into());
+    artifact::save(&engine, &model_dir).expect("saves");
     let state = AppState::load(&model_dir)
         .expect("loads")
         .with_event_log(&dir.path().join("events"), Default::default())
