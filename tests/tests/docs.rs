@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 const README_MAX_BYTES: usize = 15 * 1024;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn read(path: &Path) -> String {
@@ -96,7 +99,10 @@ fn readme_is_short() {
 fn readme_links_every_docs_page() {
     let readme = read(&root().join("README.md"));
     let linked: BTreeSet<String> = links(&readme).into_iter().collect();
-    for page in pages().iter().filter(|p| p.parent().unwrap().ends_with("docs")) {
+    for page in pages()
+        .iter()
+        .filter(|p| p.parent().unwrap().ends_with("docs"))
+    {
         let name = format!("docs/{}", page.file_name().unwrap().to_str().unwrap());
         assert!(linked.contains(&name), "README.md does not link to {name}");
     }
