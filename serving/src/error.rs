@@ -17,41 +17,13 @@
 //! change. `link` is [`ERROR_LINK_BASE`] followed by the code.
 //!
 //! # Codes
-//!
-//! | code                     | status | type              | when |
-//! |--------------------------|--------|-------------------|------|
-//! | `invalid_id`             | 400    | `invalid_request` | an item or customer id is longer than 256 bytes (after percent-decoding), or an id in the body of `POST /v1/recommendations` is empty (empty entries of an `exclude=` query are skipped; an empty path segment matches no route: `route_not_found`) |
-//! | `invalid_k`              | 400    | `invalid_request` | `k` is not an integer in `1..=200` |
-//! | `invalid_query`          | 400    | `invalid_request` | malformed query string: unknown, repeated or badly typed parameter |
-//! | `invalid_json`           | 400    | `invalid_request` | the body is not JSON, is not a JSON object, has an unknown field or a field of the wrong type |
-//! | `too_many_ids`           | 400    | `invalid_request` | a basket or exclusion list holds more than 1000 ids |
-//! | `invalid_event`          | 400    | `invalid_request` | `POST /v1/events`: an event is invalid; the message names it and its field (`events[3].quantity: ...`); nothing of the batch was written |
-//! | `too_many_events`        | 400    | `invalid_request` | `POST /v1/events`: the batch holds more than 1000 events |
-//! | `invalid_experiments`    | 400    | `invalid_request` | `PUT /v1/admin/experiments`: the configuration is invalid; the message names the experiment, variant and key (`experiment "home": variant "b": strategy.k: ...`); the running experiments are unchanged |
-//! | `unauthorized`           | 401    | `auth`            | the route needs an API key and none or an unknown one was sent (see [`crate::auth`]) |
-//! | `forbidden`              | 403    | `auth`            | the key may not use this route (a read key on `POST /v1/events` or an admin route, a write key on an admin route) |
-//! | `method_not_allowed`     | 405    | `invalid_request` | the route exists but not for this method (see the `Allow` header) |
-//! | `payload_too_large`      | 413    | `invalid_request` | the body is larger than 1 MiB, on any POST or PUT route (reload ignores a smaller body), with a `Content-Length` or sent in chunks |
-//! | `unsupported_media_type` | 415    | `invalid_request` | a body was sent without `Content-Type: application/json` |
-//! | `item_not_found`         | 404    | `not_found`       | the item of the path is not in the model |
-//! | `customer_not_found`     | 404    | `not_found`       | profile, next-purchase, buy-again: the customer is not in the model or bought nothing in its training data |
-//! | `route_not_found`        | 404    | `not_found`       | no route has this path |
-//! | `events_disabled`        | 404    | `not_found`       | `POST /v1/events` on a server started without an event log (`--events DIR`) |
-//! | `service_unavailable`    | 503    | `unavailable`     | no model is loaded yet |
-//! | `overloaded`             | 503    | `unavailable`     | the scoring queue is full; retry after the `Retry-After` seconds |
-//! | `model_load_failed`      | 500    | `model`           | reload: the model directory is missing, unreadable or damaged; the old model keeps serving |
-//! | `model_incompatible`     | 500    | `model`           | reload: the artifact was written in a format this build does not read; the old model keeps serving |
-//! | `event_log_failed`       | 500    | `internal`        | `POST /v1/events`: writing or fsyncing the event log failed; nothing of the batch is acknowledged (retrying is safe; the log refuses writes until the server restarts) |
-//! | `experiments_save_failed` | 500   | `internal`        | `PUT /v1/admin/experiments`: the experiments file could not be written; the running experiments are unchanged |
-//! | `internal`               | 500    | `internal`        | a bug: please report it |
-//!
-//! Unknown customers are not an error for recommendations: they get the popularity list with
-//! `"source": "fallback"`. Unknown items in an exclusion list are ignored and
-//! unknown items in a basket are reported in `unknown_items`.
+//! The table of codes, with the HTTP status, type and meaning of each, is
+//! written once, in `docs/api.md` ("Errors"); [`Code::ALL`] lists them in
+//! the same order.
 //!
 //! # Implementation notes
-//! The table above is checked against [`Code`] by a unit test, so the two cannot
-//! drift apart. [`ArtifactError`] is mapped by an exhaustive `match`; actix's
+//! A unit test checks the table of `docs/api.md` against [`Code`], so the
+//! two cannot drift apart. [`ArtifactError`] is mapped by an exhaustive `match`; actix's
 //! extractor errors are `#[non_exhaustive]`, so their mappings need a final arm,
 //! which falls back to the extractor's generic code.
 
@@ -97,7 +69,7 @@ impl ErrorType {
     }
 }
 
-/// Every error code the API answers with; see the [module docs](self) for the table.
+/// Every error code the API answers with; the table is in `docs/api.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     InvalidId,
@@ -443,16 +415,18 @@ mod tests {
         }
     }
 
-    /// The table in the module docs lists every code once, with its status and type.
+    /// The error table of docs/api.md lists every code once, in the order
+    /// of [`Code::ALL`], with its status and type.
     #[test]
-    fn doc_table_matches_the_enum() {
-        let source = include_str!("error.rs");
-        let rows: Vec<Vec<String>> = source
+    fn api_md_error_table_matches_the_enum() {
+        let doc = include_str!("../../docs/api.md");
+        let section = &doc[doc.find("\n## Errors\n").expect("an Errors section") + 1..];
+        let section = &section[..section[1..].find("\n#").map_or(section.len(), |i| i + 1)];
+        let rows: Vec<Vec<String>> = section
             .lines()
-            .filter_map(|l| l.strip_prefix("//! | `"))
+            .filter(|l| l.starts_with("| `"))
             .map(|row| {
-                format!("| `{row}")
-                    .split('|')
+                row.split('|')
                     .map(|cell| cell.trim().trim_matches('`').to_string())
                     .collect()
             })

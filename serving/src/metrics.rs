@@ -1,26 +1,10 @@
 //! `GET /metrics`: counters and latency histograms in the Prometheus text
 //! format (version 0.0.4), kept in memory by the request middleware.
 //!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `encore_http_requests_total` | counter | `route` (the pattern, e.g. `/v1/items/{item_id}/similar`), `method`, `status` |
-//! | `encore_http_request_duration_seconds` | histogram | `route` |
-//! | `encore_recommendations_total` | counter | `source` (`model` or `fallback`): customer lists served |
-//! | `encore_model_info` | gauge (1) | `version` |
-//! | `encore_model_created_timestamp_seconds` | gauge | |
-//! | `encore_model_data_end_timestamp_seconds` | gauge | (the last purchase the model saw: its data age) |
-//! | `encore_model_reloads_total` | counter | `result` (`success` or `failure`) |
-//! | `encore_exposures_total` | counter | `result`: `logged` (experiment exposures written to the event log) or `dropped` (the writer's queue full or the log failed; exposures are at most once) |
-//!
-//! With an event log (`--events`), also:
-//!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `encore_events_total` | counter | `result`: posted events `accepted` (written) or `duplicate` (id already logged) |
-//! | `encore_event_log_commits_total` | counter | writes-and-fsyncs of the log (one per group of batches) |
-//! | `encore_event_log_commit_seconds_total` | counter | their total time: with the count, the mean commit latency |
-//! | `encore_event_log_remembered_ids` | gauge | ids held for idempotency (memory: about 30 to 60 bytes each) |
-//! | `encore_event_log_failed` | gauge | 1 once a write failed (every batch is refused until a restart) |
+//! The list of metrics, with their types and labels, is written once, in
+//! `docs/api.md` ("Metrics"); `serving/tests/api_doc.rs` checks it against
+//! what `/metrics` renders. The event log metrics show only when the server
+//! keeps an event log ([`EventCounters::enabled`]).
 //!
 //! Routes are labelled by pattern, never by raw path, so ids never become
 //! label values and the number of series stays bounded.

@@ -1,7 +1,9 @@
 //! `GET /openapi.json`: an OpenAPI 3.0 description of every route.
 //!
-//! A unit test reads the route table in `routes/mod.rs` and checks that the
-//! document has exactly those paths and methods, so the two cannot drift.
+//! A unit test reads the route registrations in `routes/mod.rs` and checks
+//! that the document has exactly those paths and methods, so the two cannot
+//! drift; another checks the route table of `docs/api.md` against the same
+//! registrations.
 
 use crate::limits::{DEFAULT_K, MAX_K};
 use serde_json::{Value, json};
@@ -207,5 +209,31 @@ mod tests {
         let routes = registered();
         assert!(routes.len() >= 15, "{routes:?}");
         assert_eq!(documented, routes);
+    }
+
+    /// `(path, method)` of every row of the route table of docs/api.md: the
+    /// first cell is `` `METHOD /path?query` ``.
+    fn api_md_routes() -> BTreeSet<(String, String)> {
+        let doc = include_str!("../../docs/api.md");
+        let section = &doc[doc.find("\n## Routes\n").expect("a Routes section") + 1..];
+        let section = &section[..section[1..].find("\n#").map_or(section.len(), |i| i + 1)];
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|row| {
+                let cell = &row[..row.find('`').expect("a closed code span")];
+                let (method, target) = cell.split_once(' ').expect("METHOD /path");
+                let path = target.split('?').next().unwrap();
+                (path.to_string(), method.to_lowercase())
+            })
+            .collect();
+        let set: BTreeSet<_> = rows.iter().cloned().collect();
+        assert_eq!(set.len(), rows.len(), "a route twice in docs/api.md");
+        set
+    }
+
+    #[test]
+    fn api_md_route_table_matches_the_routes() {
+        assert_eq!(api_md_routes(), registered());
     }
 }

@@ -204,7 +204,7 @@ impl AppState {
     }
 
     /// Runs the experiments of `config` on the recommendations route (at
-    /// most one per placement; see the README's Experiments section). With
+    /// most one per placement; see docs/experiments.md). With
     /// `file`, `PUT /v1/admin/experiments` writes changes back to it.
     pub fn with_experiments(
         mut self,
@@ -401,7 +401,7 @@ impl AppState {
 // block was freed it raises its mmap threshold (up to 32 MiB) and serves later
 // large blocks from the heap too: without the two calls below every reload
 // left the server's resident size higher, until it settled near 3.5x the
-// model's size (see README, "Operating Encore"). Elsewhere both are no-ops.
+// model's size (see docs/operations.md, "Memory"). Elsewhere both are no-ops.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe extern "C" {
     fn malloc_trim(pad: usize) -> std::ffi::c_int;

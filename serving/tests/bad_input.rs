@@ -12,8 +12,8 @@
 //!
 //! - nothing panics and nothing answers 500 (503 only with a documented code);
 //! - every failure has the error shape `{"message", "code", "type", "link"}`
-//!   with a code from the README's error table, and the status and type that
-//!   table gives the code;
+//!   with a code from the error table of docs/api.md, and the status and type
+//!   that table gives the code;
 //! - where the right answer is known (a bad `k` is `invalid_k`, an overlong id
 //!   `invalid_id`, a body that is not a JSON object `invalid_json`, ...), it
 //!   is that answer.
@@ -157,11 +157,11 @@ fn app_state() -> &'static web::Data<AppState> {
 
 // ---------------------------------------------------------------- the error table
 
-/// `code -> (status, type)` from the README's error table.
+/// `code -> (status, type)` from the error table of docs/api.md.
 fn documented_codes() -> HashMap<String, (u16, String)> {
-    let readme = include_str!("../../README.md");
-    let start = readme.find("### Errors").expect("an Errors section");
-    let section = &readme[start..];
+    let doc = include_str!("../../docs/api.md");
+    let start = doc.find("\n## Errors\n").expect("an Errors section") + 1;
+    let section = &doc[start..];
     let end = section[1..].find("\n#").map_or(section.len(), |i| i + 1);
     section[..end]
         .lines()
@@ -177,13 +177,13 @@ fn documented_codes() -> HashMap<String, (u16, String)> {
 }
 
 #[test]
-fn readme_error_table_matches_the_code() {
+fn api_md_error_table_matches_the_code() {
     let documented = documented_codes();
     for code in Code::ALL {
         assert_eq!(
             documented.get(code.code()),
             Some(&(code.status().as_u16(), code.kind().as_str().to_string())),
-            "README row of {}",
+            "docs/api.md row of {}",
             code.code()
         );
     }

@@ -75,13 +75,14 @@ mod tests {
         assert_eq!(err.matches("must be").count(), 1, "said twice: {err}");
     }
 
-    /// The example of the README's "Configuration" section parses, validates
-    /// and states the defaults it claims (only `recency_half_life_days` is
-    /// commented out), so the docs cannot drift from the code.
+    /// The example of docs/configuration.md ("Model settings") parses,
+    /// validates and states the defaults it claims (only
+    /// `recency_half_life_days` is commented out), so the docs cannot drift
+    /// from the code.
     #[test]
-    fn readme_example_is_the_defaults() {
-        let readme = include_str!("../../README.md");
-        let section = &readme[readme.find("## Configuration").unwrap()..];
+    fn configuration_md_example_is_the_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let section = &doc[doc.find("## Model settings").unwrap()..];
         let start = section.find("```toml\n").unwrap() + "```toml\n".len();
         let end = start + section[start..].find("```").unwrap();
         let config = parse_config(&section[start..end]).unwrap();

@@ -1,7 +1,7 @@
 //! The experiment report on simulated experiments with known effects.
 //!
 //! Run with `cargo test -p encore-training --test experiment_report -- --nocapture`
-//! to see the figures the README quotes.
+//! to see the figures docs/experiments.md quotes.
 
 use encore_data::events::{Event, EventKind};
 use encore_model::customer::special::ln_gamma;

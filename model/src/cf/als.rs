@@ -31,17 +31,14 @@
 //!   16 floats (the padded coordinates stay exactly zero, and are dropped at
 //!   the end). For padded sizes up to 128 the per-row CG is monomorphised on
 //!   the size, so that its vectors live in registers and every loop is
-//!   unrolled; larger sizes use the same CG on slices (about half as fast per
-//!   flop). The kernels are plain Rust shaped so that LLVM vectorises them
+//!   unrolled; larger sizes use the same CG on slices (slower per flop). The kernels are plain Rust shaped so that LLVM vectorises them
 //!   (see `dot_n` in this module for how much the shape matters).
 //! - **SIMD dispatch.** The kernels are compiled three times: for the build's
 //!   baseline target, for AVX2 + FMA and for AVX-512F, and the widest one the
-//!   CPU supports is picked at run time (`is_x86_feature_detected!`). On the
-//!   reference benchmark (100k × 20k, 5M nonzeros, 64 factors) an iteration
-//!   takes about 0.74 s on one core with the baseline (SSE2) build, 0.48 s with
-//!   AVX2 and 0.46 s with AVX-512. Calling the `#[target_feature]` builds is
-//!   one of the two uses of `unsafe` here (the other is a prefetch hint, about
-//!   10%). The FMA and non-FMA builds round differently, so factors are
+//!   CPU supports is picked at run time (`is_x86_feature_detected!`); the
+//!   `als_bench` example and `bench/als_vs_implicit.sh` measure them (figures
+//!   in `docs/benchmarks.md`). Calling the `#[target_feature]` builds is
+//!   one of the two uses of `unsafe` here (the other is a prefetch hint). The FMA and non-FMA builds round differently, so factors are
 //!   bit-identical only between runs that use the same build; set
 //!   `ENCORE_ALS_SIMD=generic` (or `avx2`, `avx512`) to pin the choice, e.g.
 //!   to compare runs across machines.
@@ -615,8 +612,8 @@ const PREFETCH_AHEAD: usize = 8;
 /// Hints the CPU to bring `v` into the L1 cache (a no-op off x86-64).
 ///
 /// The first pass over a row's nonzeros is bound by the latency of fetching
-/// their (scattered) fixed vectors; prefetching a few rows ahead made
-/// training about 10% faster on the reference benchmark.
+/// their (scattered) fixed vectors; prefetching a few rows ahead hides part
+/// of that latency (measured by the `als_bench` example).
 #[inline(always)]
 fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]

@@ -41,9 +41,7 @@
 //! accumulates, over every row `r` of `i` and every item `j` of `r`, the count
 //! `C[i, j]` and the row weight (`1` for cosine, `idf_r²` for BM25),
 //! remembering which `j` it touched so that only those are read back and reset. The cost is `Σ_r |row r|²` plus `O(n_items)`
-//! per rayon job for the scratch buffers. Measured in release on 2 cores: a
-//! synthetic log of Online Retail's size (26k orders, 4k items, 400k lines)
-//! takes about 0.2 s, one of 500k orders, 20k items and 5.7M lines 3-4 s.
+//! per rayon job for the scratch buffers (fit times: `docs/benchmarks.md`).
 
 use crate::topk::{rank_order, top_k};
 use encore_data::{Csr, Purchase, PurchaseLog};

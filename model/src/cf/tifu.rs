@@ -57,8 +57,7 @@
 //!   `O(n_customers)` per rayon job for the scratch buffer; memory is two
 //!   copies of the vectors plus `K` neighbours per customer. Customers run in
 //!   parallel (rayon), each one's sums in a fixed order, so the result is the
-//!   same for any thread count. Measured (release, 2 cores): Online Retail
-//!   (4.3k customers x 3.7k items) fits in about 0.3-0.4 s.
+//!   same for any thread count. (Fit times: `docs/benchmarks.md`.)
 //! - **Neighbour pool**: `Σ_i n_i²` grows with the square of the customers
 //!   (on the seeded synthetic 100k x 20k history of the `synth` example it is
 //!   1.1 × 10¹⁰, most of it from the few most popular items). With more than
@@ -69,13 +68,9 @@
 //!   `Σ_i n_i² · pool / count`, linear in the customers for a fixed pool.
 //!   Similarities to pool members are the exact ones; only customers outside
 //!   the pool are never neighbours. Below the pool size (the default 20,000)
-//!   nothing changes. What it costs, on Online Retail's validation split
-//!   (`encore-train evaluate --holdout-from 2011-10-01 --score-validation`,
-//!   README) with `neighbour_pool = 1000`, i.e. every 4th of its about 3,400
-//!   training customers, a far smaller pool than the default leaves a large
-//!   shop: Recall@10 / NDCG@10 of TIFU-KNN + ALS 0.1762 / 0.3475 against
-//!   0.1820 / 0.3624 exact, of the re-ranker built on it 0.1862 / 0.3676
-//!   against 0.1875 / 0.3728.
+//!   nothing changes. What the pool costs in quality is measured with
+//!   `encore-train evaluate --score-validation` and a small
+//!   `neighbour_pool`; the figures are in `docs/models.md` ("TIFU-KNN").
 //! - **Scoring** one customer is `O(n_items + Σ_{w ∈ N(u)} |u_w|)`.
 //! - Everything is deterministic: same log and parameters, same scores.
 

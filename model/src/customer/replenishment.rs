@@ -88,12 +88,12 @@
 //!
 //! # Defaults
 //! [`ReplenishmentParams::default`] was tuned on UCI Online Retail with a
-//! validation split *before* the test period: fit on purchases before
-//! 2011-07-24, evaluate Recall@10 of the buy-again list on the 69 days up to
-//! 2011-10-01 (1,240 customers), while the test period starts 2011-10-01.
-//! One round of coordinate ascent from a hand-set start (`k` 5, `a` 10,
-//! `k_o` 2, `s` 2, `e_q` 1, `max_interval_days` 365, `min_spread` 0.5,
-//! `H` 30: validation Recall@10 0.4765) gave 0.4888 with
+//! validation split *before* the test period (fit on purchases before
+//! 2011-07-24, Recall@10 of the buy-again list on the days up to
+//! 2011-10-01, where the test period starts), by coordinate ascent:
+//! `cargo run --release -p encore-model --example replenishment_tuning`.
+//! The validation figures are in `docs/models.md` ("Replenishment"). The
+//! defaults, and why:
 //!
 //! | setting | value | |
 //! |---|---|---|
@@ -107,12 +107,8 @@
 //! | `horizon_days` `H` | 60 | about the length of the evaluation window |
 //! | `occasion` | distinct days | |
 //!
-//! A second round moved validation Recall@10 by only +0.0015 (noise) to
-//! less interpretable values (`H` 180 with a 90-day interval cap), so the
-//! first-round values were kept. The search is the ignored test
-//! `tune_on_validation` in `model/tests/replenishment_holdout.rs`. Other
-//! catalogues (groceries, pet food) have sharper cycles and may prefer a
-//! smaller `min_spread` and `H`.
+//! Other catalogues (groceries, pet food) have sharper cycles and may prefer
+//! a smaller `min_spread` and `H`.
 //!
 //! # Implementation notes
 //! Per-pair data lives in flat arrays indexed CSR-style by customer

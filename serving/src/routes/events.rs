@@ -16,10 +16,8 @@
 //! (`web::block`) and waits there for the outcome, so no async worker ever
 //! waits on a disk. The writer takes every batch queued while it was busy
 //! and commits them with one write and one `fdatasync` (group commit): under
-//! concurrent load many batches share one fsync. Measured on the 2-core
-//! development machine (ext4 on a virtual disk, release build, 8 clients
-//! posting 10-event batches over keep-alive connections): see the README's
-//! Events section.
+//! concurrent load many batches share one fsync. `bench/events_load.sh`
+//! measures the throughput (figures in `docs/benchmarks.md`).
 //!
 //! After the fsync, and before any batch of that commit is answered, the
 //! accepted purchases later than the serving model's data end go into

@@ -1,9 +1,9 @@
 //! `GET /v1/items/{item_id}/similar` and `GET /v1/items/{item_id}/bought-together`.
 //!
 //! Similar items come from an HNSW search (`ef_search` candidates, each a
-//! distance in the factor space), which measured 0.2 ms at 2k items and
-//! 1 ms at 40k items with 64 factors (release build): more than scoring the
-//! whole catalog for one customer at those sizes. It therefore runs on the
+//! distance in the factor space), which costs more than scoring the whole
+//! catalog for one customer (per-query times: `docs/benchmarks.md`). It
+//! therefore runs on the
 //! blocking pool ([`AppState::score`]) like personal recommendations, once
 //! per item: the engine keeps each item's list (up to
 //! [`encore_model::engine::SIMILAR_CACHE_LEN`]) and later requests for the item
