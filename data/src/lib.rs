@@ -54,7 +54,7 @@ pub use ingest::{
     ColumnMap, ColumnMapError, Field, IngestError, IngestOptions, IngestReport, RejectReason,
     read_purchases, read_purchases_from_reader,
 };
-pub use log::{Purchase, PurchaseLog};
+pub use log::{ByCustomer, Purchase, PurchaseLog};
 pub use matrix::{Csr, CsrBuilder, InteractionMatrix, Weighting};
 pub use synth::SynthParams;
 pub use timestamp::{format_date, format_timestamp, parse_timestamp};

@@ -127,6 +127,57 @@ impl PurchaseLog {
     }
 }
 
+/// The lines of a log grouped by customer, as positions in
+/// [`PurchaseLog::purchases`] (4 bytes a line): for passes that work one
+/// customer at a time without sorting or copying the whole log.
+#[derive(Debug, Clone, Default)]
+pub struct ByCustomer {
+    /// Customer `c`'s lines are `positions[starts[c]..starts[c + 1]]`.
+    starts: Vec<usize>,
+    positions: Vec<u32>,
+}
+
+impl ByCustomer {
+    /// Indexes the lines of `log` that `keep` accepts, in log order within
+    /// each customer.
+    pub fn new(log: &PurchaseLog, keep: impl Fn(&Purchase) -> bool) -> Self {
+        let n = log.customers.len();
+        let kept = || log.purchases.iter().enumerate().filter(|(_, p)| keep(p));
+        let mut starts = vec![0usize; n + 1];
+        for (_, p) in kept() {
+            starts[p.customer.idx() + 1] += 1;
+        }
+        for c in 0..n {
+            starts[c + 1] += starts[c];
+        }
+        let mut next = starts.clone();
+        let mut positions = vec![0u32; starts[n]];
+        for (k, p) in kept() {
+            let slot = &mut next[p.customer.idx()];
+            positions[*slot] = u32::try_from(k).expect("purchase lines are indexed by u32");
+            *slot += 1;
+        }
+        ByCustomer { starts, positions }
+    }
+
+    /// Number of customers (of the log's id map).
+    pub fn n_customers(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// Customer `c`'s indexed lines of `log` (the log this was built from).
+    pub fn lines<'a>(
+        &'a self,
+        log: &'a PurchaseLog,
+        c: u32,
+    ) -> impl ExactSizeIterator<Item = &'a Purchase> + 'a {
+        let c = c as usize;
+        self.positions[self.starts[c]..self.starts[c + 1]]
+            .iter()
+            .map(|&k| &log.purchases[k as usize])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +238,21 @@ mod tests {
         assert_eq!(later.purchases[0].customer, CustomerIdx(2));
         assert_eq!(later.purchases[1].item, ItemIdx(1));
         assert_eq!(later.purchases[1].customer, CustomerIdx(3));
+    }
+
+    #[test]
+    fn lines_by_customer_keep_log_order() {
+        let mut log = PurchaseLog::default();
+        log.push("o1", "a", "x", 10, 1.0, 1.0);
+        log.push("o2", "b", "x", 11, 1.0, 1.0);
+        log.push("o3", "a", "y", 12, -1.0, 1.0);
+        log.push("o4", "a", "z", 13, 2.0, 1.0);
+        let index = ByCustomer::new(&log, |p| p.quantity > 0.0);
+        assert_eq!(index.n_customers(), 2);
+        let times = |c| index.lines(&log, c).map(|p| p.time).collect::<Vec<_>>();
+        assert_eq!(times(0), [10, 13]);
+        assert_eq!(times(1), [11]);
+        let all = ByCustomer::new(&log, |_| true);
+        assert_eq!(all.lines(&log, 0).len(), 3);
     }
 }

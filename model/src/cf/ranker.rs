@@ -81,7 +81,7 @@ use crate::cf::item_knn::CoPurchase;
 use crate::cf::tifu::TifuKnn;
 use crate::customer::propensity::{column_stats, fit_logistic, standardise};
 use crate::topk::{rank_order, top_k, top_k_dense};
-use encore_data::PurchaseLog;
+use encore_data::{ByCustomer, PurchaseLog};
 use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -469,11 +469,8 @@ struct Held {
 /// customer (4 bytes a positive line). The per-item counts come from one
 /// pass that computes every customer's items and drops them.
 struct Activity {
-    /// Positions in the log of the positive lines, grouped by customer (in
-    /// log order within a customer): customer `c`'s are
-    /// `by_customer[starts[c]..starts[c + 1]]`.
-    by_customer: Vec<u32>,
-    starts: Vec<usize>,
+    /// The log's positive lines, by customer.
+    by_customer: ByCustomer,
     recent_from: i64,
     /// Share of the customer's items bought in two or more orders.
     repeat_share: Vec<f64>,
@@ -545,30 +542,8 @@ impl Activity {
         let n_items = log.items.len();
         let end = log.time_range().map_or(0, |(_, last)| last);
         let recent_from = end.saturating_sub((recent_days * DAY) as i64);
-        let positive = || {
-            log.purchases
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.quantity > 0.0)
-        };
-        let mut starts = vec![0usize; n_customers + 1];
-        for (_, p) in positive() {
-            starts[p.customer.idx() + 1] += 1;
-        }
-        for c in 0..n_customers {
-            starts[c + 1] += starts[c];
-        }
-        let mut next = starts.clone();
-        let mut by_customer = vec![0u32; starts[n_customers]];
-        for (k, p) in positive() {
-            let slot = &mut next[p.customer.idx()];
-            by_customer[*slot] = u32::try_from(k).expect("purchase lines are indexed by u32");
-            *slot += 1;
-        }
-        drop(next);
         let mut activity = Activity {
-            by_customer,
-            starts,
+            by_customer: ByCustomer::new(log, |p| p.quantity > 0.0),
             recent_from,
             repeat_share: Vec::new(),
             n_orders: Vec::new(),
@@ -678,7 +653,7 @@ impl Activity {
     }
 
     fn n_customers(&self) -> usize {
-        self.starts.len() - 1
+        self.by_customer.n_customers()
     }
 
     /// Customer `c`'s bought items, by item (`log` is the log the activity
@@ -688,15 +663,11 @@ impl Activity {
     }
 
     fn customer(&self, log: &PurchaseLog, c: u32) -> CustomerActivity {
-        let cu = c as usize;
         // (item, order, time) of the customer's positive lines.
-        let mut lines: Vec<(u32, u32, i64)> = self.by_customer
-            [self.starts[cu]..self.starts[cu + 1]]
-            .iter()
-            .map(|&k| {
-                let p = &log.purchases[k as usize];
-                (p.item.0, p.order.0, p.time)
-            })
+        let mut lines: Vec<(u32, u32, i64)> = self
+            .by_customer
+            .lines(log, c)
+            .map(|p| (p.item.0, p.order.0, p.time))
             .collect();
         lines.sort_unstable();
         // Rank of each order among the customer's, from the newest (0), by

@@ -75,7 +75,7 @@
 //! - Everything is deterministic: same log and parameters, same scores.
 
 use crate::topk::{top_k, top_k_dense};
-use encore_data::{Csr, PurchaseLog};
+use encore_data::{ByCustomer, Csr, CsrBuilder, PurchaseLog};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -254,62 +254,38 @@ fn personal_vectors(log: &PurchaseLog, p: &TifuParams) -> (Csr, Csr) {
             .map(|q| (q.customer.0, q.item.0, 1.0))
     })
     .map_values(|_| 1.0);
-    // Positive lines grouped by customer, then order (time of the order = its
-    // earliest positive line).
-    // Keyed by (customer, order): order ids need not be unique across customers.
-    let mut order_time: std::collections::HashMap<(u32, u32), i64> =
-        std::collections::HashMap::new();
-    for q in log.purchases.iter().filter(|q| q.quantity > 0.0) {
-        let t = order_time
-            .entry((q.customer.0, q.order.0))
-            .or_insert(q.time);
-        *t = (*t).min(q.time);
-    }
-    // (customer, order time, order, item), sorted: the order time is looked
-    // up once a line, not once a comparison.
-    let mut timed: Vec<(u32, i64, u32, u32)> = log
-        .purchases
-        .iter()
-        .filter(|q| q.quantity > 0.0 && net.get(q.customer.0 as usize, q.item.0) > 0.0)
-        .map(|q| {
-            let (c, o) = (q.customer.0, q.order.0);
-            (c, order_time[&(c, o)], o, q.item.0)
-        })
-        .collect();
-    drop(order_time);
-    timed.sort_unstable();
-    timed.dedup();
-    let lines: Vec<(u32, u32, u32)> = timed.into_iter().map(|(c, _, o, i)| (c, o, i)).collect();
-    let mut triplets: Vec<(u32, u32, f32)> = Vec::new();
-    let mut start = 0;
-    while start < lines.len() {
-        let c = lines[start].0;
-        let mut end = start;
-        while end < lines.len() && lines[end].0 == c {
-            end += 1;
-        }
+    // Each customer's positive lines of items whose net quantity stands,
+    // grouped into orders oldest first (the time of an order = its earliest
+    // positive line), one customer at a time.
+    let by_customer = ByCustomer::new(log, |q| q.quantity > 0.0);
+    let mut vectors = CsrBuilder::new(n_items);
+    let mut order_time: Vec<(u32, i64)> = Vec::new();
+    let mut lines: Vec<(i64, u32, u32)> = Vec::new();
+    for c in 0..n_customers as u32 {
+        order_time.clear();
+        order_time.extend(by_customer.lines(log, c).map(|q| (q.order.0, q.time)));
+        order_time.sort_unstable();
+        order_time.dedup_by_key(|e| e.0);
+        let time_of = |o: u32| order_time[order_time.binary_search_by_key(&o, |e| e.0).unwrap()].1;
+        lines.clear();
+        lines.extend(
+            by_customer
+                .lines(log, c)
+                .filter(|q| net.get(c as usize, q.item.0) > 0.0)
+                .map(|q| (time_of(q.order.0), q.order.0, q.item.0)),
+        );
+        lines.sort_unstable();
+        lines.dedup();
         // Baskets of customer `c`, oldest first, as ranges of `lines`.
-        let mut baskets: Vec<&[(u32, u32, u32)]> = Vec::new();
-        let mut b = start;
-        while b < end {
-            let o = lines[b].1;
-            let mut e = b;
-            while e < end && lines[e].1 == o {
-                e += 1;
-            }
-            baskets.push(&lines[b..e]);
-            b = e;
-        }
-        let u = decayed_vector(&baskets, p);
-        triplets.extend(u.into_iter().map(|(i, v)| (c, i, v)));
-        start = end;
+        let baskets: Vec<&[(i64, u32, u32)]> = lines.chunk_by(|a, b| a.1 == b.1).collect();
+        vectors.push_row(&decayed_vector(&baskets, p));
     }
-    (Csr::from_triplets(n_customers, n_items, triplets), bought)
+    (vectors.finish(), bought)
 }
 
 /// The personal vector of one customer (sparse, unsorted) from their
 /// baskets (oldest first).
-fn decayed_vector(baskets: &[&[(u32, u32, u32)]], p: &TifuParams) -> Vec<(u32, f32)> {
+fn decayed_vector(baskets: &[&[(i64, u32, u32)]], p: &TifuParams) -> Vec<(u32, f32)> {
     let n = baskets.len();
     let m = p.group_size;
     let g = n.div_ceil(m);
