@@ -802,3 +802,35 @@ fn csv_reader_untouched_by_parquet_dispatch() {
         read_purchases_from_reader(text.as_bytes(), Path::new("x.parquet"), &opts()).unwrap();
     assert_eq!(log.purchases.len(), 1);
 }
+
+// ---------------------------------------------------------------- interop
+
+/// Files written by pandas (`to_parquet` defaults: large strings, a
+/// categorical, nullable Int64 ids, microsecond timestamps, float64 prices)
+/// and the way Spark writes a directory (INT96 timestamps, DECIMAL(10,2)
+/// prices, INT32 ids, `_SUCCESS` and `.crc` files); see
+/// `fixtures/parquet/make_fixtures.py`. Both read as the same rows in CSV.
+#[test]
+fn files_written_by_pandas_and_spark_read_as_their_csv() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parquet");
+    let o = IngestOptions {
+        columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
+            .parse()
+            .unwrap(),
+        ..IngestOptions::default()
+    };
+    let (csv_log, csv_report) = read_purchases(&dir.join("same_rows.csv"), &o).unwrap();
+    assert_eq!(csv_report.rows_accepted, 5);
+    assert_eq!(
+        csv_report.rejected,
+        BTreeMap::from([
+            (RejectReason::MissingCustomer, 1),
+            (RejectReason::ZeroQuantity, 1)
+        ])
+    );
+    for input in ["pandas.parquet", "spark"] {
+        let (log, report) = read_purchases(&dir.join(input), &o).unwrap();
+        assert_eq!(log_key(&log), log_key(&csv_log), "{input}");
+        assert_eq!(report_key(&report), report_key(&csv_report), "{input}");
+    }
+}
