@@ -1,4 +1,6 @@
-//! Streaming ingestion of purchase histories (CSV, plain or gzip).
+//! Streaming ingestion of purchase histories (CSV, plain or gzip; Parquet
+//! files and directories through [`crate::parquet`], which shares the row
+//! checks, rejects file and report of this module).
 //!
 //! The canonical header is `order_id,customer_id,item_id,timestamp,quantity,price`,
 //! columns in any order, extra columns ignored; `order_id`, `quantity` (default 1)
@@ -459,7 +461,8 @@ pub struct IngestReport {
     pub first_time: Option<String>,
     /// Latest purchase, RFC 3339.
     pub last_time: Option<String>,
-    /// `sha256:<hex>` of the bytes as stored (compressed for a gzip file).
+    /// `sha256:<hex>` of the bytes as stored (compressed for a gzip file; for
+    /// a directory of Parquet parts, see [`crate::parquet::fingerprint_parts`]).
     pub fingerprint: String,
     /// Where rejected rows were written; `None` when no row was rejected or
     /// no rejects file was asked for.
