@@ -870,6 +870,7 @@ pub(crate) enum RowLocation<'p> {
     /// 1-based line of a CSV file where the row starts.
     Line(u64),
     /// A row of a Parquet file: 0-based row group, and 0-based row within it.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
     Parquet {
         file: &'p Path,
         row_group: usize,
@@ -1167,6 +1168,7 @@ impl Reject {
     }
 
     /// A null where the field needs a value.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
     pub(crate) fn null(reason: RejectReason, field: Field) -> Self {
         Reject {
             reason,

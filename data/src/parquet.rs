@@ -784,7 +784,7 @@ impl<'a> BatchColumns<'a> {
                 .ok_or_else(|| (field, array.data_type().clone()))
         };
         // `resolve` made sure the required fields have a column.
-        let required = |field: Field| column(field)?.ok_or_else(|| (field, DataType::Null));
+        let required = |field: Field| column(field)?.ok_or((field, DataType::Null));
         Ok(BatchColumns {
             order: column(Field::OrderId)?,
             customer: required(Field::CustomerId)?,

@@ -79,15 +79,16 @@ fn with_rejects(path: &Path) -> IngestOptions {
     }
 }
 
-/// Everything the log holds, NaN prices compared by bits.
-fn log_key(
-    log: &PurchaseLog,
-) -> (
+/// Ids of customers, items and orders, and every purchase (floats by bits).
+type LogKey = (
     Vec<String>,
     Vec<String>,
     Vec<String>,
     Vec<(u32, u32, u32, i64, u32, u32)>,
-) {
+);
+
+/// Everything the log holds, NaN prices compared by bits.
+fn log_key(log: &PurchaseLog) -> LogKey {
     let ids = |m: &encore_data::IdMap| m.ids().map(str::to_owned).collect::<Vec<_>>();
     (
         ids(&log.customers),
