@@ -1,4 +1,6 @@
-//! Streaming ingestion of purchase histories (CSV, plain or gzip).
+//! Streaming ingestion of purchase histories (CSV, plain or gzip; Parquet
+//! files and directories through [`crate::parquet`], which shares the row
+//! checks, rejects file and report of this module).
 //!
 //! The canonical header is `order_id,customer_id,item_id,timestamp,quantity,price`,
 //! columns in any order, extra columns ignored; `order_id`, `quantity` (default 1)
@@ -269,6 +271,38 @@ fn describe_bad_row(
     }
 }
 
+/// The part of a [`IngestError::BadParquetRow`] message after the row's place.
+fn describe_bad_parquet_row(
+    field: &str,
+    column: Option<&str>,
+    value: Option<&str>,
+    reason: RejectReason,
+) -> String {
+    match value {
+        Some(v) => describe_bad_row(field, column, v, reason),
+        None => match column {
+            Some(c) => format!("field '{field}' (column '{c}'): null, a value is required"),
+            None => format!("field '{field}': null, a value is required"),
+        },
+    }
+}
+
+/// ` row group N` and/or ` column 'C'`, when known.
+fn parquet_place(row_group: &Option<usize>, column: &Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(g) = row_group {
+        let _ = write!(s, ": row group {g}");
+    }
+    if let Some(c) = column {
+        let _ = write!(
+            s,
+            "{} column '{c}'",
+            if row_group.is_some() { "," } else { ":" }
+        );
+    }
+    s
+}
+
 /// Why a history (or catalog) could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -337,6 +371,54 @@ pub enum IngestError {
         #[source]
         source: std::io::Error,
     },
+    /// An unusable row of a Parquet file, in strict mode. `row_group` and
+    /// `row` (within the row group) count from 0.
+    #[error("{}: row group {row_group}, row {row}: {}", path.display(), describe_bad_parquet_row(field, column.as_deref(), value.as_deref(), *reason))]
+    BadParquetRow {
+        /// The Parquet file (a part file, for a directory input).
+        path: PathBuf,
+        row_group: usize,
+        row: usize,
+        /// Canonical field name.
+        field: &'static str,
+        /// The source column, when a [`ColumnMap`] renamed the field.
+        column: Option<String>,
+        /// The offending value as text; `None` for a null.
+        value: Option<String>,
+        reason: RejectReason,
+    },
+    /// A Parquet file that cannot be decoded: not Parquet at all, a damaged
+    /// footer (no `row_group`), or a damaged page in a row group.
+    #[error("{}{}: cannot read Parquet data: {message}", path.display(), parquet_place(row_group, column))]
+    Parquet {
+        path: PathBuf,
+        row_group: Option<usize>,
+        /// The column whose data is damaged, when it could be narrowed down.
+        column: Option<String>,
+        message: String,
+    },
+    /// A Parquet column whose type cannot hold the field it is mapped to.
+    #[error("{}: column '{column}' (field {field}) has type {data_type}, expected {expected}", path.display())]
+    ParquetColumnType {
+        path: PathBuf,
+        field: &'static str,
+        column: String,
+        data_type: String,
+        expected: &'static str,
+    },
+    /// A directory given as input that holds no Parquet part file.
+    #[error("{}: a directory without Parquet part files (*.parquet)", path.display())]
+    NoParquetParts { path: PathBuf },
+    /// An entry of a Parquet input directory that is not a part file.
+    #[error("{}: '{entry}' is {what}; a Parquet input directory holds part files (*.parquet), and files whose names start with '.' or '_' or end in .crc, which are skipped", path.display())]
+    ParquetDirEntry {
+        path: PathBuf,
+        entry: String,
+        what: &'static str,
+    },
+    /// Parquet input to a build without Parquet support.
+    #[error("{}: Parquet input, but this build of encore-data has no Parquet support (feature `parquet`)", path.display())]
+    ParquetUnsupported { path: PathBuf },
     /// The file has a header but not one usable row.
     #[error("{}: no usable purchase ({rejected} rows rejected)", path.display())]
     NoRows { path: PathBuf, rejected: u64 },
@@ -379,7 +461,8 @@ pub struct IngestReport {
     pub first_time: Option<String>,
     /// Latest purchase, RFC 3339.
     pub last_time: Option<String>,
-    /// `sha256:<hex>` of the bytes as stored (compressed for a gzip file).
+    /// `sha256:<hex>` of the bytes as stored (compressed for a gzip file; for
+    /// a directory of Parquet parts, see [`crate::parquet::fingerprint_parts`]).
     pub fingerprint: String,
     /// Where rejected rows were written; `None` when no row was rejected or
     /// no rejects file was asked for.
@@ -436,13 +519,13 @@ impl IngestReport {
 }
 
 /// A reader that hashes every byte read through it.
-struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
 }
 
 impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         HashingReader {
             inner,
             hasher: Sha256::new(),
@@ -450,14 +533,9 @@ impl<R: Read> HashingReader<R> {
     }
 
     /// Hashes the rest of the input and returns `sha256:<hex>`.
-    fn finish(mut self) -> std::io::Result<String> {
+    pub(crate) fn finish(mut self) -> std::io::Result<String> {
         std::io::copy(&mut self, &mut std::io::sink())?;
-        let mut out = String::with_capacity(7 + 64);
-        out.push_str("sha256:");
-        for b in self.hasher.finalize() {
-            let _ = write!(out, "{b:02x}");
-        }
-        Ok(out)
+        Ok(sha256_hex(self.hasher))
     }
 }
 
@@ -467,6 +545,16 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
+}
+
+/// `sha256:<hex>` of what `hasher` has seen.
+pub(crate) fn sha256_hex(hasher: Sha256) -> String {
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in hasher.finalize() {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// A reader that notes where the line breaks are, for line numbers.
@@ -557,8 +645,14 @@ impl<R: Read> Read for LineBreaks<R> {
     }
 }
 
-/// `sha256:<hex>` of a file's bytes.
+/// `sha256:<hex>` of a file's bytes; for a directory of Parquet part files,
+/// see [`crate::parquet::fingerprint_parts`]. The same as
+/// [`IngestReport::fingerprint`] for the input at `path`.
 pub fn fingerprint_file(path: &Path) -> Result<String, IngestError> {
+    #[cfg(feature = "parquet")]
+    if path.is_dir() {
+        return crate::parquet::fingerprint_parts(path);
+    }
     let io = |source| IngestError::Io {
         path: path.to_path_buf(),
         source,
@@ -574,9 +668,21 @@ fn has_gz_extension(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
-/// Reads a purchase history file, plain or gzip (see the module docs).
+/// True if `path`'s extension is `parquet` (any case).
+pub(crate) fn has_parquet_extension(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
+/// The first bytes of every Parquet file.
+pub(crate) const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// Reads a purchase history: a CSV file, plain or gzip (see the module docs),
+/// or Parquet: a file named `*.parquet` or starting with the Parquet magic
+/// bytes, or a directory of part files (see [`crate::parquet`]).
 ///
-/// The report's fingerprint is the SHA-256 of the file as stored.
+/// The report's fingerprint is the SHA-256 of the file as stored (for a
+/// directory, see [`crate::parquet::fingerprint_parts`]).
 pub fn read_purchases(
     path: &Path,
     opts: &IngestOptions,
@@ -585,8 +691,11 @@ pub fn read_purchases(
         path: path.to_path_buf(),
         source,
     };
+    if path.is_dir() {
+        return read_parquet_input(path, opts);
+    }
     let mut file = File::open(path).map_err(io)?;
-    let mut magic = [0u8; 2];
+    let mut magic = [0u8; 4];
     let mut got = 0;
     while got < magic.len() {
         match file.read(&mut magic[got..]) {
@@ -596,8 +705,12 @@ pub fn read_purchases(
             Err(e) => return Err(io(e)),
         }
     }
+    if (got == 4 && &magic == PARQUET_MAGIC) || has_parquet_extension(path) {
+        drop(file);
+        return read_parquet_input(path, opts);
+    }
     file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let gzip = got == 2 && magic == [0x1f, 0x8b];
+    let gzip = got >= 2 && magic[..2] == [0x1f, 0x8b];
     if !gzip && has_gz_extension(path) {
         return Err(IngestError::NotGzip {
             path: path.to_path_buf(),
@@ -613,6 +726,24 @@ pub fn read_purchases(
     };
     report.fingerprint = hashing.finish().map_err(io)?;
     Ok((log, report))
+}
+
+#[cfg(feature = "parquet")]
+fn read_parquet_input(
+    path: &Path,
+    opts: &IngestOptions,
+) -> Result<(PurchaseLog, IngestReport), IngestError> {
+    crate::parquet::read_parquet(path, opts)
+}
+
+#[cfg(not(feature = "parquet"))]
+fn read_parquet_input(
+    path: &Path,
+    _opts: &IngestOptions,
+) -> Result<(PurchaseLog, IngestReport), IngestError> {
+    Err(IngestError::ParquetUnsupported {
+        path: path.to_path_buf(),
+    })
 }
 
 /// Reads a purchase history from any reader of CSV text; `source` names it in
@@ -687,32 +818,20 @@ impl Rejects {
         }
     }
 
-    /// Writes one rejected record, re-quoting its fields into CSV text.
+    /// Writes one rejected row: where it is (a line number, or a Parquet
+    /// file, row group and row), why, which field, and its raw text.
     fn write(
         &mut self,
-        line: u64,
+        location: &str,
         reason: RejectReason,
         field: &str,
-        record: &csv::ByteRecord,
+        raw: impl FnOnce(&mut String),
     ) -> Result<(), IngestError> {
         self.raw.clear();
-        for (k, f) in record.iter().enumerate() {
-            if k > 0 {
-                self.raw.push(',');
-            }
-            let f = String::from_utf8_lossy(f);
-            if f.contains([',', '"', '\n', '\r']) {
-                self.raw.push('"');
-                self.raw.push_str(&f.replace('"', "\"\""));
-                self.raw.push('"');
-            } else {
-                self.raw.push_str(&f);
-            }
-        }
-        let line = line.to_string();
+        raw(&mut self.raw);
         self.out
             .write_record([
-                line.as_bytes(),
+                location.as_bytes(),
                 reason.as_str().as_bytes(),
                 field.as_bytes(),
                 self.raw.as_bytes(),
@@ -722,6 +841,211 @@ impl Rejects {
 
     fn finish(mut self) -> Result<(), IngestError> {
         self.out.flush().map_err(|e| self.err(e))
+    }
+}
+
+/// Appends `field` to `out` as one CSV field, quoted when it must be.
+pub(crate) fn push_csv_field(out: &mut String, field: &str) {
+    if field.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&field.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(field);
+    }
+}
+
+/// A record re-quoted into one line of CSV text.
+fn record_text(record: &csv::ByteRecord, out: &mut String) {
+    for (k, f) in record.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        push_csv_field(out, &String::from_utf8_lossy(f));
+    }
+}
+
+/// Where a rejected row is, for the rejects file and strict errors.
+pub(crate) enum RowLocation<'p> {
+    /// 1-based line of a CSV file where the row starts.
+    Line(u64),
+    /// A row of a Parquet file: 0-based row group, and 0-based row within it.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    Parquet {
+        file: &'p Path,
+        row_group: usize,
+        row: usize,
+    },
+}
+
+/// Turns the rows of any source (CSV records, Parquet batches) into the
+/// purchase log and report: one row is either pushed or rejected here, so
+/// every source counts, records and refuses rows the same way.
+pub(crate) struct RowSink<'o> {
+    opts: &'o IngestOptions,
+    source: &'o Path,
+    log: PurchaseLog,
+    rejected: BTreeMap<RejectReason, u64>,
+    /// Rows seen, accepted or not; the source counts them.
+    pub(crate) rows_read: u64,
+    returns: u64,
+    order_key: String,
+    location: String,
+    /// Created at the first rejected row: a clean file leaves no rejects file behind.
+    rejects: Option<Rejects>,
+}
+
+impl<'o> RowSink<'o> {
+    pub(crate) fn new(source: &'o Path, opts: &'o IngestOptions) -> Self {
+        RowSink {
+            opts,
+            source,
+            log: PurchaseLog::default(),
+            rejected: BTreeMap::new(),
+            rows_read: 0,
+            returns: 0,
+            order_key: String::new(),
+            location: String::new(),
+            rejects: None,
+        }
+    }
+
+    /// Adds a usable row to the log.
+    pub(crate) fn accept(&mut self, row: &Row<'_>) {
+        let log = &mut self.log;
+        // `IdMap::get_or_insert` looks the id up first: known ids allocate nothing.
+        let customer = log.customers.get_or_insert(row.customer);
+        let item = log.items.get_or_insert(row.item);
+        let order = match row.order {
+            Some(o) => log.orders.get_or_insert(o),
+            None => {
+                self.order_key.clear();
+                let _ = write!(self.order_key, "{}@{}", row.customer, row.time);
+                log.orders.get_or_insert(&self.order_key)
+            }
+        };
+        if row.quantity < 0.0 {
+            self.returns += 1;
+        }
+        log.purchases.push(crate::log::Purchase {
+            order: crate::ids::OrderIdx(order),
+            customer: crate::ids::CustomerIdx(customer),
+            item: crate::ids::ItemIdx(item),
+            time: row.time,
+            quantity: row.quantity,
+            price: row.price,
+        });
+    }
+
+    /// Counts and records an unusable row; in strict mode, the error to stop with.
+    /// `raw` writes the row's text for the rejects file.
+    pub(crate) fn reject(
+        &mut self,
+        reject: Reject,
+        location: RowLocation<'_>,
+        raw: impl FnOnce(&mut String),
+    ) -> Result<(), IngestError> {
+        let Reject {
+            reason,
+            field,
+            value,
+        } = reject;
+        let field_name = field.map_or("row", Field::name);
+        if self.opts.strict {
+            let column = field
+                .filter(|&f| self.opts.columns.source(f) != f.name())
+                .map(|f| self.opts.columns.source(f).to_string());
+            return Err(match location {
+                RowLocation::Line(line) => IngestError::BadRow {
+                    path: self.source.to_path_buf(),
+                    line,
+                    field: field_name,
+                    column,
+                    value: value.unwrap_or_default(),
+                    reason,
+                },
+                RowLocation::Parquet {
+                    file,
+                    row_group,
+                    row,
+                } => IngestError::BadParquetRow {
+                    path: file.to_path_buf(),
+                    row_group,
+                    row,
+                    field: field_name,
+                    column,
+                    value,
+                    reason,
+                },
+            });
+        }
+        *self.rejected.entry(reason).or_default() += 1;
+        if let Some(path) = &self.opts.rejects_path {
+            if self.rejects.is_none() {
+                self.rejects = Some(Rejects::create(path)?);
+            }
+            self.location.clear();
+            match location {
+                RowLocation::Line(line) => {
+                    let _ = write!(self.location, "{line}");
+                }
+                RowLocation::Parquet {
+                    file,
+                    row_group,
+                    row,
+                } => {
+                    let _ = write!(
+                        self.location,
+                        "{} row group {row_group} row {row}",
+                        file.display()
+                    );
+                }
+            }
+            if let Some(r) = self.rejects.as_mut() {
+                r.write(&self.location, reason, field_name, raw)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log and its report (without a fingerprint, which the source adds).
+    pub(crate) fn finish(self) -> Result<(PurchaseLog, IngestReport), IngestError> {
+        let rejects_path = match self.rejects {
+            Some(r) => {
+                r.finish()?;
+                self.opts.rejects_path.clone()
+            }
+            None => {
+                if let Some(path) = &self.opts.rejects_path {
+                    Rejects::remove_stale(path)?;
+                }
+                None
+            }
+        };
+        let log = self.log;
+        let rejected_total: u64 = self.rejected.values().sum();
+        if log.purchases.is_empty() {
+            return Err(IngestError::NoRows {
+                path: self.source.to_path_buf(),
+                rejected: rejected_total,
+            });
+        }
+        let range = log.time_range();
+        let report = IngestReport {
+            path: self.source.to_path_buf(),
+            rows_read: self.rows_read,
+            rows_accepted: log.purchases.len() as u64,
+            rejected: self.rejected,
+            returns: self.returns,
+            customers: log.customers.len(),
+            items: log.items.len(),
+            orders: log.orders.len(),
+            first_time: range.map(|r| format_timestamp(r.0)),
+            last_time: range.map(|r| format_timestamp(r.1)),
+            fingerprint: String::new(),
+            rejects_path,
+        };
+        Ok((log, report))
     }
 }
 
@@ -794,134 +1118,62 @@ fn ingest<R: Read>(
         .collect();
     let cols = resolve_columns(&headers, &opts.columns, source)?;
 
-    // Created at the first rejected row: a clean file leaves no rejects file behind.
-    let mut rejects: Option<Rejects> = None;
-    let mut log = PurchaseLog::default();
-    let mut rejected: BTreeMap<RejectReason, u64> = BTreeMap::new();
-    let (mut rows_read, mut returns) = (0u64, 0u64);
+    let mut sink = RowSink::new(source, opts);
     let mut record = csv::ByteRecord::new();
-    let mut order_key = String::new();
     while rdr.read_byte_record(&mut record).map_err(csv_err)? {
-        rows_read += 1;
-        let row = match parse_row(&record, &cols) {
-            Ok(row) => row,
-            Err(Reject {
-                reason,
-                field,
-                value,
-            }) => {
+        sink.rows_read += 1;
+        match parse_row(&record, &cols) {
+            Ok(row) => sink.accept(&row),
+            Err(reject) => {
                 let line = match record.position() {
                     Some(p) => rdr.get_mut().line_at(p.byte()),
                     None => 0,
                 };
-                let field_name = field.map_or("row", Field::name);
-                if opts.strict {
-                    return Err(IngestError::BadRow {
-                        path: source.to_path_buf(),
-                        line,
-                        field: field_name,
-                        column: field
-                            .filter(|&f| opts.columns.source(f) != f.name())
-                            .map(|f| opts.columns.source(f).to_string()),
-                        value,
-                        reason,
-                    });
-                }
-                *rejected.entry(reason).or_default() += 1;
-                if let Some(path) = &opts.rejects_path {
-                    if rejects.is_none() {
-                        rejects = Some(Rejects::create(path)?);
-                    }
-                    if let Some(r) = rejects.as_mut() {
-                        r.write(line, reason, field_name, &record)?;
-                    }
-                }
-                continue;
+                sink.reject(reject, RowLocation::Line(line), |out| {
+                    record_text(&record, out)
+                })?;
             }
-        };
-        // `IdMap::get_or_insert` looks the id up first: known ids allocate nothing.
-        let customer = log.customers.get_or_insert(row.customer);
-        let item = log.items.get_or_insert(row.item);
-        let order = match row.order {
-            Some(o) => log.orders.get_or_insert(o),
-            None => {
-                order_key.clear();
-                let _ = write!(order_key, "{}@{}", row.customer, row.time);
-                log.orders.get_or_insert(&order_key)
-            }
-        };
-        if row.quantity < 0.0 {
-            returns += 1;
         }
-        log.purchases.push(crate::log::Purchase {
-            order: crate::ids::OrderIdx(order),
-            customer: crate::ids::CustomerIdx(customer),
-            item: crate::ids::ItemIdx(item),
-            time: row.time,
-            quantity: row.quantity,
-            price: row.price,
-        });
     }
-    let rejects_path = match rejects {
-        Some(r) => {
-            r.finish()?;
-            opts.rejects_path.clone()
-        }
-        None => {
-            if let Some(path) = &opts.rejects_path {
-                Rejects::remove_stale(path)?;
-            }
-            None
-        }
-    };
-    let rejected_total: u64 = rejected.values().sum();
-    if log.purchases.is_empty() {
-        return Err(IngestError::NoRows {
-            path: source.to_path_buf(),
-            rejected: rejected_total,
-        });
-    }
-    let range = log.time_range();
-    let report = IngestReport {
-        path: source.to_path_buf(),
-        rows_read,
-        rows_accepted: log.purchases.len() as u64,
-        rejected,
-        returns,
-        customers: log.customers.len(),
-        items: log.items.len(),
-        orders: log.orders.len(),
-        first_time: range.map(|r| format_timestamp(r.0)),
-        last_time: range.map(|r| format_timestamp(r.1)),
-        fingerprint: String::new(),
-        rejects_path,
-    };
+    let (log, report) = sink.finish()?;
     Ok((log, report, rdr.into_inner().into_inner()))
 }
 
-/// The usable content of one row, borrowed from the record.
-struct Row<'a> {
-    order: Option<&'a str>,
-    customer: &'a str,
-    item: &'a str,
-    time: i64,
-    quantity: f32,
-    price: f32,
+/// The usable content of one row, borrowed from the source.
+pub(crate) struct Row<'a> {
+    /// `None` (or an empty id, which the source turns into `None`): synthesized.
+    pub(crate) order: Option<&'a str>,
+    pub(crate) customer: &'a str,
+    pub(crate) item: &'a str,
+    pub(crate) time: i64,
+    pub(crate) quantity: f32,
+    pub(crate) price: f32,
 }
 
-/// Why one row is unusable, with the field (`None`: the whole row) and offending value.
-struct Reject {
-    reason: RejectReason,
-    field: Option<Field>,
-    value: String,
+/// Why one row is unusable, with the field (`None`: the whole row) and
+/// offending value (`None`: a null, which only typed sources have).
+pub(crate) struct Reject {
+    pub(crate) reason: RejectReason,
+    pub(crate) field: Option<Field>,
+    pub(crate) value: Option<String>,
 }
 
 impl Reject {
-    fn new(reason: RejectReason, field: Field, value: &str) -> Self {
+    pub(crate) fn new(reason: RejectReason, field: Field, value: &str) -> Self {
         Reject {
             reason,
             field: Some(field),
-            value: value.to_string(),
+            value: Some(value.to_string()),
+        }
+    }
+
+    /// A null where the field needs a value.
+    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
+    pub(crate) fn null(reason: RejectReason, field: Field) -> Self {
+        Reject {
+            reason,
+            field: Some(field),
+            value: None,
         }
     }
 }
@@ -931,7 +1183,7 @@ fn field_str(record: &csv::ByteRecord, col: usize, field: Field) -> Result<&str,
     std::str::from_utf8(raw).map(str::trim).map_err(|_| Reject {
         reason: RejectReason::InvalidUtf8,
         field: Some(field),
-        value: String::from_utf8_lossy(raw).into_owned(),
+        value: Some(String::from_utf8_lossy(raw).into_owned()),
     })
 }
 
@@ -940,11 +1192,11 @@ fn parse_row<'a>(record: &'a csv::ByteRecord, cols: &Columns) -> Result<Row<'a>,
         return Err(Reject {
             reason: RejectReason::WrongColumnCount,
             field: None,
-            value: format!(
+            value: Some(format!(
                 "row has {} columns, the header has {}",
                 record.len(),
                 cols.n
-            ),
+            )),
         });
     }
     let customer = field_str(record, cols.customer, Field::CustomerId)?;

@@ -2,6 +2,8 @@
 //!
 //! - [`ingest`] streams a purchase CSV (plain or gzip) into a [`PurchaseLog`],
 //!   counting and recording the rows it cannot use;
+//! - [`parquet`] reads the same from a Parquet file or a directory of part
+//!   files ([`read_purchases`] takes either format);
 //! - [`catalog`] reads the optional item catalog (titles, categories, availability);
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
@@ -45,6 +47,8 @@ pub mod ids;
 pub mod ingest;
 pub mod log;
 pub mod matrix;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod synth;
 pub mod timestamp;
 

@@ -132,3 +132,104 @@ fn an_error_and_its_cause_are_said_once() {
     let reason = first_line.rsplit(": ").next().unwrap();
     assert_eq!(stderr.matches(reason).count(), 1, "{stderr}");
 }
+
+/// A small Parquet history: row 1 has no customer.
+fn parquet_history(path: &Path) {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampSecondArray};
+    let batch = RecordBatch::try_from_iter([
+        (
+            "CustomerID",
+            std::sync::Arc::new(StringArray::from(vec![Some("c1"), None, Some("c2")])) as ArrayRef,
+        ),
+        (
+            "item_id",
+            std::sync::Arc::new(StringArray::from(vec!["i1", "i2", "i1"])),
+        ),
+        (
+            "timestamp",
+            std::sync::Arc::new(TimestampSecondArray::from(vec![
+                1_300_000_000,
+                1_300_000_100,
+                1_300_000_200,
+            ])),
+        ),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+#[test]
+fn parquet_input_takes_the_same_flags_and_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("h.parquet");
+    parquet_history(&input);
+    let input_arg = input.to_str().unwrap();
+    let model = dir.path().join("m");
+    let model_arg = model.to_str().unwrap();
+
+    // --strict names the file, row group, row, field and column.
+    let out = fit(&[
+        "--input",
+        input_arg,
+        "--columns",
+        "customer_id=CustomerID",
+        "--strict",
+        "--no-eval",
+        "--out",
+        model_arg,
+    ]);
+    failed_with(
+        &out,
+        &format!(
+            "{input_arg}: row group 0, row 1: field 'customer_id' (column 'CustomerID'): empty, a customer id is required"
+        ),
+    );
+    // Without it the row is rejected and written to --rejects.
+    let rejects = dir.path().join("r.csv");
+    let out = fit(&[
+        "--input",
+        input_arg,
+        "--columns",
+        "customer_id=CustomerID",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        "--no-eval",
+        "--out",
+        model_arg,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        text.contains(&format!(
+            "{input_arg} row group 0 row 1,missing_customer,customer_id,"
+        )),
+        "{text}"
+    );
+    // Without the column map: the missing column is named.
+    let out = fit(&["--input", input_arg, "--no-eval", "--out", model_arg]);
+    failed_with(&out, "no column 'customer_id' for field customer_id");
+
+    // A truncated file is an error naming it, not a panic.
+    let bytes = std::fs::read(&input).unwrap();
+    let cut = dir.path().join("cut.parquet");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let out = fit(&[
+        "--input",
+        cut.to_str().unwrap(),
+        "--no-eval",
+        "--out",
+        model_arg,
+    ]);
+    failed_with(
+        &out,
+        &format!("{}: cannot read Parquet data", cut.display()),
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

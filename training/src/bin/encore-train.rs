@@ -36,7 +36,8 @@ struct Cli {
 
 #[derive(Args)]
 struct Input {
-    /// Purchase history CSV (plain or .gz).
+    /// Purchase history: CSV (plain or .gz), a Parquet file, or a directory of
+    /// Parquet part files (*.parquet; _SUCCESS, .crc and hidden files skipped).
     #[arg(long)]
     input: PathBuf,
     /// Column map for other schemas: field=Header,... (fields: order_id, customer_id,
