@@ -425,6 +425,7 @@ pub fn train_engine(
     let als = config.als_params().fit_with(&interactions, &mut |i| {
         progress(Stage::AlsIteration(i, iterations))
     })?;
+    drop(interactions);
     // Co-purchase and popularity see only purchases that stood: lines of a
     // (customer, item) pair whose returns cancel it out are left out, as in ALS.
     let kept = stood(&history);
@@ -445,15 +446,6 @@ pub fn train_engine(
     let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
     item_meta.resize(log.items.len(), ItemMeta::default());
-    progress(Stage::Customers);
-    let reference = log.time_range().map_or(0, |(_, last)| last);
-    let customer_book = config.customers.build(log, reference)?;
-    let categories: Vec<Option<String>> = item_meta.iter().map(|m| m.category.clone()).collect();
-    let replenishment = config
-        .customers
-        .replenishment
-        .fit(log, &categories, reference)
-        .map_err(crate::customer::book::CustomerConfigError::from)?;
     let new_top_n = config.for_you.new_items_top_n;
     let (for_you, for_you_summary, new_items) =
         if config.for_you.builds_repeat_aware(log.customers.len()) {
@@ -463,6 +455,17 @@ pub fn train_engine(
         } else {
             (None, None, None)
         };
+    // After the lists: the re-ranker's inner fits, the largest part of a
+    // fit's memory, do not run beside the customer models.
+    progress(Stage::Customers);
+    let reference = log.time_range().map_or(0, |(_, last)| last);
+    let customer_book = config.customers.build(log, reference)?;
+    let categories: Vec<Option<String>> = item_meta.iter().map(|m| m.category.clone()).collect();
+    let replenishment = config
+        .customers
+        .replenishment
+        .fit(log, &categories, reference)
+        .map_err(crate::customer::book::CustomerConfigError::from)?;
 
     let data = DataSummary {
         interactions: history.nnz(),
@@ -641,6 +644,7 @@ pub fn ranker_base_models(
 ) -> Result<crate::cf::ranker::BaseModels, TrainError> {
     let (interactions, _) = interaction_matrix(log, &config.als);
     let als = config.als_params().fit(&interactions)?;
+    drop(interactions);
     let history = InteractionMatrix::from_log(log, &Weighting::default()).matrix;
     let copurchase = config.copurchase_params()?.fit_where(log, stood(&history));
     let tifu = fit_tifu(log, config, scored)?;
