@@ -5,6 +5,8 @@
 
 use encore_model::customer::bgnbd::{BgNbd, BgNbdParams};
 use encore_model::customer::gamma_gamma::GammaGammaParams;
+use encore_model::customer::mbg_nbd::{self, MbgNbdParams};
+use encore_model::customer::pareto_nbd::{self, ParetoNbdParams};
 use std::path::{Path, PathBuf};
 
 fn dataset(name: &str) -> PathBuf {
@@ -122,4 +124,47 @@ fn customer_gamma_gamma_reproduces_the_published_cdnow_fit() {
     assert_rel("p", fit.p, 6.25, 0.01);
     assert_rel("q", fit.q, 3.74, 0.01);
     assert_rel("v", fit.v, 15.45, 0.01);
+}
+
+/// Pareto/NBD on the CDNOW sample (Fader, Hardie & Lee 2005 report
+/// r = 0.5533, α = 10.5776, s = 0.6061, β = 11.6687, LL = −9595.0).
+#[test]
+fn customer_pareto_nbd_reproduces_the_published_cdnow_fit() {
+    let (_, rows) = read_csv("cdnow_customers_summary.csv");
+    let data: Vec<(f64, f64, f64)> = rows.iter().map(|r| (r[1], r[2], r[3])).collect();
+    let fit = pareto_nbd::fit(&ParetoNbdParams::default(), &data).unwrap();
+    println!(
+        "Pareto/NBD on CDNOW: r = {:.4} (0.5533), alpha = {:.4} (10.578), s = {:.4} (0.6061), \
+         beta = {:.4} (11.667), LL = {:.2} (-9595.0), {} iterations, converged {}",
+        fit.r, fit.alpha, fit.s, fit.beta, fit.log_likelihood, fit.iterations, fit.converged
+    );
+    assert!(fit.converged);
+    assert_rel("r", fit.r, 0.5533, 1e-3);
+    assert_rel("alpha", fit.alpha, 10.578, 1e-3);
+    assert_rel("s", fit.s, 0.6061, 1e-3);
+    assert_rel("beta", fit.beta, 11.667, 1e-3);
+    assert!(
+        (fit.log_likelihood - -9595.0).abs() <= 0.1,
+        "log-likelihood {} vs published -9595.0",
+        fit.log_likelihood
+    );
+}
+
+/// MBG/NBD on the CDNOW sample; the reference values are the lifetimes
+/// package's fit of the same data (r 0.5248, α 6.183, a 0.8914, b 1.614).
+#[test]
+fn customer_mbg_nbd_reproduces_the_reference_cdnow_fit() {
+    let (_, rows) = read_csv("cdnow_customers_summary.csv");
+    let data: Vec<(f64, f64, f64)> = rows.iter().map(|r| (r[1], r[2], r[3])).collect();
+    let fit = mbg_nbd::fit(&MbgNbdParams::default(), &data).unwrap();
+    println!(
+        "MBG/NBD on CDNOW: r = {:.4} (0.5248), alpha = {:.4} (6.183), a = {:.4} (0.8914), \
+         b = {:.4} (1.614), LL = {:.2}, {} iterations, converged {}",
+        fit.r, fit.alpha, fit.a, fit.b, fit.log_likelihood, fit.iterations, fit.converged
+    );
+    assert!(fit.converged);
+    assert_rel("r", fit.r, 0.5248, 1e-3);
+    assert_rel("alpha", fit.alpha, 6.183, 1e-3);
+    assert_rel("a", fit.a, 0.8914, 1e-3);
+    assert_rel("b", fit.b, 1.614, 1e-3);
 }
