@@ -222,7 +222,9 @@ impl TifuParams {
                 // Every customer may be scored: search each one's when asked
                 // rather than hold K neighbours for every customer.
                 None => Neighbours::OnDemand(search),
-                Some(only) => Neighbours::Stored(search.for_customers(&vectors, self.neighbours, only)),
+                Some(only) => {
+                    Neighbours::Stored(search.for_customers(&vectors, self.neighbours, only))
+                }
             }
         };
         debug_assert_eq!(vectors.n_cols(), n_items);
