@@ -143,7 +143,7 @@ fn full_models(log: &PurchaseLog) -> BaseModels {
     ranker_base_models(log, &config(), None).expect("base models")
 }
 
-fn signals<'a>(log: &PurchaseLog, base: &'a BaseModels, params: &RankerParams) -> Signals<'a> {
+fn signals<'a>(log: &'a PurchaseLog, base: &'a BaseModels, params: &RankerParams) -> Signals<'a> {
     let tifu = config().repeat_aware.fit(log).expect("tifu");
     Signals::new(log, tifu, &base.als, &base.copurchase, params)
 }
