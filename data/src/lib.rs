@@ -4,6 +4,7 @@
 //!   counting and recording the rows it cannot use;
 //! - [`parquet`] reads the same from a Parquet file or a directory of part
 //!   files ([`read_purchases`] takes either format);
+//! - [`alloc`] pins the allocator setting both binaries start with;
 //! - [`catalog`] reads the optional item catalog (titles, categories, availability);
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
@@ -39,6 +40,7 @@
 //! # Ok::<(), encore_data::IngestError>(())
 //! ```
 
+pub mod alloc;
 pub mod catalog;
 pub mod error_chain;
 pub mod event_log;

@@ -399,26 +399,19 @@ impl AppState {
 
 // glibc's malloc keeps freed heap memory in its arenas, and once a large
 // block was freed it raises its mmap threshold (up to 32 MiB) and serves later
-// large blocks from the heap too: without the two calls below every reload
-// left the server's resident size higher, until it settled near 3.5x the
-// model's size (see docs/operations.md, "Memory"). Elsewhere both are no-ops.
+// large blocks from the heap too: without the threshold pinned and the trim
+// below every reload left the server's resident size higher, until it
+// settled near 3.5x the model's size (see docs/operations.md, "Memory").
+// Elsewhere both are no-ops.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe extern "C" {
     fn malloc_trim(pad: usize) -> std::ffi::c_int;
-    fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
 }
 
-/// Keeps glibc's mmap threshold at its default 128 KiB, so a model's large
-/// arrays are mapped on their own and unmapped when the model is freed.
+/// Keeps a model's large arrays mapped on their own, so they are unmapped
+/// when the model is freed ([`encore_data::alloc`]).
 fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
-        // SAFETY: mallopt only changes a malloc parameter; any value is valid.
-        unsafe {
-            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-        }
-    }
+    encore_data::alloc::keep_large_blocks_mapped();
 }
 
 /// How long a reload waits for requests still holding the old model before

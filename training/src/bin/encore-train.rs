@@ -390,6 +390,7 @@ fn load_model(dir: &std::path::Path) -> Result<encore_model::engine::Engine> {
 }
 
 fn main() -> std::process::ExitCode {
+    encore_data::alloc::keep_large_blocks_mapped();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
