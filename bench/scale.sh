@@ -11,8 +11,9 @@
 # Environment: RUNS [2] fits per size (the median is reported), WORK
 # [/tmp/encore-scale] for the histories (about 2.7 GB for 1m, kept and reused)
 # and the models (removed after each run), NO_BUILD=1 uses the binaries
-# already in CARGO_TARGET_DIR (or target/). A 1m run takes about half an hour
-# on 2 cores; the histories are generated once.
+# already in CARGO_TARGET_DIR (or target/). The 1m size is the slow one (its
+# ingest and the re-ranker's inner fits alone take several minutes on 2
+# cores); the histories are generated once.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUNS="${RUNS:-2}"
