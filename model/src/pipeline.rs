@@ -9,7 +9,7 @@ use crate::artifact::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, Rank
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
-use crate::cf::ranker::{RankerError, Signals};
+use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists, top_unbought};
@@ -370,6 +370,10 @@ pub enum Stage {
     CoPurchase,
     Popularity,
     Index,
+    /// The re-ranker's learner, trained on inner splits of the history
+    /// (before the other models: its inner fits are a fit's largest memory,
+    /// and this way they do not sit beside the final models).
+    Ranker,
     /// Customer models (BG/NBD, Gamma-Gamma, RFM, lifecycle, KPIs).
     Customers,
     /// The repeat-aware "for you" lists, and with them the heads of the
@@ -414,6 +418,28 @@ pub fn train_engine(
     if log.purchases.is_empty() {
         return Err(TrainError::NoData);
     }
+    item_meta.resize(log.items.len(), ItemMeta::default());
+    let builds_lists = config.for_you.builds_repeat_aware(log.customers.len());
+    let ranker = if builds_lists && config.for_you.model == ForYouModel::Ranker {
+        progress(Stage::Ranker);
+        let available = |i: u32| item_meta[i as usize].available;
+        match config.ranker.fit(log, available, |inner, scored| {
+            ranker_base_models(inner, config, Some(scored)).map_err(|e| e.to_string())
+        }) {
+            Ok(ranker) => Some(Ok(ranker)),
+            // A configuration error is the user's to fix; anything else
+            // (too little history for the inner split) falls back.
+            Err(e @ RankerError::InvalidParam { .. }) => {
+                return Err(TrainError::Config {
+                    key: "ranker".into(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => Some(Err(e.to_string())),
+        }
+    } else {
+        None
+    };
     progress(Stage::Matrix);
     let (interactions, _) = interaction_matrix(log, &config.als);
     if interactions.nnz() == 0 {
@@ -445,16 +471,14 @@ pub fn train_engine(
     };
     let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
-    item_meta.resize(log.items.len(), ItemMeta::default());
     let new_top_n = config.for_you.new_items_top_n;
-    let (for_you, for_you_summary, new_items) =
-        if config.for_you.builds_repeat_aware(log.customers.len()) {
-            progress(Stage::ForYou);
-            let lists = for_you_lists(log, &item_meta, &history, config, &als, &copurchase)?;
-            (Some(lists.for_you), Some(lists.summary), lists.new_items)
-        } else {
-            (None, None, None)
-        };
+    let (for_you, for_you_summary, new_items) = if builds_lists {
+        progress(Stage::ForYou);
+        let lists = for_you_lists(log, &item_meta, &history, config, &als, &copurchase, ranker)?;
+        (Some(lists.for_you), Some(lists.summary), lists.new_items)
+    } else {
+        (None, None, None)
+    };
     // After the lists: the re-ranker's inner fits, the largest part of a
     // fit's memory, do not run beside the customer models.
     progress(Stage::Customers);
@@ -535,6 +559,7 @@ fn for_you_lists(
     config: &EngineConfig,
     als: &crate::cf::als::Als,
     copurchase: &crate::cf::item_knn::CoPurchase,
+    ranker: Option<Result<Ranker, String>>,
 ) -> Result<ForYouLists, TrainError> {
     let tifu = fit_tifu(log, config, None)?;
     let n_items = log.items.len();
@@ -560,49 +585,36 @@ fn for_you_lists(
         );
         (for_you, (new_top_n > 0).then_some(new))
     };
-    let mut fallback_reason = None;
-    if config.for_you.model == ForYouModel::Ranker {
-        let fitted = config.ranker.fit(log, available, |inner, scored| {
-            ranker_base_models(inner, config, Some(scored)).map_err(|e| e.to_string())
-        });
-        match fitted {
-            Ok(ranker) => {
-                let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
-                let (for_you, new_items) =
-                    lists(&|cf, c| ranker.recommend_scored(&signals, c, top_n, available, cf));
-                let summary = ForYouSummary {
-                    model: "ranker".into(),
-                    fallback_reason: None,
-                    ranker: Some(RankerSummary {
-                        learner: ranker.learner().to_string(),
-                        training_customers: ranker.training_customers,
-                        training_rows: ranker.training_rows,
-                        training_positives: ranker.training_positives,
-                        intercept: ranker.intercept(),
-                        importance: ranker
-                            .importance()
-                            .into_iter()
-                            .map(|(n, w)| (n.to_string(), w))
-                            .collect(),
-                    }),
-                };
-                return Ok(ForYouLists {
-                    for_you,
-                    summary,
-                    new_items,
-                });
-            }
-            // A configuration error is the user's to fix; anything else
-            // (too little history for the inner split) falls back.
-            Err(e @ RankerError::InvalidParam { .. }) => {
-                return Err(TrainError::Config {
-                    key: "ranker".into(),
-                    reason: e.to_string(),
-                });
-            }
-            Err(e) => fallback_reason = Some(e.to_string()),
+    let fallback_reason = match ranker {
+        Some(Ok(ranker)) => {
+            let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
+            let (for_you, new_items) =
+                lists(&|cf, c| ranker.recommend_scored(&signals, c, top_n, available, cf));
+            let summary = ForYouSummary {
+                model: "ranker".into(),
+                fallback_reason: None,
+                ranker: Some(RankerSummary {
+                    learner: ranker.learner().to_string(),
+                    training_customers: ranker.training_customers,
+                    training_rows: ranker.training_rows,
+                    training_positives: ranker.training_positives,
+                    intercept: ranker.intercept(),
+                    importance: ranker
+                        .importance()
+                        .into_iter()
+                        .map(|(n, w)| (n.to_string(), w))
+                        .collect(),
+                }),
+            };
+            return Ok(ForYouLists {
+                for_you,
+                summary,
+                new_items,
+            });
         }
-    }
+        Some(Err(reason)) => Some(reason),
+        None => None,
+    };
     let (for_you, new_items) =
         lists(&|cf, c| tifu.recommend(c, top_n, |i| !available(i), Some(cf)));
     let summary = ForYouSummary {
