@@ -7,7 +7,11 @@ use crate::ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};
 /// `quantity` is negative for returns and cancellations; see
 /// [`crate::matrix::InteractionMatrix`] for how those are netted out so that they
 /// never become positive preference.
+// Packed to 4-byte alignment: 28 bytes a line instead of 32 (the `i64` time
+// would otherwise pad it), an eighth less for the largest structure of a fit.
+// Fields are read by value; a reference to one does not compile.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[repr(C, packed(4))]
 pub struct Purchase {
     pub order: OrderIdx,
     pub customer: CustomerIdx,
@@ -18,6 +22,8 @@ pub struct Purchase {
     /// Unit price; `NaN` when the input has no price column.
     pub price: f32,
 }
+
+const _: () = assert!(std::mem::size_of::<Purchase>() == 28);
 
 /// A purchase history with its id maps. Purchases keep input order.
 #[derive(Debug, Clone, Default)]

@@ -315,7 +315,7 @@ mod tests {
         assert!(
             log.purchases
                 .iter()
-                .all(|x| (p.start..end).contains(&x.time))
+                .all(|x| (p.start..end).contains(&{ x.time }))
         );
         let last_month = log
             .purchases

@@ -567,7 +567,7 @@ fn check_roundtrip(
         let order = if file.has(Col::Order) && !row.order.trim().is_empty() {
             row.order.trim().to_string()
         } else {
-            format!("{customer}@{}", p.time)
+            format!("{customer}@{}", { p.time })
         };
         prop_assert_eq!(log.orders.id(p.order.0), order.as_str());
         let quantity: f32 = if file.has(Col::Quantity) {

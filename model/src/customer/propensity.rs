@@ -365,7 +365,7 @@ pub fn fit_bgnbd(
 pub fn buyers(log: &PurchaseLog, start: i64, end: i64) -> Vec<bool> {
     let mut out = vec![false; log.customers.len()];
     for p in &log.purchases {
-        if p.quantity > 0.0 && (start..end).contains(&p.time) {
+        if p.quantity > 0.0 && (start..end).contains(&{ p.time }) {
             out[p.customer.idx()] = true;
         }
     }
