@@ -12,6 +12,10 @@ pub const MAX_ID_BYTES: usize = 256;
 /// The most ids a basket or an exclusion list may hold.
 pub const MAX_LIST_IDS: usize = 1000;
 
+/// The most different values a comma-separated list parameter of a query
+/// (`stage=`, `segment=`) may name; repeats are dropped before counting.
+pub const MAX_LIST_VALUES: usize = 64;
+
 /// The largest JSON body, in bytes (1 MiB).
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
 

@@ -21,7 +21,7 @@
 use crate::error::ApiError;
 use crate::limits::{DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS};
 use actix_web::web;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
 use encore_model::engine::{Engine, ListFilter};
@@ -100,7 +100,14 @@ pub struct AppState {
     scoring: ScoringQueue,
     reloads: ReloadStats,
     metrics: crate::metrics::Metrics,
-    api_keys: Option<crate::auth::ApiKeys>,
+    /// The API keys, swapped whole when their file is read again.
+    api_keys: ArcSwapOption<crate::auth::ApiKeys>,
+    /// The file the keys came from, read again by [`AppState::reload_api_keys`].
+    api_keys_file: Option<PathBuf>,
+    /// Origins whose web pages may call the API (CORS); empty: none.
+    cors_origins: Vec<String>,
+    /// How long a client may take to send a request body (`None`: forever).
+    body_timeout: Option<std::time::Duration>,
     /// The event log's writer (`POST /v1/events`), if the server keeps one.
     events: Option<crate::routes::events::EventSink>,
     /// The event log's directory, read again when a swap moves the data end back.
@@ -143,7 +150,10 @@ impl AppState {
             scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
             reloads: ReloadStats::default(),
             metrics: crate::metrics::Metrics::default(),
-            api_keys: None,
+            api_keys: ArcSwapOption::empty(),
+            api_keys_file: None,
+            cors_origins: Vec::new(),
+            body_timeout: None,
             events: None,
             event_dir: None,
             recent: Arc::new(recent),
@@ -158,9 +168,58 @@ impl AppState {
     }
 
     /// Requires API keys as `keys` says (see [`crate::auth`]).
-    pub fn with_api_keys(mut self, keys: crate::auth::ApiKeys) -> AppState {
-        self.api_keys = Some(keys);
+    pub fn with_api_keys(self, keys: crate::auth::ApiKeys) -> AppState {
+        self.api_keys.store(Some(Arc::new(keys)));
         self
+    }
+
+    /// Requires the API keys of the file at `path`, which
+    /// [`reload_api_keys`](Self::reload_api_keys) reads again.
+    pub fn with_api_keys_file(
+        mut self,
+        path: &Path,
+    ) -> Result<AppState, crate::auth::KeyFileError> {
+        let keys = crate::auth::ApiKeys::load(path)?;
+        self.api_keys_file = Some(path.to_path_buf());
+        Ok(self.with_api_keys(keys))
+    }
+
+    /// Reads the key file again and swaps its keys in; requests already
+    /// checked are not affected. On error the keys in use stay. `Ok(None)`
+    /// when the keys did not come from a file; else how many keys it holds.
+    pub fn reload_api_keys(&self) -> Result<Option<usize>, crate::auth::KeyFileError> {
+        let Some(path) = &self.api_keys_file else {
+            return Ok(None);
+        };
+        let keys = crate::auth::ApiKeys::load(path)?;
+        let n = keys.len();
+        self.api_keys.store(Some(Arc::new(keys)));
+        tracing::info!(file = %path.display(), keys = n, "API keys read again");
+        Ok(Some(n))
+    }
+
+    /// Lets web pages of `origins` call the API from a browser (CORS), and
+    /// use the admin and event routes (see [`crate::auth`]).
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> AppState {
+        self.cors_origins = origins;
+        self
+    }
+
+    /// Fails a request body still arriving `limit` after its head
+    /// (`408 request_timeout`; see [`crate::deadline`]).
+    pub fn with_body_timeout(mut self, limit: std::time::Duration) -> AppState {
+        self.body_timeout = Some(limit);
+        self
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn body_timeout(&self) -> Option<std::time::Duration> {
+        self.body_timeout
+    }
+
+    /// The origins allowed to call the API from a browser.
+    pub fn cors_origins(&self) -> &[String] {
+        &self.cors_origins
     }
 
     /// Keeps an event log in `dir` (`POST /v1/events`; see
@@ -250,9 +309,9 @@ impl AppState {
         &self.recent
     }
 
-    /// The API keys, if the server checks any.
-    pub fn api_keys(&self) -> Option<&crate::auth::ApiKeys> {
-        self.api_keys.as_ref()
+    /// The API keys in use, if the server checks any.
+    pub fn api_keys(&self) -> Option<Arc<crate::auth::ApiKeys>> {
+        self.api_keys.load_full()
     }
 
     /// Sets how many scoring jobs may be queued or running at once (at least 1).

@@ -17,7 +17,7 @@ use super::events::apply_recent_to_due;
 use super::{check_id, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
-use crate::limits::MAX_K;
+use crate::limits::{MAX_K, MAX_LIST_VALUES};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
@@ -243,19 +243,37 @@ pub(crate) struct AudienceParams {
     as_of: Option<String>,
 }
 
+/// The entries of a comma-separated list parameter, trimmed, without empty
+/// entries or repeats (first one kept), at most [`MAX_LIST_VALUES`] of them.
+fn list_param<'a>(name: &str, raw: &'a str) -> Result<Vec<&'a str>, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if seen.insert(entry) {
+            out.push(entry);
+            if out.len() > MAX_LIST_VALUES {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("{name} names more than {MAX_LIST_VALUES} different values"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> {
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
     let mut q = AudienceQuery::default();
     if let Some(raw) = &p.stage {
-        q.stages = parse_stages(raw).map_err(bad)?;
+        q.stages = parse_stages(&list_param("stage", raw)?.join(",")).map_err(bad)?;
         if q.stages.is_empty() {
             return Err(bad("stage must name at least one stage".into()));
         }
     }
     if let Some(raw) = &p.segment {
-        q.segments = raw
-            .split(',')
-            .filter(|s| !s.is_empty())
+        q.segments = list_param("segment", raw)?
+            .into_iter()
             .map(str::to_owned)
             .collect();
     }
