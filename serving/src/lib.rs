@@ -32,9 +32,10 @@
 //! Every failure has one JSON shape and a code of [`Code`] (the table is in
 //! `docs/api.md`).
 //!
-//! Similar items, personal and basket recommendations run on the blocking
-//! thread pool behind a bounded queue ([`AppState::score`]; when it is full they
-//! answer `503 overloaded` with `Retry-After`), unless the answer is already
+//! Similar items, personal and basket recommendations and the members of an
+//! audience run on the blocking thread pool behind a bounded queue
+//! ([`AppState::score`]; when it is full they answer `503 overloaded` with
+//! `Retry-After`), unless the answer is already
 //! at hand: an item's kept similar list, a customer's precomputed lists
 //! ([`Engine::for_you_cached`](encore_model::engine::Engine::for_you_cached)).
 //! Everything else answers inline on the async workers. `bench/load.sh`

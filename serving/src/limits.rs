@@ -24,5 +24,10 @@ pub const JSON_BODY_LIMIT: usize = 1 << 20;
 /// `503 overloaded`.
 pub const DEFAULT_MAX_PENDING_SCORING: usize = 64;
 
+/// Default number of audience streams (`GET /v1/audiences/reactivation`)
+/// that may be open at once before new ones get `503 overloaded`: each holds
+/// the model it started on until its client has read it all.
+pub const DEFAULT_MAX_AUDIENCE_STREAMS: usize = 16;
+
 /// The `Retry-After` of an `overloaded` answer, in seconds.
 pub const RETRY_AFTER_SECONDS: u32 = 1;

@@ -397,3 +397,51 @@ async fn a_slow_body_times_out() {
     assert!(quick.starts_with("HTTP/1.1 200"), "{quick}");
     handle.stop(false).await;
 }
+
+/// Audience streams are capped: one open stream holds its place until its
+/// body is dropped, and finding the members goes through the scoring queue.
+#[actix_web::test]
+async fn audience_streams_are_capped_and_queued() {
+    let f = fixture();
+    let state = web::Data::new(
+        AppState::load(&f.model_dir)
+            .unwrap()
+            .with_max_audience_streams(1)
+            .with_max_pending_scoring(1),
+    );
+    let app = test::init_service(create_app(state.clone())).await;
+    let audience = "/v1/audiences/reactivation?stage=dormant,at_risk,lost,active,new";
+    let open = test::call_service(&app, get(audience).to_request()).await;
+    assert_eq!(open.status(), StatusCode::OK);
+    let r = send(&app, get(audience).to_request()).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    assert_eq!(r.headers.get(header::RETRY_AFTER).unwrap(), "1");
+    drop(open);
+    let res = test::call_service(&app, get(audience).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    drop(res);
+
+    // Hold the only place in the scoring queue: the audience waits its turn
+    // like every other scoring job.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = state.clone();
+    let held = actix_web::rt::spawn(async move {
+        holder
+            .score(move || {
+                started_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            })
+            .await
+    });
+    web::block(move || started_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let r = send(&app, get(audience).to_request()).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+    release_tx.send(()).unwrap();
+    held.await.unwrap().unwrap();
+    let res = test::call_service(&app, get(audience).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -93,6 +93,15 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "encore_model_reloads_total{{result=\"failure\"}} {}",
         r.failed.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP encore_store_watch_errors_total Store watcher looks that failed, by kind.\n\
+         # TYPE encore_store_watch_errors_total counter\n\
+         encore_store_watch_errors_total{{kind=\"current_unreadable\"}} {}\n\
+         encore_store_watch_errors_total{{kind=\"reload_panicked\"}} {}",
+        r.current_unreadable.load(Ordering::Relaxed),
+        r.panicked.load(Ordering::Relaxed)
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)

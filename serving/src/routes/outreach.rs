@@ -328,40 +328,51 @@ pub(crate) async fn reactivation(
         let error = ApiError::new(Code::InvalidQuery, format!("segment {why}"));
         return model_response::<Value>(&engine, Err(error));
     }
+    // The stream holds its place (and the model it started on) until it is
+    // dropped; finding the members is scoring work, behind the queue.
+    let permit = match state.enter_audience_stream() {
+        Ok(permit) => permit,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
+    };
     let members = {
         let (engine, query) = (Arc::clone(&engine), query.clone());
         let bought_since = state.recent_purchases().customers_of(&engine);
-        web::block(move || {
-            if bought_since.is_empty() {
-                return engine.audience_members(&query);
-            }
-            // Customers who bought since the model's data end are not lapsing.
-            let mut members = engine.audience_members(&AudienceQuery {
-                limit: None,
-                ..query.clone()
-            });
-            members.retain(|c| !bought_since.contains(c));
-            if let Some(limit) = query.limit {
-                members.truncate(limit);
-            }
-            members
-        })
-        .await?
+        state
+            .score(move || {
+                if bought_since.is_empty() {
+                    return engine.audience_members(&query);
+                }
+                // Customers who bought since the model's data end are not lapsing.
+                let mut members = engine.audience_members(&AudienceQuery {
+                    limit: None,
+                    ..query.clone()
+                });
+                members.retain(|c| !bought_since.contains(c));
+                if let Some(limit) = query.limit {
+                    members.truncate(limit);
+                }
+                members
+            })
+            .await
+    };
+    let members = match members {
+        Ok(members) => members,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
     };
     let total = members.len();
     let header = csv.then(|| Bytes::from(Engine::audience_csv_header(query.k)));
-    let shared = Arc::new((Arc::clone(&engine), query, members));
+    let shared = Arc::new((Arc::clone(&engine), query, members, permit));
     let chunks = futures_util::stream::unfold(0usize, move |start| {
         let shared = Arc::clone(&shared);
         async move {
-            let (_, _, members) = &*shared;
+            let (_, _, members, _) = &*shared;
             if start >= members.len() {
                 return None;
             }
             let end = (start + AUDIENCE_CHUNK).min(members.len());
             let job = Arc::clone(&shared);
             let bytes = web::block(move || {
-                let (engine, query, members) = &*job;
+                let (engine, query, members, _) = &*job;
                 let rows = engine.audience_rows(&members[start..end], query);
                 let mut out = Vec::with_capacity(rows.len() * 256);
                 for row in &rows {
