@@ -60,6 +60,19 @@ async fn serve() -> anyhow::Result<()> {
     }
     init_logs(config.log_format);
 
+    // Resolved first, so that an address beyond loopback without keys is
+    // refused before the model loads and before anything listens on it.
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(config.bind.as_str())
+        .with_context(|| {
+            format!(
+                "cannot resolve {} (bind, from the {})",
+                config.bind,
+                config.origin("bind")
+            )
+        })?
+        .collect();
+    config.check_exposure(&addrs)?;
+
     let source = match (&config.model, &config.store) {
         (Some(dir), _) => ModelSource::Dir(dir.clone()),
         (None, Some(dir)) => ModelSource::Store(
@@ -118,18 +131,6 @@ async fn serve() -> anyhow::Result<()> {
     if keyed {
         reload_keys_on_hangup(app_state.clone())?;
     }
-    // Resolved first, so that an address beyond loopback is refused before
-    // anything listens on it.
-    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(config.bind.as_str())
-        .with_context(|| {
-            format!(
-                "cannot resolve {} (bind, from the {})",
-                config.bind,
-                config.origin("bind")
-            )
-        })?
-        .collect();
-    config.check_exposure(&addrs)?;
     let server = HttpServer::new(move || create_app(app_state.clone()))
         .workers(workers)
         .max_connections(config.max_connections.get().div_ceil(workers))
