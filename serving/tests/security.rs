@@ -445,3 +445,42 @@ async fn audience_streams_are_capped_and_queued() {
     let res = test::call_service(&app, get(audience).to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// A batch of more than 1000 events is refused with the count, all or
+/// nothing (the route counts the list as it reads it; see
+/// `an_oversized_batch_is_counted_not_kept` in `routes/events.rs`).
+#[actix_web::test]
+async fn an_oversized_event_batch_is_refused_with_its_count() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let state = web::Data::new(
+        AppState::load(&f.model_dir)
+            .unwrap()
+            .with_event_log(&dir.path().join("events"), Default::default())
+            .unwrap(),
+    );
+    let app = test::init_service(create_app(state.clone())).await;
+    let events: Vec<Value> = (0..3000)
+        .map(|n| {
+            json!({"id": format!("e{n}"), "type": "click", "time": "2023-11-20T10:00:00Z",
+                   "customer": "c1", "item": "i1"})
+        })
+        .collect();
+    let r = send(
+        &app,
+        support::post_json("/v1/events", json!({ "events": events })).to_request(),
+    )
+    .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "too_many_events");
+    assert!(
+        r.body["message"].as_str().unwrap().contains("3000 events"),
+        "{}",
+        r.body
+    );
+    state.flush_events().unwrap();
+    let text = metrics_text!(&app);
+    assert!(
+        text.contains("encore_events_total{result=\"accepted\"} 0"),
+        "{text}"
+    );
+}
