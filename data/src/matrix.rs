@@ -123,6 +123,12 @@ impl Csr {
             if lo > hi {
                 return Err(format!("indptr decreases at row {r}"));
             }
+            if hi > indices.len() {
+                return Err(format!(
+                    "indptr of row {r} ends at {hi}, past the {} stored entries",
+                    indices.len()
+                ));
+            }
             let row = &indices[lo..hi];
             if row.iter().any(|&c| c as usize >= n_cols) {
                 return Err(format!("column out of range in row {r}"));

@@ -43,8 +43,9 @@ use std::str::FromStr;
 /// The prefix of the environment variables read as configuration.
 pub const ENV_PREFIX: &str = "ENCORE__";
 
-/// Default of `bind`: loopback, because `POST /v1/admin/reload` is
-/// unauthenticated without `api_keys`.
+/// Default of `bind`: loopback. Without `api_keys` nothing is
+/// authenticated, and `encore-serve` refuses any other address unless
+/// `insecure_no_auth` is set.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 /// Default of `watch_interval`, in seconds.
 pub const DEFAULT_WATCH_INTERVAL_SECS: f64 = 2.0;
@@ -59,11 +60,25 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 /// Default of `event_dedup_days`.
 pub const DEFAULT_EVENT_DEDUP_DAYS: u32 = 7;
 
+/// Default of `request_timeout`, in seconds: the time a client has to send
+/// a request's head (a connection that sends nothing in that time is closed).
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 5;
+
+/// Default of `body_timeout`, in seconds: the time a client has to send a
+/// request's whole body once its head is in.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+
+/// Default of `max_connections`: open connections across all workers,
+/// beyond which new ones wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Every key, in the order `--print-config` shows them.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 17] = [
     "model",
     "store",
     "api_keys",
+    "insecure_no_auth",
+    "cors_origins",
     "events",
     "event_dedup_days",
     "experiments",
@@ -72,6 +87,9 @@ pub const KEYS: [&str; 12] = [
     "workers",
     "max_pending",
     "shutdown_timeout",
+    "request_timeout",
+    "body_timeout",
+    "max_connections",
     "log_format",
 ];
 
@@ -108,9 +126,19 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub store: Option<PathBuf>,
     /// API key file (TOML, keys stored as SHA-256): admin routes need an
-    /// admin key, and read routes a key if the file says so.
+    /// admin key, events a write key, customer data a read key (see
+    /// docs/security.md). Read again on SIGHUP and by POST /v1/admin/reload.
     #[arg(long, value_name = "FILE")]
     pub api_keys: Option<PathBuf>,
+    /// Listen beyond loopback without API keys: anyone who reaches the port
+    /// may reload models, change experiments, post events and read every
+    /// customer's data. Only for a trusted private network.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Origins (`https://shop.example`) whose web pages may call the API
+    /// from a browser (CORS), comma-separated [default: none].
+    #[arg(long, value_name = "ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
     /// Event log directory: enables `POST /v1/events` (created if missing).
     #[arg(long, value_name = "DIR")]
     pub events: Option<PathBuf>,
@@ -126,9 +154,8 @@ pub struct Cli {
     /// How often to look at the store's CURRENT, in seconds [default: 2].
     #[arg(long, value_name = "SECS")]
     pub watch_interval: Option<f64>,
-    /// Address to listen on [default: 127.0.0.1:8080]. `POST /v1/admin/reload`
-    /// is unauthenticated without `--api-keys`, so keep this on loopback
-    /// unless something in front restricts that route.
+    /// Address to listen on [default: 127.0.0.1:8080]. Without `--api-keys`
+    /// only a loopback address is accepted (or `--insecure-no-auth`).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
     /// HTTP worker threads [default: the number of CPU cores].
@@ -142,6 +169,16 @@ pub struct Cli {
     /// [default: 10].
     #[arg(long, value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
+    /// Seconds a client has to send a request's head [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout: Option<u64>,
+    /// Seconds a client has to send a request's body once its head is in
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub body_timeout: Option<u64>,
+    /// Open connections across all workers [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<NonZeroUsize>,
     /// Log line format on stderr; the level comes from `RUST_LOG`
     /// [default: text].
     #[arg(long, value_name = "FORMAT")]
@@ -156,6 +193,8 @@ pub struct Layer {
     pub model: Option<PathBuf>,
     pub store: Option<PathBuf>,
     pub api_keys: Option<PathBuf>,
+    pub insecure_no_auth: Option<bool>,
+    pub cors_origins: Option<Vec<String>>,
     pub events: Option<PathBuf>,
     pub event_dedup_days: Option<NonZeroU32>,
     pub experiments: Option<PathBuf>,
@@ -164,6 +203,9 @@ pub struct Layer {
     pub workers: Option<NonZeroUsize>,
     pub max_pending: Option<NonZeroUsize>,
     pub shutdown_timeout: Option<u64>,
+    pub request_timeout: Option<u64>,
+    pub body_timeout: Option<u64>,
+    pub max_connections: Option<NonZeroUsize>,
     pub log_format: Option<LogFormat>,
 }
 
@@ -236,6 +278,10 @@ pub struct Config {
     pub store: Option<PathBuf>,
     /// API key file.
     pub api_keys: Option<PathBuf>,
+    /// Listen beyond loopback without keys.
+    pub insecure_no_auth: bool,
+    /// Origins whose web pages may call the API (CORS).
+    pub cors_origins: Vec<String>,
     /// Event log directory (`POST /v1/events`); `None`: events are disabled.
     pub events: Option<PathBuf>,
     /// Days an event id is remembered for idempotency.
@@ -253,6 +299,12 @@ pub struct Config {
     pub max_pending: NonZeroUsize,
     /// Seconds requests in flight get after a stop signal.
     pub shutdown_timeout: u64,
+    /// Seconds a client has to send a request's head.
+    pub request_timeout: u64,
+    /// Seconds a client has to send a request's body.
+    pub body_timeout: u64,
+    /// Open connections across all workers.
+    pub max_connections: NonZeroUsize,
     /// Log line format.
     pub log_format: LogFormat,
     #[serde(skip)]
@@ -265,6 +317,8 @@ impl Default for Config {
             model: None,
             store: None,
             api_keys: None,
+            insecure_no_auth: false,
+            cors_origins: Vec::new(),
             events: None,
             event_dedup_days: NonZeroU32::new(DEFAULT_EVENT_DEDUP_DAYS)
                 .expect("the default is not zero"),
@@ -275,10 +329,28 @@ impl Default for Config {
             max_pending: NonZeroUsize::new(crate::limits::DEFAULT_MAX_PENDING_SCORING)
                 .expect("the default is not zero"),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT_SECS,
+            body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
+            max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
+                .expect("the default is not zero"),
             log_format: LogFormat::Text,
             origins: BTreeMap::new(),
         }
     }
+}
+
+/// Whether `o` is a browser origin: `http` or `https`, `://`, a host and an
+/// optional port, nothing else.
+fn is_origin(o: &str) -> bool {
+    let rest = o
+        .strip_prefix("https://")
+        .or_else(|| o.strip_prefix("http://"));
+    rest.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    })
 }
 
 /// The environment variable of `key`: `watch_interval` -> `ENCORE__WATCH_INTERVAL`.
@@ -360,6 +432,8 @@ impl Layer {
             model: cli.model.clone(),
             store: cli.store.clone(),
             api_keys: cli.api_keys.clone(),
+            insecure_no_auth: cli.insecure_no_auth.then_some(true),
+            cors_origins: cli.cors_origins.clone(),
             events: cli.events.clone(),
             event_dedup_days: cli.event_dedup_days,
             experiments: cli.experiments.clone(),
@@ -368,6 +442,9 @@ impl Layer {
             workers: cli.workers,
             max_pending: cli.max_pending,
             shutdown_timeout: cli.shutdown_timeout,
+            request_timeout: cli.request_timeout,
+            body_timeout: cli.body_timeout,
+            max_connections: cli.max_connections,
             log_format: cli.log_format,
         }
     }
@@ -394,6 +471,23 @@ impl Layer {
             "model" => self.model = path()?,
             "store" => self.store = path()?,
             "api_keys" => self.api_keys = path()?,
+            "insecure_no_auth" => {
+                self.insecure_no_auth = Some(match value.trim() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("expected true or false")),
+                });
+            }
+            "cors_origins" => {
+                self.cors_origins = Some(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                );
+            }
             "events" => self.events = path()?,
             "event_dedup_days" => {
                 self.event_dedup_days = Some(
@@ -422,6 +516,18 @@ impl Layer {
             "shutdown_timeout" => {
                 self.shutdown_timeout =
                     Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
+            }
+            "request_timeout" => {
+                self.request_timeout =
+                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
+            }
+            "body_timeout" => {
+                self.body_timeout =
+                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
+            }
+            "max_connections" => {
+                self.max_connections =
+                    Some(parse(value).ok_or_else(|| bad("expected a whole number above 0"))?);
             }
             "log_format" => {
                 self.log_format = Some(
@@ -472,6 +578,8 @@ impl Config {
             model,
             store,
             api_keys,
+            insecure_no_auth,
+            cors_origins,
             events,
             event_dedup_days,
             experiments,
@@ -480,6 +588,9 @@ impl Config {
             workers,
             max_pending,
             shutdown_timeout,
+            request_timeout,
+            body_timeout,
+            max_connections,
             log_format,
         } = layer;
         let mut set = |key: &'static str, given: bool| {
@@ -507,6 +618,8 @@ impl Config {
         }
         take!(
             api_keys,
+            insecure_no_auth,
+            cors_origins,
             events,
             event_dedup_days,
             experiments,
@@ -515,6 +628,9 @@ impl Config {
             workers,
             max_pending,
             shutdown_timeout,
+            request_timeout,
+            body_timeout,
+            max_connections,
             log_format
         );
     }
@@ -547,7 +663,50 @@ impl Config {
                 ),
             });
         }
+        for (key, secs) in [
+            ("request_timeout", self.request_timeout),
+            ("body_timeout", self.body_timeout),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::Value {
+                    key,
+                    origin: self.origin(key).clone(),
+                    value: secs.to_string(),
+                    problem: "must be 1 to 3600 seconds".to_string(),
+                });
+            }
+        }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Value {
+                key: "cors_origins",
+                origin: self.origin("cors_origins").clone(),
+                value: bad.clone(),
+                problem: "an origin is a scheme and a host, with an optional port and no \
+                          path: https://shop.example or http://localhost:3000 (no *)"
+                    .to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// Refuses to listen on `addrs` if one is beyond loopback while no API
+    /// keys are given, unless `insecure_no_auth` says the network is trusted.
+    pub fn check_exposure(&self, addrs: &[std::net::SocketAddr]) -> Result<(), ConfigError> {
+        if self.api_keys.is_some() || self.insecure_no_auth {
+            return Ok(());
+        }
+        match addrs.iter().find(|a| !a.ip().is_loopback()) {
+            None => Ok(()),
+            Some(open) => Err(ConfigError::Invalid(format!(
+                "refusing to listen on {open} (bind = {:?}, from the {}) without API keys: \
+                 anyone who can reach it could reload models, change experiments, post \
+                 events and read every customer's data. Give --api-keys FILE (see \
+                 docs/security.md), bind to a loopback address such as 127.0.0.1:8080, or, \
+                 on a trusted private network only, pass --insecure-no-auth",
+                self.bind,
+                self.origin("bind")
+            ))),
+        }
     }
 
     /// The configuration as TOML that `--config` reads back, each key's
@@ -646,6 +805,8 @@ mod tests {
         let values = [
             ("model", "m2"),
             ("api_keys", "keys.toml"),
+            ("insecure_no_auth", "true"),
+            ("cors_origins", "https://shop.example"),
             ("events", "events/"),
             ("event_dedup_days", "30"),
             ("experiments", "experiments.toml"),
@@ -654,6 +815,9 @@ mod tests {
             ("workers", "9"),
             ("max_pending", "11"),
             ("shutdown_timeout", "1"),
+            ("request_timeout", "9"),
+            ("body_timeout", "8"),
+            ("max_connections", "77"),
             ("log_format", "json"),
         ];
         let check = |c: &Config, key: &str, origin: &Origin| {
@@ -664,7 +828,9 @@ mod tests {
         for (key, value) in values {
             let toml_value = match key {
                 "watch_interval" | "workers" | "max_pending" | "shutdown_timeout"
-                | "event_dedup_days" => value.to_string(),
+                | "event_dedup_days" | "request_timeout" | "body_timeout" | "max_connections"
+                | "insecure_no_auth" => value.to_string(),
+                "cors_origins" => format!("[{value:?}]"),
                 _ => format!("{value:?}"),
             };
             let base = if key == "model" {
@@ -689,7 +855,10 @@ mod tests {
             check(&c, key, &Origin::Env(var.clone()));
 
             let flag = format!("--{}", key.replace('_', "-"));
-            let mut args = vec![flag.as_str(), value];
+            let mut args = vec![flag.as_str()];
+            if key != "insecure_no_auth" {
+                args.push(value);
+            }
             if key != "model" {
                 args.extend(["--model", "m"]);
             }
@@ -879,5 +1048,93 @@ mod tests {
             env_vars(vars).unwrap(),
             vec![("ENCORE__BIND".to_string(), "x:1".to_string())]
         );
+    }
+
+    #[test]
+    fn security_and_connection_defaults() {
+        let c = Config::load(&cli(&["--model", "m"]), env(&[])).unwrap();
+        assert!(!c.insecure_no_auth);
+        assert!(c.cors_origins.is_empty());
+        assert_eq!(c.request_timeout, DEFAULT_REQUEST_TIMEOUT_SECS);
+        assert_eq!(c.body_timeout, DEFAULT_BODY_TIMEOUT_SECS);
+        assert_eq!(c.max_connections.get(), DEFAULT_MAX_CONNECTIONS);
+        let c = Config::load(
+            &cli(&[
+                "--model",
+                "m",
+                "--cors-origins",
+                "https://a.example,http://localhost:3000",
+            ]),
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cors_origins,
+            ["https://a.example", "http://localhost:3000"]
+        );
+        for bad in [
+            "*",
+            "https://a.example/",
+            "a.example",
+            "https://a.example/path",
+        ] {
+            let err = Config::load(&cli(&["--model", "m", "--cors-origins", bad]), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("cors_origins") && err.contains("--cors-origins"),
+                "{err}"
+            );
+        }
+        let err = Config::load(&cli(&["--model", "m", "--request-timeout", "0"]), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("request_timeout"), "{err}");
+    }
+
+    /// Without keys only loopback is accepted; the refusal names the flags
+    /// that change that.
+    #[test]
+    fn no_keys_means_loopback_only() {
+        let v4 = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let open =
+            Config::load(&cli(&["--model", "m", "--bind", "0.0.0.0:8080"]), env(&[])).unwrap();
+        let err = open
+            .check_exposure(&[v4("0.0.0.0:8080")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--api-keys")
+                && err.contains("--insecure-no-auth")
+                && err.contains("flag --bind"),
+            "{err}"
+        );
+        assert!(open.check_exposure(&[v4("192.168.1.4:80")]).is_err());
+        assert!(open.check_exposure(&[v4("[::]:80")]).is_err());
+        assert!(open.check_exposure(&[v4("127.0.0.1:8080")]).is_ok());
+        assert!(open.check_exposure(&[v4("[::1]:8080")]).is_ok());
+        assert!(
+            open.check_exposure(&[v4("127.0.0.1:1"), v4("10.0.0.1:1")])
+                .is_err()
+        );
+        let keyed = Config::load(
+            &cli(&[
+                "--model",
+                "m",
+                "--bind",
+                "0.0.0.0:8080",
+                "--api-keys",
+                "k.toml",
+            ]),
+            env(&[]),
+        )
+        .unwrap();
+        assert!(keyed.check_exposure(&[v4("0.0.0.0:8080")]).is_ok());
+        let trusted = Config::load(
+            &cli(&["--model", "m", "--bind", "0.0.0.0:8080"]),
+            env(&[("ENCORE__INSECURE_NO_AUTH", "true")]),
+        )
+        .unwrap();
+        assert!(trusted.check_exposure(&[v4("0.0.0.0:8080")]).is_ok());
     }
 }

@@ -82,8 +82,10 @@ pub enum Code {
     InvalidExperiments,
     Unauthorized,
     Forbidden,
+    CrossOrigin,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ItemNotFound,
     CustomerNotFound,
@@ -95,12 +97,13 @@ pub enum Code {
     ModelIncompatible,
     EventLogFailed,
     ExperimentsSaveFailed,
+    ApiKeysReloadFailed,
     Internal,
 }
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 27] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -111,8 +114,10 @@ impl Code {
         Code::InvalidExperiments,
         Code::Unauthorized,
         Code::Forbidden,
+        Code::CrossOrigin,
         Code::MethodNotAllowed,
         Code::PayloadTooLarge,
+        Code::RequestTimeout,
         Code::UnsupportedMediaType,
         Code::ItemNotFound,
         Code::CustomerNotFound,
@@ -124,6 +129,7 @@ impl Code {
         Code::ModelIncompatible,
         Code::EventLogFailed,
         Code::ExperimentsSaveFailed,
+        Code::ApiKeysReloadFailed,
         Code::Internal,
     ];
 
@@ -145,6 +151,7 @@ impl Code {
             ),
             Code::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED, Auth),
             Code::Forbidden => ("forbidden", StatusCode::FORBIDDEN, Auth),
+            Code::CrossOrigin => ("cross_origin", StatusCode::FORBIDDEN, Auth),
             Code::MethodNotAllowed => (
                 "method_not_allowed",
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -153,6 +160,11 @@ impl Code {
             Code::PayloadTooLarge => (
                 "payload_too_large",
                 StatusCode::PAYLOAD_TOO_LARGE,
+                InvalidRequest,
+            ),
+            Code::RequestTimeout => (
+                "request_timeout",
+                StatusCode::REQUEST_TIMEOUT,
                 InvalidRequest,
             ),
             Code::UnsupportedMediaType => (
@@ -187,6 +199,11 @@ impl Code {
             ),
             Code::ExperimentsSaveFailed => (
                 "experiments_save_failed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Code::ApiKeysReloadFailed => (
+                "api_keys_reload_failed",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
@@ -325,6 +342,10 @@ impl ApiError {
             JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
                 too_large(crate::limits::JSON_BODY_LIMIT)
             }
+            JsonPayloadError::Payload(e) if crate::deadline::is_late_body(&e) => ApiError::new(
+                Code::RequestTimeout,
+                "the body did not arrive within body_timeout",
+            ),
             JsonPayloadError::Payload(e) => {
                 ApiError::new(Code::InvalidJson, format!("cannot read the body: {e}"))
             }

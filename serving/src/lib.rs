@@ -32,9 +32,10 @@
 //! Every failure has one JSON shape and a code of [`Code`] (the table is in
 //! `docs/api.md`).
 //!
-//! Similar items, personal and basket recommendations run on the blocking
-//! thread pool behind a bounded queue ([`AppState::score`]; when it is full they
-//! answer `503 overloaded` with `Retry-After`), unless the answer is already
+//! Similar items, personal and basket recommendations and the members of an
+//! audience run on the blocking thread pool behind a bounded queue
+//! ([`AppState::score`]; when it is full they answer `503 overloaded` with
+//! `Retry-After`), unless the answer is already
 //! at hand: an item's kept similar list, a customer's precomputed lists
 //! ([`Engine::for_you_cached`](encore_model::engine::Engine::for_you_cached)).
 //! Everything else answers inline on the async workers. `bench/load.sh`
@@ -46,13 +47,16 @@
 //! exposure is logged without waiting for the disk (at most once).
 //!
 //! With `encore-serve --api-keys FILE`, the admin routes need an admin
-//! key and, if the file says so, every read route a key too (see [`auth`]).
-//! Without it nothing is authenticated; `encore-serve` binds to loopback by
-//! default for that reason.
+//! key, events a write key and customer data a read key (see [`auth`]).
+//! Without it nothing is authenticated, and `encore-serve` listens on
+//! loopback only unless told `--insecure-no-auth`. Whatever the keys, the
+//! admin and event routes refuse requests from web pages of other origins.
+//! docs/security.md says who can reach what, with the tests that show it.
 
 pub mod auth;
 pub mod config;
 pub mod curl;
+mod deadline;
 pub mod error;
 pub mod limits;
 pub mod metrics;
@@ -102,6 +106,7 @@ pub fn create_app(
         .configure(routes::configure)
         .default_service(web::to(routes::route_not_found))
         .wrap(from_fn(auth::require_keys))
+        .wrap(from_fn(deadline::body_deadline))
         .wrap(Compress::default())
         .wrap(from_fn(trace::trace_request))
 }

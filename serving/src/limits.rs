@@ -12,6 +12,10 @@ pub const MAX_ID_BYTES: usize = 256;
 /// The most ids a basket or an exclusion list may hold.
 pub const MAX_LIST_IDS: usize = 1000;
 
+/// The most different values a comma-separated list parameter of a query
+/// (`stage=`, `segment=`) may name; repeats are dropped before counting.
+pub const MAX_LIST_VALUES: usize = 64;
+
 /// The largest JSON body, in bytes (1 MiB).
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
 
@@ -19,6 +23,11 @@ pub const JSON_BODY_LIMIT: usize = 1 << 20;
 /// recommendations) that may be queued or running at once before new ones get
 /// `503 overloaded`.
 pub const DEFAULT_MAX_PENDING_SCORING: usize = 64;
+
+/// Default number of audience streams (`GET /v1/audiences/reactivation`)
+/// that may be open at once before new ones get `503 overloaded`: each holds
+/// the model it started on until its client has read it all.
+pub const DEFAULT_MAX_AUDIENCE_STREAMS: usize = 16;
 
 /// The `Retry-After` of an `overloaded` answer, in seconds.
 pub const RETRY_AFTER_SECONDS: u32 = 1;

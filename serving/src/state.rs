@@ -19,9 +19,11 @@
 //! piling up behind each other.
 
 use crate::error::ApiError;
-use crate::limits::{DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS};
+use crate::limits::{
+    DEFAULT_MAX_AUDIENCE_STREAMS, DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS,
+};
 use actix_web::web;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
 use encore_model::engine::{Engine, ListFilter};
@@ -90,6 +92,10 @@ pub struct ReloadStats {
     pub failed: AtomicU64,
     /// The last refused reload: `(RFC 3339 time, error)`; cleared by a success.
     pub last_error: Mutex<Option<(String, String)>>,
+    /// Looks of the store watcher at a `CURRENT` it could not read.
+    pub current_unreadable: AtomicU64,
+    /// Reloads of the store watcher that panicked (also in `failed`).
+    pub panicked: AtomicU64,
 }
 
 /// What every request handler shares: the model and where it is reloaded from.
@@ -98,9 +104,18 @@ pub struct AppState {
     engine: ArcSwap<Engine>,
     reload_lock: Mutex<()>,
     scoring: ScoringQueue,
+    /// Audience streams open now, up to a cap.
+    audience_streams: ScoringQueue,
     reloads: ReloadStats,
     metrics: crate::metrics::Metrics,
-    api_keys: Option<crate::auth::ApiKeys>,
+    /// The API keys, swapped whole when their file is read again.
+    api_keys: ArcSwapOption<crate::auth::ApiKeys>,
+    /// The file the keys came from, read again by [`AppState::reload_api_keys`].
+    api_keys_file: Option<PathBuf>,
+    /// Origins whose web pages may call the API (CORS); empty: none.
+    cors_origins: Vec<String>,
+    /// How long a client may take to send a request body (`None`: forever).
+    body_timeout: Option<std::time::Duration>,
     /// The event log's writer (`POST /v1/events`), if the server keeps one.
     events: Option<crate::routes::events::EventSink>,
     /// The event log's directory, read again when a swap moves the data end back.
@@ -141,9 +156,13 @@ impl AppState {
             engine: ArcSwap::from_pointee(engine),
             reload_lock: Mutex::new(()),
             scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
+            audience_streams: ScoringQueue::new(DEFAULT_MAX_AUDIENCE_STREAMS),
             reloads: ReloadStats::default(),
             metrics: crate::metrics::Metrics::default(),
-            api_keys: None,
+            api_keys: ArcSwapOption::empty(),
+            api_keys_file: None,
+            cors_origins: Vec::new(),
+            body_timeout: None,
             events: None,
             event_dir: None,
             recent: Arc::new(recent),
@@ -158,9 +177,58 @@ impl AppState {
     }
 
     /// Requires API keys as `keys` says (see [`crate::auth`]).
-    pub fn with_api_keys(mut self, keys: crate::auth::ApiKeys) -> AppState {
-        self.api_keys = Some(keys);
+    pub fn with_api_keys(self, keys: crate::auth::ApiKeys) -> AppState {
+        self.api_keys.store(Some(Arc::new(keys)));
         self
+    }
+
+    /// Requires the API keys of the file at `path`, which
+    /// [`reload_api_keys`](Self::reload_api_keys) reads again.
+    pub fn with_api_keys_file(
+        mut self,
+        path: &Path,
+    ) -> Result<AppState, crate::auth::KeyFileError> {
+        let keys = crate::auth::ApiKeys::load(path)?;
+        self.api_keys_file = Some(path.to_path_buf());
+        Ok(self.with_api_keys(keys))
+    }
+
+    /// Reads the key file again and swaps its keys in; requests already
+    /// checked are not affected. On error the keys in use stay. `Ok(None)`
+    /// when the keys did not come from a file; else how many keys it holds.
+    pub fn reload_api_keys(&self) -> Result<Option<usize>, crate::auth::KeyFileError> {
+        let Some(path) = &self.api_keys_file else {
+            return Ok(None);
+        };
+        let keys = crate::auth::ApiKeys::load(path)?;
+        let n = keys.len();
+        self.api_keys.store(Some(Arc::new(keys)));
+        tracing::info!(file = %path.display(), keys = n, "API keys read again");
+        Ok(Some(n))
+    }
+
+    /// Lets web pages of `origins` call the API from a browser (CORS), and
+    /// use the admin and event routes (see [`crate::auth`]).
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> AppState {
+        self.cors_origins = origins;
+        self
+    }
+
+    /// Fails a request body still arriving `limit` after its head
+    /// (`408 request_timeout`; see [`crate::deadline`]).
+    pub fn with_body_timeout(mut self, limit: std::time::Duration) -> AppState {
+        self.body_timeout = Some(limit);
+        self
+    }
+
+    /// How long a client may take to send a request body.
+    pub fn body_timeout(&self) -> Option<std::time::Duration> {
+        self.body_timeout
+    }
+
+    /// The origins allowed to call the API from a browser.
+    pub fn cors_origins(&self) -> &[String] {
+        &self.cors_origins
     }
 
     /// Keeps an event log in `dir` (`POST /v1/events`; see
@@ -250,15 +318,29 @@ impl AppState {
         &self.recent
     }
 
-    /// The API keys, if the server checks any.
-    pub fn api_keys(&self) -> Option<&crate::auth::ApiKeys> {
-        self.api_keys.as_ref()
+    /// The API keys in use, if the server checks any.
+    pub fn api_keys(&self) -> Option<Arc<crate::auth::ApiKeys>> {
+        self.api_keys.load_full()
     }
 
     /// Sets how many scoring jobs may be queued or running at once (at least 1).
     pub fn with_max_pending_scoring(mut self, max: usize) -> AppState {
         self.scoring = ScoringQueue::new(max.max(1));
         self
+    }
+
+    /// Sets how many audience streams may be open at once (at least 1).
+    pub fn with_max_audience_streams(mut self, max: usize) -> AppState {
+        self.audience_streams = ScoringQueue::new(max.max(1));
+        self
+    }
+
+    /// A place among the open audience streams, held until the stream is
+    /// dropped, or `503 overloaded` when they are all taken.
+    pub(crate) fn enter_audience_stream(&self) -> Result<ScoringPermit, ApiError> {
+        self.audience_streams
+            .try_enter()
+            .ok_or_else(|| ApiError::overloaded(RETRY_AFTER_SECONDS))
     }
 
     /// Where [`reload`](Self::reload) reads from.
@@ -436,8 +518,10 @@ fn now_secs() -> i64 {
 }
 
 /// Watches a store source: every `interval`, if the store's `CURRENT` moved,
-/// reloads (off the request path; a refused artifact leaves the old model
-/// serving and is logged and counted). Returns at once for a directory source.
+/// reloads (off the request path). A refused artifact, a reload that panics
+/// and a `CURRENT` that cannot be read are logged and counted
+/// ([`ReloadStats`], `/metrics`), the old model keeps serving and the watcher
+/// keeps looking. Returns at once for a directory source.
 pub fn spawn_store_watcher(state: Arc<AppState>, interval: std::time::Duration) {
     if matches!(state.source, ModelSource::Dir(_)) {
         return;
@@ -445,30 +529,79 @@ pub fn spawn_store_watcher(state: Arc<AppState>, interval: std::time::Duration) 
     std::thread::Builder::new()
         .name("encore-store-watcher".into())
         .spawn(move || {
-            let mut refused: Option<String> = None;
+            let mut watch = StoreWatch::default();
             loop {
                 std::thread::sleep(interval);
-                if !state.store_moved() {
-                    continue;
-                }
-                let wanted = match &state.source {
-                    ModelSource::Store(s) => s.current().ok().flatten(),
-                    ModelSource::Dir(_) => None,
-                };
-                // Retry a refused version only when CURRENT names another one.
-                if wanted.is_some() && wanted == refused {
-                    continue;
-                }
-                match state.reload() {
-                    Ok(_) => refused = None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "store watcher: new version refused; the old model keeps serving");
-                        refused = wanted;
-                    }
-                }
+                watch.look(&state, || state.reload());
             }
         })
         .expect("spawning the store watcher");
+}
+
+/// What the store watcher remembers between two looks.
+#[derive(Debug, Default)]
+struct StoreWatch {
+    /// The version last refused: retried only once `CURRENT` names another.
+    refused: Option<String>,
+    /// The last error reading `CURRENT`, logged once until it changes.
+    unreadable: Option<String>,
+}
+
+impl StoreWatch {
+    /// One look at the store: reloads with `reload` if `CURRENT` names a
+    /// version that is neither serving nor already refused.
+    fn look(&mut self, state: &AppState, reload: impl FnOnce() -> Result<Reloaded, ArtifactError>) {
+        let ModelSource::Store(store) = &state.source else {
+            return;
+        };
+        let wanted = match store.current() {
+            Ok(Some(v)) => v,
+            Ok(None) => return,
+            Err(e) => {
+                state
+                    .reloads
+                    .current_unreadable
+                    .fetch_add(1, Ordering::Relaxed);
+                let text = e.to_string();
+                if self.unreadable.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(error = %text, "store watcher: CURRENT cannot be read; the old model keeps serving");
+                    self.unreadable = Some(text);
+                }
+                return;
+            }
+        };
+        self.unreadable = None;
+        if wanted == self.engine_version(state) || self.refused.as_deref() == Some(wanted.as_str())
+        {
+            return;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(reload)) {
+            Ok(Ok(_)) => self.refused = None,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "store watcher: new version refused; the old model keeps serving");
+                self.refused = Some(wanted);
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_string());
+                let r = &state.reloads;
+                r.panicked.fetch_add(1, Ordering::Relaxed);
+                r.failed.fetch_add(1, Ordering::Relaxed);
+                let now = encore_data::timestamp::format_timestamp(now_secs());
+                *r.last_error.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((now, format!("the reload panicked: {what}")));
+                tracing::error!(version = %wanted, panic = %what, "store watcher: the reload panicked; the old model keeps serving");
+                self.refused = Some(wanted);
+            }
+        }
+    }
+
+    fn engine_version(&self, state: &AppState) -> String {
+        state.engine.load().manifest().model_version.clone()
+    }
 }
 
 /// Loads and validates the artifact at `dir`, then runs one query of each kind
@@ -502,7 +635,7 @@ struct ScoringQueue {
 }
 
 /// One place in the [`ScoringQueue`], given back on drop.
-struct ScoringPermit {
+pub(crate) struct ScoringPermit {
     pending: Arc<AtomicUsize>,
 }
 
@@ -544,6 +677,60 @@ mod tests {
         assert!(queue.try_enter().is_none());
         drop(a);
         assert!(queue.try_enter().is_some());
+    }
+
+    fn tiny_engine(version: &str) -> Engine {
+        use encore_data::synth::{SynthParams, generate};
+        use encore_model::artifact::DataSummary;
+        use encore_model::pipeline::{EngineConfig, train_engine};
+        let log = generate(&SynthParams {
+            customers: 60,
+            items: 30,
+            purchases: 600,
+            categories: 2,
+            ..SynthParams::default()
+        });
+        let mut config = EngineConfig::default();
+        config.als.factors = 4;
+        config.als.iterations = 2;
+        let mut e =
+            train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap();
+        e.manifest_mut().model_version = version.to_string();
+        e
+    }
+
+    /// The watcher survives an unreadable CURRENT and a panicking reload:
+    /// both are counted, the old model keeps serving, and the next version
+    /// is still picked up.
+    #[test]
+    fn the_store_watcher_counts_its_faults_and_keeps_going() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for v in ["v1", "v2", "v3"] {
+            store.publish(&mut tiny_engine(v)).unwrap();
+        }
+        store.set_current("v1").unwrap();
+        let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
+        let mut watch = StoreWatch::default();
+        let serving = |s: &AppState| s.engine().unwrap().manifest().model_version.clone();
+
+        std::fs::write(dir.path().join("CURRENT"), "../../etc\n").unwrap();
+        watch.look(&state, || unreachable!("nothing to reload"));
+        watch.look(&state, || unreachable!("nothing to reload"));
+        assert_eq!(state.reloads.current_unreadable.load(Ordering::Relaxed), 2);
+
+        store.set_current("v2").unwrap();
+        watch.look(&state, || panic!("boom"));
+        assert_eq!(state.reloads.panicked.load(Ordering::Relaxed), 1);
+        assert_eq!(state.reloads.failed.load(Ordering::Relaxed), 1);
+        let last = state.reloads.last_error.lock().unwrap().clone().unwrap();
+        assert!(last.1.contains("boom"), "{last:?}");
+        assert_eq!(serving(&state), "v1");
+        // The panicked version is not retried; the next one is loaded.
+        watch.look(&state, || unreachable!("v2 was refused"));
+        store.set_current("v3").unwrap();
+        watch.look(&state, || state.reload());
+        assert_eq!(serving(&state), "v3");
     }
 
     #[test]

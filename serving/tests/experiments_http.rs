@@ -561,10 +561,13 @@ async fn the_admin_routes_need_an_admin_key_and_work_without_a_file_or_log() {
         send(&app, g.to_request()).await.assert_error(status, code);
         send(&app, p.to_request()).await.assert_error(status, code);
     }
-    // Nothing runs: plain answers, with a request id.
+    // Nothing runs: plain answers, with a request id (customer data: a
+    // read key).
     let r = send(
         &app,
-        get("/v1/customers/c0/recommendations?k=5").to_request(),
+        get("/v1/customers/c0/recommendations?k=5")
+            .insert_header(("x-api-key", "read-secret"))
+            .to_request(),
     )
     .await;
     assert!(r.body.get("experiment").is_none(), "{}", r.body);
@@ -598,6 +601,7 @@ async fn the_admin_routes_need_an_admin_key_and_work_without_a_file_or_log() {
                 "/v1/customers/{id}/recommendations?category={}",
                 support::KITCHEN
             ))
+            .insert_header(admin)
             .to_request(),
         )
         .await;

@@ -461,6 +461,7 @@ async fn reload_swaps_the_model_and_refuses_a_damaged_one() {
         &app,
         test::TestRequest::post()
             .uri("/v1/admin/reload")
+            .insert_header(("content-type", "application/json"))
             .to_request(),
     )
     .await;
@@ -482,6 +483,7 @@ async fn reload_swaps_the_model_and_refuses_a_damaged_one() {
         &app,
         test::TestRequest::post()
             .uri("/v1/admin/reload")
+            .insert_header(("content-type", "application/json"))
             .to_request(),
     )
     .await;
@@ -499,6 +501,7 @@ async fn reload_swaps_the_model_and_refuses_a_damaged_one() {
         &app,
         test::TestRequest::post()
             .uri("/v1/admin/reload")
+            .insert_header(("content-type", "application/json"))
             .to_request(),
     )
     .await;

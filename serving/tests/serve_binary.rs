@@ -472,3 +472,101 @@ fn a_second_signal_exits_at_once() {
     assert!(log.contains("second signal"), "{log}");
     assert!(!log.contains("stopped"), "{log}");
 }
+
+/// Without keys, an address beyond loopback stops the start-up before
+/// anything listens, and the message says what to do.
+#[test]
+fn no_keys_and_a_public_address_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    artifact::save(&synth_engine("v1"), &model).unwrap();
+    let (status, _, stderr) = run(&mut command(&[
+        "--model",
+        path_str(&model),
+        "--bind",
+        "0.0.0.0:0",
+    ]));
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--api-keys") && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+    // Refused before the model is loaded or anything listens.
+    assert!(
+        !stderr.contains("listening") && !stderr.contains("model loaded"),
+        "{stderr}"
+    );
+}
+
+/// SIGHUP reads the key file again: a rotated key works without a restart.
+#[test]
+fn sighup_reads_the_key_file_again() {
+    use sha2::{Digest, Sha256};
+    let hex = |key: &str| -> String {
+        Sha256::digest(key.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let file_with = |key: &str| {
+        format!(
+            "[[keys]]\nname = \"shop\"\nrole = \"read\"\nsha256 = \"{}\"\n",
+            hex(key)
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    artifact::save(&synth_engine("v1"), &model).unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, file_with("old-key")).unwrap();
+    let server = Server::start(command(&[
+        "--model",
+        path_str(&model),
+        "--api-keys",
+        path_str(&keys),
+    ]));
+    let kpis = |key: &str| server.get("/v1/kpis", &[("x-api-key", key)]).unwrap().0;
+    assert_eq!(kpis("old-key"), 200);
+    assert_eq!(kpis("new-key"), 401);
+    std::fs::write(&keys, file_with("new-key")).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    server.wait_for_log("API keys read again");
+    assert_eq!(kpis("new-key"), 200);
+    assert_eq!(kpis("old-key"), 401);
+    let (status, lines) = server.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{}", lines.join("\n"));
+}
+
+/// A client that does not finish its request head within `request_timeout`
+/// is answered 408 and its connection closed.
+#[test]
+fn a_slow_request_head_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    artifact::save(&synth_engine("v1"), &model).unwrap();
+    let server = Server::start(command(&[
+        "--model",
+        path_str(&model),
+        "--request-timeout",
+        "1",
+    ]));
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = Instant::now();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -86,7 +86,9 @@ async fn admin_routes_need_an_admin_key() {
     );
     let app = test::init_service(create_app(state)).await;
     let reload = |key: Option<&str>| {
-        let mut req = test::TestRequest::post().uri("/v1/admin/reload");
+        let mut req = test::TestRequest::post()
+            .uri("/v1/admin/reload")
+            .insert_header(("content-type", "application/json"));
         if let Some(k) = key {
             req = req.insert_header(("authorization", format!("Bearer {k}")));
         }
@@ -125,7 +127,10 @@ async fn admin_routes_need_an_admin_key() {
         let res = test::call_service(&app, req.to_request()).await;
         assert_eq!(res.status().as_u16(), status, "{method} {uri} {key:?}");
     }
-    // Reads stay open without keys_for_reads.
-    let res = test::call_service(&app, test::TestRequest::get().uri("/v1/kpis").to_request()).await;
+    // Catalog reads stay open without keys_for_reads; customer data does not.
+    let res =
+        test::call_service(&app, test::TestRequest::get().uri("/v1/model").to_request()).await;
     assert_eq!(res.status().as_u16(), 200);
+    let res = test::call_service(&app, test::TestRequest::get().uri("/v1/kpis").to_request()).await;
+    assert_eq!(res.status().as_u16(), 401);
 }

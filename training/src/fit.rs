@@ -5,7 +5,7 @@ use crate::gate::{GateOutcome, gate};
 use crate::input::{Input, input_summary};
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
-use encore_model::artifact::store::Store;
+use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, Manifest};
 use encore_model::customer::book::CustomerModels;
 use encore_model::pipeline::{EngineConfig, train_engine};
@@ -52,8 +52,12 @@ pub struct FitOutcome {
     pub location: Option<PathBuf>,
     /// The gate's decision, if there was a model to compare with.
     pub gate: Option<GateOutcome>,
-    /// False if the gate refused the candidate.
+    /// False if the gate refused the candidate, or if the store's CURRENT
+    /// moved while this run was being gated (`current_moved` says so).
     pub promoted: bool,
+    /// Why a candidate that passed its gate was not made current: another
+    /// run changed CURRENT after this one read it.
+    pub current_moved: Option<String>,
     pub evaluation: Option<EvalReport>,
     /// The customer models of the published engine.
     pub customers: CustomerModels,
@@ -132,9 +136,15 @@ pub fn fit_and_publish(
     if let Some(r) = &report {
         engine.manifest_mut().metrics = serde_json::to_value(r).expect("report serialises");
     }
+    // The version the run is gated against, read once: promotion happens
+    // only if CURRENT still names it then (a compare-and-swap).
+    let gated_against = match &publish.target {
+        Target::Store(store) => store.current()?,
+        Target::Dir(_) => None,
+    };
     let previous_dir = match (&publish.previous, &publish.target) {
         (Some(dir), _) => Some(dir.clone()),
-        (None, Target::Store(store)) => store.current_dir()?,
+        (None, Target::Store(store)) => gated_against.as_deref().map(|v| store.dir_of(v)),
         (None, Target::Dir(_)) => None,
     };
     let gate = match &previous_dir {
@@ -166,7 +176,8 @@ pub fn fit_and_publish(
         }
         None => None,
     };
-    let promoted = gate.as_ref().is_none_or(|g| g.promoted);
+    let mut promoted = gate.as_ref().is_none_or(|g| g.promoted);
+    let mut current_moved = None;
     let (manifest, location, pruned) = match &publish.target {
         Target::Dir(out) if promoted => {
             let m = artifact::save(&engine, out)
@@ -183,7 +194,14 @@ pub fn fit_and_publish(
                 .publish(&mut engine)
                 .with_context(|| format!("cannot write the model to {}", store.root().display()))?;
             if promoted {
-                store.set_current(&version)?;
+                match store.set_current_if(&version, gated_against.as_deref()) {
+                    Ok(()) => {}
+                    Err(e @ StoreError::CurrentMoved { .. }) => {
+                        promoted = false;
+                        current_moved = Some(e.to_string());
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             let pruned = store.prune(publish.keep)?;
             (m, Some(store.dir_of(&version)), pruned)
@@ -195,6 +213,7 @@ pub fn fit_and_publish(
         location,
         gate,
         promoted,
+        current_moved,
         evaluation: report,
         customers: engine.customer_book().models().clone(),
         timings: progress.timings,
@@ -283,6 +302,9 @@ pub fn summary(outcome: &FitOutcome) -> String {
         ));
     }
     s.push_str(&customer_report(&outcome.customers));
+    if let Some(why) = &outcome.current_moved {
+        s.push_str(&format!("\nNOT made current: {why}\n"));
+    }
     if let Some(g) = &outcome.gate {
         s.push_str(&format!(
             "\npromotion gate against {} (holdout from {}): {}\n",

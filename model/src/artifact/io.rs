@@ -56,9 +56,22 @@ pub(crate) fn verify_file(
     entry: &FileEntry,
 ) -> Result<Vec<u8>, ArtifactError> {
     let path = dir.join(name);
-    let mut bytes = Vec::with_capacity(entry.bytes as usize);
-    File::open(&path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+    let mut file = File::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
+    // The manifest's size is checked against the file's before anything is
+    // allocated from it: a damaged or hostile manifest cannot ask for more
+    // memory than the file holds.
+    let on_disk = file
+        .metadata()
+        .map_err(|e| ArtifactError::io(&path, e))?
+        .len();
+    if on_disk != entry.bytes {
+        return Err(ArtifactError::Corrupt {
+            path,
+            reason: format!("size is {on_disk} bytes, the manifest says {}", entry.bytes),
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(on_disk).unwrap_or(0));
+    file.read_to_end(&mut bytes)
         .map_err(|e| ArtifactError::io(&path, e))?;
     if bytes.len() as u64 != entry.bytes {
         return Err(ArtifactError::Corrupt {
@@ -333,6 +346,63 @@ mod tests {
         let idx_at = 32 + 4 * 8;
         bad[idx_at..idx_at + 4].copy_from_slice(&9u32.to_le_bytes());
         assert!(decode_csr(&bad, p).is_err());
+    }
+
+    /// A CSR whose checksum is fine but whose contents are not is an error
+    /// naming the file, never a panic or a huge allocation.
+    #[test]
+    fn malformed_csr_is_an_error_naming_the_file() {
+        let m = Csr::from_triplets(3, 4, [(0, 1, 1.0), (2, 3, 2.0), (2, 0, 0.5)]);
+        let bytes = encode_csr(&m);
+        let p = Path::new("models/v1/copurchase.csr");
+        let with = |offset: usize, value: u64| {
+            let mut b = bytes.clone();
+            b[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+            b
+        };
+        // indptr[1] past nnz (indptr starts at byte 32), then a decrease.
+        for bad in [
+            with(32 + 8, 5),
+            with(32 + 16, 0),
+            with(32 + 8, u64::MAX),
+            // Shapes far beyond the file: rows, then nnz.
+            with(8, 1 << 40),
+            with(8, u64::MAX),
+            with(24, 1 << 40),
+        ] {
+            let err = decode_csr(&bad, p).unwrap_err().to_string();
+            assert!(err.contains("copurchase.csr"), "{err}");
+        }
+        let huge = {
+            let mut b = encode_f32(&Array2::zeros((2, 2)));
+            b[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            b
+        };
+        let err = decode_f32(&huge, Path::new("als_items.f32"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("als_items.f32"), "{err}");
+    }
+
+    /// A manifest that claims a huge size is refused by the file's size,
+    /// before anything is allocated from it.
+    #[test]
+    fn a_manifest_size_beyond_the_file_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = write_file(dir.path(), "a.bin", b"hello world").unwrap();
+        for bytes in [1u64 << 50, u64::MAX] {
+            let claimed = FileEntry {
+                bytes,
+                ..entry.clone()
+            };
+            let err = verify_file(dir.path(), "a.bin", &claimed)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("a.bin") && err.contains("size is 11 bytes"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -69,6 +69,17 @@ pub enum StoreError {
     },
     #[error("{store}: no version '{version}' in the store")]
     UnknownVersion { store: PathBuf, version: String },
+    #[error(
+        "{store}: CURRENT is now {}, not {} as when this run was gated against it \
+         (another run promoted meanwhile); not promoted",
+        found.as_deref().unwrap_or("unset"),
+        expected.as_deref().unwrap_or("unset")
+    )]
+    CurrentMoved {
+        store: PathBuf,
+        expected: Option<String>,
+        found: Option<String>,
+    },
     #[error("{store}: nothing to roll back to (no earlier current version is still in the store)")]
     NothingToRollBack { store: PathBuf },
     #[error("{path}: not an Encore model store (no versions/ directory)")]
@@ -286,6 +297,23 @@ impl Store {
         self.set_current_locked(version)
     }
 
+    /// Makes `version` current only if `CURRENT` still names `expected`
+    /// (`None`: no version is current), checked and moved under the store's
+    /// lock: a run gated against one version never replaces another that a
+    /// concurrent run promoted meanwhile ([`StoreError::CurrentMoved`]).
+    pub fn set_current_if(&self, version: &str, expected: Option<&str>) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        let found = self.current()?;
+        if found.as_deref() != expected {
+            return Err(StoreError::CurrentMoved {
+                store: self.root.clone(),
+                expected: expected.map(str::to_string),
+                found,
+            });
+        }
+        self.set_current_locked(version)
+    }
+
     /// [`Store::set_current`] for a caller holding the lock.
     fn set_current_locked(&self, version: &str) -> Result<(), StoreError> {
         let dir = self.dir_of(version);
@@ -486,6 +514,28 @@ mod tests {
             Store::open(&root).unwrap();
             assert!(root.join(VERSIONS).is_dir());
         }
+    }
+
+    /// Promotion is a compare-and-swap: a run gated against v1 does not
+    /// replace v2, which another run made current meanwhile.
+    #[test]
+    fn promotion_needs_current_to_be_the_gated_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let (v1, _) = store.publish(&mut engine("v1")).unwrap();
+        store.set_current_if(&v1, None).unwrap();
+        let (v2, _) = store.publish(&mut engine("v2")).unwrap();
+        let (v3, _) = store.publish(&mut engine("v3")).unwrap();
+        // Both were gated against v1; v2 finishes first.
+        store.set_current_if(&v2, Some(&v1)).unwrap();
+        let err = store.set_current_if(&v3, Some(&v1)).unwrap_err();
+        assert!(matches!(err, StoreError::CurrentMoved { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("CURRENT is now v2, not v1"), "{text}");
+        assert_eq!(store.current().unwrap().as_deref(), Some(v2.as_str()));
+        // A first run expects no CURRENT.
+        let err = store.set_current_if(&v3, None).unwrap_err();
+        assert!(err.to_string().contains("not unset"), "{err}");
     }
 
     #[test]

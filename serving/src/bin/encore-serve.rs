@@ -19,6 +19,10 @@
 //!
 //! SIGTERM or SIGINT stops accepting connections and gives requests in flight
 //! `shutdown_timeout` seconds to finish; a second signal exits at once.
+//! SIGHUP reads the API key file again.
+//!
+//! Without `--api-keys` the server listens on loopback only: any other
+//! address stops the start-up, unless `--insecure-no-auth` is given.
 
 use actix_web::{HttpServer, web};
 use anyhow::Context;
@@ -56,6 +60,19 @@ async fn serve() -> anyhow::Result<()> {
     }
     init_logs(config.log_format);
 
+    // Resolved first, so that an address beyond loopback without keys is
+    // refused before the model loads and before anything listens on it.
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(config.bind.as_str())
+        .with_context(|| {
+            format!(
+                "cannot resolve {} (bind, from the {})",
+                config.bind,
+                config.origin("bind")
+            )
+        })?
+        .collect();
+    config.check_exposure(&addrs)?;
+
     let source = match (&config.model, &config.store) {
         (Some(dir), _) => ModelSource::Dir(dir.clone()),
         (None, Some(dir)) => ModelSource::Store(
@@ -74,9 +91,11 @@ async fn serve() -> anyhow::Result<()> {
         })?
         .with_max_pending_scoring(config.max_pending.get());
     let state = match &config.api_keys {
-        Some(path) => state.with_api_keys(encore_serving::auth::ApiKeys::load(path)?),
+        Some(path) => state.with_api_keys_file(path)?,
         None => state,
-    };
+    }
+    .with_cors_origins(config.cors_origins.clone())
+    .with_body_timeout(std::time::Duration::from_secs(config.body_timeout));
     let state = match &config.events {
         Some(dir) => state
             .with_event_log(
@@ -108,11 +127,17 @@ async fn serve() -> anyhow::Result<()> {
     );
     let shutdown_timeout = config.shutdown_timeout;
     let at_exit = app_state.clone();
+    #[cfg(unix)]
+    if keyed {
+        reload_keys_on_hangup(app_state.clone())?;
+    }
     let server = HttpServer::new(move || create_app(app_state.clone()))
         .workers(workers)
+        .max_connections(config.max_connections.get().div_ceil(workers))
+        .client_request_timeout(std::time::Duration::from_secs(config.request_timeout))
         .shutdown_timeout(shutdown_timeout)
         .shutdown_signal(stop_signal(shutdown_timeout)?)
-        .bind(&config.bind)
+        .bind(&addrs[..])
         .with_context(|| {
             format!(
                 "cannot listen on {} (bind, from the {})",
@@ -125,7 +150,7 @@ async fn serve() -> anyhow::Result<()> {
     if !keyed && addrs.iter().any(|a| !a.ip().is_loopback()) {
         tracing::warn!(
             bind = %config.bind,
-            "listening beyond loopback: POST /v1/admin/reload is not authenticated"
+            "listening beyond loopback without API keys (--insecure-no-auth): every route is open"
         );
     }
     tracing::info!(
@@ -164,6 +189,22 @@ fn init_logs(format: LogFormat) {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
+}
+
+/// Reads the API key file again at every SIGHUP (a file that does not parse
+/// is logged and the keys in use stay).
+#[cfg(unix)]
+fn reload_keys_on_hangup(state: web::Data<AppState>) -> anyhow::Result<()> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    actix_web::rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            if let Err(e) = state.reload_api_keys() {
+                tracing::warn!(error = %e, "SIGHUP: API key file refused; the old keys stay in use");
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Resolves at the first SIGTERM or SIGINT, which starts the graceful stop;

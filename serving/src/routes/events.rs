@@ -70,7 +70,53 @@ const DAY_SECS: f64 = 86_400.0;
 pub(crate) struct EventBatch {
     /// Kept as JSON values so that each event is validated, and named, by
     /// [`event_from_value`].
-    events: Vec<serde_json::Value>,
+    events: BoundedEvents,
+}
+
+/// The events of a batch, kept only up to [`MAX_EVENTS_PER_BATCH`]: the
+/// elements of a longer list are counted as they are read and skipped, so an
+/// oversized batch is refused without being built in memory.
+#[derive(Debug)]
+pub(crate) enum BoundedEvents {
+    Within(Vec<serde_json::Value>),
+    /// More than the limit: how many.
+    Over(usize),
+}
+
+impl<'de> Deserialize<'de> for BoundedEvents {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BoundedEvents;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of events")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BoundedEvents, A::Error> {
+                let mut kept = Vec::new();
+                while kept.len() < MAX_EVENTS_PER_BATCH {
+                    match seq.next_element::<serde_json::Value>()? {
+                        Some(v) => kept.push(v),
+                        None => return Ok(BoundedEvents::Within(kept)),
+                    }
+                }
+                if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                    return Ok(BoundedEvents::Within(kept));
+                }
+                drop(kept);
+                let mut n = MAX_EVENTS_PER_BATCH + 1;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(BoundedEvents::Over(n))
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
 }
 
 /// `POST /v1/events`.
@@ -84,12 +130,22 @@ pub(crate) async fn post_events(
             "this server keeps no event log; start it with --events DIR",
         ));
     };
-    let events = validate(body.into_inner().0.events, now_secs())?;
+    let events = match body.into_inner().0.events {
+        BoundedEvents::Within(values) => validate(values, now_secs())?,
+        BoundedEvents::Over(n) => return Err(too_many_events(n)),
+    };
     let outcome = web::block(move || sink.append(events)).await??;
     Ok(HttpResponse::Ok().json(json!({
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
     })))
+}
+
+fn too_many_events(n: usize) -> ApiError {
+    ApiError::new(
+        Code::TooManyEvents,
+        format!("the batch holds {n} events; the limit is {MAX_EVENTS_PER_BATCH}"),
+    )
 }
 
 /// How far ahead of the server's clock an event's time may be (clock skew):
@@ -101,13 +157,7 @@ const MAX_FUTURE_SECS: i64 = 86_400;
 /// event and field.
 fn validate(values: Vec<serde_json::Value>, now: i64) -> Result<Vec<Event>, ApiError> {
     if values.len() > MAX_EVENTS_PER_BATCH {
-        return Err(ApiError::new(
-            Code::TooManyEvents,
-            format!(
-                "the batch holds {} events; the limit is {MAX_EVENTS_PER_BATCH}",
-                values.len()
-            ),
-        ));
+        return Err(too_many_events(values.len()));
     }
     values
         .into_iter()
@@ -607,6 +657,25 @@ mod tests {
                 price: None,
             },
         }
+    }
+
+    /// A batch over the limit is counted, not built: only the first
+    /// `MAX_EVENTS_PER_BATCH` elements are ever kept.
+    #[test]
+    fn an_oversized_batch_is_counted_not_kept() {
+        let body = |n: usize| format!("{{\"events\": [{}]}}", vec!["{\"id\": \"a\"}"; n].join(","));
+        let parse = |n| serde_json::from_str::<EventBatch>(&body(n)).unwrap().events;
+        assert!(matches!(parse(0), BoundedEvents::Within(v) if v.is_empty()));
+        assert!(
+            matches!(parse(MAX_EVENTS_PER_BATCH), BoundedEvents::Within(v) if v.len() == MAX_EVENTS_PER_BATCH)
+        );
+        assert!(matches!(
+            parse(MAX_EVENTS_PER_BATCH + 1),
+            BoundedEvents::Over(n) if n == MAX_EVENTS_PER_BATCH + 1
+        ));
+        assert!(matches!(parse(5000), BoundedEvents::Over(5000)));
+        let e = serde_json::from_str::<EventBatch>("{\"events\": 7}").unwrap_err();
+        assert!(e.to_string().contains("a list of events"), "{e}");
     }
 
     #[test]

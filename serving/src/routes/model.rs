@@ -1,9 +1,8 @@
 //! `GET /v1/model` (what is serving) and `POST /v1/admin/reload`.
 //!
-//! The reload endpoint is not authenticated yet: the server binds to loopback
-//! by default, and whoever can reach it can make the server re-read its model
-//! directory (nothing else: the directory is fixed at start-up). Put it behind
-//! authentication before binding to a public address.
+//! The reload endpoint needs an admin key once the server has keys (see
+//! [`crate::auth`]); it re-reads the key file, then the model directory or
+//! store (both fixed at start-up: a request cannot point it elsewhere).
 
 use super::{json_with_version, model_response, snapshot};
 use crate::error::ApiError;
@@ -94,6 +93,15 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         "encore_model_reloads_total{{result=\"failure\"}} {}",
         r.failed.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# HELP encore_store_watch_errors_total Store watcher looks that failed, by kind.\n\
+         # TYPE encore_store_watch_errors_total counter\n\
+         encore_store_watch_errors_total{{kind=\"current_unreadable\"}} {}\n\
+         encore_store_watch_errors_total{{kind=\"reload_panicked\"}} {}",
+        r.current_unreadable.load(Ordering::Relaxed),
+        r.panicked.load(Ordering::Relaxed)
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
@@ -115,7 +123,9 @@ fn reload_stats(state: &AppState) -> serde_json::Value {
     })
 }
 
-/// Reloads the model directory; the old model keeps serving if that fails.
+/// Reads the API key file again (if the keys came from one), then reloads
+/// the model directory; the old keys and model keep serving if either
+/// fails, and a key file that does not parse stops before the model.
 /// The body is not used, but one larger than [`JSON_BODY_LIMIT`] is refused
 /// with `413 payload_too_large`, as on every other POST route.
 pub(crate) async fn reload(
@@ -124,6 +134,13 @@ pub(crate) async fn reload(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     discard_body(&req, body).await?;
+    state.reload_api_keys().map_err(|e| {
+        tracing::warn!(error = %e, "API key file refused; the old keys stay in use");
+        ApiError::new(
+            crate::error::Code::ApiKeysReloadFailed,
+            format!("the API keys and the model were not reloaded: {e}"),
+        )
+    })?;
     let loader = state.clone();
     let reloaded = web::block(move || loader.reload())
         .await?

@@ -17,7 +17,7 @@ use super::events::apply_recent_to_due;
 use super::{check_id, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
-use crate::limits::MAX_K;
+use crate::limits::{MAX_K, MAX_LIST_VALUES};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
@@ -243,19 +243,37 @@ pub(crate) struct AudienceParams {
     as_of: Option<String>,
 }
 
+/// The entries of a comma-separated list parameter, trimmed, without empty
+/// entries or repeats (first one kept), at most [`MAX_LIST_VALUES`] of them.
+fn list_param<'a>(name: &str, raw: &'a str) -> Result<Vec<&'a str>, ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if seen.insert(entry) {
+            out.push(entry);
+            if out.len() > MAX_LIST_VALUES {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("{name} names more than {MAX_LIST_VALUES} different values"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> {
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
     let mut q = AudienceQuery::default();
     if let Some(raw) = &p.stage {
-        q.stages = parse_stages(raw).map_err(bad)?;
+        q.stages = parse_stages(&list_param("stage", raw)?.join(",")).map_err(bad)?;
         if q.stages.is_empty() {
             return Err(bad("stage must name at least one stage".into()));
         }
     }
     if let Some(raw) = &p.segment {
-        q.segments = raw
-            .split(',')
-            .filter(|s| !s.is_empty())
+        q.segments = list_param("segment", raw)?
+            .into_iter()
             .map(str::to_owned)
             .collect();
     }
@@ -310,40 +328,51 @@ pub(crate) async fn reactivation(
         let error = ApiError::new(Code::InvalidQuery, format!("segment {why}"));
         return model_response::<Value>(&engine, Err(error));
     }
+    // The stream holds its place (and the model it started on) until it is
+    // dropped; finding the members is scoring work, behind the queue.
+    let permit = match state.enter_audience_stream() {
+        Ok(permit) => permit,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
+    };
     let members = {
         let (engine, query) = (Arc::clone(&engine), query.clone());
         let bought_since = state.recent_purchases().customers_of(&engine);
-        web::block(move || {
-            if bought_since.is_empty() {
-                return engine.audience_members(&query);
-            }
-            // Customers who bought since the model's data end are not lapsing.
-            let mut members = engine.audience_members(&AudienceQuery {
-                limit: None,
-                ..query.clone()
-            });
-            members.retain(|c| !bought_since.contains(c));
-            if let Some(limit) = query.limit {
-                members.truncate(limit);
-            }
-            members
-        })
-        .await?
+        state
+            .score(move || {
+                if bought_since.is_empty() {
+                    return engine.audience_members(&query);
+                }
+                // Customers who bought since the model's data end are not lapsing.
+                let mut members = engine.audience_members(&AudienceQuery {
+                    limit: None,
+                    ..query.clone()
+                });
+                members.retain(|c| !bought_since.contains(c));
+                if let Some(limit) = query.limit {
+                    members.truncate(limit);
+                }
+                members
+            })
+            .await
+    };
+    let members = match members {
+        Ok(members) => members,
+        Err(e) => return model_response::<Value>(&engine, Err(e)),
     };
     let total = members.len();
     let header = csv.then(|| Bytes::from(Engine::audience_csv_header(query.k)));
-    let shared = Arc::new((Arc::clone(&engine), query, members));
+    let shared = Arc::new((Arc::clone(&engine), query, members, permit));
     let chunks = futures_util::stream::unfold(0usize, move |start| {
         let shared = Arc::clone(&shared);
         async move {
-            let (_, _, members) = &*shared;
+            let (_, _, members, _) = &*shared;
             if start >= members.len() {
                 return None;
             }
             let end = (start + AUDIENCE_CHUNK).min(members.len());
             let job = Arc::clone(&shared);
             let bytes = web::block(move || {
-                let (engine, query, members) = &*job;
+                let (engine, query, members, _) = &*job;
                 let rows = engine.audience_rows(&members[start..end], query);
                 let mut out = Vec::with_capacity(rows.len() * 256);
                 for row in &rows {
