@@ -190,6 +190,39 @@ class Model:
         """The artifact manifest: version, data summary, configuration, metrics."""
         return json.loads(self._native.manifest_json())
 
+    @property
+    def customer_ids(self) -> List[str]:
+        """The customer ids in the model's index order (rows of :meth:`als_factors`)."""
+        return self._native.ids()[0]
+
+    @property
+    def item_ids(self) -> List[str]:
+        """The item ids in the model's index order."""
+        return self._native.ids()[1]
+
+    def als_factors(self) -> Tuple["np.ndarray", "np.ndarray"]:
+        """The ALS embeddings: (customers x factors, items x factors) ``float32`` arrays,
+        rows in the order of :attr:`customer_ids` and :attr:`item_ids`."""
+        import numpy as np
+
+        users, items, factors = self._native.als_factor_bytes()
+        u = np.frombuffer(users, dtype="<f4").reshape(-1, factors)
+        v = np.frombuffer(items, dtype="<f4").reshape(-1, factors)
+        return u, v
+
+    def purchase_matrix(self) -> Tuple["np.ndarray", "np.ndarray", "np.ndarray"]:
+        """The customer x item purchase matrix of the training period in CSR form,
+        ``(indptr, indices, values)``: ``scipy.sparse.csr_matrix((values, indices,
+        indptr))`` builds it."""
+        import numpy as np
+
+        indptr, indices, values = self._native.history_bytes()
+        return (
+            np.frombuffer(indptr, dtype="<u8").astype(np.int64),
+            np.frombuffer(indices, dtype="<u4").astype(np.int32),
+            np.frombuffer(values, dtype="<f4"),
+        )
+
     def save(self, path: PathLike) -> Dict[str, Any]:
         """Writes the artifact directory (replaced atomically) that ``encore-serve``
         serves and ``encore-train`` reads; returns its manifest."""

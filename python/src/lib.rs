@@ -42,7 +42,7 @@ use encore_training::input::{
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyBytes, PyCapsule};
 use rayon::prelude::*;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
@@ -464,9 +464,9 @@ impl Model {
         serde_json::to_string(self.engine.manifest()).expect("the manifest serialises")
     }
 
-    /// Per customer the personal list, as `encore-train recommend --list
-    /// for-you` writes it (with filters, as `GET
-    /// /v1/customers/{id}/recommendations` answers).
+    /// Per customer the personal list: what `GET
+    /// /v1/customers/{id}/recommendations` answers and `encore-train
+    /// recommend --list for-you` writes (the tests check they agree).
     #[pyo3(signature = (customer_ids=None, k=10, include_purchased=false, exclude=None, category=None))]
     fn recommend<'py>(
         &self,
@@ -485,14 +485,25 @@ impl Model {
             ..self.filter(exclude, category)
         };
         let engine = &*self.engine;
+        // Lists of new items longer than the heads the model precomputed are
+        // scored in blocks, as `encore-train recommend` does; every other
+        // list is the API's (precomputed heads where they answer). The two
+        // give the same lists (`Engine::recommend`'s docs).
+        let heads = match engine.new_item_lists() {
+            Some(_) => engine.manifest().config["for_you"]["new_items_top_n"]
+                .as_u64()
+                .unwrap_or(0) as usize,
+            None => 0,
+        };
+        let batch_scoring = !filtered && !include_purchased && k > heads;
         let rows = py.detach(|| {
             let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.customers().get(id)).collect();
-            let lists = if filtered {
+            let lists = if batch_scoring {
+                lists_for(engine, ListKind::ForYou, &idx, k, false)
+            } else {
                 idx.par_iter()
                     .map(|&c| engine.for_you(c, k, &filter).1)
                     .collect()
-            } else {
-                lists_for(engine, ListKind::ForYou, &idx, k, include_purchased)
             };
             list_rows(engine, &ids, &lists, "customer_id", "item_id")
         });
@@ -814,6 +825,58 @@ impl Model {
             },
         })
         .to_string()
+    }
+
+    /// The ALS factors as little-endian `f32` bytes, row-major: (customer
+    /// factors, item factors, factors per row). Rows follow the model's
+    /// customer and item order ([`Model::ids`]).
+    fn als_factor_bytes<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>, usize) {
+        let als = self.engine.als();
+        let bytes = |a: &ndarray::Array2<f32>| -> Vec<u8> {
+            a.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        (
+            PyBytes::new(py, &bytes(als.user_factors())),
+            PyBytes::new(py, &bytes(als.item_factors())),
+            als.factors(),
+        )
+    }
+
+    /// The customer x item purchase matrix of the training period as
+    /// little-endian bytes: (indptr as `u64`, indices as `u32`, values as
+    /// `f32`), the CSR layout scipy reads.
+    fn history_bytes<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+        Bound<'py, PyBytes>,
+    ) {
+        let h = self.engine.history();
+        let indptr: Vec<u8> = h
+            .indptr()
+            .iter()
+            .flat_map(|&v| (v as u64).to_le_bytes())
+            .collect();
+        let indices: Vec<u8> = h.indices().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let values: Vec<u8> = h.values().iter().flat_map(|v| v.to_le_bytes()).collect();
+        (
+            PyBytes::new(py, &indptr),
+            PyBytes::new(py, &indices),
+            PyBytes::new(py, &values),
+        )
+    }
+
+    /// The customer ids and the item ids, in the model's index order.
+    fn ids(&self) -> (Vec<String>, Vec<String>) {
+        (
+            self.engine.customers().ids().map(str::to_owned).collect(),
+            self.engine.items().ids().map(str::to_owned).collect(),
+        )
     }
 
     /// Customers and items the model knows.

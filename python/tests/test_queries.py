@@ -94,3 +94,22 @@ def test_recommend_releases_the_gil(model):
     assert seconds > 0.05, f"too short to tell ({seconds:.3f}s)"
     # With the GIL held the counter could only move at the call's edges.
     assert during > 10_000, f"{during} increments in {seconds:.2f}s"
+
+
+def test_factors_and_matrix_follow_the_id_order(model):
+    import numpy as np
+
+    users, items = model.als_factors()
+    n_customers, n_items = model.shape
+    assert users.shape[0] == n_customers == len(model.customer_ids)
+    assert items.shape[0] == n_items == len(model.item_ids)
+    assert users.dtype == np.float32 and users.shape[1] == items.shape[1]
+    indptr, indices, values = model.purchase_matrix()
+    assert len(indptr) == n_customers + 1 and indptr[-1] == len(indices) == len(values)
+    # The ALS list of a customer is the best dot products among items not bought.
+    c = model.customer_ids.index("17850")
+    scores = items @ users[c]
+    scores[indices[indptr[c] : indptr[c + 1]]] = -np.inf
+    best = [model.item_ids[i] for i in np.argsort(-scores, kind="stable")[:5]]
+    listed = model.recommend(["17850"], k=5)
+    assert listed["item_id"].tolist() == best
