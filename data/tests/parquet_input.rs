@@ -845,17 +845,28 @@ fn files_written_by_pandas_and_spark_read_as_their_csv() {
 fn record_batches_read_as_the_parquet_file_holding_them() {
     use encore_data::parquet::read_record_batches;
     let dir = tempfile::tempdir().unwrap();
-    let mut batches = vec![sample_rows(0, 40), sample_rows(40, 90)];
-    // One row with a null customer in the second batch (row 45 overall).
+    // Every column nullable, and one row with a null customer in the second
+    // batch (row 45 overall).
+    let nullable = |b: &RecordBatch, customers: Option<ArrayRef>| {
+        let schema = b.schema();
+        let columns: Vec<(String, ArrayRef, bool)> = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .enumerate()
+            .map(|(i, (f, c))| match (i, &customers) {
+                (0, Some(ids)) => (f.name().clone(), ids.clone(), true),
+                _ => (f.name().clone(), c.clone(), true),
+            })
+            .collect();
+        RecordBatch::try_from_iter_with_nullable(columns).unwrap()
+    };
     let mut ids: Vec<Option<String>> = (40..90).map(|i| Some(format!("c{}", i % 7))).collect();
     ids[5] = None;
-    let second = &batches[1];
-    batches[1] = RecordBatch::try_new(second.schema(), {
-        let mut cols = second.columns().to_vec();
-        cols[0] = Arc::new(StringArray::from(ids));
-        cols
-    })
-    .unwrap();
+    let batches = vec![
+        nullable(&sample_rows(0, 40), None),
+        nullable(&sample_rows(40, 90), Some(Arc::new(StringArray::from(ids)))),
+    ];
     let file = dir.path().join("p.parquet");
     write_with(&file, &batches, props(Compression::SNAPPY, 1 << 20));
     let (from_file, file_report) = read_parquet(&file, &opts()).unwrap();
