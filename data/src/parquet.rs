@@ -437,6 +437,91 @@ fn read_file(path: &Path, opts: &IngestOptions, sink: &mut RowSink<'_>) -> Resul
     Ok(())
 }
 
+/// Reads purchases from Arrow record batches already in memory (a DataFrame
+/// handed over through the Arrow C data interface by the Python package):
+/// the same column map, types, checks, rejects file and strict mode as a
+/// Parquet file. `source` names the input in errors and in the report. The
+/// whole input counts as row group 0: a rejected row is located as `<source>
+/// row group 0 row <r>`, `r` counted from 0 over all the batches. A batch
+/// the producer fails to deliver is an [`IngestError::Parquet`] with its
+/// message. With no file bytes to hash, the report's fingerprint is the
+/// SHA-256 of the accepted rows (order, customer and item ids, time,
+/// quantity and price, one line each, in order): the same rows give the
+/// same fingerprint, a changed row another.
+pub fn read_record_batches<I>(
+    source: &Path,
+    schema: &arrow_schema::Schema,
+    batches: I,
+    opts: &IngestOptions,
+) -> Result<(PurchaseLog, IngestReport), IngestError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, String>>,
+{
+    let layout = resolve(source, schema, &opts.columns)?;
+    let mut sink = RowSink::new(source, opts);
+    let mut bufs = Buffers::default();
+    let mut row0 = 0;
+    for batch in batches {
+        let batch = batch.map_err(|message| IngestError::Parquet {
+            path: source.to_path_buf(),
+            row_group: None,
+            column: None,
+            message,
+        })?;
+        let batch = batch
+            .project(&layout.roots)
+            .map_err(|e| IngestError::Parquet {
+                path: source.to_path_buf(),
+                row_group: None,
+                column: None,
+                message: e.to_string(),
+            })?;
+        let cols = BatchColumns::new(&batch, &layout).map_err(|(field, t)| {
+            IngestError::ParquetColumnType {
+                path: source.to_path_buf(),
+                field: field.name(),
+                column: opts.columns.source(field).to_string(),
+                data_type: t.to_string(),
+                expected: Kind::of(field).expected(),
+            }
+        })?;
+        for i in 0..batch.num_rows() {
+            sink.rows_read += 1;
+            match cols.row(i, &mut bufs) {
+                Ok(row) => sink.accept(&row),
+                Err(reject) => {
+                    let location = RowLocation::Parquet {
+                        file: source,
+                        row_group: 0,
+                        row: row0 + i,
+                    };
+                    sink.reject(reject, location, |out| cols.raw(i, out))?;
+                }
+            }
+        }
+        row0 += batch.num_rows();
+    }
+    let (log, mut report) = sink.finish()?;
+    let mut hasher = Sha256::new();
+    let mut line = String::new();
+    for p in &log.purchases {
+        line.clear();
+        let _ = writeln!(
+            line,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            log.orders.id(p.order.0),
+            log.customers.id(p.customer.0),
+            log.items.id(p.item.0),
+            p.time,
+            p.quantity,
+            p.price
+        );
+        hasher.update(line.as_bytes());
+    }
+    report.fingerprint = sha256_hex(hasher);
+    Ok((log, report))
+}
+
 /// Scratch text for ids written from integers and decimals converted via text.
 #[derive(Default)]
 struct Buffers {

@@ -835,3 +835,77 @@ fn files_written_by_pandas_and_spark_read_as_their_csv() {
         assert_eq!(report_key(&report), report_key(&csv_report), "{input}");
     }
 }
+
+// ---------------------------------------------------------------- record batches in memory
+
+/// Batches handed over in memory (the Python package's DataFrames) read as
+/// the Parquet file holding them: the same log and report; rejected rows are
+/// located by their row over all batches; the fingerprint hashes the rows.
+#[test]
+fn record_batches_read_as_the_parquet_file_holding_them() {
+    use encore_data::parquet::read_record_batches;
+    let dir = tempfile::tempdir().unwrap();
+    // Every column nullable, and one row with a null customer in the second
+    // batch (row 45 overall).
+    let nullable = |b: &RecordBatch, customers: Option<ArrayRef>| {
+        let schema = b.schema();
+        let columns: Vec<(String, ArrayRef, bool)> = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .enumerate()
+            .map(|(i, (f, c))| match (i, &customers) {
+                (0, Some(ids)) => (f.name().clone(), ids.clone(), true),
+                _ => (f.name().clone(), c.clone(), true),
+            })
+            .collect();
+        RecordBatch::try_from_iter_with_nullable(columns).unwrap()
+    };
+    let mut ids: Vec<Option<String>> = (40..90).map(|i| Some(format!("c{}", i % 7))).collect();
+    ids[5] = None;
+    let batches = vec![
+        nullable(&sample_rows(0, 40), None),
+        nullable(&sample_rows(40, 90), Some(Arc::new(StringArray::from(ids)))),
+    ];
+    let file = dir.path().join("p.parquet");
+    write_with(&file, &batches, props(Compression::SNAPPY, 1 << 20));
+    let (from_file, file_report) = read_parquet(&file, &opts()).unwrap();
+    let schema = batches[0].schema();
+    let rejects = dir.path().join("rejects.csv");
+    let read = |batches: Vec<RecordBatch>| {
+        read_record_batches(
+            Path::new("DataFrame"),
+            &schema,
+            batches.into_iter().map(Ok),
+            &with_rejects(&rejects),
+        )
+        .unwrap()
+    };
+    let (from_memory, memory_report) = read(batches.clone());
+    assert_eq!(log_key(&from_memory), log_key(&from_file));
+    assert_eq!(report_key(&memory_report), report_key(&file_report));
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        rejected.contains("DataFrame row group 0 row 45"),
+        "{rejected}"
+    );
+    // The fingerprint is the rows': the same rows give the same one, another row another.
+    assert!(memory_report.fingerprint.starts_with("sha256:"));
+    let (_, again) = read(batches.clone());
+    assert_eq!(again.fingerprint, memory_report.fingerprint);
+    let (_, fewer) = read(vec![batches[0].clone()]);
+    assert_ne!(fewer.fingerprint, memory_report.fingerprint);
+    // A batch the producer cannot deliver is an error naming the input.
+    let err = read_record_batches(
+        Path::new("DataFrame"),
+        &schema,
+        [Ok(batches[0].clone()), Err("stream broke".to_string())],
+        &opts(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("DataFrame") && err.contains("stream broke"),
+        "{err}"
+    );
+}

@@ -135,18 +135,38 @@ fn relative_links_resolve() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
-/// The README's test command is the last command of `.ci/run`.
+/// CI runs one command, `scripts/test.sh`, and the README shows it as the
+/// test command; the script runs the workspace tests and the Python tests.
 #[test]
 fn readme_test_command_is_what_ci_runs() {
     let root = root();
     let readme = read(&root.join("README.md"));
     let ci = read(&root.join(".ci/run"));
-    let ci_test = ci
+    let commands: Vec<&str> = ci
         .lines()
-        .rfind(|l| l.starts_with("cargo test"))
-        .expect("a cargo test line in .ci/run");
-    assert!(
-        readme.lines().any(|l| l.trim_start().starts_with(ci_test)),
-        "README.md does not show the test command of .ci/run: {ci_test}"
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !l.starts_with("set ") && !l.starts_with("cd "))
+        .collect();
+    assert_eq!(
+        commands,
+        ["scripts/test.sh"],
+        ".ci/run should run exactly scripts/test.sh"
     );
+    assert!(
+        readme
+            .lines()
+            .any(|l| l.trim_start().starts_with("scripts/test.sh")),
+        "README.md does not show the test command of .ci/run: scripts/test.sh"
+    );
+    let script = read(&root.join("scripts/test.sh"));
+    for step in [
+        "cargo fmt --all --check",
+        "cargo clippy --workspace --all-targets --locked -- -D warnings",
+        "cargo test --workspace --locked",
+        "maturin\" build",
+        "-m pytest python/tests",
+    ] {
+        assert!(script.contains(step), "scripts/test.sh does not run {step}");
+    }
 }

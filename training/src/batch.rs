@@ -79,58 +79,10 @@ pub fn write_lists(
         _ => "item_id,rank,similar_item_id,score",
     };
     writeln!(out, "{header}")?;
-    let filter = ListFilter::default();
-    let fallback = engine.fallback(k, &filter);
-    let unavailable = (0..engine.items().len() as u32)
-        .filter(|&i| !engine.item_meta(i).available)
-        .count();
     let mut text = String::new();
     for block in ids.chunks(BLOCK) {
         let idx: Vec<Option<u32>> = block.iter().map(|id| map.get(id)).collect();
-        let lists: Vec<Vec<(u32, f32)>> = match kind {
-            ListKind::ForYou if include_purchased => {
-                let filter = ListFilter {
-                    include_purchased: true,
-                    ..ListFilter::default()
-                };
-                idx.par_iter()
-                    .map(|&c| engine.for_you(c, k, &filter).1)
-                    .collect()
-            }
-            ListKind::ForYou => {
-                let known: Vec<u32> = idx
-                    .iter()
-                    .flatten()
-                    .copied()
-                    .filter(|&c| engine.history().row_nnz(c as usize) > 0)
-                    .collect();
-                let fetched =
-                    engine
-                        .als()
-                        .recommend_batch(&known, k + unavailable, Some(engine.history()));
-                let mut fetched = fetched.into_iter();
-                idx.iter()
-                    .map(|c| match c {
-                        Some(c) if engine.history().row_nnz(*c as usize) > 0 => fetched
-                            .next()
-                            .expect("one list per known customer")
-                            .into_iter()
-                            .filter(|&(i, _)| engine.item_meta(i).available)
-                            .take(k)
-                            .collect(),
-                        _ => fallback.clone(),
-                    })
-                    .collect()
-            }
-            ListKind::Similar => idx
-                .par_iter()
-                .map(|i| i.map_or_else(Vec::new, |i| engine.similar(i, k, &filter)))
-                .collect(),
-            ListKind::BoughtTogether => idx
-                .par_iter()
-                .map(|i| i.map_or_else(Vec::new, |i| engine.bought_together(i, k, &filter)))
-                .collect(),
-        };
+        let lists = lists_for(engine, kind, &idx, k, include_purchased);
         text.clear();
         for ((id, i), list) in block.iter().zip(&idx).zip(&lists) {
             if i.is_none() {
@@ -153,6 +105,70 @@ pub fn write_lists(
     }
     out.flush()?;
     Ok(summary)
+}
+
+/// The `kind` lists of length `k` for the indices `idx` (customers for
+/// for-you, items otherwise; `None` for an id the model does not know), in
+/// order, computed in parallel: what [`write_lists`] writes, and what the
+/// Python package's `Model.recommend`, `similar` and `bought_together`
+/// return. An unknown customer gets the fallback list, an unknown item an
+/// empty list.
+pub fn lists_for(
+    engine: &Engine,
+    kind: ListKind,
+    idx: &[Option<u32>],
+    k: usize,
+    include_purchased: bool,
+) -> Vec<Vec<(u32, f32)>> {
+    let filter = ListFilter::default();
+    match kind {
+        ListKind::ForYou if include_purchased => {
+            let filter = ListFilter {
+                include_purchased: true,
+                ..ListFilter::default()
+            };
+            idx.par_iter()
+                .map(|&c| engine.for_you(c, k, &filter).1)
+                .collect()
+        }
+        ListKind::ForYou => {
+            let fallback = engine.fallback(k, &filter);
+            let unavailable = (0..engine.items().len() as u32)
+                .filter(|&i| !engine.item_meta(i).available)
+                .count();
+            let known: Vec<u32> = idx
+                .iter()
+                .flatten()
+                .copied()
+                .filter(|&c| engine.history().row_nnz(c as usize) > 0)
+                .collect();
+            let fetched =
+                engine
+                    .als()
+                    .recommend_batch(&known, k + unavailable, Some(engine.history()));
+            let mut fetched = fetched.into_iter();
+            idx.iter()
+                .map(|c| match c {
+                    Some(c) if engine.history().row_nnz(*c as usize) > 0 => fetched
+                        .next()
+                        .expect("one list per known customer")
+                        .into_iter()
+                        .filter(|&(i, _)| engine.item_meta(i).available)
+                        .take(k)
+                        .collect(),
+                    _ => fallback.clone(),
+                })
+                .collect()
+        }
+        ListKind::Similar => idx
+            .par_iter()
+            .map(|i| i.map_or_else(Vec::new, |i| engine.similar(i, k, &filter)))
+            .collect(),
+        ListKind::BoughtTogether => idx
+            .par_iter()
+            .map(|i| i.map_or_else(Vec::new, |i| engine.bought_together(i, k, &filter)))
+            .collect(),
+    }
 }
 
 /// Quotes a CSV field when it needs it.

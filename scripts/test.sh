@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every check, as CI runs it (.ci/run calls exactly this script): formatting,
+# lints, docs, the Rust tests, then the Python package: its wheel built with
+# maturin, installed into a fresh virtual environment, and its pytest suite.
+#
+# Needs the Rust toolchain (cargo, rustfmt, clippy), Python 3.9 or later
+# (`python3`, or $PYTHON) and the package registries; what is missing on the
+# Python side (maturin, pytest, pandas, pyarrow, polars) is installed into
+# virtual environments under the target directory. The shared datasets are
+# read from ../shared/datasets when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A fresh clone builds once: incremental caches would only add 1.4 GB to target/.
+export CARGO_INCREMENTAL=0
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+python="${PYTHON:-python3}"
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo doc -D warnings (broken intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== Python: the wheel (maturin), a fresh virtual environment, pytest"
+# The build tool is kept between runs; the test environment is made anew.
+tools="$target/python-tools"
+if [ ! -x "$tools/bin/maturin" ]; then
+  "$python" -m venv "$tools"
+  "$tools/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.5,<2"
+fi
+wheels="$target/python-wheels"
+rm -rf "$wheels"
+# The dev profile, like cargo test: the dependencies are already built with it.
+"$tools/bin/maturin" build --locked --manifest-path python/Cargo.toml --out "$wheels"
+venv="$target/python-test-venv"
+rm -rf "$venv"
+"$python" -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check "$wheels"/encore-*.whl "pytest>=7" "polars>=1.0"
+# The tests compare the package's answers with encore-train's, built by cargo test.
+ENCORE_TRAIN="$target/debug/encore-train" "$venv/bin/python" -m pytest python/tests -q
