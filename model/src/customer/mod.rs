@@ -72,5 +72,6 @@ pub mod repeat;
 pub mod replenishment;
 pub mod rfm;
 pub mod segments;
+pub mod select;
 pub mod special;
 pub mod summary;
