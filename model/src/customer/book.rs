@@ -22,7 +22,9 @@ use super::propensity::{self, PropensityModel, PropensityParams};
 use super::replenishment::{ReplenishmentError, ReplenishmentParams};
 use super::rfm::{Rfm, RfmError, RfmParams};
 use super::segments::{SegmentModel, SegmentParams};
-use super::select::{Chosen, ModelKind, ModelSelection, RepeatModel, SelectionParams, select, validation_pairs};
+use super::select::{
+    Chosen, ModelKind, ModelSelection, RepeatModel, SelectionParams, select, validation_pairs,
+};
 use super::summary::{CustomerSummary, OccasionRule, SummaryParams, TimeUnit, summarize};
 use encore_data::PurchaseLog;
 use rayon::prelude::*;
@@ -324,9 +326,7 @@ impl CustomerConfig {
         let segment_of = segments
             .as_ref()
             .map(|model| model.assign(&summaries, reference));
-        let stages = self
-            .lifecycle
-            .classify(&summaries, reference, chosen)?;
+        let stages = self.lifecycle.classify(&summaries, reference, chosen)?;
         let clv_params = self.clv_params();
         let unit = self.time_unit;
         let max_horizon = unit.from_days(self.next_purchase_max_days);

@@ -408,7 +408,7 @@ mod tests {
         let p = LifecycleParams::default();
         // Almost nobody drops out, and purchases are rare: alive, but
         // unlikely to buy within 120 days.
-        let immortal = RepeatModel::BgNbd(BgNbd::new(0.5, 400.0, 1e-6, 100.0).unwrap());
+        let immortal = RepeatModel::BgNbd(BgNbd::new(0.5, 2000.0, 1e-6, 100.0).unwrap());
         let out = p
             .classify(&summaries, reference, chosen(&immortal, false))
             .unwrap();
@@ -452,8 +452,14 @@ mod tests {
             .collect();
         let p = LifecycleParams::default();
         for (model, degenerate) in [
-            (RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 0.8, 2.4).unwrap()), false),
-            (RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 1e-9, 2.4).unwrap()), true),
+            (
+                RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 0.8, 2.4).unwrap()),
+                false,
+            ),
+            (
+                RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 1e-9, 2.4).unwrap()),
+                true,
+            ),
             (
                 RepeatModel::ParetoNbd(ParetoNbd::new(0.55, 10.6, 0.6, 11.7).unwrap()),
                 false,

