@@ -472,10 +472,13 @@ mod tests {
             let out = p
                 .classify(&summaries, reference, chosen(&model, degenerate))
                 .unwrap();
+            let mut lost = 0;
             for s in out.iter().filter(|s| s.stage == Stage::Lost) {
                 assert!(s.p_alive.is_none_or(|p| p < 0.999), "{s:?}");
                 assert!(s.churn_risk.unwrap() >= 0.5, "{s:?}");
+                lost += 1;
             }
+            assert!(lost > 0, "{model:?}: nobody lost, the check is empty");
         }
     }
 

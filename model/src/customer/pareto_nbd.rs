@@ -26,17 +26,20 @@
 //! loss when `t_x` is close to `T`; `A₀ = 0` when `t_x = T`), and the
 //! bracket by log-sum-exp.
 //!
-//! The series needs about `37/(1 − z)` terms at argument `z`, which grows
-//! without bound as the two rates drift apart (`min(α, β)/max(α, β) → 0`)
-//! for customers with small `t_x`. Arguments above `0.999` are not
-//! evaluated: the likelihood is NaN there, which the optimiser treats as
-//! `+∞`, so a fit stays where every customer's `z ≤ 0.999` (the smaller
-//! rate at least a thousandth of the larger one, at `t = 0`); likewise where
-//! the estimated length of the series, `(max(m, b) + 37)/(1 − z)`, exceeds
-//! 50,000 terms (shapes running off to infinity on a history without
-//! visible drop-out). P(alive) is
-//! then NaN too, and the figures that need it are reported as missing.
-//!
+//! `₂F₁(m, b; m+1; z)` is summed in Euler's form
+//! `(1−z)^(1−b) ₂F₁(1, m+1−b; m+1; z)`: its term ratios
+//! `z (m+1−b+k)/(m+1+k)` are all below `z`, so the terms fall from the
+//! first (the plain series first climbs for `max(m, b)` terms, hundreds for
+//! heavy buyers), and `m+1−b` is `r+x` or `s+1`, positive, so no term
+//! cancels another. It still needs up to about `37/(1 − z)` terms, which
+//! grows without bound as the two rates drift apart
+//! (`min(α, β)/max(α, β) → 0`) for customers with small `t`. Arguments above
+//! `0.999` are not evaluated: the likelihood is NaN there, which the
+//! optimiser treats as `+∞`, so a fit stays where every customer's
+//! `z ≤ 0.999` (the smaller rate at least a thousandth of the larger one, at
+//! `t = 0`). P(alive) is then NaN too, and the figures that need it are
+//! reported as missing.
+
 //! # Predictions
 //! * `P(alive | x, t_x, T)` is the share of the first term in the bracket:
 //!   `1 / (1 + s/(r+s+x) · (α+T)^(r+x) (β+T)^s · A₀)`. It is below 1 even
@@ -61,9 +64,6 @@ const NAME: &str = "Pareto/NBD";
 /// The largest argument of `₂F₁` evaluated (module docs): the series needs
 /// about `37 / (1 − z)` terms, 37,000 here.
 const MAX_Z: f64 = 0.999;
-
-/// The most terms of `₂F₁` a likelihood term may need (module docs).
-const MAX_TERMS: f64 = 50_000.0;
 
 /// Settings of the Pareto/NBD fit; `initial` is `(r, α, s, β)`.
 pub type ParetoNbdParams = FitParams;
@@ -135,13 +135,13 @@ fn terms(r: f64, alpha: f64, s: f64, beta: f64, x: f64, t_x: f64, t: f64) -> (f6
     let diff = (alpha - beta).abs();
     let ln_f = |u: f64| -> f64 {
         let z = diff / (big + u);
-        // The series' length: about max(m, b) terms to pass its peak, then
-        // about 37/(1 − z) more to converge.
-        if z > MAX_Z || (m.max(b2) + 37.0) / (1.0 - z) > MAX_TERMS {
+        if z > MAX_Z {
             return f64::NAN;
         }
-        match ln_hyp2f1(m, b2, m + 1.0, z) {
-            Ok(v) => v - m * (big + u).ln(),
+        // Euler's transformation: ₂F₁(m, b; m+1; z) = (1−z)^(1−b) ₂F₁(1, m+1−b; m+1; z),
+        // whose terms all fall from the first (module docs).
+        match ln_hyp2f1(1.0, m + 1.0 - b2, m + 1.0, z) {
+            Ok(v) => v + (1.0 - b2) * (-z).ln_1p() - m * (big + u).ln(),
             Err(_) => f64::NAN,
         }
     };

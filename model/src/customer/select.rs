@@ -60,6 +60,11 @@ use std::collections::HashMap;
 /// One customer's `(x, t_x, T)`.
 pub type History = (f64, f64, f64);
 
+/// A validation window: every customer's history at the cutoff paired with
+/// the history at the reference, the cutoff (seconds since the epoch) and the
+/// window's length in days.
+pub type ValidationWindow<'a> = (&'a [(History, History)], i64, f64);
+
 /// Which repeat-buying model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,7 +454,7 @@ pub fn select(
     params: &SelectionParams,
     bgnbd: &BgNbdParams,
     full: &[History],
-    validation: Option<(&[(History, History)], i64, f64)>,
+    validation: Option<ValidationWindow<'_>>,
 ) -> Result<ModelSelection, RepeatModelError> {
     params.check()?;
     let validation = validation.filter(|(pairs, _, days)| !pairs.is_empty() && *days > 0.0);
