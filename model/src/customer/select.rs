@@ -19,8 +19,12 @@
 //! of the model's predictive density of the window's purchases given the
 //! customer's past: an honest out-of-sample score, on the same footing for
 //! the three models (the same data, the same time unit, four parameters
-//! each). The model with the highest `VLL` is selected; ties go to the
-//! first of BG/NBD, Pareto/NBD, MBG/NBD.
+//! each). The model with the highest `VLL` is selected, except that a
+//! degenerate fit (below) gives way to a non-degenerate one whose score is
+//! within `tie_log_likelihood` (1 nat by default) of it: on histories where
+//! nobody visibly leaves the three scores are often equal to a fraction of a
+//! nat, and the fit that still estimates drop-out is the more useful one.
+//! Exact ties go to the first of BG/NBD, Pareto/NBD, MBG/NBD.
 //!
 //! Every model is then refitted on the full history at the reference, which
 //! is what the customer figures use. When no validation is possible (no
@@ -270,6 +274,9 @@ pub struct SelectionParams {
     pub validation_days: f64,
     /// A fit whose P(alive) is at least this for every customer is degenerate.
     pub degenerate_p_alive: f64,
+    /// A degenerate best model gives way to a non-degenerate one scoring
+    /// within this many nats of it (module docs).
+    pub tie_log_likelihood: f64,
     /// The Pareto/NBD fit (`initial` is `r, α, s, β`).
     pub pareto_nbd: FitParams,
     /// The MBG/NBD fit (`initial` is `r, α, a, b`).
@@ -277,11 +284,13 @@ pub struct SelectionParams {
 }
 
 impl Default for SelectionParams {
-    /// 90 validation days, `degenerate_p_alive` 0.999, default fits.
+    /// 90 validation days, `degenerate_p_alive` 0.999, `tie_log_likelihood`
+    /// 1, default fits.
     fn default() -> Self {
         SelectionParams {
             validation_days: 90.0,
             degenerate_p_alive: 0.999,
+            tie_log_likelihood: 1.0,
             pareto_nbd: FitParams::default(),
             mbg_nbd: FitParams::default(),
         }
@@ -305,6 +314,14 @@ impl SelectionParams {
                 name: "degenerate_p_alive",
                 value: self.degenerate_p_alive.to_string(),
                 reason: "must be within (0, 1]",
+            });
+        }
+        if !(self.tie_log_likelihood.is_finite() && self.tie_log_likelihood >= 0.0) {
+            return Err(RepeatModelError::InvalidParam {
+                model: "selection",
+                name: "tie_log_likelihood",
+                value: self.tie_log_likelihood.to_string(),
+                reason: "must be a finite non-negative number",
             });
         }
         self.pareto_nbd.check("Pareto/NBD")?;
@@ -502,14 +519,21 @@ pub fn select(
         };
         s.is_finite().then_some(s)
     };
-    let mut selected: Option<(ModelKind, f64)> = None;
-    for c in &candidates {
-        if let Some(s) = score(c)
-            && selected.is_none_or(|(_, best)| s > best)
-        {
-            selected = Some((c.kind, s));
+    let best_of = |only_sound: bool| {
+        let mut best: Option<(ModelKind, f64)> = None;
+        for c in candidates.iter().filter(|c| !(only_sound && c.degenerate)) {
+            if let Some(s) = score(c)
+                && best.is_none_or(|(_, b)| s > b)
+            {
+                best = Some((c.kind, s));
+            }
         }
-    }
+        best
+    };
+    let selected = match (best_of(false), best_of(true)) {
+        (Some((_, top)), Some(sound)) if sound.1 >= top - params.tie_log_likelihood => Some(sound),
+        (top, _) => top,
+    };
     Ok(ModelSelection {
         criterion,
         candidates,
@@ -622,6 +646,42 @@ mod tests {
             c.as_object_mut().unwrap().remove("validation_error");
         }
         let _: ModelSelection = serde_json::from_value(old).unwrap();
+    }
+
+    /// On the degenerate history every model scores about the same: a
+    /// non-degenerate fit within the tie tolerance is preferred.
+    #[test]
+    fn a_sound_fit_beats_a_degenerate_one_within_the_tie() {
+        let full = steady(400);
+        let strict = SelectionParams {
+            tie_log_likelihood: 0.0,
+            ..Default::default()
+        };
+        let loose = SelectionParams {
+            tie_log_likelihood: f64::MAX,
+            ..Default::default()
+        };
+        let bg = BgNbdParams::default();
+        let a = select(&strict, &bg, &full, None).unwrap();
+        let b = select(&loose, &bg, &full, None).unwrap();
+        if b.candidates.iter().any(|c| !c.degenerate) {
+            let picked = b.selected_candidate().unwrap();
+            assert!(!picked.degenerate, "{:?}", b.describe());
+        } else {
+            assert_eq!(a.selected, b.selected);
+        }
+        assert!(
+            select(
+                &SelectionParams {
+                    tie_log_likelihood: -1.0,
+                    ..Default::default()
+                },
+                &bg,
+                &full,
+                None
+            )
+            .is_err()
+        );
     }
 
     #[test]
