@@ -659,6 +659,32 @@ mod tests {
         assert!(old.segment_names.is_empty());
     }
 
+    /// The selection is stored with all three models; artifacts written
+    /// before it (no `selection`, no `churn_risk`) still load.
+    #[test]
+    fn the_selection_is_stored_and_older_books_load_without_it() {
+        let log = log();
+        let book = CustomerConfig::default().build(&log, 280 * DAY).unwrap();
+        let sel = book.models().selection.as_ref().unwrap();
+        assert_eq!(sel.candidates.len(), 3);
+        assert!(sel.selected.is_some(), "{:?}", sel.describe());
+        assert!(
+            book.profiles()
+                .iter()
+                .flatten()
+                .all(|p| p.churn_risk.is_some())
+        );
+        let mut json = serde_json::to_value(book.models()).unwrap();
+        json.as_object_mut().unwrap().remove("selection");
+        let old: CustomerModels = serde_json::from_value(json).unwrap();
+        assert!(old.selection.is_none());
+        let profile = book.profiles().iter().flatten().next().unwrap();
+        let mut json = serde_json::to_value(profile).unwrap();
+        json.as_object_mut().unwrap().remove("churn_risk");
+        let old: CustomerProfile = serde_json::from_value(json).unwrap();
+        assert!(old.churn_risk.is_none());
+    }
+
     #[test]
     fn same_input_same_book() {
         let log = log();
