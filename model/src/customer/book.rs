@@ -540,6 +540,22 @@ impl CustomerBook {
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
     }
+
+    /// Why no profile reports P(alive), if none does: the selected
+    /// repeat-buying model is degenerate on this history ([`super::select`]).
+    /// `None` when P(alive) is reported (for the customers it means
+    /// something for).
+    pub fn p_alive_unavailable(&self) -> Option<String> {
+        let selection = self.models.selection.as_ref()?;
+        let chosen = selection.chosen()?;
+        chosen.degenerate.then(|| {
+            format!(
+                "the selected repeat-buying model ({}) calls every customer alive on this \
+                 history, so no profile reports P(alive); use churn_risk instead",
+                chosen.model.kind().name()
+            )
+        })
+    }
 }
 
 #[cfg(test)]

@@ -281,11 +281,17 @@ pub struct SelectionParams {
     pub pareto_nbd: FitParams,
     /// The MBG/NBD fit (`initial` is `r, α, a, b`).
     pub mbg_nbd: FitParams,
+    /// The models are fitted, scored and checked for degeneracy on at most
+    /// this many customers: with more, on every `s`-th of them (`s =
+    /// ceil(count / max_fit_customers)`), the same customers for the three
+    /// models. Four population parameters are well determined long before
+    /// that; the figures of every customer still come from the fitted model.
+    pub max_fit_customers: usize,
 }
 
 impl Default for SelectionParams {
     /// 90 validation days, `degenerate_p_alive` 0.999, `tie_log_likelihood`
-    /// 1, default fits.
+    /// 1, default fits on at most 50,000 customers.
     fn default() -> Self {
         SelectionParams {
             validation_days: 90.0,
@@ -293,6 +299,7 @@ impl Default for SelectionParams {
             tie_log_likelihood: 1.0,
             pareto_nbd: FitParams::default(),
             mbg_nbd: FitParams::default(),
+            max_fit_customers: 50_000,
         }
     }
 }
@@ -324,9 +331,27 @@ impl SelectionParams {
                 reason: "must be a finite non-negative number",
             });
         }
+        if self.max_fit_customers == 0 {
+            return Err(RepeatModelError::InvalidParam {
+                model: "selection",
+                name: "max_fit_customers",
+                value: "0".into(),
+                reason: "must be at least 1",
+            });
+        }
         self.pareto_nbd.check("Pareto/NBD")?;
         self.mbg_nbd.check("MBG/NBD")
     }
+}
+
+/// Every `s`-th element of `all`, `s` chosen so that at most `max` are kept
+/// (all of them when there are at most `max`).
+fn spread<T: Clone>(all: &[T], max: usize) -> std::borrow::Cow<'_, [T]> {
+    if all.len() <= max {
+        return std::borrow::Cow::Borrowed(all);
+    }
+    let step = all.len().div_ceil(max);
+    std::borrow::Cow::Owned(all.iter().step_by(step).cloned().collect())
 }
 
 /// How the models were compared.
@@ -474,7 +499,13 @@ pub fn select(
     validation: Option<ValidationWindow<'_>>,
 ) -> Result<ModelSelection, RepeatModelError> {
     params.check()?;
-    let validation = validation.filter(|(pairs, _, days)| !pairs.is_empty() && *days > 0.0);
+    let full = spread(full, params.max_fit_customers);
+    let full = &full[..];
+    let sampled_pairs = validation.map(|(pairs, _, _)| spread(pairs, params.max_fit_customers));
+    let validation = validation
+        .zip(sampled_pairs.as_deref())
+        .map(|((_, cutoff, days), pairs)| (pairs, cutoff, days))
+        .filter(|(pairs, _, days)| !pairs.is_empty() && *days > 0.0);
     let candidates: Vec<Candidate> = ModelKind::ALL
         .par_iter()
         .map(|&kind| {
