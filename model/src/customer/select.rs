@@ -679,6 +679,49 @@ mod tests {
         let _: ModelSelection = serde_json::from_value(old).unwrap();
     }
 
+    /// Above `max_fit_customers` the models see every `s`-th customer: the
+    /// same fits as on that sample given directly.
+    #[test]
+    fn large_bases_are_fitted_on_an_even_sample() {
+        let pairs: Vec<(History, History)> = (0..300)
+            .map(|i| {
+                let x = (i % 5) as f64;
+                let t_x = if x > 0.0 { 10.0 + (i % 7) as f64 } else { 0.0 };
+                let later = if i % 3 == 0 { x + 1.0 } else { x };
+                (
+                    (x, t_x, 26.0),
+                    (later, if later > x { 28.0 } else { t_x }, 39.0),
+                )
+            })
+            .collect();
+        let full: Vec<History> = pairs.iter().map(|p| p.1).collect();
+        let capped = SelectionParams {
+            max_fit_customers: 100,
+            ..Default::default()
+        };
+        let bg = BgNbdParams::default();
+        let sampled = select(&capped, &bg, &full, Some((&pairs, 0, 91.0))).unwrap();
+        assert!(matches!(
+            sampled.criterion,
+            Criterion::Validation { customers: 100, .. }
+        ));
+        let every_third: Vec<(History, History)> = pairs.iter().step_by(3).copied().collect();
+        let full_third: Vec<History> = full.iter().step_by(3).copied().collect();
+        let direct = select(
+            &SelectionParams::default(),
+            &bg,
+            &full_third,
+            Some((&every_third, 0, 91.0)),
+        )
+        .unwrap();
+        assert_eq!(sampled, direct);
+        let zero = SelectionParams {
+            max_fit_customers: 0,
+            ..Default::default()
+        };
+        assert!(select(&zero, &bg, &full, None).is_err());
+    }
+
     /// On the degenerate history every model scores about the same: a
     /// non-degenerate fit within the tie tolerance is preferred.
     #[test]
