@@ -39,6 +39,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let m = book.models();
     println!("built in {:.2}s", started.elapsed().as_secs_f64());
     println!("bg/nbd: {:?} {:?}", m.bgnbd, m.bgnbd_error);
+    if let Some(sel) = &m.selection {
+        println!("repeat model selected: {:?}", sel.selected);
+        for line in sel.describe() {
+            println!("  {line}");
+        }
+    }
     println!("gamma-gamma: {:?} {:?}", m.gamma_gamma, m.gamma_gamma_error);
     println!("stages: {:?}", m.stage_counts);
     println!("numeric failures: {}", m.numeric_failures);

@@ -72,7 +72,11 @@ pub struct AudienceQuery {
     pub stages: Vec<Stage>,
     /// RFM segments to include; empty for all.
     pub segments: Vec<String>,
+    /// Customers whose P(alive) is at least this; refused by
+    /// [`Engine::audience_problem`] when the model reports no P(alive).
     pub min_p_alive: Option<f64>,
+    /// Customers whose churn risk (profile `churn_risk`) is at most this.
+    pub max_churn_risk: Option<f64>,
     pub min_clv: Option<f64>,
     /// Items per row.
     pub k: usize,
@@ -93,6 +97,7 @@ impl Default for AudienceQuery {
             stages: vec![Stage::Dormant, Stage::AtRisk],
             segments: Vec::new(),
             min_p_alive: None,
+            max_churn_risk: None,
             min_clv: None,
             k: 5,
             limit: None,
@@ -188,6 +193,16 @@ impl Engine {
         out
     }
 
+    /// Why `query` cannot be answered as asked, if it cannot: a P(alive)
+    /// filter on a model that reports no P(alive)
+    /// ([`crate::customer::book::CustomerBook::p_alive_unavailable`]).
+    pub fn audience_problem(&self, query: &AudienceQuery) -> Option<String> {
+        query.min_p_alive?;
+        self.customer_book()
+            .p_alive_unavailable()
+            .map(|why| format!("min_p_alive cannot filter: {why} (max_churn_risk filters by it)"))
+    }
+
     /// The customers of an audience, in row order (module docs).
     pub fn audience_members(&self, query: &AudienceQuery) -> Vec<u32> {
         let book = self.customer_book();
@@ -197,6 +212,9 @@ impl Engine {
                 && query
                     .min_p_alive
                     .is_none_or(|min| p.p_alive.is_some_and(|v| v >= min))
+                && query
+                    .max_churn_risk
+                    .is_none_or(|max| p.churn_risk.is_some_and(|v| v <= max))
                 && query
                     .min_clv
                     .is_none_or(|min| p.clv.is_some_and(|v| v >= min))
@@ -271,7 +289,7 @@ impl Engine {
     /// The CSV header of [`Engine::write_audience_csv`] for rows of `k` items.
     pub fn audience_csv_header(k: usize) -> Vec<u8> {
         let mut header = String::from(
-            "customer_id,stage,segment,p_alive,clv,buy_within_30d_probability,last_purchase,send_date",
+            "customer_id,stage,segment,p_alive,churn_risk,clv,buy_within_30d_probability,last_purchase,send_date",
         );
         for i in 1..=k {
             header.push_str(&format!(",item_{i}"));
@@ -289,6 +307,7 @@ impl Engine {
             p.map(|p| p.stage.as_str().to_string()).unwrap_or_default(),
             p.map(|p| p.segment.clone()).unwrap_or_default(),
             num(p.and_then(|p| p.p_alive)),
+            num(p.and_then(|p| p.churn_risk)),
             num(p.and_then(|p| p.clv)),
             num(p.and_then(|p| p.buy_within_30d_probability)),
             p.map(|p| format_date(p.last_purchase)).unwrap_or_default(),
@@ -325,6 +344,7 @@ impl Engine {
             "segment": p.map(|p| p.segment.as_str()),
             "behaviour_segment": p.and_then(|p| p.behaviour_segment.as_deref()),
             "p_alive": p.and_then(|p| p.p_alive),
+            "churn_risk": p.and_then(|p| p.churn_risk),
             "clv": p.and_then(|p| p.clv),
             "buy_within_30d_probability": p.and_then(|p| p.buy_within_30d_probability),
             "last_purchase": p.map(|p| format_date(p.last_purchase)),

@@ -92,6 +92,7 @@ pub fn document() -> Value {
                 query("stage", json!({"type": "string", "default": "dormant,at_risk"}), "comma-separated lifecycle stages"),
                 query("segment", json!({"type": "string"}), "comma-separated RFM segments"),
                 query("min_p_alive", json!({"type": "number", "minimum": 0, "maximum": 1}), ""),
+                query("max_churn_risk", json!({"type": "number", "minimum": 0, "maximum": 1}), ""),
                 query("min_clv", json!({"type": "number"}), ""),
                 k_param(5),
                 query("limit", json!({"type": "integer", "minimum": 1}), "at most this many customers, highest CLV first"),

@@ -118,7 +118,7 @@ async fn profile_has_every_field() {
         "last_purchase",
         "total_spend",
         "average_order_value",
-        "p_alive",
+        "churn_risk",
         "clv",
     ] {
         assert!(!body[key].is_null(), "{key} missing in {body}");
@@ -128,8 +128,13 @@ async fn profile_has_every_field() {
         assert!((1..=5).contains(&v), "{body}");
     }
     assert!(body["orders"].as_u64().unwrap() >= 3);
-    let p = body["p_alive"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&p));
+    let risk = body["churn_risk"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&risk), "{body}");
+    // On the bundled sample every repeat-buying model calls everyone alive
+    // (Online Retail's BG/NBD a -> 0): the profile says so by leaving P(alive)
+    // out rather than claiming 1.
+    assert!(body.as_object().unwrap().contains_key("p_alive"), "{body}");
+    assert!(body["p_alive"].is_null(), "{body}");
 }
 
 #[actix_web::test]
@@ -146,7 +151,7 @@ async fn next_purchase_and_buy_again() {
     let (status, body) = get_json(&format!("/v1/customers/{id}/next-purchase?k=6")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for key in [
-        "p_alive",
+        "churn_risk",
         "expected_purchases_30d",
         "expected_purchases_90d",
         "lifecycle_stage",
@@ -246,24 +251,31 @@ async fn audience_streams_ndjson_and_csv() {
     assert!(clv.windows(2).all(|w| w[0] >= w[1]), "highest CLV first");
 
     let (status, ctype, csv) = get(&format!(
-        "/v1/audiences/reactivation?stage={stages}&k=3&format=csv&limit=5&min_p_alive=0"
+        "/v1/audiences/reactivation?stage={stages}&k=3&format=csv&limit=5&max_churn_risk=1"
     ))
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(ctype.starts_with("text/csv"), "{ctype}");
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 5.min(rows.len()), "{csv}");
-    assert!(lines[0].starts_with("customer_id,stage,segment,p_alive,clv"));
+    assert!(lines[0].starts_with("customer_id,stage,segment,p_alive,churn_risk,clv"));
     assert!(lines[0].ends_with("item_1,item_2,item_3"));
     let first_id = rows[0]["customer_id"].as_str().unwrap();
     assert!(lines[1].starts_with(first_id), "same order in CSV: {csv}");
 
     let (status, _, body) = get("/v1/audiences/reactivation?min_p_alive=1.01").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A P(alive) filter on a model that reports none is refused, naming the
+    // filter that works.
+    let (status, body) = get_json("/v1/audiences/reactivation?min_p_alive=0.5").await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("max_churn_risk"), "{body}");
     for bad in [
         "stage=zombie",
         "format=xml",
         "min_p_alive=NaN",
+        "max_churn_risk=1.5",
         "limit=0",
         "k=500",
         "as_of=yesterday",

@@ -52,7 +52,7 @@ pub fn write_audience(
 /// The header of [`write_customers`].
 pub const CUSTOMERS_HEADER: &str = "customer_id,orders,first_purchase,last_purchase,total_spend,\
 average_order_value,spend_complete,recency_days,r,f,m,segment,behaviour_segment,lifecycle_stage,\
-typical_gap_days,p_alive,expected_purchases_30d,expected_purchases_90d,\
+typical_gap_days,p_alive,churn_risk,expected_purchases_30d,expected_purchases_90d,\
 predicted_next_purchase_date,buy_within_30d_probability,clv";
 
 /// Writes one CSV row per profiled customer (every field of the profile);
@@ -81,6 +81,7 @@ pub fn write_customers(engine: &Engine, out: &mut dyn Write) -> Result<usize> {
             p.stage.as_str().to_string(),
             format!("{:.2}", p.typical_gap_days),
             num(p.p_alive),
+            num(p.churn_risk),
             num(p.expected_purchases_30d),
             num(p.expected_purchases_90d),
             p.predicted_next_purchase

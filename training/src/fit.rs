@@ -387,6 +387,23 @@ pub fn customer_report(m: &CustomerModels) -> String {
             );
         }
     }
+    if let Some(sel) = &m.selection {
+        let how = match &sel.criterion {
+            encore_model::customer::select::Criterion::Validation {
+                days, customers, ..
+            } => {
+                format!("validation log-likelihood of the last {days} days ({customers} customers)")
+            }
+            encore_model::customer::select::Criterion::FullHistory => {
+                "full-history log-likelihood (no validation window)".to_string()
+            }
+        };
+        let chosen = sel.selected.map_or("none", |k| k.name());
+        let _ = writeln!(s, "  repeat model {chosen}, selected by {how}:");
+        for line in sel.describe() {
+            let _ = writeln!(s, "    {line}");
+        }
+    }
     match (&m.gamma_gamma, &m.gamma_gamma_error) {
         (Some(g), _) => {
             let _ = writeln!(

@@ -2,7 +2,10 @@
 //! the end of the history and kept per customer for serving.
 //!
 //! [`CustomerConfig::build`] summarises each customer at the reference time
-//! (the last purchase of the training data), fits BG/NBD and Gamma-Gamma,
+//! (the last purchase of the training data), fits BG/NBD, Pareto/NBD and
+//! MBG/NBD and selects one of them on a validation window ([`super::select`]:
+//! every customer's P(alive), churn risk, expected purchases, next purchase
+//! and CLV come from the selected model), fits Gamma-Gamma,
 //! scores RFM, classifies lifecycle stages, computes the repurchase KPIs and
 //! stores one [`CustomerProfile`] per customer. Serving answers profile,
 //! next-purchase and audience requests from these profiles without refitting.
@@ -12,13 +15,16 @@
 //! `encore-train fit`), and the figures that need it are `None`.
 
 use super::bgnbd::{BgNbd, BgNbdParams};
-use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams, discounted_value};
+use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams, discounted_value_with};
 use super::kpis::{KpiError, KpiParams, RepurchaseKpis, repurchase_kpis};
 use super::lifecycle::{LifecycleError, LifecycleParams, Stage};
 use super::propensity::{self, PropensityModel, PropensityParams};
 use super::replenishment::{ReplenishmentError, ReplenishmentParams};
 use super::rfm::{Rfm, RfmError, RfmParams};
 use super::segments::{SegmentModel, SegmentParams};
+use super::select::{
+    Chosen, ModelKind, ModelSelection, RepeatModel, SelectionParams, select, validation_pairs,
+};
 use super::summary::{CustomerSummary, OccasionRule, SummaryParams, TimeUnit, summarize};
 use encore_data::PurchaseLog;
 use rayon::prelude::*;
@@ -35,6 +41,8 @@ pub struct CustomerConfig {
     /// What counts as one purchase occasion (distinct days by default).
     pub occasion: OccasionRule,
     pub bgnbd: BgNbdParams,
+    /// Pareto/NBD and MBG/NBD fits and the choice among the three models.
+    pub selection: SelectionParams,
     pub gamma_gamma: GammaGammaParams,
     /// CLV horizon, discount rate and margin. Its `time_unit` is always set
     /// to `time_unit` above.
@@ -60,6 +68,7 @@ impl Default for CustomerConfig {
             time_unit: TimeUnit::Weeks,
             occasion: OccasionRule::DistinctDays,
             bgnbd: BgNbdParams::default(),
+            selection: SelectionParams::default(),
             gamma_gamma: GammaGammaParams::default(),
             clv: ClvParams::default(),
             rfm: RfmParams::default(),
@@ -113,8 +122,16 @@ pub struct CustomerProfile {
     pub stage: Stage,
     /// The customer's typical gap between purchases, in days.
     pub typical_gap_days: f64,
-    /// BG/NBD figures; `None` when the model could not be fitted.
+    /// Figures of the selected repeat-buying model ([`super::select`]);
+    /// `None` when no model could be fitted. P(alive) is also `None` where
+    /// it would say nothing (a degenerate fit, or BG/NBD for a customer
+    /// without repeat purchase; see [`super::lifecycle`]).
     pub p_alive: Option<f64>,
+    /// Probability of no purchase within the customer's lifecycle horizon
+    /// (`lost_mult` × `typical_gap_days`) from the reference, by the
+    /// selected model; see [`super::lifecycle`].
+    #[serde(default)]
+    pub churn_risk: Option<f64>,
     pub expected_purchases_30d: Option<f64>,
     pub expected_purchases_90d: Option<f64>,
     /// When the expected number of purchases reaches 1, seconds since the
@@ -135,9 +152,14 @@ pub struct CustomerModels {
     /// Time every figure refers to (seconds since the epoch).
     pub reference: i64,
     pub time_unit: TimeUnit,
+    /// The BG/NBD fit (also what the propensity classifier's features use).
     pub bgnbd: Option<BgNbd>,
     /// Why BG/NBD could not be fitted, if it could not.
     pub bgnbd_error: Option<String>,
+    /// The three repeat-buying models and the one selected; `None` in
+    /// artifacts written before the selection existed.
+    #[serde(default)]
+    pub selection: Option<ModelSelection>,
     pub gamma_gamma: Option<GammaGamma>,
     pub gamma_gamma_error: Option<String>,
     pub clv: ClvParams,
@@ -185,6 +207,12 @@ impl CustomerConfig {
             .check()
             .map_err(|e| CustomerConfigError::Invalid {
                 key: "bgnbd",
+                reason: e.to_string(),
+            })?;
+        self.selection
+            .check()
+            .map_err(|e| CustomerConfigError::Invalid {
+                key: "selection",
                 reason: e.to_string(),
             })?;
         self.gamma_gamma
@@ -245,7 +273,30 @@ impl CustomerConfig {
             .iter()
             .map(|s| s.repeat_summary().tuple())
             .collect();
-        let (bgnbd, bgnbd_error) = split(self.bgnbd.fit(&repeat));
+        let days = self.selection.validation_days;
+        let (cutoff, pairs) = if days > 0.0 {
+            validation_pairs(log, reference, &params, days)
+        } else {
+            (reference, Vec::new())
+        };
+        let selection = select(
+            &self.selection,
+            &self.bgnbd,
+            &repeat,
+            Some((&pairs, cutoff, days)),
+        )
+        .map_err(|e| CustomerConfigError::Invalid {
+            key: "selection",
+            reason: e.to_string(),
+        })?;
+        let (bgnbd, bgnbd_error) = match selection.candidate(ModelKind::BgNbd) {
+            Some(c) => match &c.model {
+                Some(RepeatModel::BgNbd(m)) => (Some(m.clone()), None),
+                _ => (None, c.error.clone()),
+            },
+            None => (None, Some("not fitted".into())),
+        };
+        let chosen = selection.chosen();
         let spend: Vec<(f64, f64)> = summaries
             .iter()
             .filter(|s| s.frequency > 0.0 && s.monetary > 0.0)
@@ -275,9 +326,7 @@ impl CustomerConfig {
         let segment_of = segments
             .as_ref()
             .map(|model| model.assign(&summaries, reference));
-        let stages = self
-            .lifecycle
-            .classify(&summaries, reference, bgnbd.as_ref())?;
+        let stages = self.lifecycle.classify(&summaries, reference, chosen)?;
         let clv_params = self.clv_params();
         let unit = self.time_unit;
         let max_horizon = unit.from_days(self.next_purchase_max_days);
@@ -286,7 +335,7 @@ impl CustomerConfig {
             .map(|s| {
                 predict(
                     s,
-                    bgnbd.as_ref(),
+                    chosen,
                     gamma_gamma.as_ref(),
                     &clv_params,
                     reference,
@@ -332,7 +381,8 @@ impl CustomerConfig {
                 segment: score.segment,
                 stage: stage.stage,
                 typical_gap_days: stage.typical_gap_days,
-                p_alive: fig.p_alive,
+                p_alive: stage.p_alive,
+                churn_risk: stage.churn_risk,
                 expected_purchases_30d: fig.e30,
                 expected_purchases_90d: fig.e90,
                 predicted_next_purchase: fig.next,
@@ -348,6 +398,7 @@ impl CustomerConfig {
                 time_unit: unit,
                 bgnbd,
                 bgnbd_error,
+                selection: Some(selection),
                 gamma_gamma,
                 gamma_gamma_error,
                 clv: clv_params,
@@ -377,7 +428,6 @@ fn split<T, E: std::fmt::Display>(r: Result<T, E>) -> (Option<T>, Option<String>
 
 #[derive(Default)]
 struct Figures {
-    p_alive: Option<f64>,
     e30: Option<f64>,
     e90: Option<f64>,
     next: Option<i64>,
@@ -398,19 +448,18 @@ fn finite<E>(r: Result<f64, E>, failed: &mut bool) -> Option<f64> {
 /// The model figures of one customer, and whether any of them failed numerically.
 fn predict(
     s: &CustomerSummary,
-    bgnbd: Option<&BgNbd>,
+    chosen: Option<Chosen<'_>>,
     gamma_gamma: Option<&GammaGamma>,
     clv: &ClvParams,
     reference: i64,
     max_horizon: f64,
 ) -> (Figures, bool) {
-    let Some(bg) = bgnbd else {
+    let Some(Chosen { model: bg, .. }) = chosen else {
         return (Figures::default(), false);
     };
     let (x, t_x, t) = s.repeat_summary().tuple();
     let unit = s.unit;
     let mut failed = false;
-    let p_alive = finite(Ok::<_, ()>(bg.p_alive(x, t_x, t)), &mut failed);
     let e30 = finite(
         bg.expected_purchases(unit.from_days(30.0), x, t_x, t),
         &mut failed,
@@ -436,7 +485,8 @@ fn predict(
             failed = true;
             return None;
         };
-        match discounted_value(bg, (x, t_x, t), spend, clv) {
+        let cumulative = |u: f64| Ok(bg.expected_purchases(u, x, t_x, t)?);
+        match discounted_value_with(cumulative, spend, clv) {
             Ok(v) if v.is_finite() => Some(v),
             _ => {
                 failed = true;
@@ -453,7 +503,6 @@ fn predict(
     };
     (
         Figures {
-            p_alive,
             e30,
             e90,
             next,
@@ -490,6 +539,22 @@ impl CustomerBook {
 
     pub fn is_empty(&self) -> bool {
         self.profiles.is_empty()
+    }
+
+    /// Why no profile reports P(alive), if none does: the selected
+    /// repeat-buying model is degenerate on this history ([`super::select`]).
+    /// `None` when P(alive) is reported (for the customers it means
+    /// something for).
+    pub fn p_alive_unavailable(&self) -> Option<String> {
+        let selection = self.models.selection.as_ref()?;
+        let chosen = selection.chosen()?;
+        chosen.degenerate.then(|| {
+            format!(
+                "the selected repeat-buying model ({}) calls every customer alive on this \
+                 history, so no profile reports P(alive); use churn_risk instead",
+                chosen.model.kind().name()
+            )
+        })
     }
 }
 
@@ -608,6 +673,32 @@ mod tests {
         json.as_object_mut().unwrap().remove("segment_names");
         let old: CustomerModels = serde_json::from_value(json).unwrap();
         assert!(old.segment_names.is_empty());
+    }
+
+    /// The selection is stored with all three models; artifacts written
+    /// before it (no `selection`, no `churn_risk`) still load.
+    #[test]
+    fn the_selection_is_stored_and_older_books_load_without_it() {
+        let log = log();
+        let book = CustomerConfig::default().build(&log, 280 * DAY).unwrap();
+        let sel = book.models().selection.as_ref().unwrap();
+        assert_eq!(sel.candidates.len(), 3);
+        assert!(sel.selected.is_some(), "{:?}", sel.describe());
+        assert!(
+            book.profiles()
+                .iter()
+                .flatten()
+                .all(|p| p.churn_risk.is_some())
+        );
+        let mut json = serde_json::to_value(book.models()).unwrap();
+        json.as_object_mut().unwrap().remove("selection");
+        let old: CustomerModels = serde_json::from_value(json).unwrap();
+        assert!(old.selection.is_none());
+        let profile = book.profiles().iter().flatten().next().unwrap();
+        let mut json = serde_json::to_value(profile).unwrap();
+        json.as_object_mut().unwrap().remove("churn_risk");
+        let old: CustomerProfile = serde_json::from_value(json).unwrap();
+        assert!(old.churn_risk.is_none());
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub enum GammaGammaError {
     /// The BG/NBD part of a CLV failed.
     #[error("BG/NBD: {0}")]
     BgNbd(#[from] BgNbdError),
+    /// The repeat-buying model failed.
+    #[error("repeat-buying model: {0}")]
+    Repeat(#[from] super::repeat::RepeatModelError),
 }
 
 /// A fitted (or given) Gamma-Gamma model.
@@ -376,12 +379,26 @@ pub fn discounted_value(
     spend: f64,
     params: &ClvParams,
 ) -> Result<f64, GammaGammaError> {
+    discounted_value_with(
+        |t| Ok(bgnbd.expected_purchases(t, x, t_x, big_t)?),
+        spend,
+        params,
+    )
+}
+
+/// [`discounted_value`] with the expected purchases in `(T, T + t]` given by
+/// `cumulative(t)` (`t` in `params.time_unit`): any repeat-buying model.
+pub fn discounted_value_with(
+    cumulative: impl Fn(f64) -> Result<f64, GammaGammaError>,
+    spend: f64,
+    params: &ClvParams,
+) -> Result<f64, GammaGammaError> {
     params.check()?;
     let month = params.time_unit.from_days(params.days_per_month);
     let mut prev = 0.0;
     let mut total = 0.0;
     for m in 1..=params.horizon_months {
-        let cum = bgnbd.expected_purchases(f64::from(m) * month, x, t_x, big_t)?;
+        let cum = cumulative(f64::from(m) * month)?;
         let discount = (1.0 + params.discount_rate_annual).powf(f64::from(m) / 12.0);
         total += params.margin * spend * (cum - prev) / discount;
         prev = cum;

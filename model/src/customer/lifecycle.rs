@@ -7,9 +7,16 @@
 //!    `new_days` before the reference;
 //! 2. otherwise **active** if `s ≤ active_mult · g`,
 //! 3. **dormant** if `s ≤ dormant_mult · g`,
-//! 4. **at_risk** if `s ≤ lost_mult · g` and P(alive) is unknown or at least
-//!    `lost_p_alive`,
-//! 5. **lost** otherwise.
+//! 4. **lost** if the rhythm or the model calls the customer gone — `s >
+//!    lost_mult · g`, or P(alive) is known and below `lost_p_alive` — *and*
+//!    the model does not contradict it: the churn risk is unknown or at
+//!    least `lost_churn_risk`, and P(alive) is unknown or below
+//!    `sure_alive_p_alive`;
+//! 5. **at_risk** otherwise.
+//!
+//! So a customer the lifecycle calls lost never has a reported P(alive) of
+//! `sure_alive_p_alive` (0.999) or more, nor a churn risk below
+//! `lost_churn_risk` (0.5): the stage and the figures next to it agree.
 //!
 //! The typical gap `g` is the median gap between the customer's purchase
 //! occasions ([`CustomerSummary::median_gap_days`]). Customers with a single
@@ -19,11 +26,22 @@
 //! never below `min_gap_days` (two orders on the same day would otherwise
 //! make the customer "late" a day later).
 //!
-//! P(alive) comes from a fitted [`BgNbd`] when one is given. The BG/NBD model
-//! must have been fitted in the time unit of the summaries' `recency` and
-//! `age`.
+//! # Model figures
+//! With a repeat-buying model (the selected one, [`super::select`]) each
+//! customer gets
+//! * **P(alive)** from [`Chosen::p_alive`]: not reported when the fit is
+//!   degenerate (it calls everybody alive) or, for BG/NBD, when the customer
+//!   has no repeat purchase (alive by assumption);
+//! * **churn risk**: the model's probability that the customer does *not*
+//!   buy within her own lifecycle horizon `h = lost_mult · g` from the
+//!   reference ([`Chosen::churn_risk`]), i.e. within the silence after
+//!   which the rhythm alone would call her lost. It is reported for
+//!   degenerate fits too.
+//!
+//! The model must have been fitted in the time unit of the summaries'
+//! `recency` and `age`.
 
-use super::bgnbd::BgNbd;
+use super::select::Chosen;
 use super::summary::{CustomerSummary, median};
 use encore_data::CustomerIdx;
 use serde::{Deserialize, Serialize};
@@ -93,6 +111,10 @@ pub struct LifecycleParams {
     pub lost_mult: f64,
     /// Below this P(alive) a customer past `dormant_mult · g` is lost.
     pub lost_p_alive: f64,
+    /// A customer whose churn risk is below this is not lost (at most at risk).
+    pub lost_churn_risk: f64,
+    /// A customer whose reported P(alive) is at least this is not lost.
+    pub sure_alive_p_alive: f64,
     /// Gap used when no customer has a repeat purchase.
     pub default_gap_days: f64,
     /// Floor of every typical gap.
@@ -101,6 +123,7 @@ pub struct LifecycleParams {
 
 impl Default for LifecycleParams {
     /// `new_days` 30, multipliers 1.5 / 3 / 6, `lost_p_alive` 0.1,
+    /// `lost_churn_risk` 0.5, `sure_alive_p_alive` 0.999,
     /// `default_gap_days` 30, `min_gap_days` 1.
     fn default() -> Self {
         LifecycleParams {
@@ -109,6 +132,8 @@ impl Default for LifecycleParams {
             dormant_mult: 3.0,
             lost_mult: 6.0,
             lost_p_alive: 0.1,
+            lost_churn_risk: 0.5,
+            sure_alive_p_alive: 0.999,
             default_gap_days: 30.0,
             min_gap_days: 1.0,
         }
@@ -140,8 +165,13 @@ pub struct CustomerStage {
     pub typical_gap_days: f64,
     /// True if `g` is the population median (one-occasion customer).
     pub population_gap: bool,
-    /// P(alive) from the BG/NBD model, if one was given.
+    /// P(alive) from the model, if one was given and it says something
+    /// (module docs).
     pub p_alive: Option<f64>,
+    /// Probability of no purchase within `lost_mult · g` (module docs), if a
+    /// model was given.
+    #[serde(default)]
+    pub churn_risk: Option<f64>,
 }
 
 impl LifecycleParams {
@@ -171,8 +201,14 @@ impl LifecycleParams {
         if self.lost_mult < self.dormant_mult {
             return bad("lost_mult", self.lost_mult, "must be >= dormant_mult");
         }
-        if !(0.0..=1.0).contains(&self.lost_p_alive) {
-            return bad("lost_p_alive", self.lost_p_alive, "must be within [0, 1]");
+        for (name, v) in [
+            ("lost_p_alive", self.lost_p_alive),
+            ("lost_churn_risk", self.lost_churn_risk),
+            ("sure_alive_p_alive", self.sure_alive_p_alive),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(name, v, "must be within [0, 1]");
+            }
         }
         for (name, v) in [
             ("default_gap_days", self.default_gap_days),
@@ -197,12 +233,12 @@ impl LifecycleParams {
     }
 
     /// The stage of every summary at `reference` (seconds since the epoch),
-    /// in input order; `bgnbd` adds P(alive) to the rule.
+    /// in input order; `model` adds P(alive) and the churn risk to the rule.
     pub fn classify(
         &self,
         summaries: &[CustomerSummary],
         reference: i64,
-        bgnbd: Option<&BgNbd>,
+        model: Option<Chosen<'_>>,
     ) -> Result<Vec<CustomerStage>, LifecycleError> {
         self.check()?;
         let population = self.population_gap_days(summaries).max(self.min_gap_days);
@@ -215,19 +251,26 @@ impl LifecycleParams {
                     Some(g) => (g.max(self.min_gap_days), false),
                     None => (population, true),
                 };
-                let p_alive = bgnbd.map(|m| m.p_alive(s.frequency, s.recency, s.age));
+                let (x, t_x, t) = s.repeat_summary().tuple();
+                let p_alive = model.and_then(|m| m.p_alive(x, t_x, t));
+                let horizon = s.unit.from_days(self.lost_mult * g);
+                let churn_risk = model.and_then(|m| m.churn_risk(horizon, x, t_x, t));
                 let stage = if s.occasions <= 1 && age_days <= self.new_days {
                     Stage::New
                 } else if s_days <= self.active_mult * g {
                     Stage::Active
                 } else if s_days <= self.dormant_mult * g {
                     Stage::Dormant
-                } else if s_days <= self.lost_mult * g
-                    && p_alive.is_none_or(|p| p >= self.lost_p_alive)
-                {
-                    Stage::AtRisk
                 } else {
-                    Stage::Lost
+                    let gone = s_days > self.lost_mult * g
+                        || p_alive.is_some_and(|p| p < self.lost_p_alive);
+                    let model_agrees = churn_risk.is_none_or(|c| c >= self.lost_churn_risk)
+                        && p_alive.is_none_or(|p| p < self.sure_alive_p_alive);
+                    if gone && model_agrees {
+                        Stage::Lost
+                    } else {
+                        Stage::AtRisk
+                    }
                 };
                 CustomerStage {
                     customer: s.customer,
@@ -236,6 +279,7 @@ impl LifecycleParams {
                     typical_gap_days: g,
                     population_gap,
                     p_alive,
+                    churn_risk,
                 }
             })
             .collect())
@@ -245,6 +289,10 @@ impl LifecycleParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::customer::bgnbd::BgNbd;
+    use crate::customer::mbg_nbd::MbgNbd;
+    use crate::customer::pareto_nbd::ParetoNbd;
+    use crate::customer::select::RepeatModel;
 
     const DAY: i64 = 86_400;
 
@@ -322,25 +370,116 @@ mod tests {
         assert!(out.iter().all(|s| s.p_alive.is_none()));
     }
 
+    fn chosen(model: &RepeatModel, degenerate: bool) -> Option<Chosen<'_>> {
+        Some(Chosen { model, degenerate })
+    }
+
     #[test]
     fn p_alive_turns_at_risk_into_lost() {
         let reference = 200 * DAY;
         // Customer 3 of the test above, in days: x = 4, t_x = 100, T = 200.
         let summaries = vec![summary(3, 5, 0, 100, Some(20.0))];
-        let dying = BgNbd::new(0.5, 5.0, 5.0, 1.0).unwrap();
+        let dying = RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 5.0, 1.0).unwrap());
         let p = LifecycleParams::default();
-        let out = p.classify(&summaries, reference, Some(&dying)).unwrap();
+        let out = p
+            .classify(&summaries, reference, chosen(&dying, false))
+            .unwrap();
         let pa = out[0].p_alive.unwrap();
         assert!(pa < 0.1, "{pa}");
+        assert!(out[0].churn_risk.unwrap() > 0.9);
         assert_eq!(out[0].stage, Stage::Lost);
         let lenient = LifecycleParams {
             lost_p_alive: 0.0,
             ..Default::default()
         };
         let out = lenient
-            .classify(&summaries, reference, Some(&dying))
+            .classify(&summaries, reference, chosen(&dying, false))
             .unwrap();
         assert_eq!(out[0].stage, Stage::AtRisk);
+    }
+
+    /// A model that calls a long-silent customer surely alive keeps her at
+    /// risk; a degenerate one reports no P(alive), and its churn risk decides.
+    #[test]
+    fn the_stage_agrees_with_p_alive_and_churn_risk() {
+        let reference = 200 * DAY;
+        // x = 4, t_x = 50, T = 200 days, g = 20: s = 150 > 120, lost by rhythm.
+        let summaries = vec![summary(4, 5, 0, 50, Some(20.0))];
+        let p = LifecycleParams::default();
+        // Almost nobody drops out, and purchases are rare: alive, but
+        // unlikely to buy within 120 days.
+        let immortal = RepeatModel::BgNbd(BgNbd::new(0.5, 2000.0, 1e-6, 100.0).unwrap());
+        let out = p
+            .classify(&summaries, reference, chosen(&immortal, false))
+            .unwrap();
+        assert!(out[0].p_alive.unwrap() >= 0.999);
+        assert_eq!(out[0].stage, Stage::AtRisk);
+        // The same fit flagged degenerate: no P(alive), churn risk decides.
+        let out = p
+            .classify(&summaries, reference, chosen(&immortal, true))
+            .unwrap();
+        assert_eq!(out[0].p_alive, None);
+        let risk = out[0].churn_risk.unwrap();
+        assert!(risk >= 0.5, "{risk}");
+        assert_eq!(out[0].stage, Stage::Lost);
+        // A frequent buyer by the model: the churn risk is low, not lost.
+        let busy = RepeatModel::BgNbd(BgNbd::new(5.0, 5.0, 1e-6, 100.0).unwrap());
+        let out = p
+            .classify(&summaries, reference, chosen(&busy, true))
+            .unwrap();
+        assert!(out[0].churn_risk.unwrap() < 0.5);
+        assert_eq!(out[0].stage, Stage::AtRisk);
+    }
+
+    /// The documented invariant on many customers and models: lost implies
+    /// a churn risk of at least `lost_churn_risk` and no P(alive) of 0.999.
+    #[test]
+    fn lost_never_comes_with_a_sure_p_alive() {
+        // The helper's summaries are at day 200.
+        let reference = 200 * DAY;
+        let summaries: Vec<CustomerSummary> = (0..200)
+            .map(|i| {
+                let first = i64::from(i % 50);
+                let occasions = 1 + i % 7;
+                let last = if occasions > 1 {
+                    first + 1 + i64::from(i * 7) % (199 - first)
+                } else {
+                    first
+                };
+                let gap = (occasions > 1).then(|| (last - first) as f64 / f64::from(occasions - 1));
+                summary(i, occasions, first, last, gap)
+            })
+            .collect();
+        let p = LifecycleParams::default();
+        for (model, degenerate) in [
+            (
+                RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 0.8, 2.4).unwrap()),
+                false,
+            ),
+            (
+                RepeatModel::BgNbd(BgNbd::new(0.5, 5.0, 1e-9, 2.4).unwrap()),
+                true,
+            ),
+            (
+                RepeatModel::ParetoNbd(ParetoNbd::new(0.55, 10.6, 0.6, 11.7).unwrap()),
+                false,
+            ),
+            (
+                RepeatModel::MbgNbd(MbgNbd::new(0.52, 6.2, 0.89, 1.6).unwrap()),
+                false,
+            ),
+        ] {
+            let out = p
+                .classify(&summaries, reference, chosen(&model, degenerate))
+                .unwrap();
+            let mut lost = 0;
+            for s in out.iter().filter(|s| s.stage == Stage::Lost) {
+                assert!(s.p_alive.is_none_or(|p| p < 0.999), "{s:?}");
+                assert!(s.churn_risk.unwrap() >= 0.5, "{s:?}");
+                lost += 1;
+            }
+            assert!(lost > 0, "{model:?}: nobody lost, the check is empty");
+        }
     }
 
     #[test]

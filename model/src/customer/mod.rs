@@ -12,6 +12,13 @@
 //!   likelihood, it gives each customer's probability of still being active
 //!   and the expected number of purchases over any horizon, hence a "next
 //!   purchase by" date.
+//! * [`pareto_nbd`] and [`mbg_nbd`]: the Pareto/NBD (Schmittlein, Morrison &
+//!   Colombo 1987) and MBG/NBD (Batislam, Denizel & Filiztekin 2007) models,
+//!   fitted the same way ([`repeat`] holds what they share); unlike BG/NBD
+//!   they let a customer who never came back be gone.
+//! * [`select`]: the three fitted on the same history, one selected by the
+//!   log-likelihood of a held-out validation window; it gives every profile's
+//!   P(alive) (withheld when the fit is degenerate) and churn risk.
 //! * [`gamma_gamma`]: the Gamma-Gamma model of spend per transaction, and
 //!   customer lifetime value (CLV) from BG/NBD purchases times expected spend,
 //!   discounted.
@@ -19,8 +26,8 @@
 //!   segments (champions, at risk, …) from a configurable map — simple,
 //!   explainable, no model fitting.
 //! * [`lifecycle`]: new / active / dormant / at-risk / lost stages relative to
-//!   each customer's own buying rhythm, optionally sharpened by BG/NBD's
-//!   P(alive).
+//!   each customer's own buying rhythm, made to agree with the selected
+//!   model's P(alive) and churn risk.
 //! * [`propensity`]: the probability of buying within the next `H` days, a
 //!   logistic regression (linfa-logistic) on RFM, tenure, trend, rhythm and
 //!   BG/NBD features, trained on the customers' own most recent `H` days.
@@ -72,5 +79,6 @@ pub mod repeat;
 pub mod replenishment;
 pub mod rfm;
 pub mod segments;
+pub mod select;
 pub mod special;
 pub mod summary;

@@ -77,6 +77,9 @@ pub enum RepeatModelError {
     /// A special function failed.
     #[error("special function: {0}")]
     Special(#[from] SpecialError),
+    /// The BG/NBD model failed (when used through [`super::select::RepeatModel`]).
+    #[error("BG/NBD: {0}")]
+    BgNbd(#[from] super::bgnbd::BgNbdError),
 }
 
 /// Checks one customer's `(x, t_x, T)`.

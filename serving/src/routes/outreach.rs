@@ -73,6 +73,7 @@ fn profile_json(engine: &Engine, id: &str, p: &CustomerProfile) -> Value {
         "average_order_value": p.average_order_value,
         "spend_complete": p.spend_complete,
         "p_alive": p.p_alive,
+        "churn_risk": p.churn_risk,
         "clv": p.clv,
     })
 }
@@ -136,6 +137,7 @@ pub(crate) async fn next_purchase(
                 "customer_id": id,
                 "as_of": as_of(&engine),
                 "p_alive": p.p_alive,
+                "churn_risk": p.churn_risk,
                 "expected_purchases_30d": p.expected_purchases_30d,
                 "expected_purchases_90d": p.expected_purchases_90d,
                 "predicted_next_purchase_date": p.predicted_next_purchase.map(format_date),
@@ -234,6 +236,7 @@ pub(crate) struct AudienceParams {
     /// Comma-separated RFM segments (default all).
     segment: Option<String>,
     min_p_alive: Option<f64>,
+    max_churn_risk: Option<f64>,
     min_clv: Option<f64>,
     k: Option<String>,
     limit: Option<usize>,
@@ -283,6 +286,14 @@ fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> 
         }
         q.min_p_alive = Some(v);
     }
+    if let Some(v) = p.max_churn_risk {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(bad(format!(
+                "max_churn_risk must be within [0, 1], not {v}"
+            )));
+        }
+        q.max_churn_risk = Some(v);
+    }
     if let Some(v) = p.min_clv {
         if !v.is_finite() {
             return Err(bad(format!("min_clv must be a finite number, not {v}")));
@@ -327,6 +338,9 @@ pub(crate) async fn reactivation(
     if let Some(why) = engine.unknown_segments_message(&query.segments) {
         let error = ApiError::new(Code::InvalidQuery, format!("segment {why}"));
         return model_response::<Value>(&engine, Err(error));
+    }
+    if let Some(why) = engine.audience_problem(&query) {
+        return model_response::<Value>(&engine, Err(ApiError::new(Code::InvalidQuery, why)));
     }
     // The stream holds its place (and the model it started on) until it is
     // dropped; finding the members is scoring work, behind the queue.

@@ -149,9 +149,13 @@ enum Command {
         /// RFM segments to include, comma separated [default: all].
         #[arg(long)]
         segment: Option<String>,
-        /// Only customers with at least this P(alive).
+        /// Only customers with at least this P(alive) (refused when the
+        /// model reports no P(alive): use --max-churn-risk).
         #[arg(long)]
         min_p_alive: Option<f64>,
+        /// Only customers whose churn risk is at most this.
+        #[arg(long)]
+        max_churn_risk: Option<f64>,
         /// Only customers with at least this CLV.
         #[arg(long)]
         min_clv: Option<f64>,
@@ -523,6 +527,7 @@ fn run() -> Result<()> {
             stage,
             segment,
             min_p_alive,
+            max_churn_risk,
             min_clv,
             k,
             limit,
@@ -537,6 +542,11 @@ fn run() -> Result<()> {
                 && !(0.0..=1.0).contains(&p)
             {
                 bail!("--min-p-alive must be within [0, 1], not {p}");
+            }
+            if let Some(p) = max_churn_risk
+                && !(0.0..=1.0).contains(&p)
+            {
+                bail!("--max-churn-risk must be within [0, 1], not {p}");
             }
             if let Some(v) = min_clv
                 && !v.is_finite()
@@ -563,6 +573,7 @@ fn run() -> Result<()> {
                     })
                     .unwrap_or_default(),
                 min_p_alive,
+                max_churn_risk,
                 min_clv,
                 k,
                 limit,
@@ -570,6 +581,9 @@ fn run() -> Result<()> {
                 ..AudienceQuery::default()
             };
             let engine = load_model(&model)?;
+            if let Some(why) = engine.audience_problem(&query) {
+                bail!("--min-p-alive: {why}");
+            }
             let started = std::time::Instant::now();
             if let Some(n) = to_stdout(|out| write_audience(&engine, &query, format, out))? {
                 eprintln!(
