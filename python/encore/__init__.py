@@ -303,15 +303,19 @@ class Model:
         k: int = 5,
         limit: Optional[int] = None,
         as_of: Optional[str] = None,
+        max_churn_risk: Optional[float] = None,
     ) -> pd.DataFrame:
         """A reactivation audience, one row per suggested item:
         ``customer_id, send_date, rank, item_id, reason, score, due_date``,
-        customers highest CLV first; the filters of ``GET /v1/audiences/reactivation``."""
+        customers highest CLV first; the filters of ``GET /v1/audiences/reactivation``.
+        ``min_p_alive`` on a model that reports no P(alive) raises
+        ``ConfigError``; ``max_churn_risk`` filters by churn risk instead."""
         if not isinstance(stages, str):
             stages = ",".join(stages)
         return _frame(
             self._native.audience(
-                stages, _ids(segments), min_p_alive, min_clv, k, limit, as_of
+                stages, _ids(segments), min_p_alive, min_clv, k, limit, as_of,
+                max_churn_risk,
             )
         )
 

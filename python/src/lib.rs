@@ -630,6 +630,7 @@ impl Model {
                 ),
                 ("typical_gap_days", col_f64(&|p| p.typical_gap_days)),
                 ("p_alive", col_opt(&|p| p.p_alive)),
+                ("churn_risk", col_opt(&|p| p.churn_risk)),
                 (
                     "expected_purchases_30d",
                     col_opt(&|p| p.expected_purchases_30d),
@@ -737,7 +738,7 @@ impl Model {
     /// A reactivation audience (`encore-train audience`, `GET
     /// /v1/audiences/reactivation`): one row per suggested item, customers
     /// highest CLV first, with the customer's send date.
-    #[pyo3(signature = (stages="dormant,at_risk".to_string(), segments=None, min_p_alive=None, min_clv=None, k=5, limit=None, as_of=None))]
+    #[pyo3(signature = (stages="dormant,at_risk".to_string(), segments=None, min_p_alive=None, min_clv=None, k=5, limit=None, as_of=None, max_churn_risk=None))]
     #[allow(clippy::too_many_arguments)]
     fn audience<'py>(
         &self,
@@ -749,6 +750,7 @@ impl Model {
         k: usize,
         limit: Option<usize>,
         as_of: Option<String>,
+        max_churn_risk: Option<f64>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         check_k(k, 200)?;
         let stages =
@@ -761,6 +763,13 @@ impl Model {
         {
             return Err(ConfigError::new_err(format!(
                 "min_p_alive must be within [0, 1], not {p}"
+            )));
+        }
+        if let Some(p) = max_churn_risk
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(ConfigError::new_err(format!(
+                "max_churn_risk must be within [0, 1], not {p}"
             )));
         }
         if limit == Some(0) {
@@ -777,6 +786,7 @@ impl Model {
             stages,
             segments: segments.unwrap_or_default(),
             min_p_alive,
+            max_churn_risk,
             min_clv,
             k,
             limit,
@@ -784,6 +794,9 @@ impl Model {
             ..AudienceQuery::default()
         };
         let engine = &*self.engine;
+        if let Some(why) = engine.audience_problem(&query) {
+            return Err(ConfigError::new_err(why));
+        }
         if let Some(why) = engine.unknown_segments_message(&query.segments) {
             return Err(ConfigError::new_err(format!("segments: {why}")));
         }

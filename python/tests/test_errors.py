@@ -64,6 +64,8 @@ def test_bad_arguments_are_config_errors(model):
         model.recommend(k=0)
     with pytest.raises(encore.ConfigError, match="stages"):
         model.audience(stages="asleep")
+    with pytest.raises(encore.ConfigError, match="max_churn_risk must be within"):
+        model.audience(max_churn_risk=2.0)
 
 
 def test_unloadable_model_is_a_model_error(tmp_path):

@@ -58,8 +58,17 @@ def test_customer_frames(model):
     assert set(nxt["reason"]) <= {"replenishment", "recommendation"}
     again = model.buy_again(["17850"], k=3)
     assert list(again["rank"]) == [1, 2, 3] and t.is_datetime64_any_dtype(again["due_date"])
+    risk = c["churn_risk"]
+    assert risk.dtype == "float64" and risk.notna().all() and risk.between(0, 1).all()
     aud = model.audience(k=2, limit=10)
     assert aud["customer_id"].nunique() == 10
+    by_id = c.set_index("customer_id")
+    calm = model.audience(k=2, max_churn_risk=0.5)
+    assert len(calm) > 0
+    assert (by_id.loc[calm["customer_id"].unique(), "churn_risk"] <= 0.5).all()
+    alive = model.audience(k=2, min_p_alive=0.5)
+    assert len(alive) > 0
+    assert (by_id.loc[alive["customer_id"].unique(), "p_alive"] >= 0.5).all()
     members = c.set_index("customer_id").loc[aud["customer_id"].unique()]
     assert set(members["lifecycle_stage"]) <= {"dormant", "at_risk"}
     k = model.kpis()

@@ -130,9 +130,9 @@ async fn profile_has_every_field() {
     assert!(body["orders"].as_u64().unwrap() >= 3);
     let risk = body["churn_risk"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&risk), "{body}");
-    // On the bundled sample every repeat-buying model calls everyone alive
-    // (Online Retail's BG/NBD a -> 0): the profile says so by leaving P(alive)
-    // out rather than claiming 1.
+    // On this synthetic history nobody visibly drops out, so every
+    // repeat-buying model calls everyone alive: the profile says so by leaving
+    // P(alive) out rather than claiming 1.
     assert!(body.as_object().unwrap().contains_key("p_alive"), "{body}");
     assert!(body["p_alive"].is_null(), "{body}");
 }
