@@ -512,7 +512,7 @@ where
             log.orders.id(p.order.0),
             log.customers.id(p.customer.0),
             log.items.id(p.item.0),
-            p.time,
+            { p.time },
             p.quantity,
             p.price
         );

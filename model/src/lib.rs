@@ -9,6 +9,7 @@ pub mod cf;
 pub mod customer;
 pub mod engine;
 pub mod experiment;
+mod le;
 pub mod metrics;
 pub mod outreach;
 pub mod pipeline;

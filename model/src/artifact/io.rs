@@ -8,10 +8,11 @@
 //! refused before any model code sees it.
 
 use super::ArtifactError;
+use crate::le::{Crc32Writer, put_le};
 use encore_data::Csr;
 use ndarray::Array2;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
@@ -26,14 +27,26 @@ pub struct FileEntry {
 
 /// Writes `bytes` to `dir/name`, fsyncs it and returns its manifest entry.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry, ArtifactError> {
+    write_with(dir, name, |w| w.write_all(bytes))
+}
+
+/// Writes `dir/name` by streaming `write` into it (through a buffer, never
+/// the whole file in memory), fsyncs it and returns its manifest entry.
+pub(crate) fn write_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut BufWriter<Crc32Writer<File>>) -> std::io::Result<()>,
+) -> Result<FileEntry, ArtifactError> {
     let path = dir.join(name);
-    let mut file = File::create(&path).map_err(|e| ArtifactError::io(&path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| ArtifactError::io(&path, e))?;
-    file.sync_all().map_err(|e| ArtifactError::io(&path, e))?;
+    let io_err = |e| ArtifactError::io(&path, e);
+    let file = File::create(&path).map_err(io_err)?;
+    let mut w = BufWriter::with_capacity(1 << 20, Crc32Writer::new(file));
+    write(&mut w).map_err(io_err)?;
+    let checked = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+    checked.out.sync_all().map_err(io_err)?;
     Ok(FileEntry {
-        bytes: bytes.len() as u64,
-        crc32: crc32fast::hash(bytes),
+        bytes: checked.bytes,
+        crc32: checked.crc.finalize(),
     })
 }
 
@@ -97,15 +110,25 @@ pub(crate) fn verify_file(
 }
 
 /// Serialises a dense `f32` matrix.
+#[cfg(test)]
 pub(crate) fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + a.len() * 4);
-    out.extend_from_slice(MAGIC_F32);
-    out.extend_from_slice(&(a.nrows() as u64).to_le_bytes());
-    out.extend_from_slice(&(a.ncols() as u64).to_le_bytes());
-    for &v in a.iter() {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    write_f32(&mut out, a).expect("writing to memory");
     out
+}
+
+/// Streams the encoding of [`encode_f32`] into `w`.
+pub(crate) fn write_f32(w: &mut impl Write, a: &Array2<f32>) -> std::io::Result<()> {
+    w.write_all(MAGIC_F32)?;
+    w.write_all(&(a.nrows() as u64).to_le_bytes())?;
+    w.write_all(&(a.ncols() as u64).to_le_bytes())?;
+    match a.as_slice() {
+        Some(row_major) => put_le(w, row_major, f32::to_le_bytes),
+        None => {
+            let values: Vec<f32> = a.iter().copied().collect();
+            put_le(w, &values, f32::to_le_bytes)
+        }
+    }
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> ArtifactError {
@@ -162,7 +185,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Parses a dense `f32` matrix written by [`encode_f32`].
+/// Parses a dense `f32` matrix written by [`write_f32`].
 pub(crate) fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, ArtifactError> {
     let mut cur = Cursor { bytes, path };
     cur.magic(MAGIC_F32)?;
@@ -177,25 +200,25 @@ pub(crate) fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Artif
 }
 
 /// Serialises a CSR matrix.
+#[cfg(test)]
 pub(crate) fn encode_csr(m: &Csr) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + m.indptr().len() * 8 + m.nnz() * 8);
-    out.extend_from_slice(MAGIC_CSR);
-    out.extend_from_slice(&(m.n_rows() as u64).to_le_bytes());
-    out.extend_from_slice(&(m.n_cols() as u64).to_le_bytes());
-    out.extend_from_slice(&(m.nnz() as u64).to_le_bytes());
-    for &p in m.indptr() {
-        out.extend_from_slice(&(p as u64).to_le_bytes());
-    }
-    for &c in m.indices() {
-        out.extend_from_slice(&c.to_le_bytes());
-    }
-    for &v in m.values() {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    write_csr(&mut out, m).expect("writing to memory");
     out
 }
 
-/// Parses a CSR matrix written by [`encode_csr`], checking its invariants.
+/// Streams the encoding of [`encode_csr`] into `w`.
+pub(crate) fn write_csr(w: &mut impl Write, m: &Csr) -> std::io::Result<()> {
+    w.write_all(MAGIC_CSR)?;
+    w.write_all(&(m.n_rows() as u64).to_le_bytes())?;
+    w.write_all(&(m.n_cols() as u64).to_le_bytes())?;
+    w.write_all(&(m.nnz() as u64).to_le_bytes())?;
+    put_le(w, m.indptr(), |p| (p as u64).to_le_bytes())?;
+    put_le(w, m.indices(), u32::to_le_bytes)?;
+    put_le(w, m.values(), f32::to_le_bytes)
+}
+
+/// Parses a CSR matrix written by [`write_csr`], checking its invariants.
 pub(crate) fn decode_csr(bytes: &[u8], path: &Path) -> Result<Csr, ArtifactError> {
     let mut cur = Cursor { bytes, path };
     cur.magic(MAGIC_CSR)?;

@@ -198,7 +198,7 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
 
     files.insert(
         "customers.json".to_string(),
-        io::write_file(&dir, "customers.json", &json(engine.customers()))?,
+        write_json(&dir, "customers.json", engine.customers())?,
     );
     let items: Vec<ItemRecord> = engine
         .items()
@@ -211,67 +211,59 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
         .collect();
     files.insert(
         "items.json".to_string(),
-        io::write_file(&dir, "items.json", &json(&items))?,
+        write_json(&dir, "items.json", &items)?,
     );
     files.insert(
         "history.csr".to_string(),
-        io::write_file(&dir, "history.csr", &io::encode_csr(engine.history()))?,
+        io::write_with(&dir, "history.csr", |w| io::write_csr(w, engine.history()))?,
     );
     files.insert(
         "als_users.f32".to_string(),
-        io::write_file(
-            &dir,
-            "als_users.f32",
-            &io::encode_f32(engine.als().user_factors()),
-        )?,
+        io::write_with(&dir, "als_users.f32", |w| {
+            io::write_f32(w, engine.als().user_factors())
+        })?,
     );
     files.insert(
         "als_items.f32".to_string(),
-        io::write_file(
-            &dir,
-            "als_items.f32",
-            &io::encode_f32(engine.als().item_factors()),
-        )?,
+        io::write_with(&dir, "als_items.f32", |w| {
+            io::write_f32(w, engine.als().item_factors())
+        })?,
     );
     files.insert(
         "copurchase.csr".to_string(),
-        io::write_file(
-            &dir,
-            "copurchase.csr",
-            &io::encode_csr(engine.copurchase().as_csr()),
-        )?,
+        io::write_with(&dir, "copurchase.csr", |w| {
+            io::write_csr(w, engine.copurchase().as_csr())
+        })?,
     );
     files.insert(
         "popularity.json".to_string(),
-        io::write_file(
-            &dir,
-            "popularity.json",
-            &json(&engine.popularity().ranked()),
-        )?,
+        write_json(&dir, "popularity.json", &engine.popularity().ranked())?,
     );
     let book = engine.customer_book();
     files.insert(
         "customer_models.json".to_string(),
-        io::write_file(&dir, "customer_models.json", &json(book.models()))?,
+        write_json(&dir, "customer_models.json", book.models())?,
     );
     files.insert(
         "customer_profiles.json".to_string(),
-        io::write_file(&dir, "customer_profiles.json", &json(book.profiles()))?,
+        write_json(&dir, "customer_profiles.json", book.profiles())?,
     );
     files.insert(
         "replenishment.bin".to_string(),
-        io::write_file(&dir, "replenishment.bin", &engine.replenishment().encode())?,
+        io::write_with(&dir, "replenishment.bin", |w| {
+            engine.replenishment().encode_to(w)
+        })?,
     );
     if let Some(lists) = engine.for_you_lists() {
         files.insert(
             "for_you.csr".to_string(),
-            io::write_file(&dir, "for_you.csr", &io::encode_csr(lists))?,
+            io::write_with(&dir, "for_you.csr", |w| io::write_csr(w, lists))?,
         );
     }
     if let Some(lists) = engine.new_item_lists() {
         files.insert(
             "new_items.csr".to_string(),
-            io::write_file(&dir, "new_items.csr", &io::encode_csr(lists))?,
+            io::write_with(&dir, "new_items.csr", |w| io::write_csr(w, lists))?,
         );
     }
     let dumped = engine
@@ -454,6 +446,13 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
     })
 }
 
-fn json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("artifact JSON serialises")
+/// Streams `value` as JSON into `dir/name` ([`io::write_with`]).
+fn write_json<T: Serialize + ?Sized>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+) -> Result<io::FileEntry, ArtifactError> {
+    io::write_with(dir, name, |w| {
+        serde_json::to_writer(w, value).map_err(std::io::Error::other)
+    })
 }

@@ -124,11 +124,13 @@
 //! value before building anything.
 
 use crate::customer::summary::{DAY_SECS, OccasionRule, median};
+use crate::le::{Crc32Writer, put_le};
 use encore_data::PurchaseLog;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::io::Write;
 
 /// Shortest interval between two occasions, in days (one hour), so that two
 /// orders placed at the same second do not give `ln 0`.
@@ -912,49 +914,57 @@ impl Replenishment {
     /// version, settings, reference, lengths, the item arrays, the customer
     /// offsets and the pair arrays, then a CRC-32 of everything before it.
     pub fn encode(&self) -> Vec<u8> {
+        let mut w = Vec::with_capacity(
+            HEADER_LEN
+                + self.n_items() * ITEM_BYTES
+                + self.offsets.len() * 4
+                + self.n_pairs() * PAIR_BYTES
+                + 4,
+        );
+        self.encode_to(&mut w).expect("writing to memory");
+        w
+    }
+
+    /// Streams [`Replenishment::encode`]'s bytes into `out`, a few
+    /// thousand values at a time, so that the encoding is never held whole.
+    pub fn encode_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut w = Crc32Writer::new(out);
+        let w = &mut w;
         let n_items = self.n_items();
         let n_pairs = self.n_pairs();
-        let mut w = Vec::with_capacity(
-            HEADER_LEN + n_items * ITEM_BYTES + (self.offsets.len()) * 4 + n_pairs * PAIR_BYTES + 4,
-        );
-        w.extend_from_slice(MAGIC);
-        put_u32(&mut w, FORMAT_VERSION);
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        head.extend_from_slice(MAGIC);
+        put_u32(&mut head, FORMAT_VERSION);
         let p = &self.params;
-        w.push(match p.occasion {
+        head.push(match p.occasion {
             OccasionRule::DistinctDays => 0,
             OccasionRule::DistinctOrders => 1,
         });
         for v in params_f64(p) {
-            put_f64(&mut w, v);
+            put_f64(&mut head, v);
         }
-        w.extend_from_slice(&self.reference.to_le_bytes());
-        put_u32(&mut w, self.n_customers() as u32);
-        put_u32(&mut w, n_items as u32);
-        put_u32(&mut w, n_pairs as u32);
+        head.extend_from_slice(&self.reference.to_le_bytes());
+        put_u32(&mut head, self.n_customers() as u32);
+        put_u32(&mut head, n_items as u32);
+        put_u32(&mut head, n_pairs as u32);
+        w.write_all(&head)?;
         let it = &self.items;
-        it.repeats.iter().for_each(|&v| put_u32(&mut w, v));
-        it.buyers.iter().for_each(|&v| put_u32(&mut w, v));
-        it.repeat_buyers.iter().for_each(|&v| put_u32(&mut w, v));
-        it.raw_log_cycle.iter().for_each(|&v| put_f64(&mut w, v));
-        it.log_cycle.iter().for_each(|&v| put_f64(&mut w, v));
-        it.spread.iter().for_each(|&v| put_f64(&mut w, v));
-        it.repeat_probability
-            .iter()
-            .for_each(|&v| put_f64(&mut w, v));
-        self.offsets.iter().for_each(|&v| put_u32(&mut w, v));
+        put_le(w, &it.repeats, u32::to_le_bytes)?;
+        put_le(w, &it.buyers, u32::to_le_bytes)?;
+        put_le(w, &it.repeat_buyers, u32::to_le_bytes)?;
+        put_le(w, &it.raw_log_cycle, f64::to_le_bytes)?;
+        put_le(w, &it.log_cycle, f64::to_le_bytes)?;
+        put_le(w, &it.spread, f64::to_le_bytes)?;
+        put_le(w, &it.repeat_probability, f64::to_le_bytes)?;
+        put_le(w, &self.offsets, u32::to_le_bytes)?;
         let pa = &self.pairs;
-        pa.item.iter().for_each(|&v| put_u32(&mut w, v));
-        pa.age.iter().for_each(|&v| put_u32(&mut w, v));
-        pa.last_qty
-            .iter()
-            .for_each(|&v| put_u32(&mut w, v.to_bits()));
-        pa.occasions.iter().for_each(|&v| put_u32(&mut w, v));
-        pa.own_log
-            .iter()
-            .for_each(|&v| put_u32(&mut w, v.to_bits()));
-        let crc = crc32fast::hash(&w);
-        put_u32(&mut w, crc);
-        w
+        put_le(w, &pa.item, u32::to_le_bytes)?;
+        put_le(w, &pa.age, u32::to_le_bytes)?;
+        put_le(w, &pa.last_qty, |v: f32| v.to_bits().to_le_bytes())?;
+        put_le(w, &pa.occasions, u32::to_le_bytes)?;
+        put_le(w, &pa.own_log, |v: f32| v.to_bits().to_le_bytes())?;
+        let crc = w.crc.clone().finalize();
+        w.out.write_all(&crc.to_le_bytes())
     }
 
     /// Decodes [`Replenishment::encode`]'s output, validating the checksum,
