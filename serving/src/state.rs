@@ -215,7 +215,7 @@ impl AppState {
     }
 
     /// Fails a request body still arriving `limit` after its head
-    /// (`408 request_timeout`; see [`crate::deadline`]).
+    /// (`408 request_timeout`; see the `deadline` module).
     pub fn with_body_timeout(mut self, limit: std::time::Duration) -> AppState {
         self.body_timeout = Some(limit);
         self
