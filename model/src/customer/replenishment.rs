@@ -316,54 +316,66 @@ impl ReplenishmentParams {
             }
         }
 
-        let mut lines: Vec<usize> = (0..log.purchases.len())
-            .filter(|&i| log.purchases[i].time <= reference)
-            .collect();
-        lines.par_sort_unstable_by_key(|&i| {
-            let p = &log.purchases[i];
-            (p.customer, p.item, p.time, i)
-        });
-        let groups: Vec<&[usize]> = lines
-            .chunk_by(|&a, &b| log.purchases[a].customer == log.purchases[b].customer)
-            .collect();
-        let per_customer: Vec<CustomerPairs> = groups
-            .par_iter()
-            .map(|group| self.customer_pairs(log, group, reference))
-            .collect();
-
-        // Item buyers and repeat buyers; CSR arrays by customer.
-        let mut item_buyers = vec![0u32; n_items];
-        let mut item_repeat_buyers = vec![0u32; n_items];
-        let n_pairs: usize = per_customer.iter().map(|c| c.pairs.len()).sum();
-        if u32::try_from(n_pairs).is_err() {
+        if u32::try_from(log.purchases.len()).is_err() {
             return Err(ReplenishmentError::TooLarge {
-                what: "pairs",
-                count: n_pairs,
+                what: "purchase lines",
+                count: log.purchases.len(),
             });
         }
-        let mut pairs = PairArrays::with_capacity(n_pairs);
+        let mut lines: Vec<u32> = (0..log.purchases.len() as u32)
+            .filter(|&i| log.purchases[i as usize].time <= reference)
+            .collect();
+        lines.par_sort_unstable_by_key(|&i| {
+            let p = &log.purchases[i as usize];
+            (p.customer, p.item, p.time, i)
+        });
+        let groups: Vec<&[u32]> = lines
+            .chunk_by(|&a, &b| {
+                log.purchases[a as usize].customer == log.purchases[b as usize].customer
+            })
+            .collect();
+
+        // Item buyers and repeat buyers; CSR arrays by customer. Customers
+        // are worked out a block at a time (in parallel within the block) and
+        // appended, so only one block's per-customer vectors exist at once.
+        let mut item_buyers = vec![0u32; n_items];
+        let mut item_repeat_buyers = vec![0u32; n_items];
+        // At most one pair a line: reserved, not touched, beyond what is used.
+        let mut pairs = PairArrays::with_capacity(lines.len());
         let mut offsets = vec![0u32; n_customers + 1];
         let mut intervals: Vec<(u32, f64)> = Vec::new();
         let mut next_customer = 0usize;
-        for c in &per_customer {
-            for &(item, occasions) in &c.buyers {
-                item_buyers[item as usize] += 1;
-                if occasions >= 2 {
-                    item_repeat_buyers[item as usize] += 1;
+        for block in groups.chunks(8192) {
+            let per_customer: Vec<CustomerPairs> = block
+                .par_iter()
+                .map(|group| self.customer_pairs(log, group, reference))
+                .collect();
+            for c in &per_customer {
+                for &(item, occasions) in &c.buyers {
+                    item_buyers[item as usize] += 1;
+                    if occasions >= 2 {
+                        item_repeat_buyers[item as usize] += 1;
+                    }
                 }
+                let customer = c.customer as usize;
+                while next_customer < customer {
+                    offsets[next_customer + 1] = offsets[next_customer];
+                    next_customer += 1;
+                }
+                for p in &c.pairs {
+                    pairs.push(p);
+                }
+                offsets[customer + 1] =
+                    u32::try_from(pairs.item.len()).map_err(|_| ReplenishmentError::TooLarge {
+                        what: "pairs",
+                        count: pairs.item.len(),
+                    })?;
+                next_customer = customer + 1;
+                intervals.extend_from_slice(&c.intervals);
             }
-            let customer = c.customer as usize;
-            while next_customer < customer {
-                offsets[next_customer + 1] = offsets[next_customer];
-                next_customer += 1;
-            }
-            for p in &c.pairs {
-                pairs.push(p);
-            }
-            offsets[customer + 1] = pairs.item.len() as u32;
-            next_customer = customer + 1;
-            intervals.extend_from_slice(&c.intervals);
         }
+        drop(lines);
+        pairs.shrink_to_fit();
         while next_customer < n_customers {
             offsets[next_customer + 1] = offsets[next_customer];
             next_customer += 1;
@@ -485,8 +497,8 @@ impl ReplenishmentParams {
 
     /// Pairs, buyer counts and repeat intervals of one customer's lines
     /// (sorted by item, then time).
-    fn customer_pairs(&self, log: &PurchaseLog, lines: &[usize], reference: i64) -> CustomerPairs {
-        let customer = log.purchases[lines[0]].customer.0;
+    fn customer_pairs(&self, log: &PurchaseLog, lines: &[u32], reference: i64) -> CustomerPairs {
+        let customer = log.purchases[lines[0] as usize].customer.0;
         let mut out = CustomerPairs {
             customer,
             pairs: Vec::new(),
@@ -495,14 +507,16 @@ impl ReplenishmentParams {
         };
         let mut occ: Vec<(i64, f64)> = Vec::new();
         let mut own: Vec<f64> = Vec::new();
-        for group in lines.chunk_by(|&a, &b| log.purchases[a].item == log.purchases[b].item) {
-            let item = log.purchases[group[0]].item.0;
+        for group in lines
+            .chunk_by(|&a, &b| log.purchases[a as usize].item == log.purchases[b as usize].item)
+        {
+            let item = log.purchases[group[0] as usize].item.0;
             occ.clear();
             let mut net = 0.0f64;
             // Occasion key -> index into `occ`.
             let mut by_key: BTreeMap<i64, usize> = BTreeMap::new();
             for &i in group {
-                let p = &log.purchases[i];
+                let p = &log.purchases[i as usize];
                 if !p.quantity.is_finite() {
                     continue;
                 }
@@ -714,6 +728,14 @@ impl PairArrays {
             occasions: Vec::with_capacity(n),
             own_log: Vec::with_capacity(n),
         }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        self.item.shrink_to_fit();
+        self.age.shrink_to_fit();
+        self.last_qty.shrink_to_fit();
+        self.occasions.shrink_to_fit();
+        self.own_log.shrink_to_fit();
     }
 
     fn push(&mut self, p: &Pair) {
