@@ -377,6 +377,45 @@ fn damaged_column(
     })
 }
 
+/// Feeds every row of `batch` (already projected to `layout`'s columns) to
+/// `sink`; a rejected row is located as row `row0 + i` of `row_group` of
+/// `path`.
+#[allow(clippy::too_many_arguments)]
+fn accept_batch(
+    batch: &RecordBatch,
+    layout: &Layout,
+    opts: &IngestOptions,
+    path: &Path,
+    row_group: usize,
+    row0: usize,
+    sink: &mut RowSink<'_>,
+    bufs: &mut Buffers,
+) -> Result<(), IngestError> {
+    let cols =
+        BatchColumns::new(batch, layout).map_err(|(field, t)| IngestError::ParquetColumnType {
+            path: path.to_path_buf(),
+            field: field.name(),
+            column: opts.columns.source(field).to_string(),
+            data_type: t.to_string(),
+            expected: Kind::of(field).expected(),
+        })?;
+    for i in 0..batch.num_rows() {
+        sink.rows_read += 1;
+        match cols.row(i, bufs) {
+            Ok(row) => sink.accept(&row),
+            Err(reject) => {
+                let location = RowLocation::Parquet {
+                    file: path,
+                    row_group,
+                    row: row0 + i,
+                };
+                sink.reject(reject, location, |out| cols.raw(i, out))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn read_file(path: &Path, opts: &IngestOptions, sink: &mut RowSink<'_>) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
@@ -408,29 +447,9 @@ fn read_file(path: &Path, opts: &IngestOptions, sink: &mut RowSink<'_>) -> Resul
                     return Err(damaged(Some(row_group), column, message));
                 }
             };
-            let cols = BatchColumns::new(&batch, &layout).map_err(|(field, t)| {
-                IngestError::ParquetColumnType {
-                    path: path.to_path_buf(),
-                    field: field.name(),
-                    column: opts.columns.source(field).to_string(),
-                    data_type: t.to_string(),
-                    expected: Kind::of(field).expected(),
-                }
-            })?;
-            for i in 0..batch.num_rows() {
-                sink.rows_read += 1;
-                match cols.row(i, &mut bufs) {
-                    Ok(row) => sink.accept(&row),
-                    Err(reject) => {
-                        let location = RowLocation::Parquet {
-                            file: path,
-                            row_group,
-                            row: row0 + i,
-                        };
-                        sink.reject(reject, location, |out| cols.raw(i, out))?;
-                    }
-                }
-            }
+            accept_batch(
+                &batch, &layout, opts, path, row_group, row0, sink, &mut bufs,
+            )?;
             row0 += batch.num_rows();
         }
     }
@@ -476,29 +495,7 @@ where
                 column: None,
                 message: e.to_string(),
             })?;
-        let cols = BatchColumns::new(&batch, &layout).map_err(|(field, t)| {
-            IngestError::ParquetColumnType {
-                path: source.to_path_buf(),
-                field: field.name(),
-                column: opts.columns.source(field).to_string(),
-                data_type: t.to_string(),
-                expected: Kind::of(field).expected(),
-            }
-        })?;
-        for i in 0..batch.num_rows() {
-            sink.rows_read += 1;
-            match cols.row(i, &mut bufs) {
-                Ok(row) => sink.accept(&row),
-                Err(reject) => {
-                    let location = RowLocation::Parquet {
-                        file: source,
-                        row_group: 0,
-                        row: row0 + i,
-                    };
-                    sink.reject(reject, location, |out| cols.raw(i, out))?;
-                }
-            }
-        }
+        accept_batch(&batch, &layout, opts, source, 0, row0, &mut sink, &mut bufs)?;
         row0 += batch.num_rows();
     }
     let (log, mut report) = sink.finish()?;
