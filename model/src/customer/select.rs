@@ -635,9 +635,10 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_best_validation_score_wins_and_every_model_is_reported() {
-        let pairs: Vec<(History, History)> = (0..300)
+    /// 300 customers' histories at a cutoff (week 26) and at the reference
+    /// (week 39): every third buys once more in the window.
+    fn window_pairs() -> Vec<(History, History)> {
+        (0..300)
             .map(|i| {
                 let x = (i % 5) as f64;
                 let t_x = if x > 0.0 { 10.0 + (i % 7) as f64 } else { 0.0 };
@@ -645,7 +646,12 @@ mod tests {
                 let t_x2 = if later > x { 28.0 } else { t_x };
                 ((x, t_x, 26.0), (later, t_x2, 39.0))
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_best_validation_score_wins_and_every_model_is_reported() {
+        let pairs = window_pairs();
         let full: Vec<History> = pairs.iter().map(|p| p.1).collect();
         let sel = select(
             &SelectionParams::default(),
@@ -683,17 +689,7 @@ mod tests {
     /// same fits as on that sample given directly.
     #[test]
     fn large_bases_are_fitted_on_an_even_sample() {
-        let pairs: Vec<(History, History)> = (0..300)
-            .map(|i| {
-                let x = (i % 5) as f64;
-                let t_x = if x > 0.0 { 10.0 + (i % 7) as f64 } else { 0.0 };
-                let later = if i % 3 == 0 { x + 1.0 } else { x };
-                (
-                    (x, t_x, 26.0),
-                    (later, if later > x { 28.0 } else { t_x }, 39.0),
-                )
-            })
-            .collect();
+        let pairs = window_pairs();
         let full: Vec<History> = pairs.iter().map(|p| p.1).collect();
         let capped = SelectionParams {
             max_fit_customers: 100,
