@@ -99,15 +99,46 @@ pub(crate) fn build_lists<S, const N: usize>(
     init: impl Fn() -> S + Sync + Send,
     list: impl Fn(&mut S, u32) -> [Ranked; N] + Sync + Send,
 ) -> [Csr; N] {
+    build_lists_chunked(
+        n_customers,
+        n_items,
+        1,
+        init,
+        |_, _| {},
+        |scratch, _, c| list(scratch, c),
+    )
+}
+
+/// [`build_lists`] for work shared by a few customers: each worker takes
+/// `chunk` consecutive customers at a time, calls `prepare` with them, then
+/// `list` for each with its position in the chunk. The lists are the same
+/// for any `chunk` as long as `list` gives each customer's own.
+pub(crate) fn build_lists_chunked<S, const N: usize>(
+    n_customers: usize,
+    n_items: usize,
+    chunk: usize,
+    init: impl Fn() -> S + Sync + Send,
+    prepare: impl Fn(&mut S, &[u32]) + Sync + Send,
+    list: impl Fn(&mut S, usize, u32) -> [Ranked; N] + Sync + Send,
+) -> [Csr; N] {
     use rayon::prelude::*;
+    let chunk = chunk.max(1);
     let mut builders: [CsrBuilder; N] = std::array::from_fn(|_| CsrBuilder::new(n_items));
     let n = u32::try_from(n_customers).expect("customers are indexed by u32");
     let mut start = 0;
     while start < n {
         let end = start.saturating_add(LIST_BLOCK).min(n);
-        let block: Vec<[Ranked; N]> = (start..end)
-            .into_par_iter()
-            .map_init(&init, |scratch, c| list(scratch, c))
+        let customers: Vec<u32> = (start..end).collect();
+        let block: Vec<[Ranked; N]> = customers
+            .par_chunks(chunk)
+            .map_init(&init, |scratch, some| {
+                prepare(scratch, some);
+                some.iter()
+                    .enumerate()
+                    .map(|(at, &c)| list(scratch, at, c))
+                    .collect::<Vec<_>>()
+            })
+            .flatten_iter()
             .collect();
         for lists in &block {
             for (builder, l) in builders.iter_mut().zip(lists) {

@@ -6,13 +6,14 @@
 
 use crate::ann::{HnswIndex, HnswParams};
 use crate::artifact::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
+use crate::cf::als::SCORE_BLOCK;
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
-use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists, top_unbought};
+use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists_chunked, top_unbought};
 use encore_data::{Csr, InteractionMatrix, Purchase, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -566,22 +567,28 @@ fn for_you_lists(
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
     let top_n = config.for_you.top_n;
     let new_top_n = config.for_you.new_items_top_n;
-    // Scores ALS for customer `c` into `cf`, then gives `c`'s "for you"
-    // list by `for_you` and their list of new items.
-    let both = |cf: &mut Vec<f32>, c: u32, for_you: &dyn Fn(&[f32]) -> Ranked| {
-        als.score_user(c as usize, cf);
+    // Gives customer `c`'s "for you" list by `for_you` and their list of new
+    // items from `cf`, their ALS scores over the catalog.
+    let both = |cf: &[f32], c: u32, for_you: &dyn Fn(&[f32]) -> Ranked| {
         let new = match (new_top_n, history.row(c as usize).0) {
             (0, _) | (_, []) => Vec::new(),
             (_, bought) => top_unbought(cf, new_top_n, bought, available),
         };
         [for_you(cf), new]
     };
+    // ALS scores the catalog for `SCORE_BLOCK` customers at once
+    // ([`crate::cf::als::Als::score_users`]), then each one's lists are made.
     let lists = |for_you: &(dyn Fn(&[f32], u32) -> Ranked + Sync)| {
-        let [for_you, new] = build_lists(
+        let [for_you, new] = build_lists_chunked(
             log.customers.len(),
             n_items,
-            || vec![0f32; n_items],
-            |cf, c| both(cf, c, &|cf| for_you(cf, c)),
+            SCORE_BLOCK,
+            || vec![0f32; SCORE_BLOCK * n_items],
+            |cf, customers| als.score_users(customers, &mut cf[..customers.len() * n_items]),
+            |cf, at, c| {
+                let cf = &cf[at * n_items..(at + 1) * n_items];
+                both(cf, c, &|cf| for_you(cf, c))
+            },
         );
         (for_you, (new_top_n > 0).then_some(new))
     };

@@ -827,6 +827,39 @@ fn score_rows_impl<const FMA: bool>(v: &[f32], rows: &[f32], out: &mut [f32]) {
     }
 }
 
+simd_dispatch! {
+    /// `out[b * n + i] = vectors[b] · rows[i]` for each `f`-long vector of
+    /// `vectors` and each of the `n` `f`-long rows of `rows`, a tile of rows
+    /// at a time for all the vectors.
+    fn score_rows_tiled => score_rows_tiled_impl(vectors: &[f32], rows: &[f32], f: usize, out: &mut [f32])
+}
+
+/// Users a caller of [`Als::score_users`] may score together: 16 users'
+/// scores over a 50,000-item catalog are 3.2 MB, and the item factors are
+/// then read once for 16 users instead of once for each.
+pub const SCORE_BLOCK: usize = 16;
+
+/// Item rows per tile of [`score_rows_tiled`]: 256 rows of 64 factors are
+/// 64 KiB, read from the nearest caches by every vector of the block.
+const SCORE_TILE: usize = 256;
+
+#[inline(always)]
+fn score_rows_tiled_impl<const FMA: bool>(
+    vectors: &[f32],
+    rows: &[f32],
+    f: usize,
+    out: &mut [f32],
+) {
+    let n = rows.len() / f;
+    for (t, tile) in rows.chunks(SCORE_TILE * f).enumerate() {
+        let start = t * SCORE_TILE;
+        for (b, v) in vectors.chunks_exact(f).enumerate() {
+            let row_out = &mut out[b * n + start..b * n + start + tile.len() / f];
+            score_rows_impl::<FMA>(v, tile, row_out);
+        }
+    }
+}
+
 /// Rows summed per partial Gram matrix; fixed so that the sum's order (and
 /// so its rounding) does not depend on the thread count.
 const GRAM_CHUNK: usize = 8192;
@@ -967,6 +1000,29 @@ impl Als {
         let f = self.factors();
         let users = self.users.as_slice().expect("standard layout");
         self.score_vector(&users[user * f..(user + 1) * f], out);
+    }
+
+    /// [`Als::score_user`] for each of `users` at once: row `r` of `out`
+    /// (`users.len()` rows of one score per item) holds the scores of
+    /// `users[r]`, each the same sum [`Als::score_user`] gives. The item
+    /// factors are read a tile at a time for all the users, instead of once
+    /// per user: for a catalog too large for the cache this is what the
+    /// scoring costs.
+    ///
+    /// Panics if a user is out of range or `out.len()` is not
+    /// `users.len()` times the number of items.
+    pub fn score_users(&self, users: &[u32], out: &mut [f32]) {
+        let f = self.factors();
+        let n_items = self.items.nrows();
+        assert_eq!(out.len(), users.len() * n_items, "score buffer length");
+        let all = self.users.as_slice().expect("standard layout");
+        let vectors: Vec<f32> = users
+            .iter()
+            .flat_map(|&u| &all[u as usize * f..(u as usize + 1) * f])
+            .copied()
+            .collect();
+        let items = self.items.as_slice().expect("standard layout");
+        score_rows_tiled(Isa::detect(), &vectors, items, f, out);
     }
 
     /// `out[i] = v · y_i` for every item.
@@ -1457,6 +1513,29 @@ mod tests {
         }
         let auc = wins as f64 / trials as f64;
         assert!(auc > 0.9, "held-out AUC {auc}");
+    }
+
+    #[test]
+    fn score_users_gives_each_users_own_scores() {
+        // More items than one tile, a partial last tile, users out of order
+        // and repeated.
+        let m = random_matrix(30, 2 * SCORE_TILE + 37, 0.05, 9);
+        let als = AlsParams::new(16).iterations(3).fit(&m).unwrap();
+        let n = m.n_cols();
+        let users = [7u32, 0, 29, 7, 13];
+        let mut block = vec![0f32; users.len() * n];
+        als.score_users(&users, &mut block);
+        let mut one = vec![0f32; n];
+        for (r, &u) in users.iter().enumerate() {
+            als.score_user(u as usize, &mut one);
+            let got: Vec<u32> = block[r * n..(r + 1) * n]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let want: Vec<u32> = one.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "user {u}");
+        }
+        als.score_users(&[], &mut []);
     }
 
     #[test]

@@ -75,7 +75,7 @@
 //! Everything is deterministic: the same log, base models and parameters
 //! give the same weights and lists.
 
-use crate::cf::als::Als;
+use crate::cf::als::{Als, SCORE_BLOCK};
 use crate::cf::boosting::{Boosted, BoostingParams};
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::tifu::TifuKnn;
@@ -294,13 +294,18 @@ impl RankerParams {
             let kept: Vec<u32> = labelled.iter().step_by(stride).copied().collect();
             let base = build(&history, &kept).map_err(RankerError::Base)?;
             let signals = Signals::new(&history, base.tifu, &base.als, &base.copurchase, self);
-            rows.par_extend(kept.into_par_iter().map(|c| {
-                let (items, x) = signals.candidate_features(c, &available);
-                let y = items
-                    .iter()
-                    .map(|i| labels[c as usize].contains(i))
-                    .collect();
-                (x, y)
+            rows.par_extend(kept.par_chunks(SCORE_BLOCK).flat_map_iter(|some| {
+                signals
+                    .candidate_features_of(some, &available)
+                    .into_iter()
+                    .zip(some)
+                    .map(|((items, x), &c)| {
+                        let y = items
+                            .iter()
+                            .map(|i| labels[c as usize].contains(i))
+                            .collect();
+                        (x, y)
+                    })
             }));
         }
         if rows.is_empty() {
@@ -812,6 +817,37 @@ impl<'a> Signals<'a> {
             cf.resize(self.tifu.n_items(), 0.0);
             self.als.score_user(c as usize, cf);
             self.candidate_features_scored(c, available, cf)
+        })
+    }
+
+    /// [`Signals::candidate_features`] of each of `customers`, their ALS
+    /// scores computed together ([`Als::score_users`]).
+    fn candidate_features_of(
+        &self,
+        customers: &[u32],
+        available: impl Fn(u32) -> bool,
+    ) -> Vec<(Vec<u32>, Vec<[f64; N_FEATURES]>)> {
+        let n_items = self.tifu.n_items();
+        let known: Vec<u32> = customers
+            .iter()
+            .copied()
+            .filter(|&c| (c as usize) < self.activity.n_customers())
+            .collect();
+        ALS_SCORES.with_borrow_mut(|cf| {
+            cf.clear();
+            cf.resize(known.len() * n_items, 0.0);
+            self.als.score_users(&known, cf);
+            let mut scored = cf.chunks_exact(n_items.max(1));
+            customers
+                .iter()
+                .map(|&c| match (c as usize) < self.activity.n_customers() {
+                    true => {
+                        let cf = scored.next().expect("one score row per known customer");
+                        self.candidate_features_scored(c, &available, cf)
+                    }
+                    false => (Vec::new(), Vec::new()),
+                })
+                .collect()
         })
     }
 

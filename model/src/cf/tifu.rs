@@ -54,8 +54,9 @@
 //!   `u` a dense per-thread accumulator sums `û_i ŵ_i` over the customers `w`
 //!   of every item `i` of `u`, remembering the touched slots. The cost is
 //!   `Σ_i n_i²` multiply-adds (`n_i` = customers holding item `i`) plus
-//!   `O(n_customers)` per rayon job for the scratch buffer; memory is two
-//!   copies of the vectors plus `K` neighbours per customer. Customers run in
+//!   one accumulator slot per customer of the neighbour pool (below) per
+//!   thread; memory is two copies of the vectors plus `K` neighbours per
+//!   customer when they are stored. Customers run in
 //!   parallel (rayon), each one's sums in a fixed order, so the result is the
 //!   same for any thread count. (Fit times: `docs/benchmarks.md`.)
 //! - **Neighbour pool**: `Σ_i n_i²` grows with the square of the customers
@@ -317,8 +318,13 @@ fn decayed_vector(baskets: &[&[(i64, u32, u32)]], p: &TifuParams) -> Vec<(u32, f
 pub(crate) struct NeighbourSearch {
     /// The Euclidean norm of each personal vector.
     norms: Vec<f32>,
-    /// Item -> the pool's customers holding it, with their unit-vector values.
+    /// Item -> the pool's members holding it (by their place in `members`),
+    /// with their unit-vector values.
     by_item: Csr,
+    /// The pool's customers, ascending: a search sums similarities into one
+    /// slot per member, which for a pool much smaller than the customers
+    /// stays in the nearest caches.
+    members: Vec<u32>,
 }
 
 /// One worker's accumulators of [`NeighbourSearch::search`].
@@ -342,19 +348,24 @@ impl NeighbourSearch {
                 v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt() as f32
             })
             .collect();
-        let by_item = Csr::from_triplets_with(n, vectors.n_cols(), || {
-            (0..n)
-                .filter(|&r| in_pool.as_ref().is_none_or(|p| p[r]))
-                .flat_map(|r| {
-                    let (cols, vals) = vectors.row(r);
-                    let norm = norms[r];
-                    cols.iter()
-                        .zip(vals)
-                        .map(move |(&c, &v)| (r as u32, c, v / norm))
-                })
+        let members: Vec<u32> = (0..n as u32)
+            .filter(|&r| in_pool.as_ref().is_none_or(|p| p[r as usize]))
+            .collect();
+        let by_item = Csr::from_triplets_with(members.len(), vectors.n_cols(), || {
+            members.iter().enumerate().flat_map(|(at, &r)| {
+                let (cols, vals) = vectors.row(r as usize);
+                let norm = norms[r as usize];
+                cols.iter()
+                    .zip(vals)
+                    .map(move |(&c, &v)| (at as u32, c, v / norm))
+            })
         })
         .transpose();
-        NeighbourSearch { norms, by_item }
+        NeighbourSearch {
+            norms,
+            by_item,
+            members,
+        }
     }
 
     /// The neighbours of the customers in `only` (none for the others).
@@ -379,7 +390,7 @@ impl NeighbourSearch {
     /// The `k` nearest customers of customer `u`.
     fn search(&self, vectors: &Csr, k: usize, u: usize) -> Vec<(u32, f32)> {
         SEARCH_SCRATCH.with_borrow_mut(|SearchScratch { acc, touched }| {
-            acc.resize(vectors.n_rows(), 0.0);
+            acc.resize(self.members.len(), 0.0);
             let norm = self.norms[u];
             let (items, weights) = vectors.row(u);
             for (&i, &w) in items.iter().zip(weights) {
@@ -392,10 +403,13 @@ impl NeighbourSearch {
                     acc[v as usize] += wu * wv;
                 }
             }
+            // Members are ascending, so ranking by place in the pool breaks
+            // ties as ranking by customer index does.
+            let me = self.members.binary_search(&(u as u32)).ok();
             let list = top_k(
                 touched
                     .iter()
-                    .filter(|&&v| v as usize != u && acc[v as usize] > 0.0)
+                    .filter(|&&v| Some(v as usize) != me && acc[v as usize] > 0.0)
                     .map(|&v| (v, acc[v as usize])),
                 k,
             );
@@ -403,7 +417,9 @@ impl NeighbourSearch {
                 acc[v as usize] = 0.0;
             }
             touched.clear();
-            list
+            list.into_iter()
+                .map(|(v, s)| (self.members[v as usize], s))
+                .collect()
         })
     }
 }
