@@ -31,7 +31,9 @@
 //! `z (m+1−b+k)/(m+1+k)` are all below `z`, so the terms fall from the
 //! first (the plain series first climbs for `max(m, b)` terms, hundreds for
 //! heavy buyers), and `m+1−b` is `r+x` or `s+1`, positive, so no term
-//! cancels another. It still needs up to about `37/(1 − z)` terms, which
+//! cancels another. From `z = ½` on, [`super::special::ln_hyp2f1`] takes
+//! Gauss's continued fraction for this `a = 1` form instead, which settles
+//! in a few dozen levels. The series would need up to about `37/(1 − z)` terms, which
 //! grows without bound as the two rates drift apart
 //! (`min(α, β)/max(α, β) → 0`) for customers with small `t`, and the
 //! likelihood is summed over thousands of customers at every step of the
@@ -65,8 +67,7 @@ use serde::{Deserialize, Serialize};
 
 const NAME: &str = "Pareto/NBD";
 
-/// The largest argument of `₂F₁` evaluated (module docs): the series needs
-/// up to about `37 / (1 − z)` terms, 740 here.
+/// The largest argument of `₂F₁` evaluated (module docs).
 const MAX_Z: f64 = 0.95;
 
 /// Settings of the Pareto/NBD fit; `initial` is `(r, α, s, β)`.
