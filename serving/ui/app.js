@@ -335,7 +335,7 @@ async function overview(main) {
       el('strong', { text: 'User-level rate' }), ': customers with two or more orders in the month / customers with an order in the month. ',
       el('strong', { text: 'Order-level rate' }), ': second and later orders of each customer in the month / all orders of the month. ',
       `Over the whole data: user-level ${fmtPct(o.user_repurchase_rate)} of ${fmtInt(o.buyers)} buyers, order-level ${fmtPct(o.order_repurchase_rate)} of ${fmtInt(o.orders)} orders.`),
-    figure('chart-monthly', 'Repurchase rate by month', null,
+    figure('chart-monthly', 'User-level and order-level rate', null,
       columnChart(k.monthly.map((m) => m.period), [
         { name: 'user-level', cls: 'series-a', values: k.monthly.map((m) => m.user_repurchase_rate) },
         { name: 'order-level', cls: 'series-b', values: k.monthly.map((m) => m.order_repurchase_rate) },
@@ -346,7 +346,7 @@ async function overview(main) {
   const cols = Math.max(1, ...k.cohorts.map((c) => c.retention.length));
   main.append(el('section', { 'aria-labelledby': 'h-cohorts' },
     el('h2', { id: 'h-cohorts', text: 'Cohort retention' }),
-    figure('chart-cohorts', 'Cohort retention',
+    figure('chart-cohorts', 'Share of each cohort buying k months later',
       'Customers whose first order is in the month of the row; each cell is the share of them with an order k months later.',
       heatmap(k.cohorts),
       table(['cohort', 'customers', ...Array.from({ length: cols }, (_, i) => 'month ' + i)],
@@ -496,7 +496,7 @@ async function audiencesPage(main) {
   const form = el('form', { id: 'audience-form' },
     el('fieldset', {}, el('legend', { text: 'Lifecycle stages' }),
       STAGES.map((s) => el('label', { class: 'check' }, el('input', { type: 'checkbox', name: 'stage', value: s, checked: s === 'dormant' || s === 'at_risk' }), ' ' + label(s)))),
-    el('div', { class: 'gridline' },
+    el('div', { class: 'form-grid' },
       el('div', { class: 'field' }, el('label', { for: 'aud-segment', text: 'RFM segments (comma-separated, empty: all)' }),
         el('input', { id: 'aud-segment', name: 'segment', list: 'segment-names', autocomplete: 'off' }),
         el('datalist', { id: 'segment-names' }, segments.map((s) => el('option', { value: s })))),
@@ -614,7 +614,8 @@ async function modelPage(main) {
     } else if (h.promotions.length === 0) {
       history.append(el('p', { text: 'No version of the store has been made current yet.' }));
     } else {
-      history.append(el('div', { class: 'table-wrap' }, table(['made current', 'version', 'gate', 'against', 'scores (candidate / previous)'],
+      history.append(el('p', { class: 'note', text: 'Every time a version was made current, newest first. The promotion gate scores the candidate against the version serving then, on the purchases that version never saw (Recall@K of each list).' }),
+        el('div', { class: 'table-wrap', id: 'promotions' }, table(['made current', 'version', 'gate', 'against', 'scores (candidate / previous)'],
         h.promotions.map((p) => {
           const g = p.gate;
           return [p.at, p.version + (p.version === h.current ? ' (current)' : ''),
@@ -679,6 +680,11 @@ window.addEventListener('hashchange', () => {
   render().then(() => document.getElementById('main').focus({ preventScroll: true }));
 });
 document.addEventListener('DOMContentLoaded', () => {
+  // The skip link moves the focus; following its #main would change the page.
+  document.querySelector('.skip').addEventListener('click', (e) => {
+    e.preventDefault();
+    document.getElementById('main').focus();
+  });
   setupKeyPanel();
   render();
 });
