@@ -507,16 +507,30 @@ def test_the_key_prompt(driver, keyed_server):
 
 
 def test_pages_are_keyboard_navigable(driver, server):
+    """Tab reaches the skip link, then the page links; Enter follows one."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     open_page(driver, server.base, "overview")
-    body = css(driver, "body")[0]
     seen = []
     for _ in range(8):
-        body.send_keys(Keys.TAB) if not seen else driver.switch_to.active_element.send_keys(Keys.TAB)
+        ActionChains(driver).send_keys(Keys.TAB).perform()
         active = driver.switch_to.active_element
         seen.append(active.get_attribute("href") or active.tag_name)
-        if (active.get_attribute("href") or "").endswith("#/model"):
+        if seen[-1].endswith("#/model"):
             active.send_keys(Keys.ENTER)
             break
+    assert seen[0].endswith("#main"), seen
     wait_for(driver, lambda: css(driver, '.page[data-page="model"][data-ready="true"]'),
              f"the model page by keyboard (focus went {seen})")
+
+
+def test_an_api_error_shows_the_apis_message(driver, server):
+    status, body = server.json("/v1/audiences/reactivation?stage=dormant,at_risk&min_p_alive=2&k=5")
+    assert status == 400
+    open_page(driver, server.base, "audiences")
+    css(driver, "#aud-min_p_alive")[0].send_keys("2")
+    css(driver, "#audience-build")[0].click()
+    wait_for(driver, lambda: css(driver, "#audience-result .error"), "the refusal")
+    text = css(driver, "#audience-result .error")[0].text
+    assert body["message"] in text and body["code"] in text, text
+    assert severe_logs(driver, allow_http_errors=True) == []
