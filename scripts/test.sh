@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Every check, as CI runs it (.ci/run calls exactly this script): formatting,
 # lints, docs, the Rust tests, then the Python package: its wheel built with
-# maturin, installed into a fresh virtual environment, and its pytest suite.
+# maturin, installed into a fresh virtual environment, and its pytest suite;
+# last the dashboard in a real browser (tests/browser: headless Chromium and
+# chromedriver driven by selenium), Chromium installed with apt-get if missing.
 #
 # Needs the Rust toolchain (cargo, rustfmt, clippy), Python 3.9 or later
 # (`python3`, or $PYTHON) and the package registries; what is missing on the
-# Python side (maturin, pytest, pandas, pyarrow, polars) is installed into
-# virtual environments under the target directory. The shared datasets are
+# Python side (maturin, pytest, pandas, pyarrow, polars, selenium) is installed
+# into virtual environments under the target directory, and Chromium with its
+# driver from the system's packages (Debian: chromium, chromium-driver; root or
+# sudo needed once). The shared datasets are
 # read from ../shared/datasets when present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,3 +49,23 @@ rm -rf "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "$wheels"/encore-*.whl "pytest>=7" "polars>=1.0"
 # The tests compare the package's answers with encore-train's, built by cargo test.
 ENCORE_TRAIN="$target/debug/encore-train" "$venv/bin/python" -m pytest python/tests -q
+
+echo "== The dashboard in a browser: headless Chromium, chromedriver, selenium"
+have_browser() {
+  command -v chromedriver >/dev/null &&
+    { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }
+}
+if ! have_browser && command -v apt-get >/dev/null; then
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+# Without them the test fails (it is never skipped) and says what to install.
+cargo build --locked -p encore-training -p encore-serving
+browser_venv="$target/browser-test-venv"
+rm -rf "$browser_venv"
+"$python" -m venv "$browser_venv"
+"$browser_venv/bin/pip" install --quiet --disable-pip-version-check "pytest>=7" "selenium>=4.11"
+ENCORE_TRAIN="$target/debug/encore-train" ENCORE_SERVE="$target/debug/encore-serve" \
+  "$browser_venv/bin/python" -m pytest tests/browser -q

@@ -27,7 +27,8 @@
 //! `/v1/customers/` and `/v1/audiences/`, and `/v1/kpis`) a key of any role
 //! unless `keys_for_reads = "none"`; the other read routes (items, baskets,
 //! the model's manifest, metrics) a key only with `keys_for_reads = "all"`;
-//! `/healthz` and `/readyz` never. The booleans of earlier versions still
+//! `/healthz`, `/readyz` and the dashboard's files (`/`, `/ui/...`: no data,
+//! the dashboard asks for a key and sends it with its API calls) never. The booleans of earlier versions still
 //! parse: `true` is `"all"`, `false` is `"customer_data"`. A missing or
 //! unknown key answers `401 unauthorized`, a key whose role does not reach
 //! the route `403 forbidden`, both in the standard error shape.
@@ -179,7 +180,8 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// matches it, so that a route added under a guarded prefix is guarded too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteClass {
-    /// `/healthz`, `/readyz`: never a key.
+    /// `/healthz`, `/readyz`, and the dashboard's static files (`/` and
+    /// `/ui/...`, which hold no data): never a key.
     Probe,
     /// Read routes without customer data.
     Catalog,
@@ -192,7 +194,7 @@ enum RouteClass {
 }
 
 fn classify(method: &Method, path: &str) -> RouteClass {
-    if matches!(path, "/healthz" | "/readyz") {
+    if matches!(path, "/healthz" | "/readyz" | "/") || path.starts_with("/ui/") {
         RouteClass::Probe
     } else if path.starts_with("/v1/admin/") {
         RouteClass::Admin
@@ -538,6 +540,10 @@ mod tests {
         assert!(k.check(&Method::GET, "/v1/kpis", &read).is_ok());
         assert!(k.check(&Method::GET, "/v1/kpis", &admin).is_ok());
         assert!(k.check(&Method::GET, "/healthz", &none).is_ok());
+        // The dashboard's files hold no data; the API calls they make do.
+        for path in ["/", "/ui/app.js", "/ui/style.css"] {
+            assert!(k.check(&Method::GET, path, &none).is_ok(), "{path}");
+        }
     }
 
     #[test]

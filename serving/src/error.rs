@@ -98,12 +98,13 @@ pub enum Code {
     EventLogFailed,
     ExperimentsSaveFailed,
     ApiKeysReloadFailed,
+    StoreUnreadable,
     Internal,
 }
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -130,6 +131,7 @@ impl Code {
         Code::EventLogFailed,
         Code::ExperimentsSaveFailed,
         Code::ApiKeysReloadFailed,
+        Code::StoreUnreadable,
         Code::Internal,
     ];
 
@@ -207,6 +209,7 @@ impl Code {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),
+            Code::StoreUnreadable => ("store_unreadable", StatusCode::INTERNAL_SERVER_ERROR, Model),
             Code::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR, Internal),
         }
     }

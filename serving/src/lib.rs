@@ -52,10 +52,14 @@
 //! loopback only unless told `--insecure-no-auth`. Whatever the keys, the
 //! admin and event routes refuse requests from web pages of other origins.
 //! docs/security.md says who can reach what, with the tests that show it.
+//!
+//! [`dashboard`] serves a dashboard for marketers at `/`: static files
+//! compiled into the binary that read the same JSON API.
 
 pub mod auth;
 pub mod config;
 pub mod curl;
+pub mod dashboard;
 mod deadline;
 pub mod error;
 pub mod limits;
@@ -104,6 +108,7 @@ pub fn create_app(
             web::PathConfig::default().error_handler(|err, _req| ApiError::from_path(err).into()),
         )
         .configure(routes::configure)
+        .configure(dashboard::configure)
         .default_service(web::to(routes::route_not_found))
         .wrap(from_fn(auth::require_keys))
         .wrap(from_fn(deadline::body_deadline))

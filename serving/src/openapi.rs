@@ -62,6 +62,7 @@ pub fn document() -> Value {
             "/metrics": {"get": op("Prometheus metrics", vec![], json!({"description": "text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}}))},
             "/openapi.json": {"get": op("this document", vec![], json_ok("OpenAPI 3.0"))},
             "/v1/model": {"get": op("the serving model's manifest and reload statistics", vec![], json_ok("manifest"))},
+            "/v1/model/history": {"get": op("the model store's promotions, newest first, with the promotion gate's scores of each version", vec![], json_ok("{\"source\", \"serving_version\", \"current\", \"promotions\": [{\"at\", \"version\", \"gate\", \"error\"}]}"))},
             "/v1/admin/reload": {"post": op("reload the model (directory or store CURRENT); the old model keeps serving on failure", vec![], json_ok("versions before and after"))},
             "/v1/admin/experiments": {
                 "get": op("the running experiments as JSON specs, and the experiments file they are saved to", vec![], json_ok("{\"experiments\": [spec], \"file\"}")),

@@ -407,7 +407,7 @@ async fn unknown_route_and_wrong_method() {
     let f = fixture();
     let app = test::init_service(create_app(f.state.clone())).await;
     for uri in [
-        "/",
+        "/ui/nothing-here.js",
         "/v2/model",
         "/v1/items/i0",
         "/v1/items/i0/similar/extra",

@@ -136,7 +136,8 @@ fn relative_links_resolve() {
 }
 
 /// CI runs one command, `scripts/test.sh`, and the README shows it as the
-/// test command; the script runs the workspace tests and the Python tests.
+/// test command; the script runs the workspace tests, the Python tests and
+/// the dashboard's browser test (installing Chromium when it is missing).
 #[test]
 fn readme_test_command_is_what_ci_runs() {
     let root = root();
@@ -166,6 +167,8 @@ fn readme_test_command_is_what_ci_runs() {
         "cargo test --workspace --locked",
         "maturin\" build",
         "-m pytest python/tests",
+        "-m pytest tests/browser",
+        "apt-get install -y -qq --no-install-recommends chromium chromium-driver",
     ] {
         assert!(script.contains(step), "scripts/test.sh does not run {step}");
     }

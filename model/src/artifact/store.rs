@@ -393,6 +393,24 @@ impl Store {
         Ok(())
     }
 
+    /// Every time a version was made current, oldest first: `(time, version)`
+    /// as `HISTORY` records them (RFC 3339 time). A missing `HISTORY` is no
+    /// promotion yet; lines that do not hold two fields are skipped.
+    pub fn promotions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let path = self.root.join(HISTORY);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter_map(|l| {
+                    let mut fields = l.split_whitespace();
+                    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+                })
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
     /// The versions that were current, oldest first (from `HISTORY`).
     fn history(&self) -> Result<Vec<String>, StoreError> {
         let path = self.root.join(HISTORY);
@@ -577,6 +595,16 @@ mod tests {
         assert_eq!(store.current().unwrap().as_deref(), Some("v4"));
         assert_eq!(store.rollback().unwrap(), "v3");
         assert_eq!(store.current().unwrap().as_deref(), Some("v3"));
+        let promoted: Vec<String> = store
+            .promotions()
+            .unwrap()
+            .into_iter()
+            .map(|(at, v)| {
+                assert!(at.ends_with('Z') && at.contains('T'), "{at}");
+                v
+            })
+            .collect();
+        assert_eq!(promoted, ["v1", "v2", "v3", "v4", "v3"]);
         // "The version current before this one" is now v4: a second rollback
         // undoes the first.
         assert_eq!(store.rollback_target().unwrap().as_deref(), Some("v4"));

@@ -163,6 +163,7 @@ async fn serve() -> anyhow::Result<()> {
         "encore-serve listening"
     );
     if let Some(addr) = addrs.first() {
+        println!("Dashboard: {}/", base_url(*addr));
         println!("Try:");
         for line in curl::example_requests(&engine, &base_url(*addr)) {
             println!("  {line}");

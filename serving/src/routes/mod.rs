@@ -27,6 +27,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(endpoint("/healthz", Method::GET, health::healthz))
         .service(endpoint("/readyz", Method::GET, health::readyz))
         .service(endpoint("/v1/model", Method::GET, model::manifest))
+        .service(endpoint("/v1/model/history", Method::GET, model::history))
         .service(endpoint("/metrics", Method::GET, model::metrics))
         .service(endpoint("/openapi.json", Method::GET, model::openapi))
         .service(endpoint("/v1/admin/reload", Method::POST, model::reload))

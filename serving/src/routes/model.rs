@@ -1,4 +1,5 @@
-//! `GET /v1/model` (what is serving) and `POST /v1/admin/reload`.
+//! `GET /v1/model` (what is serving), `GET /v1/model/history` (the
+//! store's promotions) and `POST /v1/admin/reload`.
 //!
 //! The reload endpoint needs an admin key once the server has keys (see
 //! [`crate::auth`]); it re-reads the key file, then the model directory or
@@ -8,10 +9,11 @@ use super::{json_with_version, model_response, snapshot};
 use crate::error::ApiError;
 use crate::limits::JSON_BODY_LIMIT;
 use crate::state::AppState;
+use crate::state::ModelSource;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use encore_model::artifact::Manifest;
+use encore_model::artifact::{Manifest, read_manifest};
 use futures_util::StreamExt as _;
 use serde_json::json;
 
@@ -48,6 +50,54 @@ pub(crate) async fn manifest(state: web::Data<AppState>) -> Result<HttpResponse,
         "reloads": reload_stats(&state),
     });
     model_response(&engine, Ok(body))
+}
+
+/// `GET /v1/model/history`: every promotion of the model store, newest
+/// first, each with the promotion gate's figures recorded in that version's
+/// manifest (`null` for a version published without a gate, or whose
+/// manifest cannot be read: `error` says why). A server reading one model
+/// directory has no history: `source` is `directory` and the list is empty.
+pub(crate) async fn history(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let serving = state.engine().map(|e| e.manifest().model_version.clone());
+    let ModelSource::Store(store) = state.source().clone() else {
+        return Ok(HttpResponse::Ok().json(json!({
+            "source": "directory",
+            "serving_version": serving,
+            "current": null,
+            "promotions": [],
+        })));
+    };
+    let read = web::block(move || -> Result<serde_json::Value, String> {
+        let current = store.current().map_err(|e| e.to_string())?;
+        let promotions = store.promotions().map_err(|e| e.to_string())?;
+        let mut manifests = std::collections::HashMap::new();
+        let rows: Vec<serde_json::Value> = promotions
+            .into_iter()
+            .rev()
+            .map(|(at, version)| {
+                let manifest = manifests
+                    .entry(version.clone())
+                    .or_insert_with(|| read_manifest(&store.dir_of(&version)));
+                let (gate, error) = match manifest {
+                    Ok(m) => (m.metrics.get("gate").cloned(), None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                json!({"at": at, "version": version, "gate": gate, "error": error})
+            })
+            .collect();
+        Ok(json!({"current": current, "promotions": rows}))
+    })
+    .await?
+    .map_err(|e| {
+        ApiError::new(
+            crate::error::Code::StoreUnreadable,
+            format!("the model store's history cannot be read: {e}"),
+        )
+    })?;
+    let mut body = read;
+    body["source"] = "store".into();
+    body["serving_version"] = serving.into();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `GET /openapi.json`.

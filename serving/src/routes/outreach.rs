@@ -217,6 +217,8 @@ pub(crate) async fn kpis(
         "behaviour_segments": m.segments.as_ref().map(|s| json!({
             "labels": s.labels, "sizes": s.sizes,
         })),
+        "segment_spend": segment_spend(&engine),
+        "clv_distribution": clv_distribution(&engine),
         "models": {
             "bgnbd": m.bgnbd, "bgnbd_error": m.bgnbd_error,
             "gamma_gamma": m.gamma_gamma, "gamma_gamma_error": m.gamma_gamma_error,
@@ -225,6 +227,109 @@ pub(crate) async fn kpis(
         },
     });
     model_response(&engine, Ok(body))
+}
+
+/// Customers and net spend of every RFM segment, in the model's segment
+/// order (then any other segment by name).
+fn segment_spend(engine: &Engine) -> Vec<Value> {
+    let mut by_segment: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
+    for p in engine.customer_book().profiles().iter().flatten() {
+        let entry = by_segment.entry(p.segment.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += p.total_spend;
+    }
+    let names = &engine.customer_book().models().segment_names;
+    let mut order: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| by_segment.contains_key(n))
+        .collect();
+    order.extend(by_segment.keys().filter(|n| !names.iter().any(|m| m == *n)));
+    order
+        .into_iter()
+        .map(|name| {
+            let (customers, spend) = by_segment[name];
+            json!({
+                "segment": name,
+                "customers": customers,
+                "total_spend": spend,
+                "average_spend": spend / customers as f64,
+            })
+        })
+        .collect()
+}
+
+/// The smallest of 1, 2 and 5 times a power of ten that is at least `x`
+/// (`x > 0`).
+fn nice_step(x: f64) -> f64 {
+    let power = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|step| *step >= x)
+        .unwrap_or(10.0 * power)
+}
+
+/// Bins of the CLV histogram below the open-ended last one.
+const CLV_BINS: usize = 10;
+
+/// The CLV histogram: about [`CLV_BINS`] bins of one round width from the
+/// lowest CLV up to the 99th percentile, then one open-ended bin (`"to":
+/// null`) for the rest, so that a few very large values do not squeeze
+/// every other customer into the first bin.
+fn clv_distribution(engine: &Engine) -> Value {
+    let profiles = engine.customer_book().profiles();
+    let mut values: Vec<f64> = profiles
+        .iter()
+        .flatten()
+        .filter_map(|p| p.clv)
+        .filter(|v| v.is_finite())
+        .collect();
+    let without = profiles.iter().flatten().count() - values.len();
+    if values.is_empty() {
+        return json!({"customers": 0, "without_clv": without, "bins": []});
+    }
+    let n = values.len();
+    let p99_at = ((n - 1) as f64 * 0.99).round() as usize;
+    let (_, p99, _) = values.select_nth_unstable_by(p99_at, f64::total_cmp);
+    let p99 = *p99;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let total: f64 = values.iter().sum();
+    let step = if p99 > min {
+        nice_step((p99 - min) / CLV_BINS as f64)
+    } else {
+        1.0
+    };
+    let start = (min / step).floor() * step;
+    let mut edges = vec![start];
+    // At most CLV_BINS + 2 edges, even where the step is lost in rounding.
+    while *edges.last().expect("one edge") <= p99 && edges.len() < CLV_BINS + 2 {
+        let next = start + step * edges.len() as f64;
+        edges.push(next);
+    }
+    let mut counts = vec![0u64; edges.len()];
+    for v in &values {
+        let bin = (((v - start) / step).floor().max(0.0) as usize).min(edges.len() - 1);
+        counts[bin] += 1;
+    }
+    let last = edges.len() - 1;
+    let bins: Vec<Value> = edges
+        .iter()
+        .zip(&counts)
+        .enumerate()
+        .filter(|&(i, (_, &c))| i < last || c > 0)
+        .map(|(i, (&from, &customers))| {
+            let to = (i < last).then(|| edges[i + 1]);
+            json!({"from": from, "to": to, "customers": customers})
+        })
+        .collect();
+    json!({
+        "customers": n,
+        "without_clv": without,
+        "mean": total / n as f64,
+        "p99": p99,
+        "bins": bins,
+    })
 }
 
 /// Query of the reactivation audience.
