@@ -53,11 +53,14 @@
 //! admin and event routes refuse requests from web pages of other origins.
 //! docs/security.md says who can reach what, with the tests that show it.
 
+mod access;
 pub mod auth;
 pub mod config;
 pub mod curl;
 mod deadline;
 pub mod error;
+mod events;
+mod experiments;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -105,7 +108,7 @@ pub fn create_app(
         )
         .configure(routes::configure)
         .default_service(web::to(routes::route_not_found))
-        .wrap(from_fn(auth::require_keys))
+        .wrap(from_fn(access::require_keys))
         .wrap(from_fn(deadline::body_deadline))
         .wrap(Compress::default())
         .wrap(from_fn(trace::trace_request))
