@@ -10,6 +10,7 @@ pub mod customer;
 pub mod engine;
 pub mod experiment;
 mod le;
+pub mod manifest;
 pub mod metrics;
 pub mod outreach;
 pub mod pipeline;

@@ -5,7 +5,6 @@
 //! can draw progress bars while tests stay silent.
 
 use crate::ann::{HnswIndex, HnswParams};
-use crate::artifact::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
 use crate::cf::popularity::PopularityParams;
@@ -13,6 +12,8 @@ use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists, top_unbought};
+use crate::manifest::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
+use encore_data::timestamp::now_secs;
 use encore_data::{Csr, InteractionMatrix, Purchase, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -671,13 +672,6 @@ pub fn ranker_base_models(
 /// positive net quantity in `history` (the purchases that stood).
 fn stood(history: &Csr) -> impl Fn(&Purchase) -> bool + Copy + '_ {
     |p| p.quantity > 0.0 && history.get(p.customer.idx(), p.item.0) > 0.0
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn now_rfc3339() -> String {

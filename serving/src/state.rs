@@ -24,6 +24,7 @@ use crate::limits::{
 };
 use actix_web::web;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use encore_data::timestamp::now_secs;
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
 use encore_model::engine::{Engine, ListFilter};
@@ -658,13 +659,6 @@ impl Drop for ScoringPermit {
     }
 }
 
-/// The server's clock, seconds since the epoch.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -681,7 +675,7 @@ mod tests {
 
     fn tiny_engine(version: &str) -> Engine {
         use encore_data::synth::{SynthParams, generate};
-        use encore_model::artifact::DataSummary;
+        use encore_model::manifest::DataSummary;
         use encore_model::pipeline::{EngineConfig, train_engine};
         let log = generate(&SynthParams {
             customers: 60,

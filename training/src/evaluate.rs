@@ -46,9 +46,9 @@ use crate::progress::StageProgress;
 use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
-use encore_model::artifact::DataSummary;
 use encore_model::cf::ranker::{RankerError, Signals};
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
+use encore_model::manifest::DataSummary;
 use encore_model::metrics::{
     average_precision_at_k, catalog_coverage, hit_rate_at_k, ndcg_at_k, recall_at_k,
 };

@@ -4,8 +4,8 @@
 use encore_data::synth::{SynthParams, generate};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{InteractionMatrix, PurchaseLog, Weighting};
-use encore_model::artifact::DataSummary;
 use encore_model::engine::ItemMeta;
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{
     EvalOptions, EvalReport, Registry, Split, evaluate_split, evaluate_with, html, list_fn,

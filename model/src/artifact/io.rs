@@ -9,6 +9,7 @@
 
 use super::ArtifactError;
 use crate::le::{Crc32Writer, put_le};
+use crate::manifest::FileEntry;
 use encore_data::Csr;
 use ndarray::Array2;
 use std::fs::{self, File};
@@ -17,13 +18,6 @@ use std::path::{Path, PathBuf};
 
 const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
 const MAGIC_CSR: &[u8; 8] = b"ENCCSR\0\x01";
-
-/// Size and checksum of one artifact file, as recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileEntry {
-    pub bytes: u64,
-    pub crc32: u32,
-}
 
 /// Writes `bytes` to `dir/name`, fsyncs it and returns its manifest entry.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry, ArtifactError> {

@@ -41,8 +41,9 @@
 //! and a rollback reads `HISTORY` and moves `CURRENT` without another change
 //! in between. Readers (the server's watcher, `versions`) take no lock.
 
-use super::{ArtifactError, Manifest, read_manifest};
+use super::{ArtifactError, read_manifest};
 use crate::engine::Engine;
+use crate::manifest::Manifest;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -387,7 +388,7 @@ impl Store {
             .append(true)
             .open(&history)
             .map_err(io(&history))?;
-        let now = crate::pipeline::now_rfc3339();
+        let now = encore_data::timestamp::format_timestamp(encore_data::timestamp::now_secs());
         writeln!(h, "{now} {version}").map_err(io(&history))?;
         h.sync_all().map_err(io(&history))?;
         Ok(())
@@ -461,7 +462,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::DataSummary;
+    use crate::manifest::DataSummary;
     use crate::pipeline::{EngineConfig, train_engine};
     use encore_data::PurchaseLog;
 

@@ -6,6 +6,7 @@ use crate::error::{ApiError, Code};
 use crate::metrics::EventCounters;
 use encore_data::event_log::{AppendOutcome, EventLog};
 use encore_data::events::Event;
+use encore_data::timestamp::now_secs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -228,13 +229,6 @@ impl EventSink {
     pub(crate) fn flush(&self) -> Result<(), ApiError> {
         self.append(Vec::new()).map(|_| ())
     }
-}
-
-/// The server's clock, seconds since the epoch.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::error::{ApiError, Code};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use encore_data::events::{Event, event_from_value};
+use encore_data::timestamp::now_secs;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -149,13 +150,6 @@ fn validate(values: Vec<serde_json::Value>, now: i64) -> Result<Vec<Event>, ApiE
         .collect()
 }
 
-/// The server's clock, seconds since the epoch.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,8 +157,8 @@ mod tests {
     use crate::events::data_end;
     use actix_web::test as web_test;
     use encore_data::synth::{SynthParams, generate};
-    use encore_model::artifact::DataSummary;
     use encore_model::engine::{Engine, ListFilter};
+    use encore_model::manifest::DataSummary;
     use encore_model::pipeline::{EngineConfig, train_engine};
     use serde_json::{Value, json};
 

@@ -47,6 +47,7 @@ use crate::state::AppState;
 use crate::trace::RequestId;
 use actix_web::{HttpResponse, web};
 use encore_data::events::event_from_value;
+use encore_data::timestamp::now_secs;
 use encore_model::engine::{Engine, ListFilter, Ranked, Source};
 use encore_model::experiment::{ExperimentSpec, ExperimentsConfig, Strategy};
 use serde::Deserialize;
@@ -295,11 +296,4 @@ pub(crate) async fn put_experiments(
         // Whether a restart keeps the change: only with an experiments file.
         "saved": saved.is_some(),
     })))
-}
-
-/// The server's clock, seconds since the epoch.
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use encore_model::artifact::Manifest;
+use encore_model::manifest::Manifest;
 use futures_util::StreamExt as _;
 use serde_json::json;
 
