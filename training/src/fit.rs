@@ -345,7 +345,7 @@ pub fn summary(outcome: &FitOutcome) -> String {
     s
 }
 
-/// How a customer-model fit ended, for the report ([`encore_model::customer::optim`]).
+/// How a customer-model fit ended, for the report ([`encore_model::math::optim`]).
 fn fit_status(converged: bool, collapsed: bool) -> &'static str {
     match (converged, collapsed) {
         (true, _) => "converged",

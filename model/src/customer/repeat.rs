@@ -3,11 +3,11 @@
 //!
 //! [`super::pareto_nbd`] and [`super::mbg_nbd`] are fitted exactly like
 //! [`super::bgnbd`]: penalised maximum likelihood over the logarithms of
-//! their four parameters by Nelder–Mead ([`super::optim`]), restarted until
+//! their four parameters by Nelder–Mead ([`crate::math::optim`]), restarted until
 //! it stops improving, optionally from several random starts.
 
-use super::optim::{NelderMeadOptions, NelderMeadResult, OptimError, minimize_nelder_mead};
-use super::special::SpecialError;
+use crate::math::optim::{NelderMeadOptions, NelderMeadResult, OptimError, minimize_nelder_mead};
+use crate::math::special::SpecialError;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
