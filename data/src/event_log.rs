@@ -141,9 +141,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError + '_ {
 
 /// `fsync` of a directory, so that a file created in it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), EventLogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    crate::durable::sync_dir(dir).map_err(io_err(dir))
 }
 
 /// The sequence number of an event file name, `events-{seq}.jsonl`.

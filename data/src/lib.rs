@@ -9,6 +9,7 @@
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
 //! - [`event_log`] appends them durably and idempotently to rotating JSON-lines files;
+//! - [`durable`] replaces a file atomically and fsyncs directories, reporting every failure;
 //! - [`synth`] generates seeded synthetic histories for scale tests;
 //! - [`error_chain`] words an error and its causes once each for a terminal;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
@@ -42,6 +43,7 @@
 
 pub mod alloc;
 pub mod catalog;
+pub mod durable;
 pub mod error_chain;
 pub mod event_log;
 pub mod events;

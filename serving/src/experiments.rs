@@ -29,12 +29,12 @@
 
 use crate::error::{ApiError, Code};
 use arc_swap::ArcSwap;
+use encore_data::durable::{ReplaceError, replace_file};
 use encore_model::experiment::{
     DEFAULT_PLACEMENT, Experiment, ExperimentConfigError, ExperimentSpec, ExperimentsConfig,
     Variant,
 };
 use serde::Serialize;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -175,17 +175,26 @@ impl Experiments {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(path) = &self.file {
             let text = to_toml(&running)?;
-            write_atomically(path, &text).map_err(|e| {
-                tracing::error!(file = %path.display(), error = %e, "experiments file not written");
-                ApiError::new(
-                    Code::ExperimentsSaveFailed,
-                    format!(
-                        "the experiments file {} could not be written ({e}); the running \
-                         experiments are unchanged",
-                        path.display()
-                    ),
-                )
-            })?;
+            match replace_file(path, text.as_bytes()) {
+                Ok(()) => {}
+                Err(ReplaceError::NotReplaced { error: e, .. }) => {
+                    tracing::error!(file = %path.display(), error = %e, "experiments file not written");
+                    return Err(ApiError::new(
+                        Code::ExperimentsSaveFailed,
+                        format!(
+                            "the experiments file {} could not be written ({e}); the running \
+                             experiments are unchanged",
+                            path.display()
+                        ),
+                    ));
+                }
+                // The rename has replaced the file: from here on the new text
+                // is what a restart reads, so the new set must run too. Only
+                // its durability across a power loss is weak.
+                Err(e @ ReplaceError::NotDurable { .. }) => {
+                    tracing::warn!(error = %e, "experiments file saved, but not yet durable");
+                }
+            }
         }
         let names: Vec<&str> = running
             .config
@@ -240,44 +249,6 @@ fn to_toml(running: &Running) -> Result<String, ApiError> {
             "the experiments file would not read back: {e}"
         ))),
     }
-}
-
-/// Replaces `path` with `text` so that a crash leaves the old or the new
-/// file whole: a temporary file in the same directory, fsynced, renamed over
-/// `path`, then the directory fsynced.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the experiments path names no file"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    // The rename has replaced the file: from here on the new text is what a
-    // restart reads, so a failed directory fsync must not report the save as
-    // failed (the caller would keep the old set running while the file holds
-    // the new one). It only weakens durability across a power loss.
-    #[cfg(unix)]
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::warn!(dir = %dir.display(), error = %e, "experiments file saved, but its directory could not be fsynced");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

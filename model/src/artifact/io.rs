@@ -308,12 +308,16 @@ impl StagingDir {
         }
         self.committed = true;
         if let Some(parent) = self.target.parent() {
-            // Best effort: makes the rename itself durable.
-            let _ = sync_dir(if parent.as_os_str().is_empty() {
+            // Makes the rename itself durable. The artifact is in place and
+            // whole either way, so a failure is reported, not returned.
+            let parent = if parent.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 parent
-            });
+            };
+            if let Err(e) = sync_dir(parent) {
+                tracing::warn!(error = %e, "model written, but its directory could not be fsynced");
+            }
         }
         if let Some(old) = old {
             fs::remove_dir_all(&old).map_err(|e| ArtifactError::io(&old, e))?;
@@ -331,9 +335,7 @@ impl Drop for StagingDir {
 }
 
 fn sync_dir(path: &Path) -> Result<(), ArtifactError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ArtifactError::io(path, e))
+    encore_data::durable::sync_dir(path).map_err(|e| ArtifactError::io(path, e))
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@
 use super::{ArtifactError, read_manifest};
 use crate::engine::Engine;
 use crate::manifest::Manifest;
+use encore_data::durable::{ReplaceError, replace_file};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -373,15 +374,21 @@ impl Store {
     }
 
     fn write_current(&self, version: &str) -> Result<(), StoreError> {
-        let tmp = self.root.join(format!("{CURRENT}.tmp"));
         let path = self.root.join(CURRENT);
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            writeln!(f, "{version}").map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+        match replace_file(&path, format!("{version}\n").as_bytes()) {
+            Ok(()) => {}
+            Err(ReplaceError::NotReplaced { path, error }) => {
+                return Err(StoreError::Io {
+                    path,
+                    source: error,
+                });
+            }
+            // CURRENT names the new version: the change is made, and HISTORY
+            // must record it; only its durability across a power loss is weak.
+            Err(e @ ReplaceError::NotDurable { .. }) => {
+                tracing::warn!(error = %e, "CURRENT replaced, but not yet durable");
+            }
         }
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        let _ = File::open(&self.root).and_then(|d| d.sync_all());
         let history = self.root.join(HISTORY);
         let mut h = OpenOptions::new()
             .create(true)
