@@ -2,6 +2,7 @@
 //!
 //! - [`ingest`] streams a purchase CSV (plain or gzip) into a [`PurchaseLog`],
 //!   counting and recording the rows it cannot use;
+//! - [`input`] reads a history whatever its format ([`read_purchases`]);
 //! - [`parquet`] reads the same from a Parquet file or a directory of part
 //!   files ([`read_purchases`] takes either format);
 //! - [`alloc`] pins the allocator setting both binaries start with;
@@ -49,6 +50,7 @@ pub mod event_log;
 pub mod events;
 pub mod ids;
 pub mod ingest;
+pub mod input;
 pub mod log;
 pub mod matrix;
 #[cfg(feature = "parquet")]
@@ -60,8 +62,9 @@ pub use catalog::{Catalog, CatalogEntry, read_catalog};
 pub use ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};
 pub use ingest::{
     ColumnMap, ColumnMapError, Field, IngestError, IngestOptions, IngestReport, RejectReason,
-    read_purchases, read_purchases_from_reader,
+    read_purchases_from_reader,
 };
+pub use input::read_purchases;
 pub use log::{ByCustomer, Purchase, PurchaseLog};
 pub use matrix::{Csr, CsrBuilder, InteractionMatrix, Weighting};
 pub use synth::SynthParams;

@@ -257,7 +257,8 @@ fn write_lines(log: &PurchaseLog, out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{IngestOptions, read_purchases};
+    use crate::ingest::IngestOptions;
+    use crate::input::read_purchases;
     use std::collections::{HashMap, HashSet};
 
     fn small(seed: u64) -> SynthParams {

@@ -1640,7 +1640,8 @@ mod tests {
     /// to the same training purchases.
     #[test]
     fn export_round_trips() {
-        use encore_data::ingest::{IngestOptions, read_purchases};
+        use encore_data::ingest::IngestOptions;
+        use encore_data::input::read_purchases;
         use encore_data::synth::{SynthParams, generate};
         let log = generate(&SynthParams {
             customers: 120,
