@@ -135,7 +135,7 @@ pub struct EventLog {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError + '_ {
     move |source| EventLogError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -176,7 +176,7 @@ impl EventLog {
         if options.dedup_window_secs <= 0 {
             return Err(EventLogError::Io {
                 path: dir.to_path_buf(),
-                source: std::io::Error::new(
+                cause: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!(
                         "the idempotency window must be positive, not {} seconds",
@@ -325,7 +325,7 @@ impl EventLog {
         if self.failed {
             return Err(EventLogError::Io {
                 path: self.path.clone(),
-                source: std::io::Error::other(
+                cause: std::io::Error::other(
                     "an earlier write to the event log failed; reopen the log (restart the server)",
                 ),
             });
@@ -370,7 +370,7 @@ impl EventLog {
             let _ = self.file.set_len(self.bytes);
             return Err(EventLogError::Io {
                 path: self.path.clone(),
-                source: e,
+                cause: e,
             });
         }
         self.bytes += len;

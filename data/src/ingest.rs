@@ -307,11 +307,10 @@ fn parquet_place(row_group: &Option<usize>, column: &Option<String>) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The file could not be opened or read (a corrupt gzip stream included).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A `*.gz` file without the gzip magic bytes.
     #[error("{}: named .gz but does not start with the gzip magic bytes", path.display())]
@@ -365,11 +364,10 @@ pub enum IngestError {
         first_line: u64,
     },
     /// The rejects file could not be created or written.
-    #[error("rejects file {}: {source}", path.display())]
+    #[error("rejects file {}: {cause}", path.display())]
     RejectsFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An unusable row of a Parquet file, in strict mode. `row_group` and
     /// `row` (within the row group) count from 0.
@@ -432,7 +430,7 @@ impl IngestError {
         match e.into_kind() {
             csv::ErrorKind::Io(source) => IngestError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             },
             _ => IngestError::Csv {
                 path: path.to_path_buf(),
@@ -664,7 +662,7 @@ pub fn read_purchases_from_reader<R: Read>(
     let (log, mut report, hashing) = ingest(HashingReader::new(reader), source, opts)?;
     report.fingerprint = hashing.finish().map_err(|source_err| IngestError::Io {
         path: source.to_path_buf(),
-        source: source_err,
+        cause: source_err,
     })?;
     Ok((log, report))
 }
@@ -694,7 +692,7 @@ impl Rejects {
         if ours {
             std::fs::remove_file(path).map_err(|source| IngestError::RejectsFile {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         Ok(())
@@ -703,7 +701,7 @@ impl Rejects {
     fn create(path: &Path) -> Result<Self, IngestError> {
         let err = |source| IngestError::RejectsFile {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -722,7 +720,7 @@ impl Rejects {
     fn err(&self, source: std::io::Error) -> IngestError {
         IngestError::RejectsFile {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

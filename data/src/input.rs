@@ -21,7 +21,7 @@ pub fn fingerprint_file(path: &Path) -> Result<String, IngestError> {
     }
     let io = |source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     HashingReader::new(File::open(path).map_err(io)?)
         .finish()
@@ -46,7 +46,7 @@ pub fn read_purchases(
 ) -> Result<(PurchaseLog, IngestReport), IngestError> {
     let io = |source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     if path.is_dir() {
         return read_parquet_input(path, opts);

@@ -12,8 +12,11 @@
 //! - [`event_log`] appends them durably and idempotently to rotating JSON-lines files;
 //! - [`durable`] replaces a file atomically and fsyncs directories, reporting every failure;
 //! - [`synth`] generates seeded synthetic histories for scale tests;
-//! - [`error_chain`] words an error and its causes once each for a terminal;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
+//!
+//! Errors, here and in every crate of the workspace, say their cause in their
+//! message (`{path}: {cause}`) and return none from `source()`, so a chain
+//! printed whole says each cause once.
 //!
 //! ```
 //! use encore_data::{PurchaseLog, InteractionMatrix, Weighting};
@@ -45,7 +48,6 @@
 pub mod alloc;
 pub mod catalog;
 pub mod durable;
-pub mod error_chain;
 pub mod event_log;
 pub mod events;
 pub mod ids;

@@ -209,7 +209,7 @@ pub fn generate(p: &SynthParams) -> PurchaseLog {
 pub fn write_csv(log: &PurchaseLog, path: &Path) -> Result<(), IngestError> {
     let io = |source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let file = std::fs::File::create(path).map_err(io)?;
     let gz = path

@@ -97,11 +97,10 @@ pub const MAX_NAME_BYTES: usize = encore_data::events::MAX_EVENT_ID_BYTES;
 /// Why an experiments configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentConfigError {
-    #[error("cannot read the experiments file {path}: {source}")]
+    #[error("cannot read the experiments file {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The text is not TOML.
     #[error("the experiments file is not valid TOML: {message}")]
@@ -118,11 +117,10 @@ pub enum ExperimentConfigError {
         message: String,
     },
     /// A file's error, with the file named.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     InFile {
         path: PathBuf,
-        #[source]
-        source: Box<ExperimentConfigError>,
+        cause: Box<ExperimentConfigError>,
     },
 }
 
@@ -675,11 +673,11 @@ impl ExperimentsConfig {
     pub fn from_path(path: &Path) -> Result<Self, ExperimentConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ExperimentConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::from_toml_str(&text).map_err(|e| ExperimentConfigError::InFile {
             path: path.to_path_buf(),
-            source: Box::new(e),
+            cause: Box::new(e),
         })
     }
 

@@ -235,13 +235,19 @@ pub enum TrainError {
     #[error("config key '{key}': {reason}")]
     Config { key: String, reason: String },
     #[error("ALS: {0}")]
-    Als(#[from] AlsError),
+    Als(AlsError),
     #[error("similar-items index: {0}")]
     Ann(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Customers(#[from] crate::customer::book::CustomerConfigError),
     #[error("the purchase history has no usable purchase")]
     NoData,
+}
+
+impl From<AlsError> for TrainError {
+    fn from(e: AlsError) -> Self {
+        TrainError::Als(e)
+    }
 }
 
 impl EngineConfig {

@@ -139,12 +139,8 @@ pub struct ApiKeys {
 /// Why a key file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -245,7 +241,7 @@ impl ApiKeys {
     pub fn load(path: &Path) -> Result<ApiKeys, KeyFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
             path: path.display().to_string(),
-            source,
+            cause: source,
         })?;
         Self::parse(&text, &path.display().to_string())
     }

@@ -134,7 +134,7 @@ impl Experiments {
         let experiments = Self::new(config, Some(path.to_path_buf())).map_err(|e| {
             ExperimentConfigError::InFile {
                 path: path.to_path_buf(),
-                source: Box::new(e),
+                cause: Box::new(e),
             }
         })?;
         tracing::info!(file = %path.display(), experiments = ?names, "experiments loaded");

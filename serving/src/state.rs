@@ -264,7 +264,7 @@ impl AppState {
         )
         .map_err(|source| encore_data::events::EventLogError::Io {
             path: dir.to_path_buf(),
-            source,
+            cause: source,
         })?;
         self.events = Some(sink);
         self.event_dir = Some(dir.to_path_buf());

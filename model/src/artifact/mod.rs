@@ -50,11 +50,10 @@ const HNSW_BASENAME: &str = "similar";
 /// Why an artifact could not be written or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not an Encore model directory (no manifest.json)")]
     NotAnArtifact { path: PathBuf },
@@ -76,7 +75,7 @@ impl ArtifactError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ArtifactError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

@@ -63,11 +63,10 @@ pub const STALE_STAGING: Duration = Duration::from_secs(10 * 60);
 pub enum StoreError {
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{store}: no version '{version}' in the store")]
     UnknownVersion { store: PathBuf, version: String },
@@ -107,7 +106,7 @@ pub enum StoreError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -378,10 +377,7 @@ impl Store {
         match replace_file(&path, format!("{version}\n").as_bytes()) {
             Ok(()) => {}
             Err(ReplaceError::NotReplaced { path, error }) => {
-                return Err(StoreError::Io {
-                    path,
-                    source: error,
-                });
+                return Err(StoreError::Io { path, cause: error });
             }
             // CURRENT names the new version: the change is made, and HISTORY
             // must record it; only its durability across a power loss is weak.

@@ -111,10 +111,22 @@ pub enum BgNbdError {
     },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// A special function failed.
     #[error("special function: {0}")]
-    Special(#[from] SpecialError),
+    Special(SpecialError),
+}
+
+impl From<OptimError> for BgNbdError {
+    fn from(e: OptimError) -> Self {
+        BgNbdError::Optim(e)
+    }
+}
+
+impl From<SpecialError> for BgNbdError {
+    fn from(e: SpecialError) -> Self {
+        BgNbdError::Special(e)
+    }
 }
 
 /// A fitted (or given) BG/NBD model.

@@ -86,15 +86,39 @@ impl Default for CustomerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CustomerConfigError {
     #[error("customers.rfm: {0}")]
-    Rfm(#[from] RfmError),
+    Rfm(RfmError),
     #[error("customers.lifecycle: {0}")]
-    Lifecycle(#[from] LifecycleError),
+    Lifecycle(LifecycleError),
     #[error("customers.kpis: {0}")]
-    Kpis(#[from] KpiError),
+    Kpis(KpiError),
     #[error("customers.replenishment: {0}")]
-    Replenishment(#[from] ReplenishmentError),
+    Replenishment(ReplenishmentError),
     #[error("customers.{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+}
+
+impl From<RfmError> for CustomerConfigError {
+    fn from(e: RfmError) -> Self {
+        CustomerConfigError::Rfm(e)
+    }
+}
+
+impl From<LifecycleError> for CustomerConfigError {
+    fn from(e: LifecycleError) -> Self {
+        CustomerConfigError::Lifecycle(e)
+    }
+}
+
+impl From<KpiError> for CustomerConfigError {
+    fn from(e: KpiError) -> Self {
+        CustomerConfigError::Kpis(e)
+    }
+}
+
+impl From<ReplenishmentError> for CustomerConfigError {
+    fn from(e: ReplenishmentError) -> Self {
+        CustomerConfigError::Replenishment(e)
+    }
 }
 
 /// One customer's figures at the reference time.

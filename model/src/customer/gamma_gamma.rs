@@ -91,13 +91,31 @@ pub enum GammaGammaError {
     InfiniteMean { x: f64, pxq: f64 },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// The BG/NBD part of a CLV failed.
     #[error("BG/NBD: {0}")]
-    BgNbd(#[from] BgNbdError),
+    BgNbd(BgNbdError),
     /// The repeat-buying model failed.
     #[error("repeat-buying model: {0}")]
-    Repeat(#[from] super::repeat::RepeatModelError),
+    Repeat(super::repeat::RepeatModelError),
+}
+
+impl From<OptimError> for GammaGammaError {
+    fn from(e: OptimError) -> Self {
+        GammaGammaError::Optim(e)
+    }
+}
+
+impl From<BgNbdError> for GammaGammaError {
+    fn from(e: BgNbdError) -> Self {
+        GammaGammaError::BgNbd(e)
+    }
+}
+
+impl From<super::repeat::RepeatModelError> for GammaGammaError {
+    fn from(e: super::repeat::RepeatModelError) -> Self {
+        GammaGammaError::Repeat(e)
+    }
 }
 
 /// A fitted (or given) Gamma-Gamma model.

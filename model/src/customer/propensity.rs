@@ -135,10 +135,16 @@ pub enum PropensityError {
     OneClass { customers: usize, positives: usize },
     /// The BG/NBD model behind the features could not be fitted.
     #[error("BG/NBD features: {0}")]
-    BgNbd(#[from] BgNbdError),
+    BgNbd(BgNbdError),
     /// linfa-logistic refused or failed.
     #[error("logistic regression: {0}")]
     Logistic(String),
+}
+
+impl From<BgNbdError> for PropensityError {
+    fn from(e: BgNbdError) -> Self {
+        PropensityError::BgNbd(e)
+    }
 }
 
 impl PropensityParams {

@@ -73,13 +73,31 @@ pub enum RepeatModelError {
     },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// A special function failed.
     #[error("special function: {0}")]
-    Special(#[from] SpecialError),
+    Special(SpecialError),
     /// The BG/NBD model failed (when used through [`super::select::RepeatModel`]).
     #[error("BG/NBD: {0}")]
-    BgNbd(#[from] super::bgnbd::BgNbdError),
+    BgNbd(super::bgnbd::BgNbdError),
+}
+
+impl From<OptimError> for RepeatModelError {
+    fn from(e: OptimError) -> Self {
+        RepeatModelError::Optim(e)
+    }
+}
+
+impl From<SpecialError> for RepeatModelError {
+    fn from(e: SpecialError) -> Self {
+        RepeatModelError::Special(e)
+    }
+}
+
+impl From<super::bgnbd::BgNbdError> for RepeatModelError {
+    fn from(e: super::bgnbd::BgNbdError) -> Self {
+        RepeatModelError::BgNbd(e)
+    }
 }
 
 /// Checks one customer's `(x, t_x, T)`.
