@@ -117,17 +117,7 @@ pub enum BgNbdError {
     Special(SpecialError),
 }
 
-impl From<OptimError> for BgNbdError {
-    fn from(e: OptimError) -> Self {
-        BgNbdError::Optim(e)
-    }
-}
-
-impl From<SpecialError> for BgNbdError {
-    fn from(e: SpecialError) -> Self {
-        BgNbdError::Special(e)
-    }
-}
+crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
 
 /// A fitted (or given) BG/NBD model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

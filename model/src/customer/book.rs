@@ -97,29 +97,7 @@ pub enum CustomerConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
-impl From<RfmError> for CustomerConfigError {
-    fn from(e: RfmError) -> Self {
-        CustomerConfigError::Rfm(e)
-    }
-}
-
-impl From<LifecycleError> for CustomerConfigError {
-    fn from(e: LifecycleError) -> Self {
-        CustomerConfigError::Lifecycle(e)
-    }
-}
-
-impl From<KpiError> for CustomerConfigError {
-    fn from(e: KpiError) -> Self {
-        CustomerConfigError::Kpis(e)
-    }
-}
-
-impl From<ReplenishmentError> for CustomerConfigError {
-    fn from(e: ReplenishmentError) -> Self {
-        CustomerConfigError::Replenishment(e)
-    }
-}
+crate::error_from!(CustomerConfigError { Rfm(RfmError), Lifecycle(LifecycleError), Kpis(KpiError), Replenishment(ReplenishmentError) });
 
 /// One customer's figures at the reference time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

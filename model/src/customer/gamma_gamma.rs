@@ -100,23 +100,7 @@ pub enum GammaGammaError {
     Repeat(super::repeat::RepeatModelError),
 }
 
-impl From<OptimError> for GammaGammaError {
-    fn from(e: OptimError) -> Self {
-        GammaGammaError::Optim(e)
-    }
-}
-
-impl From<BgNbdError> for GammaGammaError {
-    fn from(e: BgNbdError) -> Self {
-        GammaGammaError::BgNbd(e)
-    }
-}
-
-impl From<super::repeat::RepeatModelError> for GammaGammaError {
-    fn from(e: super::repeat::RepeatModelError) -> Self {
-        GammaGammaError::Repeat(e)
-    }
-}
+crate::error_from!(GammaGammaError { Optim(OptimError), BgNbd(BgNbdError), Repeat(super::repeat::RepeatModelError) });
 
 /// A fitted (or given) Gamma-Gamma model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -141,11 +141,7 @@ pub enum PropensityError {
     Logistic(String),
 }
 
-impl From<BgNbdError> for PropensityError {
-    fn from(e: BgNbdError) -> Self {
-        PropensityError::BgNbd(e)
-    }
-}
+crate::error_from!(PropensityError { BgNbd(BgNbdError) });
 
 impl PropensityParams {
     /// Checks every setting.

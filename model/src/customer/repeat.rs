@@ -82,23 +82,7 @@ pub enum RepeatModelError {
     BgNbd(super::bgnbd::BgNbdError),
 }
 
-impl From<OptimError> for RepeatModelError {
-    fn from(e: OptimError) -> Self {
-        RepeatModelError::Optim(e)
-    }
-}
-
-impl From<SpecialError> for RepeatModelError {
-    fn from(e: SpecialError) -> Self {
-        RepeatModelError::Special(e)
-    }
-}
-
-impl From<super::bgnbd::BgNbdError> for RepeatModelError {
-    fn from(e: super::bgnbd::BgNbdError) -> Self {
-        RepeatModelError::BgNbd(e)
-    }
-}
+crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(super::bgnbd::BgNbdError) });
 
 /// Checks one customer's `(x, t_x, T)`.
 pub(crate) fn check_customer(
