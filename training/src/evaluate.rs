@@ -58,10 +58,6 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// The HTML report (`--html`). Declared here so that the crate root stays
-/// as it is; the file is `src/report_html.rs`.
-pub use crate::report_html as html;
-
 const DAY: f64 = 86_400.0;
 
 /// The default validation window of the time split, in days.

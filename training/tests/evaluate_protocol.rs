@@ -8,9 +8,9 @@ use encore_model::engine::ItemMeta;
 use encore_model::manifest::DataSummary;
 use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{
-    EvalOptions, EvalReport, Registry, Split, evaluate_split, evaluate_with, html, list_fn,
-    prepare_split,
+    EvalOptions, EvalReport, Registry, Split, evaluate_split, evaluate_with, list_fn, prepare_split,
 };
+use encore_training::report_html as html;
 use std::collections::{HashMap, HashSet};
 
 const DAY: i64 = 86_400;

@@ -799,7 +799,7 @@ fn run() -> Result<()> {
                 say!("report written to {}", path.display());
             }
             if let Some(path) = html {
-                std::fs::write(&path, encore_training::evaluate::html::render(&r)).with_context(
+                std::fs::write(&path, encore_training::report_html::render(&r)).with_context(
                     || format!("cannot write the HTML report to {}", path.display()),
                 )?;
                 say!("HTML report written to {}", path.display());
