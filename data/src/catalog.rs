@@ -63,7 +63,7 @@ fn parse_bool(s: &str) -> Option<bool> {
 pub fn read_catalog(path: &Path) -> Result<Catalog, IngestError> {
     let file = std::fs::File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     read_catalog_from_reader(file, path)
 }

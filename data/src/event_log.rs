@@ -135,15 +135,13 @@ pub struct EventLog {
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError + '_ {
     move |source| EventLogError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
 /// `fsync` of a directory, so that a file created in it survives a crash.
 fn sync_dir(dir: &Path) -> Result<(), EventLogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    crate::durable::sync_dir(dir).map_err(io_err(dir))
 }
 
 /// The sequence number of an event file name, `events-{seq}.jsonl`.
@@ -178,7 +176,7 @@ impl EventLog {
         if options.dedup_window_secs <= 0 {
             return Err(EventLogError::Io {
                 path: dir.to_path_buf(),
-                source: std::io::Error::new(
+                cause: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!(
                         "the idempotency window must be positive, not {} seconds",
@@ -327,7 +325,7 @@ impl EventLog {
         if self.failed {
             return Err(EventLogError::Io {
                 path: self.path.clone(),
-                source: std::io::Error::other(
+                cause: std::io::Error::other(
                     "an earlier write to the event log failed; reopen the log (restart the server)",
                 ),
             });
@@ -372,7 +370,7 @@ impl EventLog {
             let _ = self.file.set_len(self.bytes);
             return Err(EventLogError::Io {
                 path: self.path.clone(),
-                source: e,
+                cause: e,
             });
         }
         self.bytes += len;

@@ -430,18 +430,16 @@ pub fn event_to_line(event: &Event) -> String {
 /// Errors reading an event log.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
-    #[error("cannot read the event log {path}: {source}")]
+    #[error("cannot read the event log {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}:{line}: {source}")]
+    #[error("{path}:{line}: {cause}")]
     Invalid {
         path: PathBuf,
         line: u64,
-        #[source]
-        source: EventError,
+        cause: EventError,
     },
 }
 
@@ -568,7 +566,10 @@ pub(crate) fn scan_event_dir(
 ) -> Result<EventReadReport, EventLogError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| EventLogError::Io { path, source }
+        move |source| EventLogError::Io {
+            path,
+            cause: source,
+        }
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
@@ -591,7 +592,10 @@ fn scan_files(
 ) -> Result<EventReadReport, EventLogError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| EventLogError::Io { path, source }
+        move |source| EventLogError::Io {
+            path,
+            cause: source,
+        }
     };
     let mut report = EventReadReport::default();
     let mut seen: HashSet<[u64; 2]> = HashSet::new();
@@ -627,7 +631,7 @@ fn scan_files(
             let event = parse_event(&buf).map_err(|source| EventLogError::Invalid {
                 path: path.clone(),
                 line: line_no,
-                source,
+                cause: source,
             })?;
             let first = seen.insert(fingerprint(&event.id));
             if !first {
@@ -640,7 +644,7 @@ fn scan_files(
         {
             return Err(EventLogError::Io {
                 path: path.clone(),
-                source: std::io::Error::new(
+                cause: std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     format!(
                         "shrank between two reads: {consumed} of the {limit} bytes read before are left"

@@ -1,6 +1,6 @@
-//! Streaming ingestion of purchase histories (CSV, plain or gzip; Parquet
-//! files and directories through [`crate::parquet`], which shares the row
-//! checks, rejects file and report of this module).
+//! Streaming ingestion of purchase histories from CSV, plain or gzip: the
+//! row checks, rejects file and report that [`crate::parquet`] shares.
+//! [`crate::input`] picks the reader for a path.
 //!
 //! The canonical header is `order_id,customer_id,item_id,timestamp,quantity,price`,
 //! columns in any order, extra columns ignored; `order_id`, `quantity` (default 1)
@@ -51,7 +51,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::{self, Write as _};
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -307,11 +307,10 @@ fn parquet_place(row_group: &Option<usize>, column: &Option<String>) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The file could not be opened or read (a corrupt gzip stream included).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A `*.gz` file without the gzip magic bytes.
     #[error("{}: named .gz but does not start with the gzip magic bytes", path.display())]
@@ -365,11 +364,10 @@ pub enum IngestError {
         first_line: u64,
     },
     /// The rejects file could not be created or written.
-    #[error("rejects file {}: {source}", path.display())]
+    #[error("rejects file {}: {cause}", path.display())]
     RejectsFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// An unusable row of a Parquet file, in strict mode. `row_group` and
     /// `row` (within the row group) count from 0.
@@ -432,7 +430,7 @@ impl IngestError {
         match e.into_kind() {
             csv::ErrorKind::Io(source) => IngestError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             },
             _ => IngestError::Csv {
                 path: path.to_path_buf(),
@@ -645,29 +643,6 @@ impl<R: Read> Read for LineBreaks<R> {
     }
 }
 
-/// `sha256:<hex>` of a file's bytes; for a directory of Parquet part files,
-/// see [`crate::parquet::fingerprint_parts`]. The same as
-/// [`IngestReport::fingerprint`] for the input at `path`.
-pub fn fingerprint_file(path: &Path) -> Result<String, IngestError> {
-    #[cfg(feature = "parquet")]
-    if path.is_dir() {
-        return crate::parquet::fingerprint_parts(path);
-    }
-    let io = |source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    HashingReader::new(File::open(path).map_err(io)?)
-        .finish()
-        .map_err(io)
-}
-
-/// True if `path`'s extension is `gz` (any case).
-fn has_gz_extension(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
-}
-
 /// True if `path`'s extension is `parquet` (any case).
 pub(crate) fn has_parquet_extension(path: &Path) -> bool {
     path.extension()
@@ -676,75 +651,6 @@ pub(crate) fn has_parquet_extension(path: &Path) -> bool {
 
 /// The first bytes of every Parquet file.
 pub(crate) const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
-
-/// Reads a purchase history: a CSV file, plain or gzip (see the module docs),
-/// or Parquet: a file named `*.parquet` or starting with the Parquet magic
-/// bytes, or a directory of part files (see [`crate::parquet`]).
-///
-/// The report's fingerprint is the SHA-256 of the file as stored (for a
-/// directory, see [`crate::parquet::fingerprint_parts`]).
-pub fn read_purchases(
-    path: &Path,
-    opts: &IngestOptions,
-) -> Result<(PurchaseLog, IngestReport), IngestError> {
-    let io = |source| IngestError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if path.is_dir() {
-        return read_parquet_input(path, opts);
-    }
-    let mut file = File::open(path).map_err(io)?;
-    let mut magic = [0u8; 4];
-    let mut got = 0;
-    while got < magic.len() {
-        match file.read(&mut magic[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io(e)),
-        }
-    }
-    if (got == 4 && &magic == PARQUET_MAGIC) || has_parquet_extension(path) {
-        drop(file);
-        return read_parquet_input(path, opts);
-    }
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let gzip = got >= 2 && magic[..2] == [0x1f, 0x8b];
-    if !gzip && has_gz_extension(path) {
-        return Err(IngestError::NotGzip {
-            path: path.to_path_buf(),
-        });
-    }
-    let hashing = HashingReader::new(file);
-    let (log, mut report, hashing) = if gzip {
-        let (log, report, decoder) =
-            ingest(flate2::read::MultiGzDecoder::new(hashing), path, opts)?;
-        (log, report, decoder.into_inner())
-    } else {
-        ingest(hashing, path, opts)?
-    };
-    report.fingerprint = hashing.finish().map_err(io)?;
-    Ok((log, report))
-}
-
-#[cfg(feature = "parquet")]
-fn read_parquet_input(
-    path: &Path,
-    opts: &IngestOptions,
-) -> Result<(PurchaseLog, IngestReport), IngestError> {
-    crate::parquet::read_parquet(path, opts)
-}
-
-#[cfg(not(feature = "parquet"))]
-fn read_parquet_input(
-    path: &Path,
-    _opts: &IngestOptions,
-) -> Result<(PurchaseLog, IngestReport), IngestError> {
-    Err(IngestError::ParquetUnsupported {
-        path: path.to_path_buf(),
-    })
-}
 
 /// Reads a purchase history from any reader of CSV text; `source` names it in
 /// errors and the report. The fingerprint is that of the bytes the reader yields.
@@ -756,7 +662,7 @@ pub fn read_purchases_from_reader<R: Read>(
     let (log, mut report, hashing) = ingest(HashingReader::new(reader), source, opts)?;
     report.fingerprint = hashing.finish().map_err(|source_err| IngestError::Io {
         path: source.to_path_buf(),
-        source: source_err,
+        cause: source_err,
     })?;
     Ok((log, report))
 }
@@ -786,7 +692,7 @@ impl Rejects {
         if ours {
             std::fs::remove_file(path).map_err(|source| IngestError::RejectsFile {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         Ok(())
@@ -795,7 +701,7 @@ impl Rejects {
     fn create(path: &Path) -> Result<Self, IngestError> {
         let err = |source| IngestError::RejectsFile {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(err)?;
@@ -814,7 +720,7 @@ impl Rejects {
     fn err(&self, source: std::io::Error) -> IngestError {
         IngestError::RejectsFile {
             path: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 
@@ -1091,7 +997,7 @@ fn resolve_columns(
 }
 
 /// The ingestion loop; gives the reader back so the caller can finish hashing it.
-fn ingest<R: Read>(
+pub(crate) fn ingest<R: Read>(
     reader: R,
     source: &Path,
     opts: &IngestOptions,
@@ -1260,6 +1166,7 @@ fn parse_row<'a>(record: &'a csv::ByteRecord, cols: &Columns) -> Result<Row<'a>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::input::{fingerprint_file, read_purchases};
     use std::io::Write;
 
     fn read(text: &str, strict: bool) -> Result<(PurchaseLog, IngestReport), IngestError> {

@@ -2,6 +2,7 @@
 //!
 //! - [`ingest`] streams a purchase CSV (plain or gzip) into a [`PurchaseLog`],
 //!   counting and recording the rows it cannot use;
+//! - [`input`] reads a history whatever its format ([`read_purchases`]);
 //! - [`parquet`] reads the same from a Parquet file or a directory of part
 //!   files ([`read_purchases`] takes either format);
 //! - [`alloc`] pins the allocator setting both binaries start with;
@@ -9,9 +10,13 @@
 //! - [`timestamp`] parses and formats UTC timestamps without a date-time dependency;
 //! - [`events`] validates and reads feedback events (purchases, exposures, clicks);
 //! - [`event_log`] appends them durably and idempotently to rotating JSON-lines files;
+//! - [`durable`] replaces a file atomically and fsyncs directories, reporting every failure;
 //! - [`synth`] generates seeded synthetic histories for scale tests;
-//! - [`error_chain`] words an error and its causes once each for a terminal;
 //! - [`matrix`] turns a log into the customer x item [`InteractionMatrix`].
+//!
+//! Errors, here and in every crate of the workspace, say their cause in their
+//! message (`{path}: {cause}`) and return none from `source()`, so a chain
+//! printed whole says each cause once.
 //!
 //! ```
 //! use encore_data::{PurchaseLog, InteractionMatrix, Weighting};
@@ -42,11 +47,12 @@
 
 pub mod alloc;
 pub mod catalog;
-pub mod error_chain;
+pub mod durable;
 pub mod event_log;
 pub mod events;
 pub mod ids;
 pub mod ingest;
+pub mod input;
 pub mod log;
 pub mod matrix;
 #[cfg(feature = "parquet")]
@@ -58,8 +64,9 @@ pub use catalog::{Catalog, CatalogEntry, read_catalog};
 pub use ids::{CustomerIdx, IdMap, ItemIdx, OrderIdx};
 pub use ingest::{
     ColumnMap, ColumnMapError, Field, IngestError, IngestOptions, IngestReport, RejectReason,
-    read_purchases, read_purchases_from_reader,
+    read_purchases_from_reader,
 };
+pub use input::read_purchases;
 pub use log::{ByCustomer, Purchase, PurchaseLog};
 pub use matrix::{Csr, CsrBuilder, InteractionMatrix, Weighting};
 pub use synth::SynthParams;

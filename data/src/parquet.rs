@@ -95,7 +95,7 @@ pub fn is_parquet_input(path: &Path) -> bool {
 pub fn parquet_parts(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     let io = |source| IngestError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let mut parts = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -144,7 +144,7 @@ fn fingerprint_inner(
     for part in parts {
         let io = |source| IngestError::Io {
             path: part.clone(),
-            source,
+            cause: source,
         };
         let mut file = File::open(part).map_err(io)?;
         if !single {
@@ -199,7 +199,7 @@ pub fn read_parquet(
         let fingerprint = hashing.join().unwrap_or_else(|_| {
             Err(IngestError::Io {
                 path: path.to_path_buf(),
-                source: std::io::Error::other("the fingerprint thread failed"),
+                cause: std::io::Error::other("the fingerprint thread failed"),
             })
         });
         let (log, mut report) = read?;
@@ -419,7 +419,7 @@ fn accept_batch(
 fn read_file(path: &Path, opts: &IngestOptions, sink: &mut RowSink<'_>) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let damaged = |row_group, column, message| IngestError::Parquet {
         path: path.to_path_buf(),

@@ -209,7 +209,7 @@ pub fn generate(p: &SynthParams) -> PurchaseLog {
 pub fn write_csv(log: &PurchaseLog, path: &Path) -> Result<(), IngestError> {
     let io = |source| IngestError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let file = std::fs::File::create(path).map_err(io)?;
     let gz = path
@@ -257,7 +257,8 @@ fn write_lines(log: &PurchaseLog, out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{IngestOptions, read_purchases};
+    use crate::ingest::IngestOptions;
+    use crate::input::read_purchases;
     use std::collections::{HashMap, HashSet};
 
     fn small(seed: u64) -> SynthParams {

@@ -3,6 +3,7 @@
 //! Accepted: RFC 3339 (`2011-12-09T12:50:00Z`, `+01:00` offsets, fractional
 //! seconds, `T` or a space), `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DD HH:MM`,
 //! `YYYY-MM-DD` and `YYYYMMDD`. Times without an offset are read as UTC.
+//! [`now_secs`] is the one clock of every crate.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -130,6 +131,14 @@ pub fn format_timestamp(t: i64) -> String {
 pub fn format_date(t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The system clock: whole seconds since 1970-01-01 UTC, or 0 if the clock
+/// is set before that.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

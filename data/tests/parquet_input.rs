@@ -21,7 +21,7 @@ use arrow_array::{
     TimestampNanosecondArray, TimestampSecondArray, UInt64Array,
 };
 use arrow_buffer::i256;
-use encore_data::ingest::fingerprint_file;
+use encore_data::input::fingerprint_file;
 use encore_data::parquet::{fingerprint_parts, is_parquet_input, read_parquet};
 use encore_data::{
     IngestError, IngestOptions, IngestReport, PurchaseLog, RejectReason, parse_timestamp,

@@ -10,7 +10,7 @@
 //! ROWS defaults to 1,600,000 (about the training rows of the 100k-customer
 //! synthetic fit), RUNS to 3; the median fit time is printed last.
 
-use encore_model::cf::boosting::BoostingParams;
+use encore_model::learn::boosting::BoostingParams;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::hash::{Hash, Hasher};

@@ -5,12 +5,12 @@
 //! produced a list beyond the [`Source`] it reports.
 
 use crate::ann::{HnswIndex, VectorSearch};
-use crate::artifact::Manifest;
 use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
 use crate::customer::book::CustomerBook;
 use crate::customer::replenishment::Replenishment;
+use crate::manifest::Manifest;
 use crate::topk::{rank_order, top_k_dense};
 use encore_data::{Csr, CsrBuilder, IdMap};
 use serde::{Deserialize, Serialize};
@@ -633,7 +633,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::DataSummary;
+    use crate::manifest::DataSummary;
     use crate::pipeline::{EngineConfig, ForYouModel, Stage, train_engine};
     use encore_data::PurchaseLog;
     use encore_data::synth::{SynthParams, generate};

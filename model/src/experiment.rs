@@ -97,11 +97,10 @@ pub const MAX_NAME_BYTES: usize = encore_data::events::MAX_EVENT_ID_BYTES;
 /// Why an experiments configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentConfigError {
-    #[error("cannot read the experiments file {path}: {source}")]
+    #[error("cannot read the experiments file {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The text is not TOML.
     #[error("the experiments file is not valid TOML: {message}")]
@@ -118,11 +117,10 @@ pub enum ExperimentConfigError {
         message: String,
     },
     /// A file's error, with the file named.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     InFile {
         path: PathBuf,
-        #[source]
-        source: Box<ExperimentConfigError>,
+        cause: Box<ExperimentConfigError>,
     },
 }
 
@@ -660,47 +658,26 @@ impl ExperimentsConfig {
     /// Parses and validates a TOML configuration (`[[experiment]]` tables).
     /// Unknown keys are refused; errors name the experiment, variant and key.
     pub fn from_toml_str(text: &str) -> Result<Self, ExperimentConfigError> {
-        let mut table: toml::Table =
+        let table: toml::Table =
             text.parse()
                 .map_err(|e: toml::de::Error| ExperimentConfigError::Syntax {
                     message: e.to_string(),
                 })?;
-        let list = table
-            .remove("experiment")
-            .unwrap_or(toml::Value::Array(Vec::new()));
-        if let Some(key) = table.keys().next() {
-            return Err(invalid(
-                None,
-                None,
-                key,
-                "unknown key; experiments are [[experiment]] tables",
-            ));
-        }
-        let toml::Value::Array(list) = list else {
-            return Err(invalid(
-                None,
-                None,
-                "experiment",
-                "must be an array of tables ([[experiment]])",
-            ));
-        };
-        let specs = list
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| experiment_from_toml(i, v))
-            .collect::<Result<Vec<_>, _>>()?;
-        Self::from_specs(specs)
+        let file: ExperimentsFile =
+            serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+                .map_err(|e| located(&table, e.path(), e.inner().message()))?;
+        Self::from_specs(file.experiment)
     }
 
     /// Reads and validates a TOML configuration file.
     pub fn from_path(path: &Path) -> Result<Self, ExperimentConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ExperimentConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::from_toml_str(&text).map_err(|e| ExperimentConfigError::InFile {
             path: path.to_path_buf(),
-            source: Box::new(e),
+            cause: Box::new(e),
         })
     }
 
@@ -715,174 +692,72 @@ impl ExperimentsConfig {
     }
 }
 
-/// The `name` of a table, or `#n` (1-based position) for messages.
-fn label(table: &toml::Table, index: usize) -> String {
-    match table.get("name") {
-        Some(toml::Value::String(s)) => s.clone(),
-        _ => format!("#{}", index + 1),
-    }
+/// An experiments file: `[[experiment]]` tables and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExperimentsFile {
+    #[serde(default)]
+    experiment: Vec<ExperimentSpec>,
 }
 
-/// Removes `key` from `table` and deserialises it, naming the key on error.
-fn take<T: serde::de::DeserializeOwned>(
-    table: &mut toml::Table,
-    key: &str,
-    experiment: Option<&str>,
-    variant: Option<&str>,
-) -> Result<Option<T>, ExperimentConfigError> {
-    table
-        .remove(key)
-        .map(|v| {
-            v.try_into()
-                .map_err(|err: toml::de::Error| invalid(experiment, variant, key, err.message()))
-        })
-        .transpose()
-}
-
-/// [`take`] for a required key.
-fn require<T: serde::de::DeserializeOwned>(
-    table: &mut toml::Table,
-    key: &str,
-    experiment: Option<&str>,
-    variant: Option<&str>,
-) -> Result<T, ExperimentConfigError> {
-    take(table, key, experiment, variant)?
-        .ok_or_else(|| invalid(experiment, variant, key, "is required"))
-}
-
-/// Refuses the keys left in `table` after the known ones were taken.
-fn no_more_keys(
+/// The error at `path` of the file read into `table`: the experiment and
+/// the variant named (by their `name`, else `#n`, their 1-based position),
+/// and the key path below them (`strategy.k`).
+fn located(
     table: &toml::Table,
-    prefix: &str,
-    known: &str,
-    experiment: Option<&str>,
-    variant: Option<&str>,
-) -> Result<(), ExperimentConfigError> {
-    match table.keys().next() {
-        None => Ok(()),
-        Some(key) => Err(invalid(
-            experiment,
-            variant,
-            &format!("{prefix}{key}"),
-            format!("unknown key; expected {known}"),
-        )),
-    }
-}
-
-/// One `[[experiment]]` table, read key by key so that an error names the
-/// experiment, the variant and the key.
-fn experiment_from_toml(
-    index: usize,
-    value: toml::Value,
-) -> Result<ExperimentSpec, ExperimentConfigError> {
-    let toml::Value::Table(mut table) = value else {
-        return Err(invalid(
-            Some(&format!("#{}", index + 1)),
-            None,
-            "",
-            "must be a table",
-        ));
+    path: &serde_path_to_error::Path,
+    message: &str,
+) -> ExperimentConfigError {
+    use serde_path_to_error::Segment;
+    let name_of = |value: Option<&toml::Value>, index: usize| match value
+        .and_then(|v| v.get("name"))
+        .and_then(toml::Value::as_str)
+    {
+        Some(name) => name.to_string(),
+        None => format!("#{}", index + 1),
     };
-    let experiment = label(&table, index);
-    let e = Some(experiment.as_str());
-    let name: String = require(&mut table, "name", e, None)?;
-    let salt: Option<String> = take(&mut table, "salt", e, None)?;
-    let control: String = require(&mut table, "control", e, None)?;
-    let placement: Option<String> = take(&mut table, "placement", e, None)?;
-    let variants = match table.remove("variant") {
-        None => Vec::new(),
-        Some(toml::Value::Array(vs)) => vs,
-        Some(_) => {
-            return Err(invalid(
-                e,
-                None,
-                "variant",
-                "must be an array of tables ([[experiment.variant]])",
-            ));
+    let segments: Vec<&Segment> = path.iter().collect();
+    let mut rest = segments.as_slice();
+    let mut experiment = None;
+    let mut variant = None;
+    if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest
+        && key == "experiment"
+    {
+        let e = table.get("experiment").and_then(|v| v.get(*index));
+        experiment = Some(name_of(e, *index));
+        rest = tail;
+        if let [Segment::Map { key }, Segment::Seq { index }, tail @ ..] = rest
+            && (key == "variant" || key == "variants")
+        {
+            let v = e.and_then(|e| e.get(key)).and_then(|v| v.get(*index));
+            variant = Some(name_of(v, *index));
+            rest = tail;
         }
-    };
-    no_more_keys(
-        &table,
-        "",
-        "name, salt, control, placement or variant",
-        e,
-        None,
-    )?;
-
-    let mut specs = Vec::with_capacity(variants.len());
-    for (j, v) in variants.into_iter().enumerate() {
-        let toml::Value::Table(mut vt) = v else {
-            return Err(invalid(
-                e,
-                Some(&format!("#{}", j + 1)),
-                "",
-                "must be a table",
-            ));
-        };
-        let variant = label(&vt, j);
-        let v = Some(variant.as_str());
-        let name: String = require(&mut vt, "name", e, v)?;
-        let share: f64 = require(&mut vt, "share", e, v)?;
-        let mut st = match vt.remove("strategy") {
-            None => return Err(invalid(e, v, "strategy", "is required")),
-            Some(toml::Value::Table(st)) => st,
-            Some(_) => {
-                return Err(invalid(
-                    e,
-                    v,
-                    "strategy",
-                    "must be a table such as { list = \"als\", k = 10 }",
-                ));
-            }
-        };
-        no_more_keys(&vt, "", "name, share or strategy", e, v)?;
-        let strategy = StrategySpec {
-            list: require(&mut st, "list", e, v).map_err(|err| prefix_key(err, "strategy."))?,
-            k: require(&mut st, "k", e, v).map_err(|err| prefix_key(err, "strategy."))?,
-            include_purchased: take(&mut st, "include_purchased", e, v)
-                .map_err(|err| prefix_key(err, "strategy."))?,
-            category: take(&mut st, "category", e, v)
-                .map_err(|err| prefix_key(err, "strategy."))?,
-            buy_again_slots: take(&mut st, "buy_again_slots", e, v)
-                .map_err(|err| prefix_key(err, "strategy."))?,
-        };
-        no_more_keys(
-            &st,
-            "strategy.",
-            "list, k, include_purchased, category or buy_again_slots",
-            e,
-            v,
-        )?;
-        specs.push(VariantSpec {
-            name,
-            share,
-            strategy,
-        });
     }
-    Ok(ExperimentSpec {
-        name,
-        salt,
-        control,
-        placement,
-        variants: specs,
-    })
-}
-
-/// Puts `prefix` before the key of an `Invalid` error.
-fn prefix_key(err: ExperimentConfigError, prefix: &str) -> ExperimentConfigError {
-    match err {
-        ExperimentConfigError::Invalid {
-            experiment,
-            variant,
-            key,
-            message,
-        } => ExperimentConfigError::Invalid {
-            experiment,
-            variant,
-            key: format!("{prefix}{key}"),
-            message,
-        },
-        other => other,
+    let mut key = String::new();
+    for segment in rest {
+        match segment {
+            Segment::Seq { index } => key.push_str(&format!("[{index}]")),
+            Segment::Map { key: k } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(k);
+            }
+            Segment::Enum { variant } => {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(variant);
+            }
+            Segment::Unknown => key.push_str(".?"),
+        }
+    }
+    ExperimentConfigError::Invalid {
+        experiment,
+        variant,
+        key,
+        message: message.to_string(),
     }
 }
 

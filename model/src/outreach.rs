@@ -382,8 +382,8 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::DataSummary;
     use crate::engine::ItemMeta;
+    use crate::manifest::DataSummary;
     use crate::pipeline::{EngineConfig, train_engine};
     use encore_data::PurchaseLog;
 

@@ -5,7 +5,6 @@
 //! can draw progress bars while tests stay silent.
 
 use crate::ann::{HnswIndex, HnswParams};
-use crate::artifact::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
 use crate::cf::als::SCORE_BLOCK;
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
@@ -14,6 +13,8 @@ use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
 use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists_chunked, top_unbought};
+use crate::manifest::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
+use encore_data::timestamp::now_secs;
 use encore_data::{Csr, InteractionMatrix, Purchase, PurchaseLog, Weighting};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -235,13 +236,19 @@ pub enum TrainError {
     #[error("config key '{key}': {reason}")]
     Config { key: String, reason: String },
     #[error("ALS: {0}")]
-    Als(#[from] AlsError),
+    Als(AlsError),
     #[error("similar-items index: {0}")]
     Ann(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Customers(#[from] crate::customer::book::CustomerConfigError),
     #[error("the purchase history has no usable purchase")]
     NoData,
+}
+
+impl From<AlsError> for TrainError {
+    fn from(e: AlsError) -> Self {
+        TrainError::Als(e)
+    }
 }
 
 impl EngineConfig {
@@ -678,13 +685,6 @@ pub fn ranker_base_models(
 /// positive net quantity in `history` (the purchases that stood).
 fn stood(history: &Csr) -> impl Fn(&Purchase) -> bool + Copy + '_ {
     |p| p.quantity > 0.0 && history.get(p.customer.idx(), p.item.0) > 0.0
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 pub(crate) fn now_rfc3339() -> String {

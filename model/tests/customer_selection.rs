@@ -6,7 +6,8 @@
 //! is a failure, not a skip.
 
 use encore_data::PurchaseLog;
-use encore_data::ingest::{IngestOptions, read_purchases};
+use encore_data::ingest::IngestOptions;
+use encore_data::input::read_purchases;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::customer::bgnbd::BgNbdParams;
 use encore_model::customer::book::CustomerConfig;

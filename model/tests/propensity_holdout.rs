@@ -19,7 +19,8 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
-use encore_data::ingest::{IngestOptions, read_purchases};
+use encore_data::ingest::IngestOptions;
+use encore_data::input::read_purchases;
 use encore_data::timestamp::parse_timestamp;
 use encore_data::{CustomerIdx, PurchaseLog};
 use encore_model::customer::propensity::{

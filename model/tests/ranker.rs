@@ -4,10 +4,10 @@
 //! to `build` and the labels it counts) never reaches past the cut.
 
 use encore_data::{Purchase, PurchaseLog};
-use encore_model::cf::boosting::BoostingParams;
 use encore_model::cf::ranker::{
     BaseModels, FEATURE_NAMES, Learner, Ranker, RankerError, RankerParams, Signals,
 };
+use encore_model::learn::boosting::BoostingParams;
 use encore_model::pipeline::{EngineConfig, ranker_base_models};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet};

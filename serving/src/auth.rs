@@ -34,7 +34,7 @@
 //! the route `403 forbidden`, both in the standard error shape.
 //!
 //! The file is read again on `SIGHUP` and by `POST /v1/admin/reload`
-//! ([`AppState::reload_api_keys`]); a file that does not parse leaves the
+//! ([`AppState::reload_api_keys`](crate::state::AppState::reload_api_keys)); a file that does not parse leaves the
 //! keys in use unchanged.
 //!
 //! Whatever the keys, a request that changes state (any method but `GET`,
@@ -50,13 +50,8 @@
 //! refuses to listen beyond loopback unless told `--insecure-no-auth`.
 
 use crate::error::{ApiError, Code};
-use crate::state::AppState;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse, ResponseError, web};
+use actix_web::http::header::{self, HeaderMap};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -145,12 +140,8 @@ pub struct ApiKeys {
 /// Why a key file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -252,7 +243,7 @@ impl ApiKeys {
     pub fn load(path: &Path) -> Result<ApiKeys, KeyFileError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
             path: path.display().to_string(),
-            source,
+            cause: source,
         })?;
         Self::parse(&text, &path.display().to_string())
     }
@@ -368,76 +359,6 @@ pub fn check_cross_site(
         ));
     }
     Ok(())
-}
-
-/// The answer to a CORS preflight from an allowed origin.
-fn preflight(origin: &HeaderValue) -> HttpResponse {
-    HttpResponse::NoContent()
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
-        .insert_header((header::VARY, "Origin"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT"))
-        .insert_header((
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "authorization, x-api-key, content-type, x-request-id",
-        ))
-        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-        .finish()
-}
-
-/// Middleware: CORS for the allowed origins, then the API keys, then the
-/// cross-site guard. A refusal is a response in the error shape, not an
-/// `Err`, so that every layer above sees a normal 401, 403 or 415.
-pub(crate) async fn require_keys(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
-    };
-    let allowed_origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .filter(|o| {
-            let o = o.to_str().unwrap_or_default();
-            state.cors_origins().iter().any(|a| a == o)
-        })
-        .cloned();
-    if let Some(origin) = &allowed_origin
-        && req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        let res = preflight(origin);
-        return Ok(req.into_response(res).map_into_right_body());
-    }
-    // The path as the router matches it (percent-encoded unreserved
-    // characters decoded): `/v1/%61dmin/reload` is `/v1/admin/reload`.
-    let path = req.match_info().as_str();
-    let refused = match state.api_keys() {
-        Some(keys) => keys.check(req.method(), path, req.headers()),
-        None => Ok(()),
-    }
-    .and_then(|()| check_cross_site(req.method(), path, req.headers(), state.cors_origins()));
-    let res = match refused {
-        Err(refused) => req
-            .into_response(refused.error_response())
-            .map_into_right_body(),
-        Ok(()) => next.call(req).await?.map_into_left_body(),
-    };
-    Ok(match allowed_origin {
-        Some(origin) => {
-            let mut res = res;
-            let headers = res.headers_mut();
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-            res
-        }
-        None => res,
-    })
 }
 
 #[cfg(test)]

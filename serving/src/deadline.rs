@@ -17,7 +17,8 @@ use futures_util::Stream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// The message of the I/O error a late body ends with ([`is_late_body`]).
+/// The message of the I/O error a late body ends with
+/// ([`is_late_body`](crate::error::is_late_body)).
 const LATE_BODY: &str = "the body did not arrive within body_timeout";
 
 /// A payload that fails once its deadline has passed.
@@ -44,11 +45,6 @@ impl<S: Stream<Item = Result<Bytes, PayloadError>> + Unpin> Stream for Deadline<
         }
         Poll::Pending
     }
-}
-
-/// Whether `err` is the error of a body that missed its deadline.
-pub(crate) fn is_late_body(err: &PayloadError) -> bool {
-    matches!(err, PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
 }
 
 /// Middleware: puts the state's body deadline on every request that may

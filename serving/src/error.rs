@@ -345,7 +345,7 @@ impl ApiError {
             JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
                 too_large(crate::limits::JSON_BODY_LIMIT)
             }
-            JsonPayloadError::Payload(e) if crate::deadline::is_late_body(&e) => ApiError::new(
+            JsonPayloadError::Payload(e) if is_late_body(&e) => ApiError::new(
                 Code::RequestTimeout,
                 "the body did not arrive within body_timeout",
             ),
@@ -417,6 +417,12 @@ impl ResponseError for ApiError {
             link: self.code.link(),
         })
     }
+}
+
+/// Whether `err` is the error of a body that missed its deadline (the
+/// timed-out I/O error `deadline.rs` ends a late body with).
+pub(crate) fn is_late_body(err: &actix_web::error::PayloadError) -> bool {
+    matches!(err, actix_web::error::PayloadError::Io(e) if e.kind() == std::io::ErrorKind::TimedOut)
 }
 
 #[cfg(test)]

@@ -56,12 +56,15 @@
 //! [`dashboard`] serves a dashboard for marketers at `/`: static files
 //! compiled into the binary that read the same JSON API.
 
+mod access;
 pub mod auth;
 pub mod config;
 pub mod curl;
 pub mod dashboard;
 mod deadline;
 pub mod error;
+mod events;
+mod experiments;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
@@ -110,7 +113,7 @@ pub fn create_app(
         .configure(routes::configure)
         .configure(dashboard::configure)
         .default_service(web::to(routes::route_not_found))
-        .wrap(from_fn(auth::require_keys))
+        .wrap(from_fn(access::require_keys))
         .wrap(from_fn(deadline::body_deadline))
         .wrap(Compress::default())
         .wrap(from_fn(trace::trace_request))

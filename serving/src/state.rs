@@ -24,6 +24,7 @@ use crate::limits::{
 };
 use actix_web::web;
 use arc_swap::{ArcSwap, ArcSwapOption};
+use encore_data::timestamp::now_secs;
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
 use encore_model::engine::{Engine, ListFilter};
@@ -117,13 +118,13 @@ pub struct AppState {
     /// How long a client may take to send a request body (`None`: forever).
     body_timeout: Option<std::time::Duration>,
     /// The event log's writer (`POST /v1/events`), if the server keeps one.
-    events: Option<crate::routes::events::EventSink>,
+    events: Option<crate::events::EventSink>,
     /// The event log's directory, read again when a swap moves the data end back.
     event_dir: Option<PathBuf>,
     /// Purchases since the serving model's data end (survives model swaps).
-    recent: Arc<crate::routes::events::RecentPurchases>,
+    recent: Arc<crate::events::RecentPurchases>,
     /// The running experiments (swapped whole by the admin API).
-    experiments: crate::routes::experiments::Experiments,
+    experiments: crate::experiments::Experiments,
 }
 
 /// The outcome of a successful [`AppState::reload`].
@@ -149,8 +150,7 @@ impl AppState {
     }
 
     fn with_source(source: ModelSource, engine: Engine) -> AppState {
-        let recent =
-            crate::routes::events::RecentPurchases::new(crate::routes::events::data_end(&engine));
+        let recent = crate::events::RecentPurchases::new(crate::events::data_end(&engine));
         AppState {
             source,
             engine: ArcSwap::from_pointee(engine),
@@ -244,7 +244,7 @@ impl AppState {
         let (mut events, mut recent) = (0usize, Vec::new());
         let (log, report) = encore_data::event_log::EventLog::open_each(dir, options, |e| {
             events += 1;
-            if crate::routes::events::is_recent_purchase(&e, data_end) {
+            if crate::events::is_recent_purchase(&e, data_end) {
                 recent.push(e);
             }
         })?;
@@ -257,14 +257,14 @@ impl AppState {
             customers_with_recent_purchases = self.recent.len(),
             "event log opened"
         );
-        let sink = crate::routes::events::EventSink::spawn(
+        let sink = crate::events::EventSink::spawn(
             log,
             Arc::clone(&self.recent),
             Arc::clone(&self.metrics.events),
         )
         .map_err(|source| encore_data::events::EventLogError::Io {
             path: dir.to_path_buf(),
-            source,
+            cause: source,
         })?;
         self.events = Some(sink);
         self.event_dir = Some(dir.to_path_buf());
@@ -279,7 +279,7 @@ impl AppState {
         config: encore_model::experiment::ExperimentsConfig,
         file: Option<PathBuf>,
     ) -> Result<AppState, encore_model::experiment::ExperimentConfigError> {
-        self.experiments = crate::routes::experiments::Experiments::new(config, file)?;
+        self.experiments = crate::experiments::Experiments::new(config, file)?;
         Ok(self)
     }
 
@@ -289,12 +289,12 @@ impl AppState {
         mut self,
         path: &Path,
     ) -> Result<AppState, encore_model::experiment::ExperimentConfigError> {
-        self.experiments = crate::routes::experiments::Experiments::load(path)?;
+        self.experiments = crate::experiments::Experiments::load(path)?;
         Ok(self)
     }
 
     /// The running experiments.
-    pub(crate) fn experiments(&self) -> &crate::routes::experiments::Experiments {
+    pub(crate) fn experiments(&self) -> &crate::experiments::Experiments {
         &self.experiments
     }
 
@@ -309,12 +309,12 @@ impl AppState {
     }
 
     /// The event log's writer, if the server keeps one.
-    pub(crate) fn event_sink(&self) -> Option<&crate::routes::events::EventSink> {
+    pub(crate) fn event_sink(&self) -> Option<&crate::events::EventSink> {
         self.events.as_ref()
     }
 
     /// Purchases since the serving model's data end.
-    pub(crate) fn recent_purchases(&self) -> &crate::routes::events::RecentPurchases {
+    pub(crate) fn recent_purchases(&self) -> &crate::events::RecentPurchases {
         &self.recent
     }
 
@@ -410,7 +410,7 @@ impl AppState {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
         let model_version = engine.manifest().model_version.clone();
-        let data_end = crate::routes::events::data_end(&engine);
+        let data_end = crate::events::data_end(&engine);
         let previous = self.engine.swap(Arc::new(engine));
         self.move_overlay_to(data_end);
         let previous_version = previous.manifest().model_version.clone();
@@ -443,7 +443,7 @@ impl AppState {
         let mut recent = Vec::new();
         let reread = self.event_dir.as_deref().map(|dir| {
             encore_data::events::for_each_event(dir, |e| {
-                if crate::routes::events::is_recent_purchase(&e, data_end) {
+                if crate::events::is_recent_purchase(&e, data_end) {
                     recent.push(e);
                 }
             })
@@ -509,12 +509,6 @@ fn release_freed_memory() {
     unsafe {
         malloc_trim(0);
     }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Watches a store source: every `interval`, if the store's `CURRENT` moved,
@@ -681,7 +675,7 @@ mod tests {
 
     fn tiny_engine(version: &str) -> Engine {
         use encore_data::synth::{SynthParams, generate};
-        use encore_model::artifact::DataSummary;
+        use encore_model::manifest::DataSummary;
         use encore_model::pipeline::{EngineConfig, train_engine};
         let log = generate(&SynthParams {
             customers: 60,

@@ -5,8 +5,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use encore_data::synth::{SynthParams, generate};
-use encore_model::artifact::{self, DataSummary};
+use encore_model::artifact;
 use encore_model::engine::Engine;
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_serving::{AppState, MODEL_VERSION_HEADER, create_app};
 use serde_json::Value;

@@ -6,7 +6,7 @@
 
 use encore_data::events::{parse_event, read_event_dir};
 use encore_data::synth::{SynthParams, generate};
-use encore_model::artifact::DataSummary;
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};

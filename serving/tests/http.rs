@@ -436,7 +436,10 @@ async fn model_manifest() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.version(), Some("v1"));
     assert_eq!(r.body["model_version"], "v1");
-    assert_eq!(r.body["format_version"], artifact::FORMAT_VERSION);
+    assert_eq!(
+        r.body["format_version"],
+        encore_model::manifest::FORMAT_VERSION
+    );
     assert_eq!(r.body["data"]["fingerprint"], "sha256:0123456789abcdef");
     assert_eq!(r.body["config"]["als"]["factors"], 8);
     assert_eq!(r.body["items"], 13);

@@ -7,8 +7,9 @@
 mod support;
 
 use encore_data::synth::{SynthParams, generate};
+use encore_model::artifact;
 use encore_model::artifact::store::Store;
-use encore_model::artifact::{self, DataSummary};
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -317,7 +317,7 @@ fn damaged_or_incompatible_artifacts_are_refused() {
     let text = std::fs::read_to_string(&f).unwrap();
     let current = format!(
         "\"format_version\": {}",
-        encore_model::artifact::FORMAT_VERSION
+        encore_model::manifest::FORMAT_VERSION
     );
     assert!(text.contains(&current), "{text}");
     let text = text.replacen(&current, "\"format_version\": 99", 1);
@@ -336,7 +336,7 @@ fn damaged_or_incompatible_artifacts_are_refused() {
 #[test]
 fn same_seed_same_model() {
     use encore_data::synth::{SynthParams, generate};
-    use encore_model::artifact::DataSummary;
+    use encore_model::manifest::DataSummary;
     use encore_model::pipeline::train_engine;
     let log = generate(&SynthParams {
         customers: 400,

@@ -10,8 +10,8 @@
 //! figures; the test requires both lists to beat random by a wide margin.
 
 use encore_data::timestamp::parse_timestamp;
-use encore_model::artifact::DataSummary;
 use encore_model::engine::ListFilter;
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::input::load_input;
 use rand::{Rng, SeedableRng};

@@ -46,9 +46,9 @@ use crate::progress::StageProgress;
 use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
-use encore_model::artifact::DataSummary;
 use encore_model::cf::ranker::{RankerError, Signals};
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
+use encore_model::manifest::DataSummary;
 use encore_model::metrics::{
     average_precision_at_k, catalog_coverage, hit_rate_at_k, ndcg_at_k, recall_at_k,
 };
@@ -57,10 +57,6 @@ use encore_model::topk::top_k_dense;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-/// The HTML report (`--html`). Declared here so that the crate root stays
-/// as it is; the file is `src/report_html.rs`.
-pub use crate::report_html as html;
 
 const DAY: f64 = 86_400.0;
 
@@ -1640,7 +1636,8 @@ mod tests {
     /// to the same training purchases.
     #[test]
     fn export_round_trips() {
-        use encore_data::ingest::{IngestOptions, read_purchases};
+        use encore_data::ingest::IngestOptions;
+        use encore_data::input::read_purchases;
         use encore_data::synth::{SynthParams, generate};
         let log = generate(&SynthParams {
             customers: 120,

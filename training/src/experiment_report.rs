@@ -56,8 +56,8 @@
 use encore_data::events::{
     Event, EventKind, EventLogError, EventReadReport, for_each_event, for_each_event_again,
 };
-use encore_model::customer::special::{chi_square_sf, normal_sf};
 use encore_model::experiment::Experiment;
+use encore_model::math::special::{chi_square_sf, normal_sf};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;

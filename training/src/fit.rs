@@ -5,9 +5,10 @@ use crate::gate::{GateOutcome, gate};
 use crate::input::{Input, input_summary};
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
+use encore_model::artifact;
 use encore_model::artifact::store::{Store, StoreError};
-use encore_model::artifact::{self, Manifest};
 use encore_model::customer::book::CustomerModels;
+use encore_model::manifest::Manifest;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -344,7 +345,7 @@ pub fn summary(outcome: &FitOutcome) -> String {
     s
 }
 
-/// How a customer-model fit ended, for the report ([`encore_model::customer::optim`]).
+/// How a customer-model fit ended, for the report ([`encore_model::math::optim`]).
 fn fit_status(converged: bool, collapsed: bool) -> &'static str {
     match (converged, collapsed) {
         (true, _) => "converged",

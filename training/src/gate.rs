@@ -31,8 +31,8 @@
 use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{InteractionMatrix, PurchaseLog, Weighting};
-use encore_model::artifact::DataSummary;
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
+use encore_model::manifest::DataSummary;
 use encore_model::metrics::recall_at_k;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use rayon::prelude::*;

@@ -16,10 +16,11 @@ use anyhow::{Context, Result};
 use encore_data::PurchaseLog;
 use encore_data::catalog::{Catalog, read_catalog};
 use encore_data::events::{EventKind, for_each_event};
-use encore_data::ingest::{ColumnMap, IngestOptions, IngestReport, read_purchases};
+use encore_data::ingest::{ColumnMap, IngestOptions, IngestReport};
+use encore_data::input::read_purchases;
 use encore_data::timestamp::format_timestamp;
-use encore_model::artifact::{DataSummary, EventInputSummary};
 use encore_model::engine::ItemMeta;
+use encore_model::manifest::{DataSummary, EventInputSummary};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 

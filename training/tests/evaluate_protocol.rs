@@ -4,13 +4,13 @@
 use encore_data::synth::{SynthParams, generate};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{InteractionMatrix, PurchaseLog, Weighting};
-use encore_model::artifact::DataSummary;
 use encore_model::engine::ItemMeta;
+use encore_model::manifest::DataSummary;
 use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{
-    EvalOptions, EvalReport, Registry, Split, evaluate_split, evaluate_with, html, list_fn,
-    prepare_split,
+    EvalOptions, EvalReport, Registry, Split, evaluate_split, evaluate_with, list_fn, prepare_split,
 };
+use encore_training::report_html as html;
 use std::collections::{HashMap, HashSet};
 
 const DAY: i64 = 86_400;

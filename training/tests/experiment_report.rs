@@ -4,8 +4,8 @@
 //! to see the figures docs/experiments.md quotes.
 
 use encore_data::events::{Event, EventKind};
-use encore_model::customer::special::ln_gamma;
 use encore_model::experiment::{Experiment, ExperimentsConfig};
+use encore_model::math::special::ln_gamma;
 use encore_training::experiment_report::sim::{Arm, Simulation, write_event_dir};
 use encore_training::experiment_report::{
     ExperimentReport, ReportOptions, Z_95, experiment_report, report_from_dir,

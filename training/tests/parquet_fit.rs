@@ -191,7 +191,7 @@ fn parquet_and_csv_fit_the_same_model() {
     assert_eq!(mb["data"]["source"], parts.display().to_string());
     assert_eq!(
         mb["data"]["fingerprint"],
-        encore_data::ingest::fingerprint_file(&parts).unwrap()
+        encore_data::input::fingerprint_file(&parts).unwrap()
     );
 }
 

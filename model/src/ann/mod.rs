@@ -55,11 +55,10 @@ pub enum AnnError {
     Empty { rows: usize, dim: usize },
     #[error("vector {row} has a non-finite component")]
     NonFinite { row: usize },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: damaged or foreign index file: {reason}")]
     Corrupt { path: PathBuf, reason: String },
@@ -76,7 +75,7 @@ impl AnnError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         AnnError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

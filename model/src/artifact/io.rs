@@ -9,6 +9,7 @@
 
 use super::ArtifactError;
 use crate::le::{Crc32Writer, put_le};
+use crate::manifest::FileEntry;
 use encore_data::Csr;
 use ndarray::Array2;
 use std::fs::{self, File};
@@ -17,13 +18,6 @@ use std::path::{Path, PathBuf};
 
 const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
 const MAGIC_CSR: &[u8; 8] = b"ENCCSR\0\x01";
-
-/// Size and checksum of one artifact file, as recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileEntry {
-    pub bytes: u64,
-    pub crc32: u32,
-}
 
 /// Writes `bytes` to `dir/name`, fsyncs it and returns its manifest entry.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry, ArtifactError> {
@@ -314,12 +308,16 @@ impl StagingDir {
         }
         self.committed = true;
         if let Some(parent) = self.target.parent() {
-            // Best effort: makes the rename itself durable.
-            let _ = sync_dir(if parent.as_os_str().is_empty() {
+            // Makes the rename itself durable. The artifact is in place and
+            // whole either way, so a failure is reported, not returned.
+            let parent = if parent.as_os_str().is_empty() {
                 Path::new(".")
             } else {
                 parent
-            });
+            };
+            if let Err(e) = sync_dir(parent) {
+                tracing::warn!(error = %e, "model written, but its directory could not be fsynced");
+            }
         }
         if let Some(old) = old {
             fs::remove_dir_all(&old).map_err(|e| ArtifactError::io(&old, e))?;
@@ -337,9 +335,7 @@ impl Drop for StagingDir {
 }
 
 fn sync_dir(path: &Path) -> Result<(), ArtifactError> {
-    File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| ArtifactError::io(path, e))
+    encore_data::durable::sync_dir(path).map_err(|e| ArtifactError::io(path, e))
 }
 
 #[cfg(test)]

@@ -31,131 +31,29 @@
 mod io;
 pub mod store;
 
-pub use io::FileEntry;
-
 use crate::ann::HnswIndex;
-use crate::cf::als::{Als, AlsParams};
+use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
 use crate::customer::book::{CustomerBook, CustomerModels, CustomerProfile};
 use crate::customer::replenishment::Replenishment;
 use crate::engine::{Engine, EngineParts, ItemMeta};
+use crate::manifest::{FORMAT_VERSION, FileEntry, Manifest};
 use encore_data::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The artifact format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
-
 const MANIFEST: &str = "manifest.json";
 const HNSW_BASENAME: &str = "similar";
-
-/// What the training data looked like.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DataSummary {
-    /// `sha256:` of the input file as read.
-    pub fingerprint: String,
-    pub source: String,
-    pub rows_read: u64,
-    pub rows_accepted: u64,
-    pub rows_rejected: u64,
-    pub customers: usize,
-    pub items: usize,
-    pub orders: usize,
-    /// Non-zero (customer, item) pairs the models trained on.
-    pub interactions: usize,
-    pub first_purchase: Option<String>,
-    pub last_purchase: Option<String>,
-    /// Purchase events merged into the input (`encore-train fit --events`);
-    /// absent when none were read. Optional, so manifests without it load.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<EventInputSummary>,
-}
-
-/// What `fit --events DIR` merged from an event log (see `encore-train`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EventInputSummary {
-    /// The event log directory read.
-    pub dir: String,
-    /// Log files read.
-    pub files: usize,
-    /// Purchase events added to the history.
-    pub purchases_merged: u64,
-    /// Purchase events skipped because their order is in the input file already.
-    pub purchases_in_input: u64,
-    /// Exposures and clicks (not training input).
-    pub other_events: u64,
-    /// Files ending in an unacknowledged partial line (skipped).
-    pub torn_tails: usize,
-    /// Times of the first and last merged purchase.
-    pub first_purchase: Option<String>,
-    pub last_purchase: Option<String>,
-}
-
-/// The artifact's table of contents, written last.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub format_version: u32,
-    /// Unique name of this model, e.g. `20261122T231500Z-3fa2c1d0`.
-    pub model_version: String,
-    /// RFC 3339 time the artifact was written.
-    pub created_at: String,
-    /// Version of Encore that wrote it.
-    pub encore_version: String,
-    pub data: DataSummary,
-    /// The training configuration, as given.
-    pub config: serde_json::Value,
-    /// ALS hyper-parameters (also inside `config`; here because loading needs them).
-    pub als: AlsParams,
-    /// Evaluation figures of the training run, if any.
-    pub metrics: serde_json::Value,
-    /// Which model built the precomputed "for you" lists, and the re-ranker's
-    /// weights when it did (absent in artifacts without those lists).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub for_you: Option<ForYouSummary>,
-    /// Every other file of the artifact with its size and checksum.
-    #[serde(default)]
-    pub files: BTreeMap<String, FileEntry>,
-}
-
-/// How the precomputed "for you" lists were built.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ForYouSummary {
-    /// `ranker` or `tifu_als`.
-    pub model: String,
-    /// Why the configured model was not used, if it was not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback_reason: Option<String>,
-    /// The re-ranker's training rows and weights by feature, largest first.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ranker: Option<RankerSummary>,
-}
-
-/// What the re-ranker learned, as recorded in the manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RankerSummary {
-    /// `logistic` or `boosted_trees`.
-    pub learner: String,
-    pub training_customers: usize,
-    pub training_rows: usize,
-    pub training_positives: usize,
-    /// Logistic regression only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intercept: Option<f64>,
-    /// By feature, largest first: the weights of the standardised features
-    /// (logistic regression) or each feature's share of the splits (trees).
-    pub importance: Vec<(String, f64)>,
-}
 
 /// Why an artifact could not be written or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: not an Encore model directory (no manifest.json)")]
     NotAnArtifact { path: PathBuf },
@@ -177,7 +75,7 @@ impl ArtifactError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ArtifactError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }
@@ -451,7 +349,7 @@ fn write_json<T: Serialize + ?Sized>(
     dir: &Path,
     name: &str,
     value: &T,
-) -> Result<io::FileEntry, ArtifactError> {
+) -> Result<FileEntry, ArtifactError> {
     io::write_with(dir, name, |w| {
         serde_json::to_writer(w, value).map_err(std::io::Error::other)
     })

@@ -41,8 +41,10 @@
 //! and a rollback reads `HISTORY` and moves `CURRENT` without another change
 //! in between. Readers (the server's watcher, `versions`) take no lock.
 
-use super::{ArtifactError, Manifest, read_manifest};
+use super::{ArtifactError, read_manifest};
 use crate::engine::Engine;
+use crate::manifest::Manifest;
+use encore_data::durable::{ReplaceError, replace_file};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,11 +63,10 @@ pub const STALE_STAGING: Duration = Duration::from_secs(10 * 60);
 pub enum StoreError {
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{store}: no version '{version}' in the store")]
     UnknownVersion { store: PathBuf, version: String },
@@ -105,7 +106,7 @@ pub enum StoreError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     }
 }
 
@@ -372,22 +373,25 @@ impl Store {
     }
 
     fn write_current(&self, version: &str) -> Result<(), StoreError> {
-        let tmp = self.root.join(format!("{CURRENT}.tmp"));
         let path = self.root.join(CURRENT);
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            writeln!(f, "{version}").map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
+        match replace_file(&path, format!("{version}\n").as_bytes()) {
+            Ok(()) => {}
+            Err(ReplaceError::NotReplaced { path, error }) => {
+                return Err(StoreError::Io { path, cause: error });
+            }
+            // CURRENT names the new version: the change is made, and HISTORY
+            // must record it; only its durability across a power loss is weak.
+            Err(e @ ReplaceError::NotDurable { .. }) => {
+                tracing::warn!(error = %e, "CURRENT replaced, but not yet durable");
+            }
         }
-        fs::rename(&tmp, &path).map_err(io(&path))?;
-        let _ = File::open(&self.root).and_then(|d| d.sync_all());
         let history = self.root.join(HISTORY);
         let mut h = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&history)
             .map_err(io(&history))?;
-        let now = crate::pipeline::now_rfc3339();
+        let now = encore_data::timestamp::format_timestamp(encore_data::timestamp::now_secs());
         writeln!(h, "{now} {version}").map_err(io(&history))?;
         h.sync_all().map_err(io(&history))?;
         Ok(())
@@ -479,7 +483,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::DataSummary;
+    use crate::manifest::DataSummary;
     use crate::pipeline::{EngineConfig, train_engine};
     use encore_data::PurchaseLog;
 

@@ -26,7 +26,7 @@
 //! The base models are fitted on the history part by the caller's `build`
 //! function; every candidate of every labelled customer becomes one row,
 //! positive when the item was bought in the label part. The learner is
-//! boosted trees ([`crate::cf::boosting`], default) or a logistic regression
+//! boosted trees ([`crate::learn::boosting`], default) or a logistic regression
 //! on standardised features (linfa-logistic, L2 penalty `l2`). At serving
 //! time the same features are computed from base models fitted on the whole
 //! log ([`Signals`]), and candidates are ranked by the learner's score.
@@ -76,10 +76,10 @@
 //! give the same weights and lists.
 
 use crate::cf::als::{Als, SCORE_BLOCK};
-use crate::cf::boosting::{Boosted, BoostingParams};
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::tifu::TifuKnn;
-use crate::customer::propensity::{column_stats, fit_logistic, standardise};
+use crate::learn::boosting::{Boosted, BoostingParams};
+use crate::learn::logistic::{column_stats, fit_logistic, standardise};
 use crate::topk::{rank_order, top_k, top_k_dense};
 use encore_data::{ByCustomer, PurchaseLog};
 use ndarray::{Array1, Array2};
@@ -136,7 +136,7 @@ const OWN_NEXT_PRIOR: f64 = 2.0;
 pub enum Learner {
     /// Logistic regression (linfa-logistic) on standardised features.
     Logistic,
-    /// Gradient-boosted trees ([`crate::cf::boosting`]).
+    /// Gradient-boosted trees ([`crate::learn::boosting`]).
     #[default]
     BoostedTrees,
 }

@@ -41,9 +41,9 @@
 //!   and may never reach 1 (it is bounded when `a > 1`); the method returns
 //!   `None` when 1 is not reached within the caller's `max_horizon`.
 
-use super::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
-use super::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
 use super::summary::{CustomerSummary, DAY_SECS};
+use crate::math::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
+use crate::math::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
@@ -111,11 +111,13 @@ pub enum BgNbdError {
     },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// A special function failed.
     #[error("special function: {0}")]
-    Special(#[from] SpecialError),
+    Special(SpecialError),
 }
+
+crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
 
 /// A fitted (or given) BG/NBD model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,7 +141,7 @@ pub struct BgNbd {
     /// optimiser's tolerance but the likelihood's values there spreading
     /// wider than `tol`: the likelihood's own rounding, typically far out
     /// on the ridge `a → 0, b → ∞` of a history where almost nobody drops
-    /// out ([`super::optim`]). The fit is then as good as the arithmetic
+    /// out ([`crate::math::optim`]). The fit is then as good as the arithmetic
     /// allows.
     #[serde(default)]
     pub collapsed: bool,
@@ -237,7 +239,7 @@ impl BgNbdParams {
             adaptive: true,
         };
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let mut best: Option<super::optim::NelderMeadResult> = None;
+        let mut best: Option<crate::math::optim::NelderMeadResult> = None;
         for start in 0..self.starts {
             let x0: Vec<f64> = if start == 0 {
                 self.initial.iter().map(|v| v.ln()).collect()

@@ -86,16 +86,18 @@ impl Default for CustomerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum CustomerConfigError {
     #[error("customers.rfm: {0}")]
-    Rfm(#[from] RfmError),
+    Rfm(RfmError),
     #[error("customers.lifecycle: {0}")]
-    Lifecycle(#[from] LifecycleError),
+    Lifecycle(LifecycleError),
     #[error("customers.kpis: {0}")]
-    Kpis(#[from] KpiError),
+    Kpis(KpiError),
     #[error("customers.replenishment: {0}")]
-    Replenishment(#[from] ReplenishmentError),
+    Replenishment(ReplenishmentError),
     #[error("customers.{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
+
+crate::error_from!(CustomerConfigError { Rfm(RfmError), Lifecycle(LifecycleError), Kpis(KpiError), Replenishment(ReplenishmentError) });
 
 /// One customer's figures at the reference time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -34,9 +34,9 @@
 //! `CLV = Σ_m margin · E[M] · (E[Y(mL)] − E[Y((m−1)L)]) / (1+d)^(m/12)`.
 
 use super::bgnbd::{BgNbd, BgNbdError};
-use super::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
-use super::special::ln_gamma;
 use super::summary::TimeUnit;
+use crate::math::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
+use crate::math::special::ln_gamma;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the Gamma-Gamma fit.
@@ -91,14 +91,16 @@ pub enum GammaGammaError {
     InfiniteMean { x: f64, pxq: f64 },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// The BG/NBD part of a CLV failed.
     #[error("BG/NBD: {0}")]
-    BgNbd(#[from] BgNbdError),
+    BgNbd(BgNbdError),
     /// The repeat-buying model failed.
     #[error("repeat-buying model: {0}")]
-    Repeat(#[from] super::repeat::RepeatModelError),
+    Repeat(super::repeat::RepeatModelError),
 }
+
+crate::error_from!(GammaGammaError { Optim(OptimError), BgNbd(BgNbdError), Repeat(super::repeat::RepeatModelError) });
 
 /// A fitted (or given) Gamma-Gamma model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,7 +119,7 @@ pub struct GammaGamma {
     pub converged: bool,
     /// Whether the fit ended with its parameters known to the optimiser's
     /// tolerance but the likelihood's values there spreading wider than
-    /// `tol` (its own rounding; see [`super::optim`]).
+    /// `tol` (its own rounding; see [`crate::math::optim`]).
     #[serde(default)]
     pub collapsed: bool,
     /// Customers fitted on (those with `x > 0`).

@@ -27,7 +27,7 @@
 use super::repeat::{
     FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
 };
-use super::special::{hyp2f1_scaled, ln_gamma, log_add_exp};
+use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp};
 use serde::{Deserialize, Serialize};
 
 const NAME: &str = "MBG/NBD";
@@ -56,7 +56,7 @@ pub struct MbgNbd {
     pub iterations: usize,
     /// Whether the winning start met the tolerance.
     pub converged: bool,
-    /// Whether the winning start's simplex collapsed (see [`super::optim`]).
+    /// Whether the winning start's simplex collapsed (see [`crate::math::optim`]).
     #[serde(default)]
     pub collapsed: bool,
     /// Customers fitted on.

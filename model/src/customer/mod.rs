@@ -41,8 +41,10 @@
 //! * [`replenishment`]: per-item replenishment cycles (days per unit, shrunk
 //!   towards category and global priors) and each customer's "buy again" list,
 //!   ranked by the probability of re-buying an item soon.
-//! * [`optim`] and [`special`]: the Nelder–Mead optimiser and the special
-//!   functions (`ln Γ`, `₂F₁`) the models are built on.
+//!
+//! The Nelder–Mead optimiser and the special functions (`ln Γ`, `₂F₁`) the
+//! models are built on are in [`crate::math`]; the propensity model's
+//! logistic regression is in [`crate::learn`].
 //!
 //! ```
 //! use encore_data::PurchaseLog;
@@ -72,7 +74,6 @@ pub mod gamma_gamma;
 pub mod kpis;
 pub mod lifecycle;
 pub mod mbg_nbd;
-pub mod optim;
 pub mod pareto_nbd;
 pub mod propensity;
 pub mod repeat;
@@ -80,5 +81,4 @@ pub mod replenishment;
 pub mod rfm;
 pub mod segments;
 pub mod select;
-pub mod special;
 pub mod summary;

@@ -21,7 +21,7 @@
 //! `₂F₁` in `[0, 1)`, where its series converges (slowly only when the two
 //! rates differ by orders of magnitude and `t` is small). Everything is
 //! evaluated in logs: `ln F(t)` from the scaled series
-//! ([`super::special::hyp2f1_scaled`], no overflow for heavy buyers),
+//! ([`crate::math::special::hyp2f1_scaled`], no overflow for heavy buyers),
 //! `ln A₀ = ln F(t_x) + ln(1 − e^{ln F(T) − ln F(t_x)})` with `expm1` (no
 //! loss when `t_x` is close to `T`; `A₀ = 0` when `t_x = T`), and the
 //! bracket by log-sum-exp.
@@ -31,7 +31,7 @@
 //! `z (m+1−b+k)/(m+1+k)` are all below `z`, so the terms fall from the
 //! first (the plain series first climbs for `max(m, b)` terms, hundreds for
 //! heavy buyers), and `m+1−b` is `r+x` or `s+1`, positive, so no term
-//! cancels another. From `z = ½` on, [`super::special::ln_hyp2f1`] takes
+//! cancels another. From `z = ½` on, [`crate::math::special::ln_hyp2f1`] takes
 //! Gauss's continued fraction for this `a = 1` form instead, which settles
 //! in a few dozen levels. The series would need up to about `37/(1 − z)` terms, which
 //! grows without bound as the two rates drift apart
@@ -58,11 +58,11 @@
 //!   The factor `[1 − q^(s−1)]/(s−1)` is computed as `−expm1((s−1) ln q)/(s−1)`,
 //!   and as its limit `−ln q` at `s = 1`: no removable singularity to step around.
 
-use super::optim::NelderMeadResult;
 use super::repeat::{
     FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
 };
-use super::special::{ln_gamma, ln_hyp2f1, log_add_exp};
+use crate::math::optim::NelderMeadResult;
+use crate::math::special::{ln_gamma, ln_hyp2f1, log_add_exp};
 use serde::{Deserialize, Serialize};
 
 const NAME: &str = "Pareto/NBD";
@@ -91,7 +91,7 @@ pub struct ParetoNbd {
     pub iterations: usize,
     /// Whether the winning start met the tolerance.
     pub converged: bool,
-    /// Whether the winning start's simplex collapsed (see [`super::optim`]).
+    /// Whether the winning start's simplex collapsed (see [`crate::math::optim`]).
     #[serde(default)]
     pub collapsed: bool,
     /// Customers fitted on.
@@ -256,7 +256,7 @@ impl ParetoNbd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::customer::special::hyp2f1;
+    use crate::math::special::hyp2f1;
 
     /// The published CDNOW estimates.
     fn cdnow() -> ParetoNbd {

@@ -3,11 +3,11 @@
 //!
 //! [`super::pareto_nbd`] and [`super::mbg_nbd`] are fitted exactly like
 //! [`super::bgnbd`]: penalised maximum likelihood over the logarithms of
-//! their four parameters by Nelder–Mead ([`super::optim`]), restarted until
+//! their four parameters by Nelder–Mead ([`crate::math::optim`]), restarted until
 //! it stops improving, optionally from several random starts.
 
-use super::optim::{NelderMeadOptions, NelderMeadResult, OptimError, minimize_nelder_mead};
-use super::special::SpecialError;
+use crate::math::optim::{NelderMeadOptions, NelderMeadResult, OptimError, minimize_nelder_mead};
+use crate::math::special::SpecialError;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
@@ -73,14 +73,16 @@ pub enum RepeatModelError {
     },
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
-    Optim(#[from] OptimError),
+    Optim(OptimError),
     /// A special function failed.
     #[error("special function: {0}")]
-    Special(#[from] SpecialError),
+    Special(SpecialError),
     /// The BG/NBD model failed (when used through [`super::select::RepeatModel`]).
     #[error("BG/NBD: {0}")]
-    BgNbd(#[from] super::bgnbd::BgNbdError),
+    BgNbd(super::bgnbd::BgNbdError),
 }
+
+crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(super::bgnbd::BgNbdError) });
 
 /// Checks one customer's `(x, t_x, T)`.
 pub(crate) fn check_customer(

@@ -155,7 +155,7 @@ impl RepeatModel {
         }
     }
 
-    /// Whether the fit's simplex collapsed (see [`super::optim`]).
+    /// Whether the fit's simplex collapsed (see [`crate::math::optim`]).
     pub fn collapsed(&self) -> bool {
         match self {
             RepeatModel::BgNbd(m) => m.collapsed,

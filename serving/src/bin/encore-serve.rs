@@ -45,7 +45,9 @@ async fn main() -> std::process::ExitCode {
     match serve().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {}", encore_data::error_chain::describe(e.as_ref()));
+            // Each error says its cause in its message (see encore_data):
+            // the chain, one cause after another, says each once.
+            eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -14,12 +14,13 @@
 //! `x-encore-variant` headers), and the exposure is logged. Every answer
 //! carries its `request_id` (the `X-Request-Id` header's value).
 
-use super::experiments::{self, EXPERIMENT_HEADER, Placement, VARIANT_HEADER};
+use super::experiments::{self, EXPERIMENT_HEADER, VARIANT_HEADER};
 use super::{
     ScoredItem, check_category, check_id, check_ids, known_items, model_response, parse_k,
     scored_items, snapshot,
 };
 use crate::error::ApiError;
+use crate::experiments::Placement;
 use crate::state::AppState;
 use crate::trace::RequestId;
 use actix_web::http::header::{HeaderName, HeaderValue};

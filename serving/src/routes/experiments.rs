@@ -1,16 +1,8 @@
-//! Online experiments on the server: which experiment runs where, what a
-//! variant serves, the exposures the server logs, and the admin API
-//! (`GET` and `PUT /v1/admin/experiments`).
+//! Online experiments in the routes: what a variant serves, the exposures
+//! the server logs, and the admin API (`GET` and `PUT /v1/admin/experiments`).
+//! The running configuration, the placements and the assignment are
+//! [`crate::experiments`]'.
 //!
-//! The configuration and the assignment rule are
-//! [`encore_model::experiment`]'s. The server adds:
-//!
-//! * **Placement.** An experiment runs on a placement, a list of the API;
-//!   the only one is `recommendations`, the personal "for you" list of
-//!   `GET /v1/customers/{id}/recommendations`. At most one experiment runs
-//!   per placement: a configuration with two is refused (at start, naming
-//!   the file, and by the admin API), so a customer never sees two
-//!   experiments on one list and no precedence rule is needed.
 //! * **Serving a variant.** The customer id is assigned with
 //!   [`Experiment::assign`] (unknown customers too: the hash needs only the
 //!   id) and the variant's strategy is served as the plain route would serve
@@ -37,222 +29,37 @@
 //!   request id, with the id `exposure:{request_id}:{hash of experiment and
 //!   customer}`, so a retry carrying the same `X-Request-Id` is logged once
 //!   and a reused request id cannot hide another customer's exposure. The request does not wait for the fsync
-//!   ([`super::events::EventSink::submit_exposure`]): exposures are at most
+//!   (`EventSink::submit_exposure`): exposures are at most
 //!   once, dropped and counted when the writer's queue is full or the log
 //!   failed, while posted events stay durable.
 //! * **Admin API.** `GET` answers the running configuration as JSON specs;
 //!   `PUT` replaces the whole set from `{"experiments": [spec, ...]}`,
 //!   validated like the file (`400 invalid_experiments` naming the
-//!   experiment, variant and key; the old set keeps running). With an
-//!   experiments file, the new set is first written to it (a temporary file
-//!   in the same directory, fsynced, renamed over it, the directory fsynced)
-//!   so that a restart keeps it; if that fails the old set keeps running
-//!   (`500 experiments_save_failed`). The file is rewritten whole, so its
-//!   comments are lost.
-//!
-//! # Implementation notes
-//! The configuration sits in an [`ArcSwap`], like the model: a request to
-//! the recommendations route does one `load` and, when no experiment runs
-//! there, nothing else (no allocation, no reference count). A request under
-//! an experiment keeps one snapshot for its whole life, so a `PUT` landing
-//! mid-request never mixes two configurations in one answer.
+//!   experiment, variant and key; the old set keeps running), and saves it
+//!   to the experiments file when there is one (see [`crate::experiments`]).
 
 use super::JsonObject;
-use super::events::apply_recent_to_due;
 use super::outreach::NoQuery;
 use crate::error::{ApiError, Code};
+use crate::events::apply_recent_to_due;
+use crate::experiments::{Assigned, Running};
 use crate::state::AppState;
 use crate::trace::RequestId;
 use actix_web::{HttpResponse, web};
-use arc_swap::ArcSwap;
 use encore_data::events::event_from_value;
+use encore_data::timestamp::now_secs;
 use encore_model::engine::{Engine, ListFilter, Ranked, Source};
-use encore_model::experiment::{
-    DEFAULT_PLACEMENT, Experiment, ExperimentConfigError, ExperimentSpec, ExperimentsConfig,
-    Strategy, Variant,
-};
-use serde::{Deserialize, Serialize};
+use encore_model::experiment::{ExperimentSpec, ExperimentsConfig, Strategy};
+use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashSet;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
 
 /// The response header naming the experiment a list was served under.
 pub const EXPERIMENT_HEADER: &str = "x-encore-experiment";
 /// The response header naming the variant a list was served under.
 pub const VARIANT_HEADER: &str = "x-encore-variant";
-
-/// Where an experiment can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
-    /// `GET /v1/customers/{id}/recommendations`.
-    Recommendations,
-}
-
-/// A validated configuration and the experiment of each placement.
-#[derive(Debug, Default)]
-pub(crate) struct Running {
-    config: ExperimentsConfig,
-    /// The experiment (index) on the recommendations placement.
-    recommendations: Option<usize>,
-}
-
-impl Running {
-    /// Checks that at most one experiment runs per placement.
-    fn new(config: ExperimentsConfig) -> Result<Running, ExperimentConfigError> {
-        let mut recommendations: Option<usize> = None;
-        for (i, e) in config.experiments().iter().enumerate() {
-            // The model crate checks the name; every placement it knows is here.
-            let slot = match e.placement() {
-                DEFAULT_PLACEMENT => &mut recommendations,
-                other => {
-                    return Err(ExperimentConfigError::Invalid {
-                        experiment: Some(e.name().to_string()),
-                        variant: None,
-                        key: "placement".into(),
-                        message: format!("this server has no placement {other:?}"),
-                    });
-                }
-            };
-            if let Some(first) = *slot {
-                return Err(ExperimentConfigError::Invalid {
-                    experiment: Some(e.name().to_string()),
-                    variant: None,
-                    key: "placement".into(),
-                    message: format!(
-                        "experiment {:?} already runs on placement {:?}; at most one \
-                         experiment runs per placement (remove or move one of them)",
-                        config.experiments()[first].name(),
-                        e.placement()
-                    ),
-                });
-            }
-            *slot = Some(i);
-        }
-        Ok(Running {
-            config,
-            recommendations,
-        })
-    }
-
-    fn specs(&self) -> Vec<ExperimentSpec> {
-        self.config
-            .experiments()
-            .iter()
-            .map(Experiment::spec)
-            .collect()
-    }
-}
-
-/// The running experiments and where admin changes are saved.
-#[derive(Debug, Default)]
-pub(crate) struct Experiments {
-    running: ArcSwap<Running>,
-    /// The experiments file, rewritten by `PUT /v1/admin/experiments`.
-    file: Option<PathBuf>,
-    /// Serialises replacements (file write and swap).
-    replace_lock: Mutex<()>,
-}
-
-impl Experiments {
-    /// Runs `config` (at most one experiment per placement).
-    pub(crate) fn new(
-        config: ExperimentsConfig,
-        file: Option<PathBuf>,
-    ) -> Result<Experiments, ExperimentConfigError> {
-        Ok(Experiments {
-            running: ArcSwap::from_pointee(Running::new(config)?),
-            file,
-            replace_lock: Mutex::new(()),
-        })
-    }
-
-    /// Reads and runs the experiments file at `path`; errors name the file.
-    pub(crate) fn load(path: &Path) -> Result<Experiments, ExperimentConfigError> {
-        let config = ExperimentsConfig::from_path(path)?;
-        let names: Vec<String> = config
-            .experiments()
-            .iter()
-            .map(|e| e.name().to_string())
-            .collect();
-        let experiments = Self::new(config, Some(path.to_path_buf())).map_err(|e| {
-            ExperimentConfigError::InFile {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            }
-        })?;
-        tracing::info!(file = %path.display(), experiments = ?names, "experiments loaded");
-        Ok(experiments)
-    }
-
-    /// The experiment running on `placement`, and the variant of
-    /// `customer_id` in it; `None` (after one atomic load) when none runs.
-    pub(crate) fn assign(&self, placement: Placement, customer_id: &str) -> Option<Assigned> {
-        let running = self.running.load();
-        let experiment = match placement {
-            Placement::Recommendations => running.recommendations?,
-        };
-        let variant = running.config.experiments()[experiment].assign_index(customer_id);
-        Some(Assigned {
-            running: arc_swap::Guard::into_inner(running),
-            experiment,
-            variant,
-        })
-    }
-
-    /// Writes `running` to the experiments file (if any), then swaps it in.
-    /// On a write error the old configuration keeps running.
-    fn replace(&self, running: Running) -> Result<Option<PathBuf>, ApiError> {
-        let _one_at_a_time = self
-            .replace_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(path) = &self.file {
-            let text = to_toml(&running)?;
-            write_atomically(path, &text).map_err(|e| {
-                tracing::error!(file = %path.display(), error = %e, "experiments file not written");
-                ApiError::new(
-                    Code::ExperimentsSaveFailed,
-                    format!(
-                        "the experiments file {} could not be written ({e}); the running \
-                         experiments are unchanged",
-                        path.display()
-                    ),
-                )
-            })?;
-        }
-        let names: Vec<&str> = running
-            .config
-            .experiments()
-            .iter()
-            .map(Experiment::name)
-            .collect();
-        tracing::info!(experiments = ?names, saved = self.file.is_some(), "experiments replaced");
-        self.running.store(Arc::new(running));
-        Ok(self.file.clone())
-    }
-}
-
-/// A customer's variant in the experiment of a placement, with the
-/// configuration snapshot it came from.
-pub(crate) struct Assigned {
-    running: Arc<Running>,
-    experiment: usize,
-    variant: usize,
-}
-
-impl Assigned {
-    pub(crate) fn experiment(&self) -> &Experiment {
-        &self.running.config.experiments()[self.experiment]
-    }
-
-    pub(crate) fn variant(&self) -> &Variant {
-        &self.experiment().variants()[self.variant]
-    }
-}
-
 /// The list `assigned`'s variant serves to `customer_id` (see the module
 /// docs for how the request's `k`, `category` and `exclude` combine with it).
 pub(crate) async fn serve(
@@ -438,12 +245,6 @@ pub(crate) fn log_exposure(
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 /// The body of `PUT /v1/admin/experiments`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -460,8 +261,8 @@ pub(crate) async fn get_experiments(
 ) -> HttpResponse {
     let experiments = state.experiments();
     HttpResponse::Ok().json(json!({
-        "experiments": experiments.running.load().specs(),
-        "file": experiments.file.as_ref().map(|p| p.display().to_string()),
+        "experiments": experiments.specs(),
+        "file": experiments.file().map(|p| p.display().to_string()),
     }))
 }
 
@@ -495,166 +296,4 @@ pub(crate) async fn put_experiments(
         // Whether a restart keeps the change: only with an experiments file.
         "saved": saved.is_some(),
     })))
-}
-
-/// The experiments file's text for `running`, checked to read back equal.
-fn to_toml(running: &Running) -> Result<String, ApiError> {
-    #[derive(Serialize)]
-    struct File {
-        experiment: Vec<ExperimentSpec>,
-    }
-    let text = toml::to_string(&File {
-        experiment: running.specs(),
-    })
-    .map_err(ApiError::internal)?;
-    let text = format!(
-        "# The experiments of encore-serve, last written by PUT /v1/admin/experiments.\n\
-         # Hand edits take effect at the next start; the next PUT rewrites the whole file (comments are not kept).\n\n{text}"
-    );
-    match ExperimentsConfig::from_toml_str(&text) {
-        Ok(back) if back == running.config => Ok(text),
-        Ok(_) => Err(ApiError::internal(
-            "the experiments file would not read back as the configuration",
-        )),
-        Err(e) => Err(ApiError::internal(format!(
-            "the experiments file would not read back: {e}"
-        ))),
-    }
-}
-
-/// Replaces `path` with `text` so that a crash leaves the old or the new
-/// file whole: a temporary file in the same directory, fsynced, renamed over
-/// `path`, then the directory fsynced.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the experiments path names no file"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    // The rename has replaced the file: from here on the new text is what a
-    // restart reads, so a failed directory fsync must not report the save as
-    // failed (the caller would keep the old set running while the file holds
-    // the new one). It only weakens durability across a power loss.
-    #[cfg(unix)]
-    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
-        tracing::warn!(dir = %dir.display(), error = %e, "experiments file saved, but its directory could not be fsynced");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const TWO: &str = r#"
-[[experiment]]
-name = "a"
-control = "x"
-[[experiment.variant]]
-name = "x"
-share = 0.5
-strategy = { list = "als", k = 10 }
-[[experiment.variant]]
-name = "y"
-share = 0.5
-strategy = { list = "popular", k = 5, category = "tea" }
-
-[[experiment]]
-name = "b"
-placement = "recommendations"
-control = "x"
-[[experiment.variant]]
-name = "x"
-share = 0.3
-strategy = { list = "buy_again", k = 3 }
-[[experiment.variant]]
-name = "y"
-share = 0.7
-strategy = { list = "for_you", k = 7 }
-"#;
-
-    #[test]
-    fn two_experiments_on_one_placement_are_refused_naming_both() {
-        let config = ExperimentsConfig::from_toml_str(TWO).unwrap();
-        let e = Running::new(config).unwrap_err().to_string();
-        assert!(
-            e.contains("\"b\"") && e.contains("\"a\"") && e.contains("placement"),
-            "{e}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("experiments.toml");
-        std::fs::write(&path, TWO).unwrap();
-        let e = Experiments::load(&path).unwrap_err().to_string();
-        assert!(
-            e.contains("experiments.toml") && e.contains("placement"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn assignment_follows_the_running_experiment() {
-        let one = TWO.split("[[experiment]]\nname = \"b\"").next().unwrap();
-        let config = ExperimentsConfig::from_toml_str(one).unwrap();
-        let want = config.experiments()[0].clone();
-        let experiments = Experiments::new(config, None).unwrap();
-        for id in ["c1", "c2", "stranger", "17850"] {
-            let a = experiments.assign(Placement::Recommendations, id).unwrap();
-            assert_eq!(a.experiment().name(), "a");
-            assert_eq!(a.variant(), want.assign(id));
-        }
-        assert!(
-            Experiments::default()
-                .assign(Placement::Recommendations, "c1")
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn the_file_is_replaced_whole_and_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("experiments.toml");
-        std::fs::write(&path, "").unwrap();
-        let experiments = Experiments::load(&path).unwrap();
-        let b = TWO.split("[[experiment]]\nname = \"b\"").nth(1).unwrap();
-        let config =
-            ExperimentsConfig::from_toml_str(&format!("[[experiment]]\nname = \"b\"{b}")).unwrap();
-        let saved = experiments
-            .replace(Running::new(config.clone()).unwrap())
-            .unwrap();
-        assert_eq!(saved.as_deref(), Some(path.as_path()));
-        assert_eq!(ExperimentsConfig::from_path(&path).unwrap(), config);
-        // No temporary file is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["experiments.toml"]);
-        // A file that cannot be written leaves the old configuration running.
-        let gone = Experiments::new(
-            ExperimentsConfig::default(),
-            Some(dir.path().join("missing-dir").join("x.toml")),
-        )
-        .unwrap();
-        let err = gone.replace(Running::new(config).unwrap()).unwrap_err();
-        assert_eq!(err.code(), Code::ExperimentsSaveFailed);
-        assert!(gone.assign(Placement::Recommendations, "c1").is_none());
-    }
 }

@@ -13,7 +13,8 @@ use crate::state::ModelSource;
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use encore_model::artifact::{Manifest, read_manifest};
+use encore_model::artifact::read_manifest;
+use encore_model::manifest::Manifest;
 use futures_util::StreamExt as _;
 use serde_json::json;
 

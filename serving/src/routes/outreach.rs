@@ -8,15 +8,15 @@
 //! Purchases logged since then (`POST /v1/events`) apply at once: in
 //! buy-again and next-purchase's `replenishment`, an item bought since goes
 //! to the end of the list with score 0 and its clock restarted at the
-//! purchase ([`super::events::apply_recent_to_due`]); next-purchase's
+//! purchase ([`crate::events::apply_recent_to_due`]); next-purchase's
 //! `recommended_items` leave such items out; and the reactivation audience
 //! skips customers who bought since (they are no longer lapsing). Profiles,
 //! stages and the other figures wait for the next training run.
 
-use super::events::apply_recent_to_due;
 use super::{check_id, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
+use crate::events::apply_recent_to_due;
 use crate::limits::{MAX_K, MAX_LIST_VALUES};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};

@@ -398,7 +398,9 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {}", encore_data::error_chain::describe(e.as_ref()));
+            // Each error says its cause in its message (see encore_data):
+            // the chain, one cause after another, says each once.
+            eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -797,7 +799,7 @@ fn run() -> Result<()> {
                 say!("report written to {}", path.display());
             }
             if let Some(path) = html {
-                std::fs::write(&path, encore_training::evaluate::html::render(&r)).with_context(
+                std::fs::write(&path, encore_training::report_html::render(&r)).with_context(
                     || format!("cannot write the HTML report to {}", path.display()),
                 )?;
                 say!("HTML report written to {}", path.display());

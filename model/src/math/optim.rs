@@ -139,7 +139,7 @@ impl NelderMeadOptions {
 /// Minimises `f` from `x0` with Nelder–Mead (see the module docs).
 ///
 /// ```
-/// use encore_model::customer::optim::{minimize_nelder_mead, NelderMeadOptions};
+/// use encore_model::math::optim::{minimize_nelder_mead, NelderMeadOptions};
 ///
 /// let rosenbrock = |x: &[f64]| (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2);
 /// let res = minimize_nelder_mead(rosenbrock, &[-1.2, 1.0], &NelderMeadOptions::default()).unwrap();

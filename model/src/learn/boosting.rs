@@ -1,5 +1,5 @@
 //! Gradient-boosted regression trees for binary labels (logistic loss): the
-//! non-linear learner of the "for you" re-ranker ([`crate::cf::ranker`]).
+//! non-linear learner of the "for you" re-ranker (`cf::ranker`).
 //!
 //! Why: the re-ranker's features interact (how long ago an item was bought
 //! matters only against how often it comes back; a popular item matters only

@@ -1,0 +1,297 @@
+//! The writer thread that owns the event log, and its handle [`EventSink`]
+//! (see the [module above](super) for the group commit and the exposures).
+
+use super::overlay::RecentPurchases;
+use crate::error::{ApiError, Code};
+use crate::metrics::EventCounters;
+use encore_data::event_log::{AppendOutcome, EventLog};
+use encore_data::events::Event;
+use encore_data::timestamp::now_secs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+/// The most server-made exposures that may wait for the writer; beyond
+/// this they are dropped.
+pub const MAX_PENDING_EXPOSURES: usize = 10_000;
+
+/// The most events the writer commits with one fsync.
+const MAX_EVENTS_PER_COMMIT: usize = 20_000;
+
+/// One request for the writer thread: a batch and where to send its outcome
+/// (`None`: a server-made exposure nobody waits for).
+struct WriteRequest {
+    events: Vec<Event>,
+    reply: Option<mpsc::SyncSender<Result<AppendOutcome, String>>>,
+}
+
+/// What the request path and the writer share about queued exposures.
+struct ExposureQueue {
+    /// Exposures submitted and not yet committed or refused.
+    pending: AtomicUsize,
+    /// Most exposures that may be pending.
+    capacity: usize,
+    /// Set once a write failed: the log refuses everything after.
+    failed: AtomicBool,
+    counters: Arc<EventCounters>,
+}
+
+/// The handle to the writer thread that owns the event log.
+#[derive(Clone)]
+pub(crate) struct EventSink {
+    tx: mpsc::Sender<WriteRequest>,
+    exposures: Arc<ExposureQueue>,
+}
+
+impl EventSink {
+    /// Starts the writer thread over `log`; accepted purchases go to `recent`,
+    /// and the fate of submitted exposures to `counters`.
+    pub(crate) fn spawn(
+        log: EventLog,
+        recent: Arc<RecentPurchases>,
+        counters: Arc<EventCounters>,
+    ) -> std::io::Result<EventSink> {
+        Self::spawn_with_capacity(log, recent, counters, MAX_PENDING_EXPOSURES)
+    }
+
+    /// [`spawn`](Self::spawn) with at most `capacity` pending exposures.
+    pub(crate) fn spawn_with_capacity(
+        mut log: EventLog,
+        recent: Arc<RecentPurchases>,
+        counters: Arc<EventCounters>,
+        capacity: usize,
+    ) -> std::io::Result<EventSink> {
+        let exposures = Arc::new(ExposureQueue {
+            pending: AtomicUsize::new(0),
+            capacity,
+            failed: AtomicBool::new(false),
+            counters,
+        });
+        let queue = Arc::clone(&exposures);
+        queue.counters.enabled.store(true, Ordering::Relaxed);
+        queue
+            .counters
+            .remembered_ids
+            .store(log.len() as u64, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel::<WriteRequest>();
+        std::thread::Builder::new()
+            .name("encore-event-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut queued = first.events.len();
+                    let mut requests = vec![first];
+                    while queued < MAX_EVENTS_PER_COMMIT {
+                        match rx.try_recv() {
+                            Ok(r) => {
+                                queued += r.events.len();
+                                requests.push(r);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let (batches, replies): (Vec<_>, Vec<_>) =
+                        requests.into_iter().map(|r| (r.events, r.reply)).unzip();
+                    // Server-made exposures in this commit (one event each).
+                    let submitted = replies.iter().filter(|r| r.is_none()).count();
+                    let started = std::time::Instant::now();
+                    let result = log.append_batches(batches, now_secs());
+                    let c = &queue.counters;
+                    // A commit is a write (tried): not a flush or a batch of
+                    // duplicates only, which touch no file.
+                    let wrote = result
+                        .as_ref()
+                        .map_or(true, |a| a.iter().any(|a| a.outcome.accepted > 0));
+                    if wrote {
+                        c.commits.fetch_add(1, Ordering::Relaxed);
+                        c.commit_micros
+                            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    }
+                    c.remembered_ids.store(log.len() as u64, Ordering::Relaxed);
+                    c.failed.store(result.is_err(), Ordering::Relaxed);
+                    // Before any reply: a flush that returns sees them settled.
+                    queue.pending.fetch_sub(submitted, Ordering::AcqRel);
+                    match result {
+                        Ok(appended) => {
+                            recent.record(appended.iter().flat_map(|a| &a.events));
+                            for (a, reply) in appended.into_iter().zip(replies) {
+                                match reply {
+                                    Some(reply) => {
+                                        // Counted before the answer, so that
+                                        // /metrics read after it includes them.
+                                        c.posted_accepted.fetch_add(
+                                            a.outcome.accepted as u64,
+                                            Ordering::Relaxed,
+                                        );
+                                        c.posted_duplicates.fetch_add(
+                                            a.outcome.duplicates as u64,
+                                            Ordering::Relaxed,
+                                        );
+                                        let _ = reply.send(Ok(a.outcome));
+                                    }
+                                    None => {
+                                        c.exposures_logged.fetch_add(
+                                            a.outcome.accepted as u64,
+                                            Ordering::Relaxed,
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "event log write failed; batches refused");
+                            queue.failed.store(true, Ordering::Relaxed);
+                            if submitted > 0 {
+                                queue
+                                    .counters
+                                    .exposures_dropped
+                                    .fetch_add(submitted as u64, Ordering::Relaxed);
+                                tracing::warn!(
+                                    dropped = submitted,
+                                    "experiment exposures dropped: the event log failed"
+                                );
+                            }
+                            for reply in replies.into_iter().flatten() {
+                                let _ = reply.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(EventSink { tx, exposures })
+    }
+
+    /// Logs a batch and waits until it is on disk. Blocks: call it from the
+    /// blocking pool.
+    pub(crate) fn append(&self, events: Vec<Event>) -> Result<AppendOutcome, ApiError> {
+        let (reply, outcome) = mpsc::sync_channel(1);
+        let failed = |detail: String| {
+            tracing::error!(error = %detail, "event batch not stored");
+            ApiError::new(
+                Code::EventLogFailed,
+                "the batch was not stored (nothing of it is acknowledged); the server log has the details",
+            )
+        };
+        self.tx
+            .send(WriteRequest {
+                events,
+                reply: Some(reply),
+            })
+            .map_err(|_| failed("the event writer has stopped".into()))?;
+        outcome
+            .recv()
+            .map_err(|_| failed("the event writer has stopped".into()))?
+            .map_err(failed)
+    }
+
+    /// Hands one server-made exposure to the writer and returns at once,
+    /// without waiting for the fsync. When more than the capacity are
+    /// waiting, the log has failed or the writer has stopped, the exposure
+    /// is dropped instead: counted and logged as a warning, never an error
+    /// of the request. Returns whether it was queued.
+    pub(crate) fn submit_exposure(&self, event: Event) -> bool {
+        let q = &self.exposures;
+        let reason = if q.failed.load(Ordering::Relaxed) {
+            Some("the event log failed")
+        } else if q
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < q.capacity).then_some(n + 1)
+            })
+            .is_err()
+        {
+            Some("the event writer's queue is full")
+        } else if self
+            .tx
+            .send(WriteRequest {
+                events: vec![event],
+                reply: None,
+            })
+            .is_err()
+        {
+            q.pending.fetch_sub(1, Ordering::AcqRel);
+            Some("the event writer has stopped")
+        } else {
+            None
+        };
+        match reason {
+            None => true,
+            Some(reason) => {
+                q.counters.exposures_dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(reason, "experiment exposure dropped");
+                false
+            }
+        }
+    }
+
+    /// Waits until everything handed to the writer before this call (posted
+    /// batches and submitted exposures) is on disk, or refused. Blocks: call
+    /// it from the blocking pool or outside the async workers.
+    pub(crate) fn flush(&self) -> Result<(), ApiError> {
+        self.append(Vec::new()).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use encore_data::events::EventKind;
+
+    fn exposure(id: &str) -> Event {
+        Event {
+            id: id.into(),
+            time: 1_750_000_000,
+            received_at: None,
+            kind: EventKind::Exposure {
+                customer: "c1".into(),
+                list: "als".into(),
+                items: vec!["i1".into()],
+                experiment: Some("x".into()),
+                variant: Some("a".into()),
+                request_id: Some(id.into()),
+            },
+        }
+    }
+
+    #[test]
+    fn exposures_are_queued_without_waiting_and_dropped_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |sub: &str| EventLog::open(&dir.path().join(sub), Default::default()).unwrap();
+        let counters = Arc::new(EventCounters::default());
+        let recent = Arc::new(RecentPurchases::new(0));
+        // No room: dropped and counted, never an error.
+        let full = EventSink::spawn_with_capacity(
+            open("full"),
+            Arc::clone(&recent),
+            Arc::clone(&counters),
+            0,
+        )
+        .unwrap();
+        assert!(!full.submit_exposure(exposure("e1")));
+        assert_eq!(counters.exposures_dropped.load(Ordering::Relaxed), 1);
+        full.flush().unwrap();
+        let (events, _) = encore_data::events::read_event_dir(&dir.path().join("full")).unwrap();
+        assert!(events.is_empty());
+
+        let sink = EventSink::spawn_with_capacity(
+            open("ok"),
+            Arc::clone(&recent),
+            Arc::clone(&counters),
+            10,
+        )
+        .unwrap();
+        assert!(sink.submit_exposure(exposure("e1")));
+        assert!(sink.submit_exposure(exposure("e2")));
+        // A retry of a logged exposure is a duplicate, not logged twice.
+        assert!(sink.submit_exposure(exposure("e1")));
+        sink.flush().unwrap();
+        assert_eq!(counters.exposures_logged.load(Ordering::Relaxed), 2);
+        assert_eq!(sink.exposures.pending.load(Ordering::Relaxed), 0);
+        let (events, _) = encore_data::events::read_event_dir(&dir.path().join("ok")).unwrap();
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e2"]);
+        // Once the log has failed, exposures are dropped at once.
+        sink.exposures.failed.store(true, Ordering::Relaxed);
+        assert!(!sink.submit_exposure(exposure("e3")));
+        assert_eq!(counters.exposures_dropped.load(Ordering::Relaxed), 2);
+    }
+}
