@@ -301,15 +301,21 @@ function setupKeyPanel() {
 
 // ---------------------------------------------------------------- pages
 
-async function overview(main) {
-  main.append(el('h1', { text: 'Overview' }));
-  let model;
+// The served model's description, or null after appending the API's error
+// to `main` (the first request of the Overview and Model pages).
+async function modelOrError(main) {
   try {
-    model = await api('/v1/model');
+    return await api('/v1/model');
   } catch (e) {
     main.append(errorBox(e, 'The model'));
-    return;
+    return null;
   }
+}
+
+async function overview(main) {
+  main.append(el('h1', { text: 'Overview' }));
+  const model = await modelOrError(main);
+  if (!model) return;
   const d = model.data || {};
   main.append(el('section', { 'aria-labelledby': 'h-model' }, el('h2', { id: 'h-model', text: 'Model and data window' }),
     facts([
@@ -569,13 +575,8 @@ async function audiencesPage(main) {
 
 async function modelPage(main) {
   main.append(el('h1', { text: 'Model' }));
-  let model;
-  try {
-    model = await api('/v1/model');
-  } catch (e) {
-    main.append(errorBox(e, 'The model'));
-    return;
-  }
+  const model = await modelOrError(main);
+  if (!model) return;
   const r = model.reloads || {};
   const last = r.last_error;
   main.append(el('section', { 'aria-labelledby': 'h-version' }, el('h2', { id: 'h-version', text: 'Serving version' }),
