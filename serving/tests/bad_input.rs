@@ -1060,7 +1060,11 @@ fn unknown_paths() {
                     .zip(&asked)
                     .all(|(p, a)| p == a || (p.starts_with('{') && !a.is_empty()))
         });
-        if !documented {
+        // The dashboard's page is at `/`; its assets under `/ui/` answer
+        // `route_not_found` for any name they do not hold, so only `/` is
+        // outside the API's table.
+        let dashboard = uri == "/";
+        if !documented && !dashboard {
             expect(&uri, &a, &["route_not_found"])?;
         }
         Ok(())
