@@ -173,3 +173,62 @@ fn readme_test_command_is_what_ci_runs() {
         assert!(script.contains(step), "scripts/test.sh does not run {step}");
     }
 }
+
+/// The `[dependencies]` of a crate's `Cargo.toml`: the keys of that table.
+fn dependencies(manifest: &Path) -> BTreeSet<String> {
+    let text = read(manifest);
+    let mut inside = false;
+    let mut names = BTreeSet::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let end = line.find(['.', '=', ' ']).unwrap_or(line.len());
+            names.insert(line[..end].to_string());
+        }
+    }
+    names
+}
+
+/// ARCHITECTURE.md's crate table names each crate's real dependencies: the
+/// code spans of its last column are exactly the `[dependencies]` of the
+/// crate's `Cargo.toml`.
+#[test]
+fn architecture_lists_every_crates_dependencies() {
+    let root = root();
+    let text = read(&root.join("ARCHITECTURE.md"));
+    let mut documented = BTreeSet::new();
+    for line in text.lines().filter(|l| l.starts_with("| `encore-")) {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+        let dir = cells[1].trim().trim_matches('`').trim_end_matches('/');
+        let listed: BTreeSet<String> = cells[cells.len() - 1]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        let actual = dependencies(&root.join(dir).join("Cargo.toml"));
+        assert_eq!(
+            listed, actual,
+            "ARCHITECTURE.md's dependencies of {dir}/ differ from {dir}/Cargo.toml"
+        );
+        documented.insert(dir.to_string());
+    }
+    let workspace = read(&root.join("Cargo.toml"));
+    let members_line = workspace
+        .lines()
+        .find(|l| l.starts_with("members"))
+        .expect("a members line in Cargo.toml");
+    let members: BTreeSet<String> = members_line
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        documented, members,
+        "ARCHITECTURE.md's crate table against the workspace members"
+    );
+}
