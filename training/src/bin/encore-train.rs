@@ -76,7 +76,8 @@ struct ShardHistory {
     /// As for `fit`.
     #[arg(long)]
     strict: bool,
-    /// Where skipped rows go [default: <out>.rejects.csv].
+    /// Where skipped rows go [default: not written; `fit --shared-only`
+    /// wrote the same rows].
     #[arg(long)]
     rejects: Option<PathBuf>,
     /// Event log, as given to `fit --shared-only`.
@@ -85,21 +86,34 @@ struct ShardHistory {
 }
 
 /// Reads a history for `shard` or `assemble`: the file, then the events.
+/// Rows skipped go to `rejects` if given (the shared part's fit wrote the
+/// same rows to its own rejects file already).
 fn load_history(
     input: &std::path::Path,
     columns: Option<String>,
     strict: bool,
-    rejects: PathBuf,
+    rejects: Option<PathBuf>,
     events: Option<&std::path::Path>,
 ) -> Result<encore_training::input::Input> {
-    let args = InputArgs {
-        input: input.to_path_buf(),
-        columns,
-        catalog: None,
-        strict,
-        rejects: Some(rejects),
+    let columns = match &columns {
+        Some(spec) => spec
+            .parse()
+            .with_context(|| format!("--columns '{spec}'"))?,
+        None => encore_data::ingest::ColumnMap::default(),
     };
-    let mut loaded = load_input(&args)?;
+    let opts = encore_data::ingest::IngestOptions {
+        strict,
+        rejects_path: rejects,
+        columns,
+    };
+    let (log, report) = encore_data::input::read_purchases(input, &opts)?;
+    let mut loaded = encore_training::input::Input {
+        item_meta: vec![Default::default(); log.items.len()],
+        log,
+        report,
+        catalog_unmatched: 0,
+        events: None,
+    };
     if let Some(dir) = events {
         merge_events(&mut loaded, dir, None)?;
     }
@@ -622,14 +636,11 @@ fn run() -> Result<()> {
             out,
         } => {
             check_shard(shard, of)?;
-            let rejects = history
-                .rejects
-                .unwrap_or_else(|| PathBuf::from(format!("{}.rejects.csv", out.display())));
             let loaded = load_history(
                 &history.input,
                 history.columns,
                 history.strict,
-                rejects,
+                history.rejects,
                 history.events.as_deref(),
             )?;
             let outcome = run_shard(&loaded, &shared, shard, of, &out, show_progress)?;
@@ -669,19 +680,7 @@ fn run() -> Result<()> {
                 _ => bail!("give exactly one of --out and --store"),
             };
             let loaded = match &input {
-                Some(path) => {
-                    let rejects = match &target {
-                        Target::Dir(out) => PathBuf::from(format!("{}.rejects.csv", out.display())),
-                        Target::Store(s) => s.root().join("rejects.csv"),
-                    };
-                    Some(load_history(
-                        path,
-                        columns,
-                        false,
-                        rejects,
-                        events.as_deref(),
-                    )?)
-                }
+                Some(path) => Some(load_history(path, columns, false, None, events.as_deref())?),
                 None => None,
             };
             let publish = Publish {
