@@ -444,7 +444,7 @@ pub enum ListPlan {
     /// lists, scored by the engine.
     NewItemsOnly,
     /// The learned re-ranker over TIFU-KNN, ALS and popular candidates.
-    Ranker { ranker: Ranker },
+    Ranker { ranker: Box<Ranker> },
     /// TIFU-KNN blended with ALS (configured, or the re-ranker could not be trained).
     TifuAls,
 }
@@ -545,7 +545,12 @@ pub fn train_shared(
                         .collect(),
                 }),
             };
-            (ListPlan::Ranker { ranker }, Some(summary))
+            (
+                ListPlan::Ranker {
+                    ranker: Box::new(ranker),
+                },
+                Some(summary),
+            )
         }
         other => (
             ListPlan::TifuAls,
