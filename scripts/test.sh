@@ -2,7 +2,9 @@
 # Every check, as CI runs it (.ci/run calls exactly this script): formatting,
 # lints, docs, the Rust tests, then the Python package: its wheel built with
 # maturin, installed into a fresh virtual environment, and its pytest suite;
-# last the dashboard in a real browser (tests/browser: headless Chromium and
+# then the sharded fit on Apache Spark in local mode (spark/tests: pyspark in a
+# virtual environment, Java 17 installed with apt-get if missing); last the
+# dashboard in a real browser (tests/browser: headless Chromium and
 # chromedriver driven by selenium), Chromium installed with apt-get if missing.
 #
 # Needs the Rust toolchain (cargo, rustfmt, clippy), Python 3.9 or later
@@ -49,6 +51,26 @@ rm -rf "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check "$wheels"/encore-*.whl "pytest>=7" "polars>=1.0"
 # The tests compare the package's answers with encore-train's, built by cargo test.
 ENCORE_TRAIN="$target/debug/encore-train" "$venv/bin/python" -m pytest python/tests -q
+
+echo "== The sharded fit on Apache Spark (local mode, 4 shards): Java 17, pyspark"
+# Spark needs a Java runtime: Debian's openjdk-17-jre-headless when missing.
+if ! command -v java >/dev/null && command -v apt-get >/dev/null; then
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless
+fi
+# Kept between runs (pyspark is a large download); the executors' Python is
+# this environment's, which has pandas and pyarrow.
+spark_venv="${ENCORE_SPARK_VENV:-/tmp/encore-spark-venv}"
+if [ ! -x "$spark_venv/bin/python" ] || ! "$spark_venv/bin/python" -c "import pyspark, pandas, pyarrow, pytest" 2>/dev/null; then
+  rm -rf "$spark_venv"
+  "$python" -m venv "$spark_venv"
+  "$spark_venv/bin/pip" install --quiet --disable-pip-version-check "pyspark>=4,<5" "pandas<3" "pyarrow>=14" "pytest>=7"
+fi
+# The job ships the encore-train that cargo test built to the executors.
+PYSPARK_PYTHON="$spark_venv/bin/python" PYSPARK_DRIVER_PYTHON="$spark_venv/bin/python" \
+  ENCORE_TRAIN="$target/debug/encore-train" "$spark_venv/bin/python" -m pytest spark/tests -q
 
 echo "== The dashboard in a browser: headless Chromium, chromedriver, selenium"
 have_browser() {

@@ -87,20 +87,23 @@ pub(crate) fn top_unbought(
 }
 
 /// Customers per block of [`build_lists`].
-const LIST_BLOCK: u32 = 16_384;
+const LIST_BLOCK: usize = 16_384;
 
-/// `N` lists per customer, computed by `list` in parallel (each worker with
-/// its own scratch from `init`), as `N` customer x item matrices of scores.
-/// Customers go one block at a time, each block's lists appended to the
-/// matrices and dropped: the lists of all customers are never held twice.
+/// `N` lists per customer of `customers` (customer indices, one row each
+/// in this order), computed by `list` in parallel (each worker with its
+/// own scratch from `init`), as `N` matrices of scores with a row per
+/// customer. Customers go one block at a time, each block's lists appended
+/// to the matrices and dropped: the lists of all customers are never held
+/// twice. A customer's row depends on nothing but `list` of that customer,
+/// so a shard of the customers gets the rows the whole set gets.
 pub(crate) fn build_lists<S, const N: usize>(
-    n_customers: usize,
+    customers: &[u32],
     n_items: usize,
     init: impl Fn() -> S + Sync + Send,
     list: impl Fn(&mut S, u32) -> [Ranked; N] + Sync + Send,
 ) -> [Csr; N] {
     build_lists_chunked(
-        n_customers,
+        customers,
         n_items,
         1,
         init,
@@ -114,7 +117,7 @@ pub(crate) fn build_lists<S, const N: usize>(
 /// `list` for each with its position in the chunk. The lists are the same
 /// for any `chunk` as long as `list` gives each customer's own.
 pub(crate) fn build_lists_chunked<S, const N: usize>(
-    n_customers: usize,
+    customers: &[u32],
     n_items: usize,
     chunk: usize,
     init: impl Fn() -> S + Sync + Send,
@@ -124,12 +127,8 @@ pub(crate) fn build_lists_chunked<S, const N: usize>(
     use rayon::prelude::*;
     let chunk = chunk.max(1);
     let mut builders: [CsrBuilder; N] = std::array::from_fn(|_| CsrBuilder::new(n_items));
-    let n = u32::try_from(n_customers).expect("customers are indexed by u32");
-    let mut start = 0;
-    while start < n {
-        let end = start.saturating_add(LIST_BLOCK).min(n);
-        let customers: Vec<u32> = (start..end).collect();
-        let block: Vec<[Ranked; N]> = customers
+    for block in customers.chunks(LIST_BLOCK) {
+        let block: Vec<[Ranked; N]> = block
             .par_chunks(chunk)
             .map_init(&init, |scratch, some| {
                 prepare(scratch, some);
@@ -145,9 +144,14 @@ pub(crate) fn build_lists_chunked<S, const N: usize>(
                 builder.push_row(l);
             }
         }
-        start = end;
     }
     builders.map(CsrBuilder::finish)
+}
+
+/// Every customer index of an engine or log of `n` customers, in order.
+pub(crate) fn all_customers(n: usize) -> Vec<u32> {
+    let n = u32::try_from(n).expect("customers are indexed by u32");
+    (0..n).collect()
 }
 
 /// A ranked list of `(item index, score)`, best first.
@@ -347,9 +351,17 @@ impl Engine {
         if top_n == 0 {
             return self;
         }
+        let lists = self.new_item_rows(&all_customers(self.customers.len()), top_n);
+        self.new_items = Some(lists);
+        self
+    }
+
+    /// The rows [`Engine::with_new_item_lists`] keeps for `customers` (one
+    /// row each, in that order): what a shard of the customers computes.
+    pub fn new_item_rows(&self, customers: &[u32], top_n: usize) -> Csr {
         let filter = ListFilter::default();
         let [lists] = build_lists(
-            self.customers.len(),
+            customers,
             self.items.len(),
             || vec![0f32; self.items.len()],
             |scores, c| match self.history.row_nnz(c as usize) {
@@ -357,8 +369,33 @@ impl Engine {
                 _ => [self.score_als(c, top_n, &filter, scores)],
             },
         );
-        self.new_items = Some(lists);
-        self
+        lists
+    }
+
+    /// This engine with the precomputed per-customer lists replaced: the
+    /// repeat-aware "for you" lists and the heads of the ALS new-item lists
+    /// (customer x item scores, or none), checked against the engine's
+    /// customer and item counts.
+    pub fn with_customer_lists(
+        mut self,
+        for_you: Option<Csr>,
+        new_items: Option<Csr>,
+    ) -> Result<Engine, InconsistentEngine> {
+        let (nc, ni) = (self.customers.len(), self.items.len());
+        for (what, m) in [("for-you lists", &for_you), ("new-item lists", &new_items)] {
+            if let Some(m) = m
+                && (m.n_rows() != nc || m.n_cols() != ni)
+            {
+                return Err(InconsistentEngine(format!(
+                    "{what} of {} x {} do not match {nc} customers x {ni} items",
+                    m.n_rows(),
+                    m.n_cols()
+                )));
+            }
+        }
+        self.for_you = for_you;
+        self.new_items = new_items;
+        Ok(self)
     }
 
     /// The precomputed repeat-aware lists, if the model has them.

@@ -32,4 +32,5 @@ pub mod metrics;
 pub mod outreach;
 pub mod pipeline;
 pub mod serde_f32;
+pub mod shard;
 pub mod topk;

@@ -12,7 +12,9 @@ use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
-use crate::engine::{Engine, EngineParts, ItemMeta, Ranked, build_lists_chunked, top_unbought};
+use crate::engine::{
+    Engine, EngineParts, ItemMeta, Ranked, all_customers, build_lists_chunked, top_unbought,
+};
 use crate::manifest::{DataSummary, FORMAT_VERSION, ForYouSummary, Manifest, RankerSummary};
 use encore_data::timestamp::now_secs;
 use encore_data::{Csr, InteractionMatrix, Purchase, PurchaseLog, Weighting};
@@ -411,17 +413,62 @@ pub fn interaction_matrix(log: &PurchaseLog, config: &AlsConfig) -> (Csr, usize)
     (scaled, m.netted_out_pairs)
 }
 
-/// Trains every model on `log` and assembles an [`Engine`].
+/// Trains every model on `log` and assembles an [`Engine`]: the shared part
+/// ([`train_shared`]), then the lists of every customer
+/// ([`customer_lists`]), as a sharded run does it for one shard at a time.
 ///
 /// `item_meta` is indexed like `log.items` (missing entries mean "no catalog
 /// data, available"). `data` and `metrics` go into the manifest as given.
 pub fn train_engine(
     log: &PurchaseLog,
-    mut item_meta: Vec<ItemMeta>,
+    item_meta: Vec<ItemMeta>,
     config: &EngineConfig,
     data: DataSummary,
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Engine, TrainError> {
+    let shared = train_shared(log, item_meta, config, data, progress)?;
+    let all = all_customers(log.customers.len());
+    let lists = customer_lists(log, &shared.engine, config, &shared.plan, &all, progress)?;
+    shared
+        .engine
+        .with_customer_lists(lists.for_you, lists.new_items)
+        .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// How the per-customer lists of a fit are made, decided by its shared part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum ListPlan {
+    /// No repeat-aware lists (`[for_you] repeat_aware = false`, or more
+    /// customers than `max_customers`): only the heads of the ALS new-item
+    /// lists, scored by the engine.
+    NewItemsOnly,
+    /// The learned re-ranker over TIFU-KNN, ALS and popular candidates.
+    Ranker { ranker: Box<Ranker> },
+    /// TIFU-KNN blended with ALS (configured, or the re-ranker could not be trained).
+    TifuAls,
+}
+
+/// What [`train_shared`] builds: every model but the per-customer lists.
+pub struct SharedFit {
+    /// The engine without "for you" or new-item lists; its manifest already
+    /// says how the lists are built (`for_you`).
+    pub engine: Engine,
+    pub plan: ListPlan,
+}
+
+/// The part of a fit that every customer's lists read, built once: the
+/// re-ranker's learner, ALS (item and customer factors: one joint fit),
+/// co-purchase, popularity, the similar-items index, the customer models
+/// and profiles (RFM scores and segments are ranks among all customers, so
+/// the profiles are made with the population fits), replenishment.
+pub fn train_shared(
+    log: &PurchaseLog,
+    mut item_meta: Vec<ItemMeta>,
+    config: &EngineConfig,
+    data: DataSummary,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<SharedFit, TrainError> {
     config.validate()?;
     if log.purchases.is_empty() {
         return Err(TrainError::NoData);
@@ -479,16 +526,41 @@ pub fn train_engine(
     };
     let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
-    let new_top_n = config.for_you.new_items_top_n;
-    let (for_you, for_you_summary, new_items) = if builds_lists {
-        progress(Stage::ForYou);
-        let lists = for_you_lists(log, &item_meta, &history, config, &als, &copurchase, ranker)?;
-        (Some(lists.for_you), Some(lists.summary), lists.new_items)
-    } else {
-        (None, None, None)
+    let (plan, for_you_summary) = match ranker {
+        _ if !builds_lists => (ListPlan::NewItemsOnly, None),
+        Some(Ok(ranker)) => {
+            let summary = ForYouSummary {
+                model: "ranker".into(),
+                fallback_reason: None,
+                ranker: Some(RankerSummary {
+                    learner: ranker.learner().to_string(),
+                    training_customers: ranker.training_customers,
+                    training_rows: ranker.training_rows,
+                    training_positives: ranker.training_positives,
+                    intercept: ranker.intercept(),
+                    importance: ranker
+                        .importance()
+                        .into_iter()
+                        .map(|(n, w)| (n.to_string(), w))
+                        .collect(),
+                }),
+            };
+            (
+                ListPlan::Ranker {
+                    ranker: Box::new(ranker),
+                },
+                Some(summary),
+            )
+        }
+        other => (
+            ListPlan::TifuAls,
+            Some(ForYouSummary {
+                model: "tifu_als".into(),
+                fallback_reason: other.and_then(Result::err),
+                ranker: None,
+            }),
+        ),
     };
-    // After the lists: the re-ranker's inner fits, the largest part of a
-    // fit's memory, do not run beside the customer models.
     progress(Stage::Customers);
     let reference = log.time_range().map_or(0, |(_, last)| last);
     let customer_book = config.customers.build(log, reference)?;
@@ -515,7 +587,7 @@ pub fn train_engine(
         for_you: for_you_summary,
         files: BTreeMap::new(),
     };
-    Engine::from_parts(EngineParts {
+    let engine = Engine::from_parts(EngineParts {
         manifest,
         customers: log.customers.clone(),
         items: log.items.clone(),
@@ -527,53 +599,76 @@ pub fn train_engine(
         similar,
         customer_book,
         replenishment,
-        for_you,
-        new_items,
+        for_you: None,
+        new_items: None,
     })
-    .map(|engine| match engine.new_item_lists() {
-        // Built with the "for you" lists, from the same ALS scores.
-        Some(_) => engine,
-        None => {
+    .map_err(|e| TrainError::Ann(e.to_string()))?;
+    Ok(SharedFit { engine, plan })
+}
+
+/// The per-customer lists of some customers: one row per customer asked
+/// for, in that order.
+pub struct CustomerLists {
+    /// The repeat-aware "for you" lists (none under [`ListPlan::NewItemsOnly`]).
+    pub for_you: Option<Csr>,
+    /// The heads of the ALS new-item lists (none when `[for_you]
+    /// new_items_top_n` is 0).
+    pub new_items: Option<Csr>,
+}
+
+/// The lists of `customers` (indices of `log`'s customers), made from the
+/// shared part `shared` and `plan` of a fit on the same `log` with the
+/// same `config`. A customer's lists do not depend on which other
+/// customers are asked for: the lists of a shard of the customers are
+/// those rows of the lists of all of them, bit for bit.
+///
+/// Every customer's neighbours (TIFU-KNN) and the re-ranker's activity
+/// features are found among all customers of `log`, so the whole history
+/// is read, whatever the shard.
+pub fn customer_lists(
+    log: &PurchaseLog,
+    shared: &Engine,
+    config: &EngineConfig,
+    plan: &ListPlan,
+    customers: &[u32],
+    progress: &mut dyn FnMut(Stage),
+) -> Result<CustomerLists, TrainError> {
+    if shared.customers().len() != log.customers.len() || shared.items().len() != log.items.len() {
+        return Err(TrainError::Config {
+            key: "input".into(),
+            reason: format!(
+                "the history has {} customers and {} items, the shared part {} and {}",
+                log.customers.len(),
+                log.items.len(),
+                shared.customers().len(),
+                shared.items().len()
+            ),
+        });
+    }
+    let new_top_n = config.for_you.new_items_top_n;
+    let ranker = match plan {
+        ListPlan::NewItemsOnly => {
             if new_top_n > 0 {
                 progress(Stage::NewItems);
             }
-            engine.with_new_item_lists(new_top_n)
+            return Ok(CustomerLists {
+                for_you: None,
+                new_items: (new_top_n > 0).then(|| shared.new_item_rows(customers, new_top_n)),
+            });
         }
-    })
-    .map_err(|e| TrainError::Ann(e.to_string()))
-}
-
-/// What [`for_you_lists`] builds.
-struct ForYouLists {
-    for_you: Csr,
-    summary: ForYouSummary,
-    /// [`Engine::with_new_item_lists`] of `[for_you] new_items_top_n`,
-    /// from the ALS scores the "for you" lists computed anyway (`None`
-    /// when that setting is 0).
-    new_items: Option<Csr>,
-}
-
-/// Every customer's repeat-aware list, `top_n` items, unavailable ones left
-/// out, as a customer x item matrix of scores: from the re-ranker, or from
-/// TIFU-KNN blended with ALS for new items (configured, or when the re-ranker
-/// cannot be trained, which the summary says). Both score ALS over the
-/// catalog for every customer; the ALS lists of new items
-/// ([`Engine::with_new_item_lists`]) are taken from the same scores, so the
-/// catalog is scored once a customer, not twice.
-fn for_you_lists(
-    log: &PurchaseLog,
-    item_meta: &[ItemMeta],
-    history: &Csr,
-    config: &EngineConfig,
-    als: &crate::cf::als::Als,
-    copurchase: &crate::cf::item_knn::CoPurchase,
-    ranker: Option<Result<Ranker, String>>,
-) -> Result<ForYouLists, TrainError> {
+        ListPlan::Ranker { ranker } => Some(ranker),
+        ListPlan::TifuAls => None,
+    };
+    progress(Stage::ForYou);
+    // Neighbours are searched when a customer's list is made (for the
+    // customers asked for only), not held for every customer.
     let tifu = fit_tifu(log, config, None)?;
+    let item_meta = shared.all_item_meta();
+    let history = shared.history();
+    let als = shared.als();
     let n_items = log.items.len();
     let available = |i: u32| item_meta.get(i as usize).is_none_or(|m| m.available);
     let top_n = config.for_you.top_n;
-    let new_top_n = config.for_you.new_items_top_n;
     // Gives customer `c`'s "for you" list by `for_you` and their list of new
     // items from `cf`, their ALS scores over the catalog.
     let both = |cf: &[f32], c: u32, for_you: &dyn Fn(&[f32]) -> Ranked| {
@@ -587,59 +682,27 @@ fn for_you_lists(
     // ([`crate::cf::als::Als::score_users`]), then each one's lists are made.
     let lists = |for_you: &(dyn Fn(&[f32], u32) -> Ranked + Sync)| {
         let [for_you, new] = build_lists_chunked(
-            log.customers.len(),
+            customers,
             n_items,
             SCORE_BLOCK,
             || vec![0f32; SCORE_BLOCK * n_items],
-            |cf, customers| als.score_users(customers, &mut cf[..customers.len() * n_items]),
+            |cf, some| als.score_users(some, &mut cf[..some.len() * n_items]),
             |cf, at, c| {
                 let cf = &cf[at * n_items..(at + 1) * n_items];
                 both(cf, c, &|cf| for_you(cf, c))
             },
         );
-        (for_you, (new_top_n > 0).then_some(new))
-    };
-    let fallback_reason = match ranker {
-        Some(Ok(ranker)) => {
-            let signals = Signals::new(log, tifu, als, copurchase, &config.ranker);
-            let (for_you, new_items) =
-                lists(&|cf, c| ranker.recommend_scored(&signals, c, top_n, available, cf));
-            let summary = ForYouSummary {
-                model: "ranker".into(),
-                fallback_reason: None,
-                ranker: Some(RankerSummary {
-                    learner: ranker.learner().to_string(),
-                    training_customers: ranker.training_customers,
-                    training_rows: ranker.training_rows,
-                    training_positives: ranker.training_positives,
-                    intercept: ranker.intercept(),
-                    importance: ranker
-                        .importance()
-                        .into_iter()
-                        .map(|(n, w)| (n.to_string(), w))
-                        .collect(),
-                }),
-            };
-            return Ok(ForYouLists {
-                for_you,
-                summary,
-                new_items,
-            });
+        CustomerLists {
+            for_you: Some(for_you),
+            new_items: (new_top_n > 0).then_some(new),
         }
-        Some(Err(reason)) => Some(reason),
-        None => None,
     };
-    let (for_you, new_items) =
-        lists(&|cf, c| tifu.recommend(c, top_n, |i| !available(i), Some(cf)));
-    let summary = ForYouSummary {
-        model: "tifu_als".into(),
-        fallback_reason,
-        ranker: None,
-    };
-    Ok(ForYouLists {
-        for_you,
-        summary,
-        new_items,
+    Ok(match ranker {
+        Some(ranker) => {
+            let signals = Signals::new(log, tifu, als, shared.copurchase(), &config.ranker);
+            lists(&|cf, c| ranker.recommend_scored(&signals, c, top_n, available, cf))
+        }
+        None => lists(&|cf, c| tifu.recommend(c, top_n, |i| !available(i), Some(cf))),
     })
 }
 

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use encore_model::artifact;
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::customer::book::CustomerModels;
+use encore_model::engine::Engine;
 use encore_model::manifest::Manifest;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use std::fmt::Write as _;
@@ -98,6 +99,29 @@ pub fn fit_and_publish(
 ) -> Result<FitOutcome> {
     let data = input_summary(input);
     let mut progress = StageProgress::new(show_progress);
+    let report = holdout_report(input, config, evaluation, ks, &mut progress)?;
+    let mut engine = train_engine(
+        &input.log,
+        input.item_meta.clone(),
+        config,
+        data,
+        &mut |s| progress.on_stage(s),
+    )?;
+    if let Some(r) = &report {
+        engine.manifest_mut().metrics = serde_json::to_value(r).expect("report serialises");
+    }
+    publish_engine(engine, Some(input), config, publish, report, progress)
+}
+
+/// The holdout evaluation `fit` records in the manifest, if asked for.
+pub(crate) fn holdout_report(
+    input: &Input,
+    config: &EngineConfig,
+    evaluation: FitEvaluation,
+    ks: &[usize],
+    progress: &mut StageProgress,
+) -> Result<Option<EvalReport>> {
+    let data = input_summary(input);
     let cutoff = match evaluation {
         FitEvaluation::Skip => None,
         FitEvaluation::Cutoff(t) => Some(t),
@@ -106,7 +130,7 @@ pub fn fit_and_publish(
             .time_range()
             .map(|(_, last)| last - (days * 86_400.0) as i64),
     };
-    let report = match cutoff {
+    Ok(match cutoff {
         Some(cutoff) => match evaluate(
             &input.log,
             &input.item_meta,
@@ -114,7 +138,7 @@ pub fn fit_and_publish(
             &data,
             cutoff,
             ks,
-            Some(&mut progress),
+            Some(progress),
         ) {
             Ok(r) => Some(r),
             // The default holdout is a convenience: a history it does not fit
@@ -126,17 +150,20 @@ pub fn fit_and_publish(
             Err(e) => return Err(e.context("holdout evaluation")),
         },
         None => None,
-    };
-    let mut engine = train_engine(
-        &input.log,
-        input.item_meta.clone(),
-        config,
-        data,
-        &mut |s| progress.on_stage(s),
-    )?;
-    if let Some(r) = &report {
-        engine.manifest_mut().metrics = serde_json::to_value(r).expect("report serialises");
-    }
+    })
+}
+
+/// Publishes a trained `engine` as `publish` says: the promotion gate (on
+/// `input`, the history the engine was trained on, with `config`) against
+/// the serving model if there is one, then the directory or the store.
+pub(crate) fn publish_engine(
+    mut engine: Engine,
+    input: Option<&Input>,
+    config: &EngineConfig,
+    publish: &Publish,
+    report: Option<EvalReport>,
+    mut progress: StageProgress,
+) -> Result<FitOutcome> {
     // The version the run is gated against, read once: promotion happens
     // only if CURRENT still names it then (a compare-and-swap).
     let gated_against = match &publish.target {
@@ -150,6 +177,13 @@ pub fn fit_and_publish(
     };
     let gate = match &previous_dir {
         Some(dir) => {
+            let Some(input) = input else {
+                anyhow::bail!(
+                    "the promotion gate against {} needs the purchase history the model was \
+                     trained on: give --input (and --columns) as for the shared part",
+                    dir.display()
+                );
+            };
             let previous = artifact::load(dir).with_context(|| {
                 format!(
                     "cannot load the serving model {} for the gate",

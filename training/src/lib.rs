@@ -25,4 +25,5 @@ pub mod gate;
 pub mod input;
 pub mod progress;
 pub mod report_html;
+pub mod shard;
 pub mod tune;

@@ -175,6 +175,9 @@ pub struct HnswIndex {
     params: HnswParams,
     len: usize,
     dim: usize,
+    /// For an index read by [`HnswIndex::load`]: its graph and data files
+    /// with their CRC-32 when read, which [`HnswIndex::dump`] copies.
+    origin: Option<[(PathBuf, u32); 2]>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -228,6 +231,7 @@ impl HnswIndex {
             params: params.clone(),
             len,
             dim,
+            origin: None,
         })
     }
 
@@ -267,6 +271,28 @@ impl HnswIndex {
         if !dir.is_dir() {
             return Err(dump_error("not a directory".into()));
         }
+        let [graph, data, sidecar] = Self::file_names(basename).map(|n| dir.join(n));
+        // hnsw_rs 0.3.5 writes the level generator's scale but reads the
+        // number back as a factor of the default scale, so dumping a loaded
+        // index would change that header field (searches are unaffected):
+        // a loaded index is written back as the bytes it was read from, when
+        // they are still there unchanged, so that loading and saving a model
+        // (assembling a sharded fit, publishing into a store) keeps every file.
+        if let Some(origin) = &self.origin {
+            let copied = [&graph, &data]
+                .into_iter()
+                .zip(origin)
+                .all(|(to, (from, crc))| {
+                    from != to
+                        && std::fs::copy(from, to).is_ok()
+                        && std::fs::read(to).is_ok_and(|b| crc32fast::hash(&b) == *crc)
+                });
+            if copied {
+                self.write_sidecar(&sidecar)?;
+                check_dump(&graph, &data, None, self.len, self.dim, &self.params)?;
+                return Ok(vec![graph, data, sidecar]);
+            }
+        }
         let used = catch_unwind(AssertUnwindSafe(|| self.hnsw.file_dump(dir, basename)))
             .map_err(|p| AnnError::Panicked {
                 during: "dumping the index",
@@ -278,7 +304,13 @@ impl HnswIndex {
                 "hnsw_rs wrote basename '{used}' instead of '{basename}'"
             )));
         }
-        let [graph, data, sidecar] = Self::file_names(basename).map(|n| dir.join(n));
+        self.write_sidecar(&sidecar)?;
+        check_dump(&graph, &data, None, self.len, self.dim, &self.params)?;
+        Ok(vec![graph, data, sidecar])
+    }
+
+    /// Writes the JSON sidecar of a dump: the distance, the shape and the parameters.
+    fn write_sidecar(&self, path: &Path) -> Result<(), AnnError> {
         let json = serde_json::to_vec_pretty(&Sidecar {
             format: SIDECAR_FORMAT,
             distance: type_name::<UnitCosine>().to_string(),
@@ -287,9 +319,7 @@ impl HnswIndex {
             params: self.params.clone(),
         })
         .expect("sidecar serialises");
-        std::fs::write(&sidecar, json).map_err(|e| AnnError::io(&sidecar, e))?;
-        check_dump(&graph, &data, None, self.len, self.dim, &self.params)?;
-        Ok(vec![graph, data, sidecar])
+        std::fs::write(path, json).map_err(|e| AnnError::io(path, e))
     }
 
     /// Loads an index written by [`Self::dump`] from `dir`, checking it against
@@ -345,11 +375,17 @@ impl HnswIndex {
         }
         let mut hnsw = hnsw;
         hnsw.set_searching_mode(true);
+        let crc = |path: &Path| std::fs::read(path).map(|b| crc32fast::hash(&b));
+        let origin = match (crc(&graph), crc(&data)) {
+            (Ok(g), Ok(d)) => Some([(graph, g), (data, d)]),
+            _ => None,
+        };
         Ok(HnswIndex {
             hnsw,
             params: sidecar.params,
             len,
             dim,
+            origin,
         })
     }
 }

@@ -249,15 +249,22 @@ impl StagingDir {
     /// Encore artifact (a directory with a `manifest.json`), so that a mistyped
     /// `--out` never replaces unrelated files.
     pub(crate) fn new(target: &Path) -> Result<Self, ArtifactError> {
+        Self::marked(target, "manifest.json", "an Encore model directory")
+    }
+
+    /// [`StagingDir::new`] for a directory of another `kind`, recognised by
+    /// its file `marker` (written last, as the manifest is).
+    pub(crate) fn marked(target: &Path, marker: &str, kind: &str) -> Result<Self, ArtifactError> {
         if target.exists() {
-            let is_artifact = target.join("manifest.json").is_file();
+            let is_artifact = target.join(marker).is_file();
             let is_empty_dir = fs::read_dir(target).is_ok_and(|mut d| d.next().is_none());
             if !(is_artifact || is_empty_dir) {
                 return Err(ArtifactError::InvalidTarget {
                     path: target.to_path_buf(),
-                    reason: "it exists and is not an Encore model directory (no manifest.json); \
-                             choose a new or empty directory"
-                        .into(),
+                    reason: format!(
+                        "it exists and is not {kind} (no {marker}); \
+                         choose a new or empty directory"
+                    ),
                 });
             }
         }

@@ -28,7 +28,7 @@
 //! [`load`] refuses an artifact whose format version it does not know, whose
 //! manifest is missing, or any of whose files fails its size or checksum.
 
-mod io;
+pub(crate) mod io;
 pub mod store;
 
 use crate::ann::HnswIndex;

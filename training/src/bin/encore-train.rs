@@ -10,6 +10,7 @@ use encore_model::artifact;
 use encore_model::artifact::store::Store;
 use encore_model::customer::lifecycle::parse_stages;
 use encore_model::outreach::AudienceQuery;
+use encore_model::shard::check_shard;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
 use encore_training::customers::{AudienceFormat, write_audience, write_customers};
@@ -20,6 +21,7 @@ use encore_training::evaluate::{
 use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
 use encore_training::input::{InputArgs, data_summary, events_line, load_input, merge_events};
 use encore_training::progress::StageProgress;
+use encore_training::shard::{assemble_and_publish, fit_shared, run_shard};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -60,6 +62,62 @@ struct Input {
     /// Training configuration (TOML); defaults apply to missing keys.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+/// The history a shard reads: the one its shared part was trained on.
+#[derive(Args)]
+struct ShardHistory {
+    /// Purchase history, as given to `fit --shared-only` (checked by its fingerprint).
+    #[arg(long)]
+    input: PathBuf,
+    /// Column map, as given to `fit --shared-only`.
+    #[arg(long)]
+    columns: Option<String>,
+    /// As for `fit`.
+    #[arg(long)]
+    strict: bool,
+    /// Where skipped rows go [default: not written; `fit --shared-only`
+    /// wrote the same rows].
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Event log, as given to `fit --shared-only`.
+    #[arg(long, value_name = "DIR")]
+    events: Option<PathBuf>,
+}
+
+/// Reads a history for `shard` or `assemble`: the file, then the events.
+/// Rows skipped go to `rejects` if given (the shared part's fit wrote the
+/// same rows to its own rejects file already).
+fn load_history(
+    input: &std::path::Path,
+    columns: Option<String>,
+    strict: bool,
+    rejects: Option<PathBuf>,
+    events: Option<&std::path::Path>,
+) -> Result<encore_training::input::Input> {
+    let columns = match &columns {
+        Some(spec) => spec
+            .parse()
+            .with_context(|| format!("--columns '{spec}'"))?,
+        None => encore_data::ingest::ColumnMap::default(),
+    };
+    let opts = encore_data::ingest::IngestOptions {
+        strict,
+        rejects_path: rejects,
+        columns,
+    };
+    let (log, report) = encore_data::input::read_purchases(input, &opts)?;
+    let mut loaded = encore_training::input::Input {
+        item_meta: vec![Default::default(); log.items.len()],
+        log,
+        report,
+        catalog_unmatched: 0,
+        events: None,
+    };
+    if let Some(dir) = events {
+        merge_events(&mut loaded, dir, None)?;
+    }
+    Ok(loaded)
 }
 
 impl Input {
@@ -115,6 +173,71 @@ enum Command {
         /// are merged into the history, except those whose order_id is an
         /// order of the input file (already there).
         #[arg(long, value_name = "DIR")]
+        events: Option<PathBuf>,
+        /// Write only the shared part of a sharded fit to --out (every model
+        /// but the per-customer lists, which `shard` makes and `assemble`
+        /// puts together); see docs/spark.md.
+        #[arg(long, conflicts_with_all = ["store", "previous"], requires = "out")]
+        shared_only: bool,
+    },
+    /// Make the per-customer lists of one shard of customers from a shared
+    /// part (`fit --shared-only`) and the same history.
+    Shard {
+        #[command(flatten)]
+        history: ShardHistory,
+        /// The shared part written by `fit --shared-only`.
+        #[arg(long)]
+        shared: PathBuf,
+        /// This shard's number, from 0 to --of less one.
+        #[arg(long)]
+        shard: u32,
+        /// The number of shards (customers go to shard crc32(id) mod N).
+        #[arg(long, value_name = "N")]
+        of: u32,
+        /// Where to write the shard's part (replaced atomically if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a shared part and all of its shard parts together into one
+    /// artifact and publish it as `fit` does.
+    ///
+    /// Exit status: 0 when the model was published, 3 when the promotion gate
+    /// refused it, 1 on any error (a missing or damaged shard: nothing is
+    /// published).
+    #[command(group(clap::ArgGroup::new("target").required(true).args(["out", "store"])))]
+    Assemble {
+        /// The shared part written by `fit --shared-only`.
+        #[arg(long)]
+        shared: PathBuf,
+        /// The shard parts written by `shard`, one directory for each shard.
+        #[arg(long, num_args = 1.., required = true)]
+        parts: Vec<PathBuf>,
+        /// Artifact directory to write (replaced atomically if it exists).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Model store: the model becomes a new version there, and the store's
+        /// CURRENT moves to it if the promotion gate passes (which needs --input).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The serving model the candidate must not be worse than [default:
+        /// the store's current version; with --out, no gate unless given].
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// As for `fit`.
+        #[arg(long, default_value_t = 0.0)]
+        gate_margin: f64,
+        /// As for `fit`.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+        /// The history of the shared part, for the promotion gate (read only
+        /// when there is a serving model to compare with).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Column map of --input, as for `fit`.
+        #[arg(long, requires = "input")]
+        columns: Option<String>,
+        /// Event log merged into --input, as for `fit`.
+        #[arg(long, value_name = "DIR", requires = "input")]
         events: Option<PathBuf>,
     },
     /// Write recommendation lists as CSV to stdout.
@@ -426,6 +549,7 @@ fn run() -> Result<()> {
             holdout_from,
             no_eval,
             events,
+            shared_only,
         } => {
             // Flags are checked before anything is read, trained or created.
             if keep == 0 {
@@ -472,6 +596,19 @@ fn run() -> Result<()> {
                 (false, Some(s)) => FitEvaluation::Cutoff(parse_cutoff(&s)?),
                 (false, None) => FitEvaluation::LastDays(30.0),
             };
+            if let (true, Target::Dir(out)) = (shared_only, &target) {
+                let outcome =
+                    fit_shared(&loaded, &config, evaluation, &[10, 20], out, show_progress)?;
+                say!(
+                    "shared part {} written to {} ({} customers, lists by {}) in {:.1}s",
+                    outcome.id,
+                    outcome.dir.display(),
+                    outcome.customers,
+                    outcome.plan,
+                    outcome.total_seconds
+                );
+                return Ok(());
+            }
             let publish = Publish {
                 target,
                 previous,
@@ -486,6 +623,74 @@ fn run() -> Result<()> {
                 &publish,
                 show_progress,
             )?;
+            say!("{}", summary(&outcome));
+            if !outcome.promoted {
+                std::process::exit(EXIT_NOT_PROMOTED);
+            }
+        }
+        Command::Shard {
+            history,
+            shared,
+            shard,
+            of,
+            out,
+        } => {
+            check_shard(shard, of)?;
+            let loaded = load_history(
+                &history.input,
+                history.columns,
+                history.strict,
+                history.rejects,
+                history.events.as_deref(),
+            )?;
+            let outcome = run_shard(&loaded, &shared, shard, of, &out, show_progress)?;
+            say!(
+                "shard {} of {}: lists of {} customers written to {} in {:.1}s",
+                outcome.shard,
+                outcome.of,
+                outcome.customers,
+                out.display(),
+                outcome.total_seconds
+            );
+        }
+        Command::Assemble {
+            shared,
+            parts,
+            out,
+            store,
+            previous,
+            gate_margin,
+            keep,
+            input,
+            columns,
+            events,
+        } => {
+            if keep == 0 {
+                bail!("--keep must be at least 1");
+            }
+            if !(gate_margin.is_finite() && gate_margin >= 0.0) {
+                bail!("--gate-margin must be a non-negative number, not {gate_margin}");
+            }
+            let target = match (out, store) {
+                (Some(out), None) => Target::Dir(out),
+                (None, Some(store)) => Target::Store(
+                    Store::open(&store)
+                        .with_context(|| format!("cannot open the store {}", store.display()))?,
+                ),
+                _ => bail!("give exactly one of --out and --store"),
+            };
+            let loaded = match &input {
+                Some(path) => Some(load_history(path, columns, false, None, events.as_deref())?),
+                None => None,
+            };
+            let publish = Publish {
+                target,
+                previous,
+                margin: gate_margin,
+                keep,
+            };
+            let outcome =
+                assemble_and_publish(&shared, &parts, loaded.as_ref(), &publish, show_progress)?;
             say!("{}", summary(&outcome));
             if !outcome.promoted {
                 std::process::exit(EXIT_NOT_PROMOTED);
