@@ -100,7 +100,9 @@ function errorBox(err, what) {
 
 const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
 const fmtInt = (v) => (isNum(v) ? Math.round(v).toLocaleString('en-US') : '–');
-const fmtMoney = (v) => (isNum(v) ? v.toFixed(2) : '–');
+const fmtMoney = (v) => (isNum(v) ? v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 }) : '–');
+// Short numbers for chart axes: 12,000 -> 12K.
+const fmtShort = (v) => (isNum(v) ? new Intl.NumberFormat('en-US', { notation: 'compact', maximumFractionDigits: 1 }).format(v) : '–');
 const fmtPct = (v) => (isNum(v) ? (v * 100).toFixed(1) + '%' : '–');
 const fmtNum = (v, d) => (isNum(v) ? v.toFixed(d) : '–');
 const day = (t) => (typeof t === 'string' ? t.slice(0, 10) : '–');
@@ -151,7 +153,10 @@ function columnChart(categories, series, format, yMax) {
     g.append(svg('line', { x1: left, x2: W - right, y1: y(v), y2: y(v), class: 'gridline' }),
       svg('text', { x: left - 4, y: y(v) + 4, class: 'axis', 'text-anchor': 'end', text: format(v) }));
   }
-  const every = Math.ceil(categories.length / 14);
+  // A label every `every` bands, so that no two overlap: about 0.58 em a
+  // character (digits) at the axis' 11 units, and a small gap.
+  const widest = Math.max(1, ...categories.map((c) => String(c).length)) * 11 * 0.58 + 4;
+  const every = Math.max(Math.ceil(categories.length / 14), Math.ceil(widest / band));
   categories.forEach((c, i) => {
     const x0 = left + i * band + band * 0.1;
     series.forEach((s, j) => {
@@ -376,13 +381,14 @@ async function overview(main) {
 
   const clv = k.clv_distribution || { bins: [] };
   const binLabel = (b) => (b.to === null ? '≥ ' + fmtInt(b.from) : fmtInt(b.from) + '–' + fmtInt(b.to));
+  const binAxis = (b) => (b.to === null ? '≥ ' + fmtShort(b.from) : fmtShort(b.from) + '–' + fmtShort(b.to));
   main.append(el('section', { 'aria-labelledby': 'h-clv' },
     el('h2', { id: 'h-clv', text: 'Customer lifetime value' }),
     clv.bins.length === 0
       ? el('p', { text: 'The model has no CLV (it needs both the repeat-buying and the Gamma-Gamma fit).' })
       : figure('chart-clv', 'CLV distribution',
         `${fmtInt(clv.customers)} customers with a CLV (mean ${fmtMoney(clv.mean)}, 99th percentile ${fmtMoney(clv.p99)}); ${fmtInt(clv.without_clv)} without. The last bin is open-ended.`,
-        columnChart(clv.bins.map(binLabel), [{ name: 'customers', cls: 'series-a', values: clv.bins.map((b) => b.customers) }], fmtInt),
+        columnChart(clv.bins.map(binAxis), [{ name: 'customers', cls: 'series-a', values: clv.bins.map((b) => b.customers) }], fmtInt),
         table(['CLV', 'customers'], clv.bins.map((b) => [binLabel(b), fmtInt(b.customers)])))));
 }
 

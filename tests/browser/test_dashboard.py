@@ -285,6 +285,31 @@ def screenshot(driver, shots, name):
     driver.set_window_size(size["width"], size["height"])
 
 
+def overlapping_labels(driver):
+    """Pairs of axis labels on one line of a chart whose boxes overlap."""
+    return driver.execute_script("""
+        const clashes = [];
+        for (const plot of document.querySelectorAll('svg.plot')) {
+          const rows = new Map();
+          for (const t of plot.querySelectorAll('text.axis')) {
+            if (!t.textContent) continue;
+            const key = t.getAttribute('y');
+            if (!rows.has(key)) rows.set(key, []);
+            rows.get(key).push(t.getBBox());
+          }
+          for (const boxes of rows.values()) {
+            boxes.sort((a, b) => a.x - b.x);
+            for (let i = 1; i < boxes.length; i++) {
+              if (boxes[i - 1].x + boxes[i - 1].width > boxes[i].x + 0.5) {
+                clashes.push([plot.closest('figure') ? plot.closest('figure').id : '', i]);
+              }
+            }
+          }
+        }
+        return clashes;
+    """)
+
+
 def field(driver, name):
     (node,) = css(driver, f'[data-field="{name}"]')
     return node.get_attribute("data-value"), node.text
@@ -303,8 +328,8 @@ def test_every_page_loads_without_console_errors_and_fits_both_widths(driver, se
             assert severe_logs(driver) == [], f"{page} at {size}"
             scroll, client, body = no_horizontal_overflow(driver)
             assert scroll <= client and body <= client, f"{page} overflows at {size}: {scroll} > {client}"
-            if tag == "wide" or page == "overview":
-                screenshot(driver, shots, f"{page}-{tag}")
+            screenshot(driver, shots, f"{page}-{tag}")
+            assert overlapping_labels(driver) == [], f"{page} at {size}"
     driver.set_window_size(*WIDE)
 
 
@@ -330,7 +355,7 @@ def test_overview_charts_have_one_mark_per_figure(driver, server):
     for stage, count in kpis["stage_counts"].items():
         assert f"{count:,}" in stages, (stage, count, stages)
     segments = table_cells(driver, "chart-segments")
-    assert [[r[1].replace(",", ""), r[2]] for r in segments] == [
+    assert [[r[1].replace(",", ""), r[2].replace(",", "")] for r in segments] == [
         [str(s["customers"]), f"{s['total_spend']:.2f}"] for s in kpis["segment_spend"]]
     clv = table_cells(driver, "chart-clv")
     assert [int(r[1].replace(",", "")) for r in clv] == [
