@@ -47,9 +47,12 @@ impl ModelSource {
     /// version's name: the watcher compares `CURRENT` with the serving
     /// model's version, so a copied directory that calls itself something
     /// else would otherwise be reloaded at every look.
+    ///
+    /// From a store, the manifest must also have the SHA-256 that `CURRENT`
+    /// recorded when the version was made current (when it recorded one).
     pub fn load(&self) -> Result<Engine, ArtifactError> {
-        let dir = self.resolve()?;
-        let engine = load_checked(&dir)?;
+        let (dir, digest) = self.resolve_with_digest()?;
+        let engine = load_checked(&dir, digest.as_deref())?;
         if let ModelSource::Store(_) = self {
             let name = dir.file_name().map(|n| n.to_string_lossy());
             let model_version = &engine.manifest().model_version;
@@ -69,10 +72,16 @@ impl ModelSource {
 
     /// The artifact directory to load now.
     pub fn resolve(&self) -> Result<PathBuf, ArtifactError> {
+        self.resolve_with_digest().map(|(dir, _)| dir)
+    }
+
+    /// The artifact directory to load now and, from a store, the manifest
+    /// digest `CURRENT` recorded for it.
+    fn resolve_with_digest(&self) -> Result<(PathBuf, Option<String>), ArtifactError> {
         match self {
-            ModelSource::Dir(dir) => Ok(dir.clone()),
-            ModelSource::Store(store) => match store.current_dir() {
-                Ok(Some(dir)) => Ok(dir),
+            ModelSource::Dir(dir) => Ok((dir.clone(), None)),
+            ModelSource::Store(store) => match store.current_entry() {
+                Ok(Some(entry)) => Ok((store.dir_of(&entry.version), entry.manifest_sha256)),
                 Ok(None) => Err(ArtifactError::NotAnArtifact {
                     path: store.root().join("CURRENT"),
                 }),
@@ -651,9 +660,9 @@ impl StoreWatch {
 /// Loads and validates the artifact at `dir`, then runs one query of each kind
 /// so that a model that cannot answer is refused before it serves, and its
 /// pages are in memory before the first request.
-fn load_checked(dir: &Path) -> Result<Engine, ArtifactError> {
+fn load_checked(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engine, ArtifactError> {
     let started = std::time::Instant::now();
-    let engine = artifact::load(dir)?;
+    let engine = artifact::load_expecting(dir, manifest_sha256)?;
     let filter = ListFilter::default();
     if !engine.items().is_empty() {
         engine.similar(0, 1, &filter);
