@@ -70,7 +70,7 @@
 //! # Testing faults
 //! Every file operation of the writing path goes through a [`FileLayer`]
 //! ([`OsFiles`] by default). With the `fault-injection` feature,
-//! [`faults::FaultyFiles`] fails chosen writes and fsyncs with `ENOSPC` or
+//! `faults::FaultyFiles` fails chosen writes and fsyncs with `ENOSPC` or
 //! `EIO` (after writing part of the buffer, as a real full disk does), so
 //! tests can check that no acknowledged event is ever lost.
 //!
