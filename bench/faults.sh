@@ -70,7 +70,7 @@ wait_ready() { # seconds until /readyz answers, or failure after 30 s
 model_field() { # model_field PYTHON_EXPR: evaluated on /v1/model's JSON as `m`
     curl -sf "$BASE/v1/model" | python3 -c "import json,sys; m=json.load(sys.stdin); print($1)"
 }
-current() { cat "$STORE/CURRENT"; }
+current() { cut -d' ' -f1 "$STORE/CURRENT"; } # the name, without the manifest's digest
 write_current() { printf '%s\n' "$1" >"$STORE/CURRENT"; } # by hand, no check
 # One recommendation request; prints "STATUS VERSION".
 ask() {
@@ -172,7 +172,7 @@ PY
         check "a.$n $kind: models promote refuses it" false
     else
         check "a.$n $kind: models promote refuses it, naming $names, CURRENT unchanged" \
-            bash -c "grep -qF -- '$names' '$WORK/promote.out' && [[ \$(cat '$STORE/CURRENT') == '$OLD' ]]"
+            bash -c "grep -qF -- '$names' '$WORK/promote.out' && [[ \$(cut -d' ' -f1 '$STORE/CURRENT') == '$OLD' ]]"
     fi
     # By hand (or a bad copy): the server must refuse it.
     write_current "$BAD"
@@ -211,7 +211,7 @@ else
 fi
 check "b.1 serves the same version ($OLD), 200" serves "$OLD"
 check "b.1 the store is as it was (CURRENT $OLD, models list works)" \
-    bash -c "[[ \$(cat '$STORE/CURRENT') == '$OLD' ]] && '$BIN/encore-train' models --store '$STORE' list >/dev/null"
+    bash -c "[[ \$(cut -d' ' -f1 '$STORE/CURRENT') == '$OLD' ]] && '$BIN/encore-train' models --store '$STORE' list >/dev/null"
 
 # Killed while it reloads: CURRENT moves and the server is killed as soon as
 # it has a file of the new version open.

@@ -22,6 +22,24 @@
 //! counted twice. Stored lines add `received_at`, the server's clock when the
 //! batch was accepted.
 //!
+//! # Stored records: a length and a CRC-32C on every line
+//! The log stores each event as one line that is still a JSON object, with
+//! a frame around the event's own JSON (its *payload*):
+//!
+//! ```text
+//! {"frame":"0000009c 5d1b2e7a","event":{"id":"evt-1","type":"purchase",...}}
+//! ```
+//!
+//! `frame` is the payload's length in bytes and its CRC-32C (Castagnoli),
+//! each as eight lower-case hex digits; the payload is the bytes between
+//! `"event":` and the closing `}`. A reader checks both before it parses the
+//! payload ([`decode_record`]), so a line damaged on disk (a flipped bit,
+//! zeros, a block of another file) is told apart from a valid one and
+//! skipped, counted and reported ([`EventReadReport::damaged`]) instead of
+//! stopping the read. Lines without a frame (logs written before frames)
+//! are read as plain JSON events: old logs stay readable. `jq .event` reads
+//! a framed file.
+//!
 //! ```
 //! use encore_data::events::{parse_event, EventKind};
 //!
@@ -427,7 +445,7 @@ pub fn event_to_line(event: &Event) -> String {
     event_to_value(event).to_string()
 }
 
-/// Errors reading an event log.
+/// Errors reading or writing an event log.
 #[derive(Debug, thiserror::Error)]
 pub enum EventLogError {
     #[error("cannot read the event log {path}: {cause}")]
@@ -435,12 +453,134 @@ pub enum EventLogError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("{path}:{line}: {cause}")]
-    Invalid {
+    /// An append could not be made durable (a full disk, an I/O error): none
+    /// of its batches is stored, and the log was cut back to its last
+    /// durable record. A later append probes the disk and resumes once it
+    /// works again.
+    #[error("cannot write the event log {path}: {cause}")]
+    WriteFailed {
         path: PathBuf,
-        line: u64,
-        cause: EventError,
+        cause: std::io::Error,
     },
+    /// Another process holds the log directory's lock (`DIR/.lock`).
+    #[error("the event log {path} is in use by another process (its lock is held)")]
+    Locked { path: PathBuf },
+}
+
+/// What the frame of a stored line (see the [module docs](self)) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A framed line whose length and CRC-32C match: the event's JSON.
+    Framed(&'a [u8]),
+    /// A line without a frame, as logs written before frames hold: the
+    /// whole line is the event's JSON, unchecked.
+    Unframed(&'a [u8]),
+}
+
+impl<'a> Record<'a> {
+    /// The event's JSON.
+    pub fn payload(self) -> &'a [u8] {
+        match self {
+            Record::Framed(p) | Record::Unframed(p) => p,
+        }
+    }
+}
+
+/// Start of a framed line, up to the frame's digits.
+const FRAME_OPEN: &[u8] = b"{\"frame\":\"";
+/// Between the frame's digits and the payload.
+const FRAME_EVENT: &[u8] = b"\",\"event\":";
+/// Length of everything before the payload: the open, `LLLLLLLL CCCCCCCC`, the key.
+const FRAME_HEAD: usize = FRAME_OPEN.len() + 17 + FRAME_EVENT.len();
+
+/// The stored line of an event (without its newline): its JSON in a frame
+/// with the JSON's length and CRC-32C (module docs).
+pub fn encode_record(event: &Event) -> Vec<u8> {
+    let payload = event_to_line(event);
+    frame_payload(payload.as_bytes())
+}
+
+/// `payload` (one line of JSON, no newline) in a frame.
+pub fn frame_payload(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEAD + payload.len() + 1);
+    out.extend_from_slice(FRAME_OPEN);
+    out.extend_from_slice(
+        format!("{:08x} {:08x}", payload.len(), crc32c::crc32c(payload)).as_bytes(),
+    );
+    out.extend_from_slice(FRAME_EVENT);
+    out.extend_from_slice(payload);
+    out.push(b'}');
+    out
+}
+
+/// Checks the frame of a stored line (without its newline) and returns the
+/// event's JSON, or why the line is damaged.
+pub fn decode_record(line: &[u8]) -> Result<Record<'_>, String> {
+    let Some(rest) = line.strip_prefix(FRAME_OPEN) else {
+        // A line that does not even start like a JSON object cannot be an
+        // unframed event: say so rather than what the JSON parser would.
+        return match line.first() {
+            Some(b'{') => Ok(Record::Unframed(line)),
+            _ => Err("neither a framed record nor a JSON object".into()),
+        };
+    };
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| s.len() == 8 && s.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+    };
+    let (Some(len), Some(crc)) = (rest.get(..8).and_then(hex), rest.get(9..17).and_then(hex))
+    else {
+        return Err("the frame's length or checksum is not 8 hex digits".into());
+    };
+    if rest.get(8) != Some(&b' ') || rest.get(17..17 + FRAME_EVENT.len()) != Some(FRAME_EVENT) {
+        return Err("the frame is malformed".into());
+    }
+    let body = &line[FRAME_HEAD..];
+    if body.len() != len as usize + 1 || body.last() != Some(&b'}') {
+        return Err(format!(
+            "the frame says {len} bytes, the line holds {}",
+            body.len().saturating_sub(1)
+        ));
+    }
+    let payload = &body[..len as usize];
+    let actual = crc32c::crc32c(payload);
+    if actual != crc {
+        return Err(format!(
+            "checksum mismatch: the frame says {crc:08x}, the bytes give {actual:08x}"
+        ));
+    }
+    Ok(Record::Framed(payload))
+}
+
+/// One damaged line a reader skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DamagedRecord {
+    pub path: PathBuf,
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset of the line's start in the file.
+    pub offset: u64,
+    /// Bytes of the line, its newline included.
+    pub len: u64,
+    /// Why it was refused: a frame that does not match, or the event's own
+    /// validation error.
+    pub reason: String,
+}
+
+impl fmt::Display for DamagedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} (bytes {}..{}): {}",
+            self.path.display(),
+            self.line,
+            self.offset,
+            self.offset + self.len,
+            self.reason
+        )
+    }
 }
 
 /// What [`read_event_dir`] found besides the events.
@@ -458,6 +598,12 @@ pub struct EventReadReport {
     /// Bytes read of each file of `files` (complete lines only): where this
     /// read stopped, for [`for_each_event_again`].
     pub bytes: Vec<u64>,
+    /// Complete lines skipped because their frame or their event is invalid:
+    /// damage on disk, never a write the server acknowledged as such.
+    pub damaged: Vec<DamagedRecord>,
+    /// For each file of `files`: the end of its last valid line (what is
+    /// after it is damaged or torn).
+    pub valid_end: Vec<u64>,
 }
 
 /// Whether `name` is an event log file: `events-*.jsonl`.
@@ -482,9 +628,10 @@ pub fn read_event_dir(dir: &Path) -> Result<(Vec<Event>, EventReadReport), Event
 ///
 /// A last line without its newline is a write the crash cut short (the server
 /// acknowledges a batch only after its lines and newlines are on disk): it is
-/// skipped and reported in [`EventReadReport::torn_tails`]. Any other invalid
-/// line is an error naming the file and line (`f` has seen the events before
-/// it).
+/// skipped and reported in [`EventReadReport::torn_tails`]. A complete line
+/// whose frame or event is invalid is damage: it is skipped and reported in
+/// [`EventReadReport::damaged`] (file, line, offset, reason), and the read
+/// goes on. Only a file that cannot be read at all is an error.
 pub fn for_each_event(
     dir: &Path,
     mut f: impl FnMut(Event),
@@ -605,6 +752,7 @@ fn scan_files(
         let mut buf = Vec::new();
         let mut line_no = 0u64;
         let mut consumed = 0u64;
+        let mut valid_end = 0u64;
         loop {
             buf.clear();
             let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
@@ -619,20 +767,42 @@ fn scan_files(
             consumed += n as u64;
             buf.pop();
             if buf.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            report.lines += 1;
-            if let Some(id) = only.and_then(|only| other_type_id(&buf, only)) {
-                if !seen.insert(fingerprint(&id)) {
-                    report.duplicates += 1;
+                if buf.is_empty() {
+                    valid_end = consumed;
                 }
                 continue;
             }
-            let event = parse_event(&buf).map_err(|source| EventLogError::Invalid {
+            report.lines += 1;
+            let start = consumed - n as u64;
+            let damaged = |reason: String| DamagedRecord {
                 path: path.clone(),
                 line: line_no,
-                cause: source,
-            })?;
+                offset: start,
+                len: n as u64,
+                reason,
+            };
+            let payload = match decode_record(&buf) {
+                Ok(record) => record.payload(),
+                Err(reason) => {
+                    report.damaged.push(damaged(reason));
+                    continue;
+                }
+            };
+            if let Some(id) = only.and_then(|only| other_type_id(payload, only)) {
+                if !seen.insert(fingerprint(&id)) {
+                    report.duplicates += 1;
+                }
+                valid_end = consumed;
+                continue;
+            }
+            let event = match parse_event(payload) {
+                Ok(event) => event,
+                Err(e) => {
+                    report.damaged.push(damaged(e.to_string()));
+                    continue;
+                }
+            };
+            valid_end = consumed;
             let first = seen.insert(fingerprint(&event.id));
             if !first {
                 report.duplicates += 1;
@@ -653,6 +823,7 @@ fn scan_files(
             });
         }
         report.bytes.push(consumed);
+        report.valid_end.push(valid_end);
     }
     report.files = files.into_iter().map(|(p, _)| p).collect();
     Ok(report)
@@ -720,7 +891,7 @@ mod tests {
     }
 
     #[test]
-    fn the_dir_reader_keeps_first_ids_skips_a_torn_tail_and_names_bad_lines() {
+    fn the_dir_reader_keeps_first_ids_skips_a_torn_tail_and_damaged_lines() {
         let dir = tempfile::tempdir().unwrap();
         let line = |id: &str| {
             let mut v = purchase();
@@ -751,8 +922,12 @@ mod tests {
             format!("{}\n{{\"id\": 1}}\n", line("e")),
         )
         .unwrap();
-        let e = read_event_dir(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("events-0003.jsonl:2:"), "{e}");
+        // A damaged line is skipped, counted and located; the read goes on.
+        let (events, report) = read_event_dir(dir.path()).unwrap();
+        assert_eq!(events.len(), 4);
+        assert_eq!(report.damaged.len(), 1);
+        let d = report.damaged[0].to_string();
+        assert!(d.contains("events-0003.jsonl:2 (bytes "), "{d}");
     }
 
     /// A second pass for one type hands over exactly the events of that type

@@ -60,6 +60,16 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 /// Default of `event_dedup_days`.
 pub const DEFAULT_EVENT_DEDUP_DAYS: u32 = 7;
 
+/// Default of `event_file_bytes`: a new event log file is started at 64 MiB.
+pub const DEFAULT_EVENT_FILE_BYTES: u64 = encore_data::event_log::DEFAULT_MAX_FILE_BYTES;
+
+/// The smallest `event_file_bytes` accepted.
+pub const MIN_EVENT_FILE_BYTES: u64 = 4096;
+
+/// Default of `write_timeout`, in seconds: the longest a streamed answer
+/// waits for its client to take the next part before it is cut short.
+pub const DEFAULT_WRITE_TIMEOUT_SECS: u64 = 30;
+
 /// Default of `request_timeout`, in seconds: the time a client has to send
 /// a request's head (a connection that sends nothing in that time is closed).
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 5;
@@ -73,7 +83,7 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Every key, in the order `--print-config` shows them.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 19] = [
     "model",
     "store",
     "api_keys",
@@ -81,6 +91,7 @@ pub const KEYS: [&str; 17] = [
     "cors_origins",
     "events",
     "event_dedup_days",
+    "event_file_bytes",
     "experiments",
     "watch_interval",
     "bind",
@@ -89,6 +100,7 @@ pub const KEYS: [&str; 17] = [
     "shutdown_timeout",
     "request_timeout",
     "body_timeout",
+    "write_timeout",
     "max_connections",
     "log_format",
 ];
@@ -146,6 +158,10 @@ pub struct Cli {
     /// recently is a duplicate [default: 7].
     #[arg(long, value_name = "DAYS")]
     pub event_dedup_days: Option<NonZeroU32>,
+    /// Size in bytes at which the event log starts a new file
+    /// [default: 67108864, 64 MiB; at least 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub event_file_bytes: Option<u64>,
     /// Experiments file (TOML `[[experiment]]` tables) to run on the
     /// recommendations list; `PUT /v1/admin/experiments` writes changes back
     /// to it. Read and checked at start.
@@ -176,6 +192,10 @@ pub struct Cli {
     /// [default: 30].
     #[arg(long, value_name = "SECS")]
     pub body_timeout: Option<u64>,
+    /// Seconds a streamed answer (an audience) waits for its client to read
+    /// on before it is cut short and lets its model go [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub write_timeout: Option<u64>,
     /// Open connections across all workers [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<NonZeroUsize>,
@@ -197,6 +217,7 @@ pub struct Layer {
     pub cors_origins: Option<Vec<String>>,
     pub events: Option<PathBuf>,
     pub event_dedup_days: Option<NonZeroU32>,
+    pub event_file_bytes: Option<u64>,
     pub experiments: Option<PathBuf>,
     pub watch_interval: Option<f64>,
     pub bind: Option<String>,
@@ -205,6 +226,7 @@ pub struct Layer {
     pub shutdown_timeout: Option<u64>,
     pub request_timeout: Option<u64>,
     pub body_timeout: Option<u64>,
+    pub write_timeout: Option<u64>,
     pub max_connections: Option<NonZeroUsize>,
     pub log_format: Option<LogFormat>,
 }
@@ -286,6 +308,8 @@ pub struct Config {
     pub events: Option<PathBuf>,
     /// Days an event id is remembered for idempotency.
     pub event_dedup_days: NonZeroU32,
+    /// Size at which the event log starts a new file, in bytes.
+    pub event_file_bytes: u64,
     /// Experiments file; `None`: no experiment runs until one is `PUT`
     /// (and admin changes last until the server stops).
     pub experiments: Option<PathBuf>,
@@ -303,6 +327,8 @@ pub struct Config {
     pub request_timeout: u64,
     /// Seconds a client has to send a request's body.
     pub body_timeout: u64,
+    /// Seconds a streamed answer waits for its client to read on.
+    pub write_timeout: u64,
     /// Open connections across all workers.
     pub max_connections: NonZeroUsize,
     /// Log line format.
@@ -322,6 +348,7 @@ impl Default for Config {
             events: None,
             event_dedup_days: NonZeroU32::new(DEFAULT_EVENT_DEDUP_DAYS)
                 .expect("the default is not zero"),
+            event_file_bytes: DEFAULT_EVENT_FILE_BYTES,
             experiments: None,
             watch_interval: DEFAULT_WATCH_INTERVAL_SECS,
             bind: DEFAULT_BIND.to_string(),
@@ -331,6 +358,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT_SECS,
             body_timeout: DEFAULT_BODY_TIMEOUT_SECS,
+            write_timeout: DEFAULT_WRITE_TIMEOUT_SECS,
             max_connections: NonZeroUsize::new(DEFAULT_MAX_CONNECTIONS)
                 .expect("the default is not zero"),
             log_format: LogFormat::Text,
@@ -436,6 +464,7 @@ impl Layer {
             cors_origins: cli.cors_origins.clone(),
             events: cli.events.clone(),
             event_dedup_days: cli.event_dedup_days,
+            event_file_bytes: cli.event_file_bytes,
             experiments: cli.experiments.clone(),
             watch_interval: cli.watch_interval,
             bind: cli.bind.clone(),
@@ -444,6 +473,7 @@ impl Layer {
             shutdown_timeout: cli.shutdown_timeout,
             request_timeout: cli.request_timeout,
             body_timeout: cli.body_timeout,
+            write_timeout: cli.write_timeout,
             max_connections: cli.max_connections,
             log_format: cli.log_format,
         }
@@ -494,6 +524,10 @@ impl Layer {
                     parse(value).ok_or_else(|| bad("expected a whole number of days above 0"))?,
                 );
             }
+            "event_file_bytes" => {
+                self.event_file_bytes =
+                    Some(parse(value).ok_or_else(|| bad("expected a whole number of bytes"))?);
+            }
             "experiments" => self.experiments = path()?,
             "watch_interval" => {
                 self.watch_interval =
@@ -523,6 +557,10 @@ impl Layer {
             }
             "body_timeout" => {
                 self.body_timeout =
+                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
+            }
+            "write_timeout" => {
+                self.write_timeout =
                     Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
             }
             "max_connections" => {
@@ -582,6 +620,7 @@ impl Config {
             cors_origins,
             events,
             event_dedup_days,
+            event_file_bytes,
             experiments,
             watch_interval,
             bind,
@@ -590,6 +629,7 @@ impl Config {
             shutdown_timeout,
             request_timeout,
             body_timeout,
+            write_timeout,
             max_connections,
             log_format,
         } = layer;
@@ -622,6 +662,7 @@ impl Config {
             cors_origins,
             events,
             event_dedup_days,
+            event_file_bytes,
             experiments,
             watch_interval,
             bind,
@@ -630,6 +671,7 @@ impl Config {
             shutdown_timeout,
             request_timeout,
             body_timeout,
+            write_timeout,
             max_connections,
             log_format
         );
@@ -666,6 +708,7 @@ impl Config {
         for (key, secs) in [
             ("request_timeout", self.request_timeout),
             ("body_timeout", self.body_timeout),
+            ("write_timeout", self.write_timeout),
         ] {
             if !(1..=3600).contains(&secs) {
                 return Err(ConfigError::Value {
@@ -675,6 +718,14 @@ impl Config {
                     problem: "must be 1 to 3600 seconds".to_string(),
                 });
             }
+        }
+        if self.event_file_bytes < MIN_EVENT_FILE_BYTES {
+            return Err(ConfigError::Value {
+                key: "event_file_bytes",
+                origin: self.origin("event_file_bytes").clone(),
+                value: self.event_file_bytes.to_string(),
+                problem: format!("must be at least {MIN_EVENT_FILE_BYTES} bytes"),
+            });
         }
         if let Some(bad) = self.cors_origins.iter().find(|o| !is_origin(o)) {
             return Err(ConfigError::Value {
@@ -809,6 +860,7 @@ mod tests {
             ("cors_origins", "https://shop.example"),
             ("events", "events/"),
             ("event_dedup_days", "30"),
+            ("event_file_bytes", "65536"),
             ("experiments", "experiments.toml"),
             ("watch_interval", "0.5"),
             ("bind", "0.0.0.0:9"),
@@ -817,6 +869,7 @@ mod tests {
             ("shutdown_timeout", "1"),
             ("request_timeout", "9"),
             ("body_timeout", "8"),
+            ("write_timeout", "7"),
             ("max_connections", "77"),
             ("log_format", "json"),
         ];
@@ -829,7 +882,7 @@ mod tests {
             let toml_value = match key {
                 "watch_interval" | "workers" | "max_pending" | "shutdown_timeout"
                 | "event_dedup_days" | "request_timeout" | "body_timeout" | "max_connections"
-                | "insecure_no_auth" => value.to_string(),
+                | "write_timeout" | "event_file_bytes" | "insecure_no_auth" => value.to_string(),
                 "cors_origins" => format!("[{value:?}]"),
                 _ => format!("{value:?}"),
             };

@@ -93,6 +93,7 @@ pub enum Code {
     EventsDisabled,
     ServiceUnavailable,
     Overloaded,
+    EventLogUnavailable,
     ModelLoadFailed,
     ModelIncompatible,
     EventLogFailed,
@@ -104,7 +105,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 29] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -126,6 +127,7 @@ impl Code {
         Code::EventsDisabled,
         Code::ServiceUnavailable,
         Code::Overloaded,
+        Code::EventLogUnavailable,
         Code::ModelLoadFailed,
         Code::ModelIncompatible,
         Code::EventLogFailed,
@@ -184,6 +186,11 @@ impl Code {
                 Unavailable,
             ),
             Code::Overloaded => ("overloaded", StatusCode::SERVICE_UNAVAILABLE, Unavailable),
+            Code::EventLogUnavailable => (
+                "event_log_unavailable",
+                StatusCode::SERVICE_UNAVAILABLE,
+                Unavailable,
+            ),
             Code::ModelLoadFailed => (
                 "model_load_failed",
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -71,6 +71,7 @@ pub mod openapi;
 mod routes;
 pub mod state;
 mod trace;
+mod write_deadline;
 
 pub use error::{ApiError, Code, ErrorType};
 pub use state::{AppState, Reloaded};

@@ -60,7 +60,11 @@ pub struct EventCounters {
     pub commits: AtomicU64,
     pub commit_micros: AtomicU64,
     pub remembered_ids: AtomicU64,
+    /// Set while the log refuses writes (a failed commit, until a probe succeeds).
     pub failed: AtomicBool,
+    pub write_failures: AtomicU64,
+    /// Damaged records skipped when the log was opened.
+    pub damaged_records: AtomicU64,
 }
 
 impl Metrics {
@@ -193,13 +197,21 @@ impl Metrics {
              # HELP encore_event_log_remembered_ids Event ids held for idempotency.\n\
              # TYPE encore_event_log_remembered_ids gauge\n\
              encore_event_log_remembered_ids {}\n\
-             # HELP encore_event_log_failed 1 once an event log write failed.\n\
+             # HELP encore_event_log_failed 1 while the event log refuses writes (a failed write, until a probe succeeds).\n\
              # TYPE encore_event_log_failed gauge\n\
-             encore_event_log_failed {}",
+             encore_event_log_failed {}\n\
+             # HELP encore_event_log_write_failures_total Event log commits that failed.\n\
+             # TYPE encore_event_log_write_failures_total counter\n\
+             encore_event_log_write_failures_total {}\n\
+             # HELP encore_event_log_damaged_records Damaged records skipped when the event log was opened.\n\
+             # TYPE encore_event_log_damaged_records gauge\n\
+             encore_event_log_damaged_records {}",
             e.commits.load(Ordering::Relaxed),
             e.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
             e.remembered_ids.load(Ordering::Relaxed),
             u8::from(e.failed.load(Ordering::Relaxed)),
+            e.write_failures.load(Ordering::Relaxed),
+            e.damaged_records.load(Ordering::Relaxed),
         );
     }
 }

@@ -47,9 +47,12 @@ impl ModelSource {
     /// version's name: the watcher compares `CURRENT` with the serving
     /// model's version, so a copied directory that calls itself something
     /// else would otherwise be reloaded at every look.
+    ///
+    /// From a store, the manifest must also have the SHA-256 that `CURRENT`
+    /// recorded when the version was made current (when it recorded one).
     pub fn load(&self) -> Result<Engine, ArtifactError> {
-        let dir = self.resolve()?;
-        let engine = load_checked(&dir)?;
+        let (dir, digest) = self.resolve_with_digest()?;
+        let engine = load_checked(&dir, digest.as_deref())?;
         if let ModelSource::Store(_) = self {
             let name = dir.file_name().map(|n| n.to_string_lossy());
             let model_version = &engine.manifest().model_version;
@@ -69,10 +72,16 @@ impl ModelSource {
 
     /// The artifact directory to load now.
     pub fn resolve(&self) -> Result<PathBuf, ArtifactError> {
+        self.resolve_with_digest().map(|(dir, _)| dir)
+    }
+
+    /// The artifact directory to load now and, from a store, the manifest
+    /// digest `CURRENT` recorded for it.
+    fn resolve_with_digest(&self) -> Result<(PathBuf, Option<String>), ArtifactError> {
         match self {
-            ModelSource::Dir(dir) => Ok(dir.clone()),
-            ModelSource::Store(store) => match store.current_dir() {
-                Ok(Some(dir)) => Ok(dir),
+            ModelSource::Dir(dir) => Ok((dir.clone(), None)),
+            ModelSource::Store(store) => match store.current_entry() {
+                Ok(Some(entry)) => Ok((store.dir_of(&entry.version), entry.manifest_sha256)),
                 Ok(None) => Err(ArtifactError::NotAnArtifact {
                     path: store.root().join("CURRENT"),
                 }),
@@ -117,6 +126,8 @@ pub struct AppState {
     cors_origins: Vec<String>,
     /// How long a client may take to send a request body (`None`: forever).
     body_timeout: Option<std::time::Duration>,
+    /// How long a streamed answer waits for its client to read on.
+    write_timeout: std::time::Duration,
     /// The event log's writer (`POST /v1/events`), if the server keeps one.
     events: Option<crate::events::EventSink>,
     /// The event log's directory, read again when a swap moves the data end back.
@@ -163,6 +174,9 @@ impl AppState {
             api_keys_file: None,
             cors_origins: Vec::new(),
             body_timeout: None,
+            write_timeout: std::time::Duration::from_secs(
+                crate::config::DEFAULT_WRITE_TIMEOUT_SECS,
+            ),
             events: None,
             event_dir: None,
             recent: Arc::new(recent),
@@ -226,36 +240,81 @@ impl AppState {
         self.body_timeout
     }
 
+    /// Cuts a streamed answer short (and lets go of its model) once its
+    /// client has read nothing for `timeout` (default 30 s; see
+    /// `write_deadline`).
+    pub fn with_write_timeout(mut self, timeout: std::time::Duration) -> AppState {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How long a streamed answer waits for its client to read on.
+    pub fn write_timeout(&self) -> std::time::Duration {
+        self.write_timeout
+    }
+
     /// The origins allowed to call the API from a browser.
     pub fn cors_origins(&self) -> &[String] {
         &self.cors_origins
     }
 
     /// Keeps an event log in `dir` (`POST /v1/events`; see
-    /// [`encore_data::event_log`]): opens it (truncating a torn tail), puts
-    /// its purchases later than the serving model's data end into the live
-    /// overlay, and starts the writer thread.
+    /// [`encore_data::event_log`]): opens it (cutting a torn or damaged tail,
+    /// skipping and logging damaged records), puts its purchases later than
+    /// the serving model's data end into the live overlay, and starts the
+    /// writer thread.
     pub fn with_event_log(
-        mut self,
+        self,
         dir: &Path,
         options: encore_data::event_log::EventLogOptions,
     ) -> Result<AppState, encore_data::events::EventLogError> {
+        self.with_event_log_on(dir, options, Arc::new(encore_data::event_log::OsFiles))
+    }
+
+    /// [`with_event_log`](Self::with_event_log) writing through `layer`
+    /// (tests inject faults this way).
+    pub fn with_event_log_on(
+        mut self,
+        dir: &Path,
+        options: encore_data::event_log::EventLogOptions,
+        layer: Arc<dyn encore_data::event_log::FileLayer>,
+    ) -> Result<AppState, encore_data::events::EventLogError> {
         let data_end = self.recent.data_end();
         let (mut events, mut recent) = (0usize, Vec::new());
-        let (log, report) = encore_data::event_log::EventLog::open_each(dir, options, |e| {
-            events += 1;
-            if crate::events::is_recent_purchase(&e, data_end) {
-                recent.push(e);
-            }
-        })?;
+        let (log, report) =
+            encore_data::event_log::EventLog::open_with(dir, options, layer, |e| {
+                events += 1;
+                if crate::events::is_recent_purchase(&e, data_end) {
+                    recent.push(e);
+                }
+            })?;
         self.recent.record(&recent);
+        // Each damaged record once, with where it is, so that an operator can
+        // look at it (`encore-train events verify` lists them too).
+        for d in &report.damaged {
+            tracing::warn!(record = %d, "damaged event log record skipped");
+        }
+        let tail = log.recovered_tail();
+        if tail.bytes > 0 {
+            tracing::warn!(
+                file = %tail.path.display(),
+                bytes = tail.bytes,
+                damaged_lines = tail.damaged_lines,
+                "event log: cut the end of the last file after its last valid record (a write a crash interrupted; never acknowledged)"
+            );
+        }
         tracing::info!(
             dir = %dir.display(),
             files = report.files.len(),
             events,
-            torn_bytes_cut = log.recovered_torn_bytes(),
+            damaged_records = report.damaged.len(),
+            torn_bytes_cut = tail.bytes,
             customers_with_recent_purchases = self.recent.len(),
             "event log opened"
+        );
+        self.metrics.events.damaged_records.store(
+            report.damaged.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
         );
         let sink = crate::events::EventSink::spawn(
             log,
@@ -601,9 +660,9 @@ impl StoreWatch {
 /// Loads and validates the artifact at `dir`, then runs one query of each kind
 /// so that a model that cannot answer is refused before it serves, and its
 /// pages are in memory before the first request.
-fn load_checked(dir: &Path) -> Result<Engine, ArtifactError> {
+fn load_checked(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engine, ArtifactError> {
     let started = std::time::Instant::now();
-    let engine = artifact::load(dir)?;
+    let engine = artifact::load_expecting(dir, manifest_sha256)?;
     let filter = ListFilter::default();
     if !engine.items().is_empty() {
         engine.similar(0, 1, &filter);

@@ -3,8 +3,10 @@
 //! each restart on the same log the batch that was in flight is sent again.
 //! At the end every acknowledged event is in the log, and no event is in it
 //! twice (checked on the raw lines, not only through the deduplicating reader).
+//! The log starts a new file every 16 KiB (about every second batch), so
+//! the kills also land while files are being rotated.
 
-use encore_data::events::{parse_event, read_event_dir};
+use encore_data::events::{decode_record, is_event_file, parse_event, read_event_dir};
 use encore_data::synth::{SynthParams, generate};
 use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
@@ -78,6 +80,7 @@ fn start(model_dir: &Path, log_dir: &Path, stderr: &Path) -> Server {
         .args(["--model", model_dir.to_str().unwrap()])
         .args(["--events", log_dir.to_str().unwrap()])
         .args(["--bind", "127.0.0.1:0", "--workers", "2"])
+        .args(["--event-file-bytes", "16384"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(err))
@@ -277,6 +280,7 @@ fn every_acknowledged_event_survives_kill_9_once() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&log_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| is_event_file(p.file_name().unwrap().to_str().unwrap()))
         .collect();
     files.sort();
     let mut raw_ids: HashMap<String, usize> = HashMap::new();
@@ -287,7 +291,14 @@ fn every_acknowledged_event_survives_kill_9_once() {
             None => &bytes[..0],
         };
         for line in complete.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let event = parse_event(line).unwrap_or_else(|e| {
+            let payload = decode_record(line).unwrap_or_else(|e| {
+                panic!(
+                    "{}: damaged line {:?}: {e}",
+                    file.display(),
+                    String::from_utf8_lossy(line)
+                )
+            });
+            let event = parse_event(payload.payload()).unwrap_or_else(|e| {
                 panic!(
                     "{}: invalid line {:?}: {e}",
                     file.display(),
@@ -322,6 +333,12 @@ fn every_acknowledged_event_survives_kill_9_once() {
     // The reader agrees: the same events, none dropped as a duplicate.
     let (events, report) = read_event_dir(&log_dir).unwrap();
     assert_eq!(report.duplicates, 0);
+    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+    assert!(
+        files.len() > KILLS,
+        "{} files: rotations not exercised",
+        files.len()
+    );
     assert_eq!(events.len(), raw_ids.len());
     assert!(acked.len() >= KILLS * 2 * EVENTS_PER_BATCH);
     println!(

@@ -484,3 +484,66 @@ async fn an_oversized_event_batch_is_refused_with_its_count() {
         "{text}"
     );
 }
+
+/// A client that stops reading an audience stream does not keep it, nor the
+/// model it started on: after `write_timeout` the stream is dropped (its
+/// model freed once a reload replaced it, its stream slot free again) and
+/// the answer ends with an error instead of its last chunk.
+#[actix_web::test]
+async fn a_stream_whose_client_stops_reading_lets_its_model_go() {
+    use actix_web::body::MessageBody;
+    let f = fixture();
+    let state = web::Data::new(
+        AppState::load(&f.model_dir)
+            .unwrap()
+            .with_max_audience_streams(1)
+            .with_write_timeout(Duration::from_secs(1)),
+    );
+    let app = test::init_service(create_app(state.clone())).await;
+    let audience = "/v1/audiences/reactivation?stage=dormant,at_risk,lost,active,new&k=5";
+    let old_model = std::sync::Arc::downgrade(&state.engine().unwrap());
+    let res = test::call_service(&app, get(audience).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = Box::pin(res.into_body());
+    // The client reads the first part, then nothing more.
+    type Part = Option<Result<actix_web::web::Bytes, Box<dyn std::error::Error>>>;
+    let mut next_part = async || -> Part {
+        futures_util::future::poll_fn(|cx| body.as_mut().poll_next(cx))
+            .await
+            .map(|r| r.map_err(Into::into))
+    };
+    let first = next_part().await;
+    assert!(
+        matches!(first, Some(Ok(ref b)) if !b.is_empty()),
+        "{first:?}"
+    );
+    // A new model is swapped in: only the stalled stream holds the old one.
+    state.reload().unwrap();
+    assert!(old_model.upgrade().is_some(), "the stream holds its model");
+    let r = send(&app, get(audience).to_request()).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+
+    // Waits (up to 30 s, for a busy machine) for the watchdog.
+    for _ in 0..300 {
+        if old_model.upgrade().is_none() {
+            break;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        old_model.upgrade().is_none(),
+        "the stalled stream still holds the old model"
+    );
+    // Its slot is free again, and the stalled answer ends with an error.
+    let res = test::call_service(&app, get(audience).to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // (An error, not the end: the client never sees a cut answer as whole.)
+    let next = next_part().await;
+    assert!(matches!(next, Some(Err(_))), "{next:?}");
+
+    // A client that keeps reading gets the whole answer, however long it
+    // takes in total (here: the rest of the fresh stream, read at once).
+    let whole = actix_web::body::to_bytes(res.into_body()).await;
+    let whole = whole.map_err(|e| Into::<Box<dyn std::error::Error>>::into(e).to_string());
+    assert!(whole.as_ref().is_ok_and(|b| !b.is_empty()), "{whole:?}");
+}

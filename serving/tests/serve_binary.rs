@@ -571,3 +571,74 @@ fn a_slow_request_head_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Reads one answer from a keep-alive connection: its status.
+fn read_one_answer(stream: &mut TcpStream) -> u16 {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed");
+        raw.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// `max_connections` caps the connections the server holds: with the cap
+/// taken by two idle clients, a third connection waits (in the listen
+/// backlog) without an answer, and is answered as soon as one of the two
+/// goes away.
+#[test]
+fn connections_beyond_max_connections_wait_for_a_free_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    artifact::save(&synth_engine("v1"), &model).unwrap();
+    let server = Server::start(command(&[
+        "--model",
+        path_str(&model),
+        "--max-connections",
+        "2",
+        "--request-timeout",
+        "120",
+    ]));
+    // Two connections the server has accepted (each answered once), then
+    // holding it with the start of a next request.
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(server.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_one_answer(&mut s), 200);
+            s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    let mut third = TcpStream::connect(server.addr).unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let waited = third.read(&mut byte);
+    assert!(
+        waited.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "a third connection was served beyond max_connections = 2: {waited:?}"
+    );
+    drop(held.pop());
+    third
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(read_one_answer(&mut third), 200);
+}

@@ -100,3 +100,31 @@ fn a_reload_waits_briefly_for_requests_on_the_old_model() {
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
     request.join().unwrap();
 }
+
+/// The store records the current version's manifest digest: a manifest
+/// edited after its promotion is refused by a reload and at start, naming
+/// the file, and the old model keeps serving.
+#[test]
+fn an_edited_manifest_of_the_current_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for v in ["v1", "v2"] {
+        store.publish(&mut synth_engine(v)).unwrap();
+    }
+    store.set_current("v1").unwrap();
+    let state = AppState::load_from(ModelSource::Store(store.clone())).unwrap();
+    store.set_current("v2").unwrap();
+    let manifest = store.dir_of("v2").join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replacen("  ", " ", 1)).unwrap();
+    let err = state.reload().unwrap_err().to_string();
+    assert!(
+        err.contains("v2/manifest.json") && err.contains("SHA-256"),
+        "{err}"
+    );
+    assert_eq!(state.engine().unwrap().manifest().model_version, "v1");
+    let Err(err) = AppState::load_from(ModelSource::Store(store.clone())) else {
+        panic!("started on an edited manifest");
+    };
+    assert!(err.to_string().contains("manifest.json"), "{err}");
+}

@@ -172,7 +172,8 @@ def store(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def trained(store) -> pathlib.Path:
     """The current version's directory."""
-    return store / "versions" / (store / "CURRENT").read_text().strip()
+    # CURRENT is "<version> sha256:<digest of its manifest>".
+    return store / "versions" / (store / "CURRENT").read_text().split()[0]
 
 
 @pytest.fixture(scope="module")

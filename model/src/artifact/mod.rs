@@ -188,8 +188,35 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
     Ok(manifest)
 }
 
+/// The SHA-256 of `bytes`, as lower-case hex: how a store records a manifest.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The SHA-256 (hex) of the manifest of the artifact at `dir`: what a store
+/// records in `CURRENT` and `HISTORY` when it makes the version current.
+pub fn manifest_sha256(dir: &Path) -> Result<String, ArtifactError> {
+    let path = dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).map_err(|e| ArtifactError::io(&path, e))?;
+    Ok(sha256_hex(&bytes))
+}
+
 /// Reads only the manifest of the artifact at `dir`, checking its format version.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, ArtifactError> {
+    read_manifest_expecting(dir, None)
+}
+
+/// [`read_manifest`], and with `sha256 = Some(hex)` the manifest's bytes
+/// must have that SHA-256 (what the store recorded when it made the version
+/// current): a manifest changed since is refused, naming the file.
+pub fn read_manifest_expecting(
+    dir: &Path,
+    sha256: Option<&str>,
+) -> Result<Manifest, ArtifactError> {
     let path = dir.join(MANIFEST);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -200,6 +227,19 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ArtifactError> {
         }
         Err(e) => return Err(ArtifactError::io(&path, e)),
     };
+    if let Some(expected) = sha256 {
+        let found = sha256_hex(&bytes);
+        if found != expected {
+            return Err(ArtifactError::Corrupt {
+                path,
+                reason: format!(
+                    "its SHA-256 is {found}, but the store recorded {expected} when this version \
+                     was made current: the manifest changed since (edited or damaged); make the \
+                     version current again (encore-train models promote) if the change is intended"
+                ),
+            });
+        }
+    }
     // Look at the version before the rest, so a future format gets the right message.
     #[derive(Deserialize)]
     struct Version {
@@ -224,7 +264,13 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, ArtifactError> {
 
 /// Loads and fully validates the artifact at `dir`.
 pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
-    let manifest = read_manifest(dir)?;
+    load_expecting(dir, None)
+}
+
+/// [`load`], with the manifest checked against the SHA-256 a store
+/// recorded for it ([`read_manifest_expecting`]).
+pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engine, ArtifactError> {
+    let manifest = read_manifest_expecting(dir, manifest_sha256)?;
     let file = |name: &str| -> Result<(PathBuf, Vec<u8>), ArtifactError> {
         let entry = manifest
             .files

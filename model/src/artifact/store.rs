@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! store/
-//!   CURRENT              the serving version's name, one line
-//!   HISTORY              one line per change of CURRENT: `<RFC 3339 time> <version>`
+//!   CURRENT              the serving version's name and its manifest's SHA-256, one line:
+//!                        `<version> sha256:<hex>`
+//!   HISTORY              one line per change of CURRENT: `<RFC 3339 time> <version> sha256:<hex>`
 //!   LOCK                 empty; locked while the store is changed
 //!   versions/
 //!     20261130T020000Z-3fa2c1d0/   an artifact (see the parent module)
@@ -27,6 +28,18 @@
 //! with the serving model's version to know when to reload, and every answer
 //! names that version. [`Store::set_current`] refuses a version whose
 //! manifest names another (a directory copied or renamed by hand).
+//!
+//! # The manifest's digest
+//! A manifest covers every other file of its artifact (size and CRC-32),
+//! but nothing covered the manifest itself. [`Store::set_current`] records
+//! the SHA-256 of the version's `manifest.json` in `CURRENT` and `HISTORY`;
+//! [`Store::current_entry`] returns it, and loading the current version
+//! ([`super::load_expecting`], as the server does) refuses a manifest whose
+//! bytes no longer match, with an error naming the file. A rollback checks
+//! the digest `HISTORY` recorded for its target. Stores written before the
+//! digest (`CURRENT` holding only a name, `HISTORY` lines of two fields)
+//! stay readable: their versions load unchecked until the next promotion
+//! writes a digest.
 //!
 //! [`Store::rollback`] makes the version that was current before the present
 //! one current again (walking back through `HISTORY` past versions that no
@@ -119,6 +132,22 @@ pub struct VersionInfo {
     pub manifest: Option<Manifest>,
     pub error: Option<String>,
     pub current: bool,
+}
+
+/// What `CURRENT` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentEntry {
+    pub version: String,
+    /// SHA-256 (hex) of the version's manifest when it was made current;
+    /// `None` in a `CURRENT` written before digests were recorded.
+    pub manifest_sha256: Option<String>,
+}
+
+/// Parses `sha256:<64 hex digits>`.
+fn parse_digest(field: &str) -> Option<String> {
+    let hex = field.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
 }
 
 /// A directory of versioned artifacts with a `CURRENT` pointer.
@@ -221,18 +250,51 @@ impl Store {
 
     /// The current version's name, if any.
     pub fn current(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.current_entry()?.map(|c| c.version))
+    }
+
+    /// The current version's name and its manifest's recorded SHA-256.
+    pub fn current_entry(&self) -> Result<Option<CurrentEntry>, StoreError> {
         let path = self.root.join(CURRENT);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let name = text.trim().to_string();
+                let mut fields = text.split_whitespace();
+                let name = fields.next().unwrap_or_default().to_string();
                 if !valid_name(&name) {
                     return Err(StoreError::BadName { path, name });
                 }
-                Ok(Some(name))
+                let manifest_sha256 = match fields.next() {
+                    None => None,
+                    Some(field) => Some(parse_digest(field).ok_or_else(|| {
+                        StoreError::Artifact(ArtifactError::Corrupt {
+                            path: path.clone(),
+                            reason: format!(
+                                "'{field}' is not a manifest digest (sha256: and 64 hex digits)"
+                            ),
+                        })
+                    })?),
+                };
+                Ok(Some(CurrentEntry {
+                    version: name,
+                    manifest_sha256,
+                }))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&path)(e)),
         }
+    }
+
+    /// Loads the current version, its manifest checked against the digest
+    /// `CURRENT` recorded (module docs); `None` when no version is current.
+    pub fn load_current(&self) -> Result<Option<(String, Engine)>, StoreError> {
+        let Some(entry) = self.current_entry()? else {
+            return Ok(None);
+        };
+        let engine = super::load_expecting(
+            &self.dir_of(&entry.version),
+            entry.manifest_sha256.as_deref(),
+        )?;
+        Ok(Some((entry.version, engine)))
     }
 
     /// The current version's directory, if any.
@@ -324,7 +386,10 @@ impl Store {
                 version: version.to_string(),
             });
         }
-        let engine = super::load(&dir)?;
+        // The digest of the bytes checked now: read first, then the whole
+        // version is loaded expecting them.
+        let digest = super::manifest_sha256(&dir)?;
+        let engine = super::load_expecting(&dir, Some(&digest))?;
         let model_version = &engine.manifest().model_version;
         if model_version != version {
             return Err(StoreError::NameMismatch {
@@ -334,7 +399,7 @@ impl Store {
             });
         }
         drop(engine);
-        self.write_current(version)
+        self.write_current(version, &digest)
     }
 
     /// Staging directories under `versions/` (written by [`super::save`] and
@@ -372,9 +437,9 @@ impl Store {
         Ok(removed)
     }
 
-    fn write_current(&self, version: &str) -> Result<(), StoreError> {
+    fn write_current(&self, version: &str, digest: &str) -> Result<(), StoreError> {
         let path = self.root.join(CURRENT);
-        match replace_file(&path, format!("{version}\n").as_bytes()) {
+        match replace_file(&path, format!("{version} sha256:{digest}\n").as_bytes()) {
             Ok(()) => {}
             Err(ReplaceError::NotReplaced { path, error }) => {
                 return Err(StoreError::Io { path, cause: error });
@@ -392,7 +457,7 @@ impl Store {
             .open(&history)
             .map_err(io(&history))?;
         let now = encore_data::timestamp::format_timestamp(encore_data::timestamp::now_secs());
-        writeln!(h, "{now} {version}").map_err(io(&history))?;
+        writeln!(h, "{now} {version} sha256:{digest}").map_err(io(&history))?;
         h.sync_all().map_err(io(&history))?;
         Ok(())
     }
@@ -415,14 +480,18 @@ impl Store {
         }
     }
 
-    /// The versions that were current, oldest first (from `HISTORY`).
-    fn history(&self) -> Result<Vec<String>, StoreError> {
+    /// The versions that were current, oldest first (from `HISTORY`), with
+    /// the manifest digest recorded then (`None` on lines written before digests).
+    fn history(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let path = self.root.join(HISTORY);
         match fs::read_to_string(&path) {
             Ok(text) => Ok(text
                 .lines()
-                .filter_map(|l| l.split_whitespace().nth(1))
-                .map(str::to_string)
+                .filter_map(|l| {
+                    let mut fields = l.split_whitespace().skip(1);
+                    let version = fields.next()?.to_string();
+                    Some((version, fields.next().and_then(parse_digest)))
+                })
                 .collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(io(&path)(e)),
@@ -435,13 +504,14 @@ impl Store {
         let history = self.history()?;
         // Walk back from the last time the present version became current.
         let last = match &current {
-            Some(c) => history.iter().rposition(|v| v == c),
+            Some(c) => history.iter().rposition(|(v, _)| v == c),
             None => None,
         };
         let before = &history[..last.unwrap_or(history.len())];
         Ok(before
             .iter()
             .rev()
+            .map(|(v, _)| v)
             .find(|v| Some(*v) != current.as_ref() && self.dir_of(v).is_dir())
             .cloned())
     }
@@ -454,6 +524,16 @@ impl Store {
             .ok_or_else(|| StoreError::NothingToRollBack {
                 store: self.root.clone(),
             })?;
+        // The manifest must still be the one that was current then.
+        let recorded = self
+            .history()?
+            .into_iter()
+            .rev()
+            .find(|(v, _)| *v == target)
+            .and_then(|(_, d)| d);
+        if let Some(digest) = recorded {
+            super::read_manifest_expecting(&self.dir_of(&target), Some(&digest))?;
+        }
         self.set_current_locked(&target)?;
         Ok(target)
     }
@@ -558,6 +638,75 @@ mod tests {
         // A first run expects no CURRENT.
         let err = store.set_current_if(&v3, None).unwrap_err();
         assert!(err.to_string().contains("not unset"), "{err}");
+    }
+
+    /// `CURRENT` and `HISTORY` record the manifest's SHA-256; a manifest
+    /// edited after its promotion is refused on load and on rollback, naming
+    /// the file; a store written before digests still loads.
+    #[test]
+    fn the_manifest_digest_is_recorded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        for v in ["v1", "v2"] {
+            store.publish(&mut engine(v)).unwrap();
+            store.set_current(v).unwrap();
+        }
+        let entry = store.current_entry().unwrap().unwrap();
+        let digest = super::super::manifest_sha256(&store.dir_of("v2")).unwrap();
+        assert_eq!(entry.manifest_sha256.as_deref(), Some(digest.as_str()));
+        let current = std::fs::read_to_string(store.root().join(CURRENT)).unwrap();
+        assert_eq!(current, format!("v2 sha256:{digest}\n"));
+        let history = std::fs::read_to_string(store.root().join(HISTORY)).unwrap();
+        assert!(
+            history.lines().all(|l| l.split(' ').count() == 3),
+            "{history}"
+        );
+        assert_eq!(store.load_current().unwrap().unwrap().0, "v2");
+
+        // One byte of v2's manifest changed (still valid JSON, same length).
+        let manifest = store.dir_of("v2").join("manifest.json");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let edited = text.replacen("\"v2\"", "\"v2\" ", 1).replacen("  ", " ", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&manifest, &edited).unwrap();
+        let Err(err) = store.load_current() else {
+            panic!("an edited manifest loaded");
+        };
+        let err = err.to_string();
+        assert!(
+            err.contains("manifest.json") && err.contains("SHA-256"),
+            "{err}"
+        );
+
+        // Rollback checks the digest HISTORY recorded for its target.
+        let v1_manifest = store.dir_of("v1").join("manifest.json");
+        let v1_text = std::fs::read_to_string(&v1_manifest).unwrap();
+        std::fs::write(&v1_manifest, v1_text.replacen("  ", " ", 1)).unwrap();
+        let err = store.rollback().unwrap_err().to_string();
+        assert!(err.contains("v1") && err.contains("manifest.json"), "{err}");
+        std::fs::write(&v1_manifest, &v1_text).unwrap();
+        assert_eq!(store.rollback().unwrap(), "v1");
+
+        // A store written before digests: a bare name in CURRENT, two fields
+        // a HISTORY line. It loads, unchecked, and rolls back.
+        std::fs::write(store.root().join(CURRENT), "v1\n").unwrap();
+        std::fs::write(
+            store.root().join(HISTORY),
+            "2026-01-01T00:00:00Z v2\n2026-01-02T00:00:00Z v1\n",
+        )
+        .unwrap();
+        std::fs::write(&manifest, &text).unwrap();
+        let entry = store.current_entry().unwrap().unwrap();
+        assert_eq!(
+            (entry.version.as_str(), entry.manifest_sha256),
+            ("v1", None)
+        );
+        assert_eq!(store.load_current().unwrap().unwrap().0, "v1");
+        assert_eq!(store.rollback().unwrap(), "v2");
+        // A digest that is not one is an error naming CURRENT.
+        std::fs::write(store.root().join(CURRENT), "v2 md5:abc\n").unwrap();
+        let err = store.current_entry().unwrap_err().to_string();
+        assert!(err.contains("CURRENT") && err.contains("md5:abc"), "{err}");
     }
 
     #[test]

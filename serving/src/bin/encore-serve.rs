@@ -97,14 +97,15 @@ async fn serve() -> anyhow::Result<()> {
         None => state,
     }
     .with_cors_origins(config.cors_origins.clone())
-    .with_body_timeout(std::time::Duration::from_secs(config.body_timeout));
+    .with_body_timeout(std::time::Duration::from_secs(config.body_timeout))
+    .with_write_timeout(std::time::Duration::from_secs(config.write_timeout));
     let state = match &config.events {
         Some(dir) => state
             .with_event_log(
                 dir,
                 encore_data::event_log::EventLogOptions {
                     dedup_window_secs: i64::from(config.event_dedup_days.get()) * 86_400,
-                    ..Default::default()
+                    max_file_bytes: config.event_file_bytes,
                 },
             )
             .with_context(|| format!("cannot open the event log {}", dir.display()))?,

@@ -5,7 +5,7 @@ use super::overlay::RecentPurchases;
 use crate::error::{ApiError, Code};
 use crate::metrics::EventCounters;
 use encore_data::event_log::{AppendOutcome, EventLog};
-use encore_data::events::Event;
+use encore_data::events::{Event, EventLogError};
 use encore_data::timestamp::now_secs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,7 +22,15 @@ const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// (`None`: a server-made exposure nobody waits for).
 struct WriteRequest {
     events: Vec<Event>,
-    reply: Option<mpsc::SyncSender<Result<AppendOutcome, String>>>,
+    reply: Option<mpsc::SyncSender<Result<AppendOutcome, WriteError>>>,
+}
+
+/// Why a batch was not stored, as the writer tells its sender.
+#[derive(Debug, Clone)]
+struct WriteError {
+    /// A write or fsync failed: the log probes the disk on the next batch.
+    unavailable: bool,
+    detail: String,
 }
 
 /// What the request path and the writer share about queued exposures.
@@ -31,7 +39,8 @@ struct ExposureQueue {
     pending: AtomicUsize,
     /// Most exposures that may be pending.
     capacity: usize,
-    /// Set once a write failed: the log refuses everything after.
+    /// Set while the log refuses writes (a failed commit, until a probe
+    /// succeeds): exposures are dropped at once meanwhile.
     failed: AtomicBool,
     counters: Arc<EventCounters>,
 }
@@ -107,7 +116,8 @@ impl EventSink {
                             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     }
                     c.remembered_ids.store(log.len() as u64, Ordering::Relaxed);
-                    c.failed.store(result.is_err(), Ordering::Relaxed);
+                    c.failed.store(!log.is_writable(), Ordering::Relaxed);
+                    queue.failed.store(!log.is_writable(), Ordering::Relaxed);
                     // Before any reply: a flush that returns sees them settled.
                     queue.pending.fetch_sub(submitted, Ordering::AcqRel);
                     match result {
@@ -138,8 +148,15 @@ impl EventSink {
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "event log write failed; batches refused");
-                            queue.failed.store(true, Ordering::Relaxed);
+                            c.write_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                error = %e,
+                                "event log write failed; batches refused, the file cut back to its last durable record, the next batch probes the disk"
+                            );
+                            let error = WriteError {
+                                unavailable: matches!(e, EventLogError::WriteFailed { .. }),
+                                detail: e.to_string(),
+                            };
                             if submitted > 0 {
                                 queue
                                     .counters
@@ -151,7 +168,7 @@ impl EventSink {
                                 );
                             }
                             for reply in replies.into_iter().flatten() {
-                                let _ = reply.send(Err(e.to_string()));
+                                let _ = reply.send(Err(error.clone()));
                             }
                         }
                     }
@@ -164,22 +181,37 @@ impl EventSink {
     /// blocking pool.
     pub(crate) fn append(&self, events: Vec<Event>) -> Result<AppendOutcome, ApiError> {
         let (reply, outcome) = mpsc::sync_channel(1);
-        let failed = |detail: String| {
-            tracing::error!(error = %detail, "event batch not stored");
-            ApiError::new(
-                Code::EventLogFailed,
-                "the batch was not stored (nothing of it is acknowledged); the server log has the details",
-            )
+        let failed = |e: WriteError| {
+            tracing::error!(error = %e.detail, "event batch not stored");
+            if e.unavailable {
+                ApiError::new(
+                    Code::EventLogUnavailable,
+                    "the event log cannot write now (a full disk or an I/O error); nothing of the batch is stored, retry later",
+                )
+                .with_header(
+                    actix_web::http::header::RETRY_AFTER,
+                    &crate::limits::RETRY_AFTER_SECONDS.to_string(),
+                )
+            } else {
+                ApiError::new(
+                    Code::EventLogFailed,
+                    "the batch was not stored (nothing of it is acknowledged); the server log has the details",
+                )
+            }
+        };
+        let stopped = || WriteError {
+            unavailable: false,
+            detail: "the event writer has stopped".into(),
         };
         self.tx
             .send(WriteRequest {
                 events,
                 reply: Some(reply),
             })
-            .map_err(|_| failed("the event writer has stopped".into()))?;
+            .map_err(|_| failed(stopped()))?;
         outcome
             .recv()
-            .map_err(|_| failed("the event writer has stopped".into()))?
+            .map_err(|_| failed(stopped()))?
             .map_err(failed)
     }
 

@@ -459,9 +459,22 @@ mod tests {
         assert!(!ids.contains(&top_new.as_str()), "{ids:?}");
 
         // A restart rebuilds the overlay from the log (with the first model).
-        let state = AppState::new(model_dir.path(), trained_engine())
-            .with_event_log(log_dir.path(), Default::default())
-            .unwrap();
+        // The old server's writer thread lets the log's lock go once the last
+        // handle to it is dropped.
+        drop(app);
+        drop(state);
+        let mut tries = 0;
+        let state = loop {
+            match AppState::new(model_dir.path(), trained_engine())
+                .with_event_log(log_dir.path(), Default::default())
+            {
+                Err(encore_data::events::EventLogError::Locked { .. }) if tries < 1000 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.unwrap(),
+            }
+        };
         let restarted = state
             .recent_purchases()
             .items_of(&state.engine().unwrap(), &customer);

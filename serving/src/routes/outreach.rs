@@ -522,5 +522,9 @@ pub(crate) async fn reactivation(
         HeaderName::from_static("x-encore-audience-size"),
         HeaderValue::from(total),
     ));
-    Ok(res.streaming(futures_util::StreamExt::chain(head, chunks)))
+    let body = futures_util::StreamExt::chain(head, chunks);
+    Ok(res.streaming(crate::write_deadline::guard(
+        Box::pin(body),
+        state.write_timeout(),
+    )))
 }

@@ -388,6 +388,11 @@ enum Command {
     ///
     /// Exit status: 0 when the report was written, 4 when it was written but
     /// flags a sample-ratio mismatch (do not trust the differences), 1 on error.
+    /// Check or repair a feedback event log directory.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     ExperimentReport {
         /// Event log directory (events-*.jsonl files).
         #[arg(long)]
@@ -407,6 +412,24 @@ enum Command {
         window_days: f64,
         #[arg(long, value_enum, default_value = "text")]
         format: encore_training::experiment_report::ReportFormat,
+    },
+}
+
+/// What `encore-train events` does to a log directory.
+#[derive(Subcommand)]
+enum EventsAction {
+    /// Read every record and check its length, CRC-32C and event; list the
+    /// damaged records and torn tails. Exit status 5 when there are any.
+    Verify {
+        /// The event log directory.
+        dir: PathBuf,
+    },
+    /// Move damaged records out of the files (into FILE.damaged beside
+    /// each) and cut torn tails. The server must be stopped (the log's lock
+    /// is taken).
+    Repair {
+        /// The event log directory.
+        dir: PathBuf,
     },
 }
 
@@ -470,6 +493,9 @@ const EXIT_NOT_PROMOTED: i32 = 3;
 /// Exit status of `experiment-report` when the report flags a sample-ratio
 /// mismatch.
 const EXIT_SAMPLE_RATIO_MISMATCH: i32 = 4;
+/// Exit status of `events verify` when the log holds damaged records or a
+/// torn tail.
+const EXIT_EVENT_LOG_DAMAGED: i32 = 5;
 
 fn parse_cutoff(s: &str) -> Result<i64> {
     parse_timestamp(s).with_context(|| {
@@ -1013,6 +1039,56 @@ fn run() -> Result<()> {
                 bail!("no customer could be scored");
             }
         }
+        Command::Events { action } => match action {
+            EventsAction::Verify { dir } => {
+                let report = encore_data::events::for_each_event(&dir, |_| {})
+                    .with_context(|| format!("cannot read the event log {}", dir.display()))?;
+                for (i, path) in report.files.iter().enumerate() {
+                    let damaged = report.damaged.iter().filter(|d| d.path == *path).count();
+                    let torn = report.torn_tails.contains(path);
+                    say!(
+                        "{}: {} bytes, {} damaged record{}{}",
+                        path.display(),
+                        report.bytes[i],
+                        damaged,
+                        if damaged == 1 { "" } else { "s" },
+                        if torn { ", a torn last line" } else { "" }
+                    );
+                }
+                for d in &report.damaged {
+                    say!("damaged: {d}");
+                }
+                say!(
+                    "{} files, {} records, {} damaged, {} torn tails, {} duplicate ids",
+                    report.files.len(),
+                    report.lines,
+                    report.damaged.len(),
+                    report.torn_tails.len(),
+                    report.duplicates
+                );
+                if !report.damaged.is_empty() || !report.torn_tails.is_empty() {
+                    std::process::exit(EXIT_EVENT_LOG_DAMAGED);
+                }
+            }
+            EventsAction::Repair { dir } => {
+                let report = encore_data::event_log::repair_dir(&dir)
+                    .with_context(|| format!("cannot repair the event log {}", dir.display()))?;
+                for (d, aside) in &report.moved {
+                    say!("moved {d} to {}", aside.display());
+                }
+                for (path, bytes) in &report.torn_cut {
+                    say!(
+                        "cut a torn last line of {bytes} bytes from {}",
+                        path.display()
+                    );
+                }
+                say!(
+                    "{} damaged records moved aside, {} torn tails cut",
+                    report.moved.len(),
+                    report.torn_cut.len()
+                );
+            }
+        },
         Command::ExperimentReport {
             events,
             experiment,
