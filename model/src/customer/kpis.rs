@@ -188,9 +188,10 @@ struct Counts {
     monthly: Vec<PeriodCounts>,
     /// Per cohort: members, members with 2+ orders, their orders.
     cohort: Vec<[u32; 3]>,
-    /// `active[cohort * span + k]`: members of a cohort with an order `k`
-    /// months after it.
-    active: Vec<u32>,
+    /// `active[cohort][k]`: members of a cohort with an order `k` months
+    /// after it; allocated (`span - cohort` long) when the cohort gets its
+    /// first member, so a long history with few cohorts stays small.
+    active: Vec<Vec<u32>>,
 }
 
 impl Counts {
@@ -200,7 +201,7 @@ impl Counts {
             overall: PeriodCounts::default(),
             monthly: vec![PeriodCounts::default(); span],
             cohort: vec![[0; 3]; span],
-            active: vec![0; span * span],
+            active: vec![Vec::new(); span],
         }
     }
 
@@ -252,7 +253,11 @@ impl Counts {
             // All but the first-ever order.
             p.returning_orders += count - 1;
         }
-        self.active[cohort * self.span + (month - cohort)] += 1;
+        let row = &mut self.active[cohort];
+        if row.is_empty() {
+            row.resize(self.span - cohort, 0);
+        }
+        row[month - cohort] += 1;
     }
 
     fn merge(mut self, other: Counts) -> Counts {
@@ -265,8 +270,14 @@ impl Counts {
                 a[k] += b[k];
             }
         }
-        for (a, b) in self.active.iter_mut().zip(&other.active) {
-            *a += b;
+        for (a, b) in self.active.iter_mut().zip(other.active) {
+            if a.is_empty() {
+                *a = b;
+            } else {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+            }
         }
         self
     }
@@ -354,8 +365,11 @@ pub fn repurchase_kpis(log: &PurchaseLog, params: &KpiParams) -> Result<Repurcha
         });
     };
     let span = (hi - lo + 1) as usize;
+    // Few accumulators (one per job of at least 1,024 customers): each holds
+    // the counters of every month and cohort.
     let counts = slices
         .par_iter()
+        .with_min_len(1024)
         .fold(
             || Counts::new(span),
             |mut acc, s| {
@@ -377,7 +391,8 @@ pub fn repurchase_kpis(log: &PurchaseLog, params: &KpiParams) -> Result<Repurcha
         .enumerate()
         .filter(|(_, c)| c[0] > 0)
         .map(|(k, &[members, repeat, orders])| {
-            let active = counts.active[k * span..(k + 1) * span][..span - k].to_vec();
+            let mut active = counts.active[k].clone();
+            active.resize(span - k, 0);
             CohortKpis {
                 cohort: month_label(lo + k as i64),
                 customers: members,
@@ -687,6 +702,34 @@ mod tests {
                 reference_kpis(&log, &params).unwrap()
             );
         }
+    }
+
+    /// Enough customers for several parallel accumulators, so their merge
+    /// is checked against the direct computation too.
+    #[test]
+    fn many_customers_equal_the_direct_computation() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut log = PurchaseLog::default();
+        let base = t("2022-12-25");
+        for _ in 0..40_000 {
+            let c: u32 = rng.gen_range(0..6_000);
+            let o: u32 = rng.gen_range(0..8);
+            let day: i64 = rng.gen_range(0..400);
+            let q: i8 = rng.gen_range(-1..3);
+            log.push(
+                &format!("c{c}-o{o}"),
+                &format!("c{c}"),
+                "x",
+                base + day * 86_400,
+                f32::from(q),
+                1.0,
+            );
+        }
+        let params = KpiParams::default();
+        let k = repurchase_kpis(&log, &params).unwrap();
+        assert!(k.cohorts.len() > 10 && k.overall.buyers > 3_000);
+        assert_eq!(k, reference_kpis(&log, &params).unwrap());
     }
 
     #[test]
