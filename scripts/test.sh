@@ -36,7 +36,7 @@ echo "== cargo test"
 cargo test --workspace --locked -- --skip a_full_tmpfs_refuses_batches_loses_nothing_and_recovers
 
 echo "== The event log on a real full disk (mounts a 512 KiB tmpfs: needs root, as CI runs)"
-cargo test --locked -p encore-serving --test events_full_disk
+cargo test --locked -p encore-serving --test it events_full_disk
 
 echo "== Python: the wheel (maturin), a fresh virtual environment, pytest"
 # The build tool is kept between runs; the test environment is made anew.

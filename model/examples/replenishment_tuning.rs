@@ -8,7 +8,7 @@
 //! cargo run --release -p encore-model --example replenishment_tuning
 //! ```
 
-#[path = "../tests/support/buy_again.rs"]
+#[path = "../tests/it/support/buy_again.rs"]
 mod support;
 
 use encore_model::customer::replenishment::ReplenishmentParams;

@@ -2,14 +2,14 @@
 //!
 //! Trains before 2011-08-01 and scores 2011-08-01..2011-10-01 on Online
 //! Retail (inside the training period of the holdout test, which starts at
-//! 2011-10-01), with the protocol of `tests/repeat_aware_holdout.rs`.
+//! 2011-10-01), with the protocol of `tests/it/repeat_aware_holdout.rs`.
 //! Candidates are ranked by Recall@10 + NDCG@10.
 //!
 //! ```sh
 //! cargo run --release -p encore-model --example tifu_tuning
 //! ```
 
-#[path = "../tests/repeat_aware_holdout.rs"]
+#[path = "../tests/it/repeat_aware_holdout.rs"]
 mod holdout;
 
 use encore_model::cf::ease::EaseParams;

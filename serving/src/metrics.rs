@@ -2,7 +2,7 @@
 //! format (version 0.0.4), kept in memory by the request middleware.
 //!
 //! The list of metrics, with their types and labels, is written once, in
-//! `docs/api.md` ("Metrics"); `serving/tests/api_doc.rs` checks it against
+//! `docs/api.md` ("Metrics"); `serving/tests/it/api_doc.rs` checks it against
 //! what `/metrics` renders. The event log metrics show only when the server
 //! keeps an event log ([`EventCounters::enabled`]).
 //!

@@ -1,6 +1,7 @@
 //! Train on the bundled Online Retail sample, serve the artifact in-process,
 //! query every endpoint, and check that bad input answers in the error shape.
 
+use crate::support;
 use actix_web::http::StatusCode;
 use actix_web::{test as atest, web};
 use encore_model::engine::ListFilter;
@@ -13,7 +14,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-mod support;
 
 /// Trains once per test binary on the full sample and returns the model directory.
 fn trained_model() -> &'static Path {

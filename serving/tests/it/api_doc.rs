@@ -3,8 +3,8 @@
 //! is checked in `serving/src/openapi.rs`, the error table in
 //! `serving/src/error.rs` and `bad_input.rs`.)
 
-mod support;
 
+use crate::support;
 use actix_web::{test, web};
 use encore_model::artifact;
 use encore_serving::{AppState, create_app};
@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 /// `(name, type)` of every row of the tables of the "Metrics" section of
 /// docs/api.md: `` | `name` | type | labels | ``, the type's first word.
 fn documented_metrics() -> Vec<(String, String)> {
-    let doc = include_str!("../../docs/api.md");
+    let doc = include_str!("../../../docs/api.md");
     let section = &doc[doc.find("\n## Metrics\n").expect("a Metrics section") + 1..];
     let section = &section[..section[1..].find("\n#").map_or(section.len(), |i| i + 1)];
     section

@@ -18,8 +18,8 @@
 //!   `invalid_id`, a body that is not a JSON object `invalid_json`, ...), it
 //!   is that answer.
 
-mod support;
 
+use crate::support;
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, Service, ServiceResponse};
@@ -159,7 +159,7 @@ fn app_state() -> &'static web::Data<AppState> {
 
 /// `code -> (status, type)` from the error table of docs/api.md.
 fn documented_codes() -> HashMap<String, (u16, String)> {
-    let doc = include_str!("../../docs/api.md");
+    let doc = include_str!("../../../docs/api.md");
     let start = doc.find("\n## Errors\n").expect("an Errors section") + 1;
     let section = &doc[start..];
     let end = section[1..].find("\n#").map_or(section.len(), |i| i + 1);

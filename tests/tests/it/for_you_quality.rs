@@ -8,12 +8,12 @@
 //! The re-ranker trains only on an inner split of the training part, so the
 //! test period chooses nothing. Run with `--nocapture` to see the figures.
 
+use crate::support;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{Registry, Split, evaluate_split};
 use encore_training::input::{data_summary, load_input};
 
-mod support;
 
 #[test]
 fn ranker_beats_the_best_baseline_by_ten_percent_on_online_retail() {

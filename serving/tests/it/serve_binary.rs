@@ -4,7 +4,6 @@
 //! Each test runs the real binary with its own temporary directory and an
 //! ephemeral port, and talks HTTP/1.1 over a plain `TcpStream`.
 
-mod support;
 
 use encore_data::synth::{SynthParams, generate};
 use encore_model::artifact;
@@ -19,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use support::synth_engine;
+use crate::support::synth_engine;
 
 /// The binary with `args`, no `ENCORE__` variable from the test's own
 /// environment, the default log filter and no backtraces in error messages.

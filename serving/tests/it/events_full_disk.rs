@@ -6,7 +6,6 @@
 //! `503 event_log_unavailable`, nothing damaged or torn is left, and once
 //! space is freed the next batch is written, with no restart.
 
-mod support;
 
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
@@ -15,7 +14,7 @@ use encore_serving::{AppState, create_app};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{fixture, post_json, send};
+use crate::support::{fixture, post_json, send};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);

@@ -9,6 +9,7 @@
 //! list holds at least one relevant item. Run with `--nocapture` for the
 //! figures; the test requires both lists to beat random by a wide margin.
 
+use crate::support;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::engine::ListFilter;
 use encore_model::manifest::DataSummary;
@@ -18,7 +19,6 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{HashMap, HashSet};
 
-mod support;
 
 const K: usize = 10;
 

@@ -7,7 +7,6 @@
 //! (`encore_data::event_log::faults`); `events_full_disk.rs` fills a real
 //! file system.
 
-mod support;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{test, web};
@@ -16,7 +15,7 @@ use encore_data::events::read_event_dir;
 use encore_serving::{AppState, create_app};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{fixture, get, post_json, send};
+use crate::support::{fixture, get, post_json, send};
 
 fn batch(ids: &[String]) -> Value {
     let events: Vec<Value> = ids

@@ -10,8 +10,8 @@
 //! the experiment report, run on the logged exposures and posted purchases,
 //! counts the customers each variant exposed.
 
-mod support;
 
+use crate::support;
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use encore_data::events::{EventKind, read_event_dir};
@@ -26,7 +26,7 @@ use encore_training::experiment_report::{ReportOptions, experiment_report};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use support::{Reply, get, post_json, send};
+use crate::support::{Reply, get, post_json, send};
 
 const HOME: &str = r#"
 [[experiment]]

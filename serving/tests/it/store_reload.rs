@@ -1,14 +1,13 @@
 //! Serving from a model store: the server follows `CURRENT`, refuses a damaged
 //! version while the old model keeps serving, and reports reloads in `/v1/model`.
 
-mod support;
 
 use actix_web::{test, web};
 use encore_model::artifact::store::Store;
 use encore_serving::state::ModelSource;
 use encore_serving::{AppState, create_app};
 use serde_json::Value;
-use support::synth_engine;
+use crate::support::synth_engine;
 
 #[actix_web::test]
 async fn follows_current_and_keeps_serving_through_a_damaged_version() {

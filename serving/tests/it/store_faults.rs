@@ -2,13 +2,12 @@
 //! (whose manifest names another version) is refused instead of reloaded at
 //! every look of the watcher, and a reload frees the model it replaces.
 
-mod support;
 
 use encore_model::artifact::store::Store;
 use encore_serving::AppState;
 use encore_serving::state::ModelSource;
 use std::sync::Arc;
-use support::synth_engine;
+use crate::support::synth_engine;
 
 #[test]
 fn a_copied_version_is_refused_not_reloaded_again_and_again() {

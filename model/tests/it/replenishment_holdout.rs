@@ -24,11 +24,9 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
-#[path = "support/buy_again.rs"]
-mod support;
 
 use encore_model::customer::replenishment::ReplenishmentParams;
-use support::{date, evaluate, load, print};
+use crate::support::{date, evaluate, load, print};
 
 /// The margin (in Recall@10) the buy-again list must keep over the baseline
 /// on the test period: measured 0.4198 vs 0.3754 (+0.044) with the tuned
