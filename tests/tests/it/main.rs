@@ -8,3 +8,4 @@ mod docs;
 mod end_to_end;
 mod for_you_quality;
 mod similar_quality;
+mod old_artifact;
