@@ -2,10 +2,13 @@
 //! and the queue in front of the scoring threads.
 //!
 //! # Implementation notes
-//! The model sits in an [`ArcSwap`]. A handler takes one snapshot
+//! The model sits in an [`ArcSwapOption`]. A handler takes one snapshot
 //! ([`AppState::engine`]) when it starts and uses only that `Arc<Engine>`, so a
 //! reload that lands mid-request never mixes two models in one answer; the old
-//! engine is freed when the last request holding it finishes.
+//! engine is freed when the last request holding it finishes. A server
+//! reading a model store may start before the store has a model: it answers
+//! `503 service_unavailable` on every model route until the store watcher
+//! loads the first version `CURRENT` names.
 //!
 //! [`AppState::reload`] loads the artifact with [`artifact::load`] (which checks
 //! the format version, every file's size and checksum, and that the parts fit
@@ -23,7 +26,7 @@ use crate::limits::{
     DEFAULT_MAX_AUDIENCE_STREAMS, DEFAULT_MAX_PENDING_SCORING, RETRY_AFTER_SECONDS,
 };
 use actix_web::web;
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 use encore_data::timestamp::now_secs;
 use encore_model::artifact::store::{Store, StoreError};
 use encore_model::artifact::{self, ArtifactError};
@@ -111,7 +114,8 @@ pub struct ReloadStats {
 /// What every request handler shares: the model and where it is reloaded from.
 pub struct AppState {
     source: ModelSource,
-    engine: ArcSwap<Engine>,
+    /// `None` until a store's first version is loaded.
+    engine: ArcSwapOption<Engine>,
     reload_lock: Mutex<()>,
     scoring: ScoringQueue,
     /// Audience streams open now, up to a cap.
@@ -141,8 +145,9 @@ pub struct AppState {
 /// The outcome of a successful [`AppState::reload`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reloaded {
-    /// Version of the model that served before the reload.
-    pub previous_version: String,
+    /// Version of the model that served before the reload (`None`: the
+    /// first model of a server that started without one).
+    pub previous_version: Option<String>,
     /// Version of the model now serving.
     pub model_version: String,
 }
@@ -153,18 +158,29 @@ impl AppState {
         Self::load_from(ModelSource::Dir(model_dir.into()))
     }
 
-    /// Loads, validates and warms the model `source` names now.
+    /// Loads, validates and warms the model `source` names now. A store
+    /// whose `CURRENT` names no version yet gives a state without a model
+    /// ([`engine`](Self::engine) is `None`), which the store watcher fills
+    /// once a version is published; any other failure is an error.
     pub fn load_from(source: ModelSource) -> Result<AppState, ArtifactError> {
         tune_allocator();
+        if let ModelSource::Store(store) = &source
+            && matches!(store.current(), Ok(None))
+        {
+            return Ok(AppState::with_source(source, None));
+        }
         let engine = source.load()?;
-        Ok(AppState::with_source(source, engine))
+        Ok(AppState::with_source(source, Some(engine)))
     }
 
-    fn with_source(source: ModelSource, engine: Engine) -> AppState {
-        let recent = crate::events::RecentPurchases::new(crate::events::data_end(&engine));
+    fn with_source(source: ModelSource, engine: Option<Engine>) -> AppState {
+        // Without a model nothing is newer than its data: the overlay keeps
+        // nothing until the first model's swap reads the log again.
+        let data_end = engine.as_ref().map_or(i64::MAX, crate::events::data_end);
+        let recent = crate::events::RecentPurchases::new(data_end);
         AppState {
             source,
-            engine: ArcSwap::from_pointee(engine),
+            engine: ArcSwapOption::new(engine.map(Arc::new)),
             reload_lock: Mutex::new(()),
             scoring: ScoringQueue::new(DEFAULT_MAX_PENDING_SCORING),
             audience_streams: ScoringQueue::new(DEFAULT_MAX_AUDIENCE_STREAMS),
@@ -187,7 +203,7 @@ impl AppState {
     /// A state serving `engine`, which [`reload`](Self::reload) will replace with
     /// the artifact at `model_dir`.
     pub fn new(model_dir: impl Into<PathBuf>, engine: Engine) -> AppState {
-        Self::with_source(ModelSource::Dir(model_dir.into()), engine)
+        Self::with_source(ModelSource::Dir(model_dir.into()), Some(engine))
     }
 
     /// Requires API keys as `keys` says (see [`crate::auth`]).
@@ -426,17 +442,22 @@ impl AppState {
                 .current()
                 .ok()
                 .flatten()
-                .is_some_and(|v| v != self.engine.load().manifest().model_version),
+                .is_some_and(|v| Some(v) != self.serving_version()),
         }
     }
 
-    /// A snapshot of the serving model, or `None` while no model is loaded.
-    ///
-    /// This version always holds a model (it refuses to start without one), so
-    /// this is always `Some`; callers treat `None` as "not ready" so that
-    /// starting before the first model arrives can be added without touching them.
+    /// A snapshot of the serving model, or `None` while no model is loaded
+    /// (a store without a published version yet).
     pub fn engine(&self) -> Option<Arc<Engine>> {
-        Some(self.engine.load_full())
+        self.engine.load_full()
+    }
+
+    /// The serving model's version, or `None` while no model is loaded.
+    pub fn serving_version(&self) -> Option<String> {
+        self.engine
+            .load()
+            .as_ref()
+            .map(|e| e.manifest().model_version.clone())
     }
 
     /// Loads the artifact in the model directory, validates and warms it, then
@@ -470,20 +491,22 @@ impl AppState {
             .unwrap_or_else(PoisonError::into_inner) = None;
         let model_version = engine.manifest().model_version.clone();
         let data_end = crate::events::data_end(&engine);
-        let previous = self.engine.swap(Arc::new(engine));
+        let previous = self.engine.swap(Some(Arc::new(engine)));
         self.move_overlay_to(data_end);
-        let previous_version = previous.manifest().model_version.clone();
+        let previous_version = previous.as_ref().map(|e| e.manifest().model_version.clone());
         // Requests that took the old model before the swap finish within
         // milliseconds (a streamed audience may take longer): wait for them,
         // a bounded time, so that the old model is freed here and its memory
         // trimmed, not freed later on a worker where nothing trims it.
         let deadline = std::time::Instant::now() + OLD_MODEL_GRACE;
-        while Arc::strong_count(&previous) > 1 && std::time::Instant::now() < deadline {
+        while previous.as_ref().is_some_and(|p| Arc::strong_count(p) > 1)
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         drop(previous);
         release_freed_memory();
-        tracing::info!(%previous_version, %model_version, "model reloaded");
+        tracing::info!(previous_version = previous_version.as_deref().unwrap_or("none"), %model_version, "model reloaded");
         Ok(Reloaded {
             previous_version,
             model_version,
@@ -624,7 +647,8 @@ impl StoreWatch {
             }
         };
         self.unreadable = None;
-        if wanted == self.engine_version(state) || self.refused.as_deref() == Some(wanted.as_str())
+        if Some(&wanted) == state.serving_version().as_ref()
+            || self.refused.as_deref() == Some(wanted.as_str())
         {
             return;
         }
@@ -650,10 +674,6 @@ impl StoreWatch {
                 self.refused = Some(wanted);
             }
         }
-    }
-
-    fn engine_version(&self, state: &AppState) -> String {
-        state.engine.load().manifest().model_version.clone()
     }
 }
 

@@ -88,7 +88,7 @@ def _webdriver():
 class Server:
     """encore-serve on a free loopback port (it prints the address it got)."""
 
-    def __init__(self, *args: str):
+    def __init__(self, *args: str, examples: bool = True):
         self.proc = subprocess.Popen(
             [str(encore_serve()), "--bind", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -104,7 +104,8 @@ class Server:
             m = re.match(r"Dashboard: (http://\S+)/$", line.strip())
             if m:
                 self.base = m.group(1)
-            if self.base and "/profile" in line:
+            # With a model, the example requests follow the address.
+            if self.base and (not examples or "/profile" in line):
                 break
         if self.base is None:
             self.stop()
@@ -560,3 +561,22 @@ def test_an_api_error_shows_the_apis_message(driver, server):
     text = css(driver, "#audience-result .error")[0].text
     assert body["message"] in text and body["code"] in text, text
     assert severe_logs(driver, allow_http_errors=True) == []
+
+
+def test_a_server_without_a_model_says_so(driver, tmp_path_factory):
+    """A store whose first version is not published yet: every page says why
+    it has no figures (the API's message), none is blank."""
+    empty = tmp_path_factory.mktemp("no-model") / "store"
+    (empty / "versions").mkdir(parents=True)
+    s = Server("--store", str(empty), examples=False)
+    try:
+        status, body = s.json("/v1/model")
+        assert status == 503 and body["code"] == "service_unavailable", body
+        for route in ("overview", "model", "customer/c1"):
+            open_page(driver, s.base, route)
+            errors = css(driver, "main .error .error-message")
+            assert errors, f"page {route} shows no message"
+            assert body["message"] in errors[0].text, errors[0].text
+        assert severe_logs(driver, allow_http_errors=True) == []
+    finally:
+        s.stop()

@@ -117,7 +117,8 @@ async fn serve() -> anyhow::Result<()> {
         None => state,
     };
     let keyed = config.api_keys.is_some();
-    let engine = state.engine().context("no model loaded")?;
+    // A store may have no version yet: the server starts and waits for one.
+    let engine = state.engine();
     let workers = config
         .workers
         .or_else(|| std::thread::available_parallelism().ok())
@@ -156,20 +157,29 @@ async fn serve() -> anyhow::Result<()> {
             "listening beyond loopback without API keys (--insecure-no-auth): every route is open"
         );
     }
-    tracing::info!(
-        model_version = %engine.manifest().model_version,
-        created_at = %engine.manifest().created_at,
-        items = engine.items().len(),
-        customers = engine.customers().len(),
-        addrs = ?addrs,
-        workers,
-        "encore-serve listening"
-    );
+    match &engine {
+        Some(engine) => tracing::info!(
+            model_version = %engine.manifest().model_version,
+            created_at = %engine.manifest().created_at,
+            items = engine.items().len(),
+            customers = engine.customers().len(),
+            addrs = ?addrs,
+            workers,
+            "encore-serve listening"
+        ),
+        None => tracing::warn!(
+            addrs = ?addrs,
+            workers,
+            "encore-serve listening without a model: the store has no version yet; model routes answer 503 until `encore-train fit --store` publishes one"
+        ),
+    }
     if let Some(addr) = addrs.first() {
         println!("Dashboard: {}/", base_url(*addr));
-        println!("Try:");
-        for line in curl::example_requests(&engine, &base_url(*addr)) {
-            println!("  {line}");
+        if let Some(engine) = &engine {
+            println!("Try:");
+            for line in curl::example_requests(engine, &base_url(*addr)) {
+                println!("  {line}");
+            }
         }
     }
     drop(engine);

@@ -198,7 +198,7 @@ pub(crate) async fn reload(
         .inspect_err(|e| {
             tracing::warn!(error = %e, "reload refused; the old model keeps serving");
         })?;
-    let changed = reloaded.previous_version != reloaded.model_version;
+    let changed = reloaded.previous_version.as_ref() != Some(&reloaded.model_version);
     Ok(json_with_version(
         &reloaded.model_version,
         &json!({

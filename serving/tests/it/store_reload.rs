@@ -24,8 +24,8 @@ async fn follows_current_and_keeps_serving_through_a_damaged_version() {
     assert!(state.store_moved());
     let r = state.reload().unwrap();
     assert_eq!(
-        (r.previous_version.as_str(), r.model_version.as_str()),
-        ("v1", "v2")
+        (r.previous_version.as_deref(), r.model_version.as_str()),
+        (Some("v1"), "v2")
     );
     assert!(!state.store_moved());
 
@@ -52,6 +52,45 @@ async fn follows_current_and_keeps_serving_through_a_damaged_version() {
     assert_eq!(body["reloads"]["failed"], 1);
     let error = body["reloads"]["last_error"]["error"].as_str().unwrap();
     assert!(error.contains("als_users.f32"), "{error}");
+}
+
+#[actix_web::test]
+async fn a_store_without_a_version_serves_503_until_its_first_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let state = web::Data::new(AppState::load_from(ModelSource::Store(store.clone())).unwrap());
+    assert!(state.engine().is_none());
+    assert!(!state.store_moved());
+    let app = test::init_service(create_app(state.clone())).await;
+    let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
+    for uri in ["/readyz", "/v1/model", "/v1/kpis", "/v1/recommendations/c1"] {
+        let res = test::call_service(&app, get(uri)).await;
+        assert_eq!(res.status(), 503, "{uri}");
+        let body: Value = test::read_body_json(res).await;
+        assert_eq!(body["code"], "service_unavailable", "{uri}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains("no model"), "{uri}: {message}");
+    }
+    // The process is up, and the dashboard's page loads to say so.
+    assert_eq!(test::call_service(&app, get("/healthz")).await.status(), 200);
+    assert_eq!(test::call_service(&app, get("/")).await.status(), 200);
+
+    // The first version arrives: the watcher's test sees it, the reload loads it.
+    store.publish(&mut synth_engine("v1")).unwrap();
+    store.set_current("v1").unwrap();
+    assert!(state.store_moved());
+    let r = state.reload().unwrap();
+    assert_eq!((r.previous_version, r.model_version.as_str()), (None, "v1"));
+    assert_eq!(test::call_service(&app, get("/readyz")).await.status(), 200);
+    let res = test::call_service(&app, get("/v1/model")).await;
+    let body: Value = test::read_body_json(res).await;
+    assert_eq!(body["model_version"], "v1");
+}
+
+#[actix_web::test]
+async fn a_model_directory_that_is_not_an_artifact_still_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(AppState::load(dir.path()).is_err());
 }
 
 #[actix_web::test]
