@@ -90,6 +90,8 @@ pub enum Code {
     ItemNotFound,
     CustomerNotFound,
     RouteNotFound,
+    ExperimentNotFound,
+    NoExposures,
     EventsDisabled,
     ServiceUnavailable,
     Overloaded,
@@ -105,7 +107,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 31] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -124,6 +126,8 @@ impl Code {
         Code::ItemNotFound,
         Code::CustomerNotFound,
         Code::RouteNotFound,
+        Code::ExperimentNotFound,
+        Code::NoExposures,
         Code::EventsDisabled,
         Code::ServiceUnavailable,
         Code::Overloaded,
@@ -179,6 +183,12 @@ impl Code {
             Code::ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::CustomerNotFound => ("customer_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, NotFound),
+            Code::ExperimentNotFound => (
+                "experiment_not_found",
+                StatusCode::NOT_FOUND,
+                NotFound,
+            ),
+            Code::NoExposures => ("no_exposures", StatusCode::NOT_FOUND, NotFound),
             Code::EventsDisabled => ("events_disabled", StatusCode::NOT_FOUND, NotFound),
             Code::ServiceUnavailable => (
                 "service_unavailable",

@@ -98,6 +98,11 @@ impl Running {
             .map(Experiment::spec)
             .collect()
     }
+
+    /// The running experiment called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Experiment> {
+        self.config.get(name)
+    }
 }
 
 /// The running experiments and where admin changes are saved.
@@ -144,6 +149,12 @@ impl Experiments {
     /// The running configuration, as specs.
     pub(crate) fn specs(&self) -> Vec<ExperimentSpec> {
         self.running.load().specs()
+    }
+
+    /// The running experiment called `name` (a copy: the set may be
+    /// replaced meanwhile).
+    pub(crate) fn get(&self, name: &str) -> Option<Experiment> {
+        self.running.load().get(name).cloned()
     }
 
     /// The experiments file that replacements are saved to, if any.

@@ -77,6 +77,10 @@ pub fn document() -> Value {
                                       "schema": {"$ref": "#/components/schemas/Error"}}}}}
                 }
             },
+            "/v1/admin/experiments/{name}/report": {"get": op("the outcome so far of a running experiment, from the event log: per variant exposed customers, conversion, revenue per customer and repurchase rate with 95% intervals, differences to control with p-values, and the sample-ratio check (the JSON of encore-train experiment-report)", vec![
+                json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}),
+                query("window_days", json!({"type": "number", "exclusiveMinimum": 0, "default": 7}), "the purchase window after a customer's first exposure"),
+            ], json_ok("experiment report"))},
             "/v1/items/{item_id}/similar": list("items closest in the ALS embedding space", vec![]),
             "/v1/items/{item_id}/bought-together": list("items most often bought in the same orders", vec![]),
             "/v1/customers/{customer_id}/recommendations": customer("personal recommendations, or the popularity list for an unknown customer; under a running experiment, the list of the customer's variant (the answer then names experiment and variant, also in the x-encore-experiment and x-encore-variant headers); every answer carries request_id", vec![

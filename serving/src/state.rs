@@ -388,6 +388,11 @@ impl AppState {
         self.events.as_ref()
     }
 
+    /// The event log's directory, if the server keeps one.
+    pub(crate) fn event_dir(&self) -> Option<&Path> {
+        self.event_dir.as_deref()
+    }
+
     /// Purchases since the serving model's data end.
     pub(crate) fn recent_purchases(&self) -> &crate::events::RecentPurchases {
         &self.recent

@@ -646,10 +646,58 @@ async function modelPage(main) {
         x.experiments.map((s) => [s.name, s.placement || 'recommendations', s.control,
           (s.variant || s.variants || []).map((v) => `${v.name} ${fmtPct(v.share)} (${v.strategy.list}, k ${v.strategy.k})`).join('; ')]))));
     }
-    exps.append(el('p', { class: 'note', text: 'An experiment’s report (exposures, conversions, the sample-ratio check) is computed from the event log by encore-train experiment-report; the server does not compute it.' }));
+    for (const spec of x.experiments) exps.append(await experimentReport(spec.name));
   } catch (e) {
     exps.append(errorBox(e, 'The experiments (an admin route)'));
   }
+}
+
+// An estimate and its 95% interval, in percent or money.
+const withCi = (est, fmt) => (est && isNum(est.value) ? `${fmt(est.value)} (${fmt(est.ci_low)} to ${fmt(est.ci_high)})` : '–');
+const signedPp = (v) => (isNum(v) ? (v >= 0 ? '+' : '') + (v * 100).toFixed(1) + ' pp' : '–');
+const signedMoney = (v) => (isNum(v) ? (v >= 0 ? '+' : '') + fmtMoney(v) : '–');
+const pValue = (p) => (isNum(p) ? (p < 0.001 ? '< 0.001' : p.toFixed(3)) : '–');
+
+// A difference to control: value, 95% interval, p-value, and * when significant.
+function diffText(d, fmt) {
+  if (!d || !isNum(d.difference)) return '–';
+  return `${fmt(d.difference)} (${fmt(d.ci_low)} to ${fmt(d.ci_high)}), p ${pValue(d.p_value)}${d.significant ? ' *' : ''}`;
+}
+
+// The report of one running experiment (GET /v1/admin/experiments/{name}/report),
+// or the reason there is none yet.
+async function experimentReport(name) {
+  const id = 'exp-report-' + name.replace(/[^A-Za-z0-9_-]/g, '_');
+  const box = el('div', { class: 'experiment-report', id, 'data-experiment': name },
+    el('h3', { text: `Report: ${name}` }));
+  let r;
+  try {
+    r = await api(`/v1/admin/experiments/${encodeURIComponent(name)}/report`);
+  } catch (e) {
+    // No exposure yet, or no event log: a fact about the server, not a failure.
+    if (e.code === 'no_exposures' || e.code === 'events_disabled') {
+      box.append(el('p', { class: 'note report-missing', text: `${e.message} (${e.code})` }));
+    } else {
+      box.append(errorBox(e, `The report of ${name}`));
+    }
+    return box;
+  }
+  const srm = r.sample_ratio || {};
+  box.append(el('p', { class: srm.mismatch ? 'error' : 'note', role: srm.mismatch ? 'alert' : null,
+    text: `${fmtInt(r.customers)} exposed customers, a ${fmtNum(r.window_days, 0)}-day purchase window after each first exposure, control ${r.control}. ` +
+      `Sample ratio against the ${srm.expected_from} shares: chi-square ${fmtNum(srm.chi_square, 2)}, p ${pValue(srm.p_value)}` +
+      (srm.mismatch ? ': MISMATCH, the assignment or the exposure logging is broken and the differences below cannot be trusted.' : ', no mismatch.') }));
+  box.append(el('div', { class: 'table-wrap' }, table(
+    ['variant', 'customers', 'conversion (95% CI)', 'revenue per customer (95% CI)', 'repurchase rate (95% CI)'],
+    r.variants.map((v) => [v.name, fmtInt(v.customers), withCi(v.conversion, fmtPct), withCi(v.revenue_per_customer, fmtMoney), withCi(v.repurchase_rate, fmtPct)]))));
+  if (r.comparisons.length) {
+    box.append(el('div', { class: 'table-wrap' }, table(
+      ['against control', 'conversion', 'revenue per customer', 'repurchase rate'],
+      r.comparisons.map((c) => [c.variant, diffText(c.conversion, signedPp), diffText(c.revenue_per_customer, signedMoney), diffText(c.repurchase_rate, signedPp)]))));
+    box.append(el('p', { class: 'note', text: 'Differences are variant minus control with their 95% intervals; * marks p < 0.05. The same figures as encore-train experiment-report.' }));
+  }
+  for (const n of r.notes || []) box.append(el('p', { class: 'note', text: n }));
+  return box;
 }
 
 // ---------------------------------------------------------------- router

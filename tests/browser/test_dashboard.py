@@ -129,6 +129,16 @@ class Server:
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
 
+    def post(self, path: str, body) -> tuple:
+        """(status, parsed JSON) of a JSON POST to the API."""
+        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=60) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
     def json(self, path: str, key: str = None):
         status, _, body = self.get(path, key)
         return status, json.loads(body)
@@ -577,6 +587,76 @@ def test_a_server_without_a_model_says_so(driver, tmp_path_factory):
             errors = css(driver, "main .error .error-message")
             assert errors, f"page {route} shows no message"
             assert body["message"] in errors[0].text, errors[0].text
+        assert severe_logs(driver, allow_http_errors=True) == []
+    finally:
+        s.stop()
+
+
+EXPERIMENTS = """[[experiment]]
+name = "home"
+control = "als"
+[[experiment.variant]]
+name = "als"
+share = 0.5
+strategy = { list = "als", k = 5 }
+[[experiment.variant]]
+name = "repeat"
+share = 0.5
+strategy = { list = "for_you", k = 5, include_purchased = true }
+"""
+
+
+def test_model_page_shows_a_running_experiments_report(driver, trained, tmp_path_factory):
+    """Customers served under an experiment (the server logs their exposures),
+    some of whom buy: the Model page shows the report the API computes, and the
+    API's report is the one encore-train experiment-report reads from the log."""
+    root = tmp_path_factory.mktemp("experiment")
+    config = root / "experiments.toml"
+    config.write_text(EXPERIMENTS)
+    events = root / "events"
+    s = Server("--model", str(trained), "--events", str(events), "--experiments", str(config))
+    try:
+        status, body = s.json("/v1/admin/experiments/home/report")
+        assert status == 404 and body["code"] == "no_exposures", body
+        status, body = s.json("/v1/admin/experiments/nope/report")
+        assert status == 404 and body["code"] == "experiment_not_found", body
+        status, _, audience = s.get("/v1/audiences/reactivation?stage=active,dormant&limit=120&k=1")
+        assert status == 200
+        ids = [json.loads(line)["customer_id"] for line in audience.splitlines()]
+        assert len(ids) == 120
+        for c in ids:
+            status, _, _ = s.get(f"/v1/customers/{urllib.parse.quote(c)}/recommendations?k=5")
+            assert status == 200
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        buys = [{"id": f"buy-{c}", "type": "purchase", "time": now, "order_id": f"o-{c}",
+                 "customer": c, "item": "85123A", "quantity": 1, "price": 2.55}
+                for c in ids[::3]]
+        status, body = s.post("/v1/events", {"events": buys})
+        assert status == 200 and body["accepted"] == len(buys), body
+        # Exposures are written by the event writer without the request waiting.
+        def complete():
+            status, r = s.json("/v1/admin/experiments/home/report")
+            return r if status == 200 and r["customers"] == len(ids) else None
+        report = wait_for(driver, complete, "every exposure in the report")
+        assert sum(v["converted"] for v in report["variants"]) == len(buys)
+        cli = subprocess.run([str(encore_train()), "experiment-report", "--events", str(events),
+                              "--experiment", "home", "--experiments", str(config), "--format", "json"],
+                             capture_output=True, text=True, check=False)
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout) == report
+
+        open_page(driver, s.base, "model")
+        rows = driver.execute_script(
+            "return [...document.querySelectorAll('#exp-report-home table')].map(t =>"
+            " [...t.querySelectorAll('tbody tr')].map(r => [...r.children].map(c => c.textContent)))")
+        variants, comparisons = rows
+        assert [r[0] for r in variants] == [v["name"] for v in report["variants"]] == ["als", "repeat"]
+        for row, v in zip(variants, report["variants"]):
+            assert row[1] == f"{v['customers']:,}"
+            assert row[2].startswith(f"{v['conversion']['value'] * 100:.1f}%"), row
+        (c,) = report["comparisons"]
+        assert comparisons[0][0] == "repeat"
+        assert comparisons[0][1].startswith(f"{c['conversion']['difference'] * 100:+.1f} pp"), comparisons
         assert severe_logs(driver, allow_http_errors=True) == []
     finally:
         s.stop()

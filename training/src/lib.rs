@@ -19,7 +19,6 @@ pub mod batch;
 pub mod config;
 pub mod customers;
 pub mod evaluate;
-pub mod experiment_report;
 pub mod fit;
 pub mod gate;
 pub mod input;

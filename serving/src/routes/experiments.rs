@@ -1,5 +1,6 @@
 //! Online experiments in the routes: what a variant serves, the exposures
-//! the server logs, and the admin API (`GET` and `PUT /v1/admin/experiments`).
+//! the server logs, and the admin API (`GET` and `PUT /v1/admin/experiments`,
+//! `GET /v1/admin/experiments/{name}/report`).
 //! The running configuration, the placements and the assignment are
 //! [`crate::experiments`]'.
 //!
@@ -37,6 +38,10 @@
 //!   validated like the file (`400 invalid_experiments` naming the
 //!   experiment, variant and key; the old set keeps running), and saves it
 //!   to the experiments file when there is one (see [`crate::experiments`]).
+//!   The report of a running experiment is [`report_from_dir`] over the
+//!   server's event log with the running configuration (variants, shares,
+//!   control), the JSON of `encore-train experiment-report --format json`;
+//!   it streams the log twice, so it runs on the scoring queue.
 
 use super::JsonObject;
 use super::outreach::NoQuery;
@@ -49,6 +54,9 @@ use actix_web::{HttpResponse, web};
 use encore_data::events::event_from_value;
 use encore_data::timestamp::now_secs;
 use encore_model::engine::{Engine, ListFilter, Ranked, Source};
+use encore_model::experiment::report::{
+    DEFAULT_WINDOW_DAYS, ReportError, ReportOptions, report_from_dir,
+};
 use encore_model::experiment::{ExperimentSpec, ExperimentsConfig, Strategy};
 use serde::Deserialize;
 use serde_json::json;
@@ -264,6 +272,56 @@ pub(crate) async fn get_experiments(
         "experiments": experiments.specs(),
         "file": experiments.file().map(|p| p.display().to_string()),
     }))
+}
+
+/// The query of `GET /v1/admin/experiments/{name}/report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportQuery {
+    /// The purchase window after a customer's first exposure, in days.
+    window_days: Option<f64>,
+}
+
+/// `GET /v1/admin/experiments/{name}/report`: the outcome so far of the
+/// running experiment `name`, from the event log.
+pub(crate) async fn report(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    query: web::Query<ReportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    let experiment = state.experiments().get(&name).ok_or_else(|| {
+        ApiError::new(
+            Code::ExperimentNotFound,
+            format!("no running experiment is called {name:?}"),
+        )
+    })?;
+    let dir = state.event_dir().map(ToOwned::to_owned).ok_or_else(|| {
+        ApiError::new(
+            Code::EventsDisabled,
+            "experiment reports read the event log; start the server with --events DIR",
+        )
+    })?;
+    let options = ReportOptions {
+        experiment: name,
+        window_days: query.window_days.unwrap_or(DEFAULT_WINDOW_DAYS),
+        config: Some(experiment),
+        control: None,
+    };
+    match state.score(move || report_from_dir(&dir, &options)).await? {
+        Ok((report, _)) => Ok(HttpResponse::Ok().json(report)),
+        Err(e @ ReportError::Window(_)) => Err(ApiError::new(
+            Code::InvalidQuery,
+            format!("window_days: {e}"),
+        )),
+        Err(e @ ReportError::NoExposures { .. }) => {
+            Err(ApiError::new(Code::NoExposures, e.to_string()))
+        }
+        Err(e) => Err(ApiError::new(
+            Code::Internal,
+            format!("the experiment report failed: {e}"),
+        )),
+    }
 }
 
 /// `PUT /v1/admin/experiments`: replaces every experiment.

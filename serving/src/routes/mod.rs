@@ -39,6 +39,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             ],
         ))
         .service(endpoint(
+            "/v1/admin/experiments/{name}/report",
+            Method::GET,
+            experiments::report,
+        ))
+        .service(endpoint(
             "/v1/items/{item_id}/similar",
             Method::GET,
             items::similar,

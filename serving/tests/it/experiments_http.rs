@@ -22,7 +22,7 @@ use encore_model::experiment::{ExperimentSpec, ExperimentsConfig, ListName};
 use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_serving::{AppState, create_app};
-use encore_training::experiment_report::{ReportOptions, experiment_report};
+use encore_model::experiment::report::{ReportOptions, experiment_report, report_from_dir};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -487,6 +487,67 @@ async fn experiments_assign_serve_log_and_report() {
     }
     assert_eq!(report.data.assignment_mismatches, Some(0));
     assert_eq!(report.data.customers_in_several_variants, 0);
+
+    // The server's report route reads the same log with the running
+    // configuration: the same report as the command's, as JSON.
+    let (from_dir, _) = report_from_dir(
+        &events_dir,
+        &ReportOptions {
+            config: Some(home.clone()),
+            ..ReportOptions::new("home")
+        },
+    )
+    .unwrap();
+    let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, serde_json::to_value(&from_dir).unwrap());
+    assert_eq!(r.body["customers"], json!(report.customers));
+    let r = send(
+        &app,
+        get("/v1/admin/experiments/home/report?window_days=1").to_request(),
+    )
+    .await;
+    assert_eq!(r.body["window_days"], json!(1.0));
+    for (uri, status, code) in [
+        ("/v1/admin/experiments/nope/report", 404, "experiment_not_found"),
+        ("/v1/admin/experiments/home/report?window_days=0", 400, "invalid_query"),
+        ("/v1/admin/experiments/home/report?days=3", 400, "invalid_query"),
+    ] {
+        let r = send(&app, get(uri).to_request()).await;
+        assert_eq!((r.status.as_u16(), r.body["code"].as_str()), (status, Some(code)), "{uri}: {}", r.body);
+    }
+    // Without an event log there is nothing to report from.
+    let r = send(&plain_app, get("/v1/admin/experiments/home/report").to_request()).await;
+    assert_eq!(r.body["code"], "experiment_not_found", "{}", r.body);
+}
+
+#[actix_web::test]
+async fn an_experiment_without_exposures_or_without_a_log_has_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    artifact::save(&trained_engine(), &model_dir).unwrap();
+    let file = dir.path().join("experiments.toml");
+    std::fs::write(&file, HOME).unwrap();
+    let logged = web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_event_log(&dir.path().join("events"), Default::default())
+            .unwrap()
+            .with_experiments_file(&file)
+            .unwrap(),
+    );
+    let unlogged = web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_experiments_file(&file)
+            .unwrap(),
+    );
+    for (state, code) in [(logged, "no_exposures"), (unlogged, "events_disabled")] {
+        let app = test::init_service(create_app(state)).await;
+        let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+        assert_eq!(r.body["code"], code, "{}", r.body);
+    }
 }
 
 #[actix_web::test]

@@ -408,10 +408,10 @@ enum Command {
         #[arg(long, conflicts_with = "experiments")]
         control: Option<String>,
         /// Purchases count from the first exposure to this many days after it.
-        #[arg(long, default_value_t = encore_training::experiment_report::DEFAULT_WINDOW_DAYS)]
+        #[arg(long, default_value_t = encore_model::experiment::report::DEFAULT_WINDOW_DAYS)]
         window_days: f64,
         #[arg(long, value_enum, default_value = "text")]
-        format: encore_training::experiment_report::ReportFormat,
+        format: ReportFormat,
     },
 }
 
@@ -490,6 +490,15 @@ fn gate_cell(g: &serde_json::Value) -> String {
 
 /// Exit status of `fit` when the promotion gate refused the model.
 const EXIT_NOT_PROMOTED: i32 = 3;
+/// The output format of `experiment-report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    /// A readable table.
+    Text,
+    /// Every number, as JSON.
+    Json,
+}
+
 /// Exit status of `experiment-report` when the report flags a sample-ratio
 /// mismatch.
 const EXIT_SAMPLE_RATIO_MISMATCH: i32 = 4;
@@ -1098,9 +1107,7 @@ fn run() -> Result<()> {
             format,
         } => {
             use encore_model::experiment::ExperimentsConfig;
-            use encore_training::experiment_report::{
-                ReportFormat, ReportOptions, report_from_dir,
-            };
+            use encore_model::experiment::report::{ReportOptions, report_from_dir};
             let config = match &experiments {
                 None => None,
                 Some(path) => {

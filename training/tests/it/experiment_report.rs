@@ -6,8 +6,8 @@
 use encore_data::events::{Event, EventKind};
 use encore_model::experiment::{Experiment, ExperimentsConfig};
 use encore_model::math::special::ln_gamma;
-use encore_training::experiment_report::sim::{Arm, Simulation, write_event_dir};
-use encore_training::experiment_report::{
+use encore_model::experiment::report::sim::{Arm, Simulation, write_event_dir};
+use encore_model::experiment::report::{
     ExperimentReport, ReportOptions, Z_95, experiment_report, report_from_dir,
 };
 

@@ -70,6 +70,8 @@
 //! Renaming a variant keeps its customers (assignment depends on the order
 //! and shares, not names); the exposure log records the name served.
 
+pub mod report;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;

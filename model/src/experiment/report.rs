@@ -1,5 +1,6 @@
-//! `encore-train experiment-report`: the outcome of an online experiment,
-//! read from the feedback event log.
+//! The outcome of an online experiment, read from the feedback event log
+//! (`encore-train experiment-report`, and the server's
+//! `GET /v1/admin/experiments/{name}/report`).
 //!
 //! The exposures of the experiment (exposure events whose `experiment` is its
 //! name) define who took part: each customer's variant is the one logged with
@@ -56,8 +57,8 @@
 use encore_data::events::{
     Event, EventKind, EventLogError, EventReadReport, for_each_event, for_each_event_again,
 };
-use encore_model::experiment::Experiment;
-use encore_model::math::special::{chi_square_sf, normal_sf};
+use crate::experiment::Experiment;
+use crate::math::special::{chi_square_sf, normal_sf};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -273,15 +274,6 @@ pub struct LogNotes {
     pub duplicates: u64,
     /// Files whose unterminated last line was skipped.
     pub torn_tails: usize,
-}
-
-/// The output format of the command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
-    /// A readable table.
-    Text,
-    /// Every number, as JSON.
-    Json,
 }
 
 /// The report of one experiment.
@@ -1070,7 +1062,7 @@ impl ExperimentReport {
 /// experiment.
 pub mod sim {
     use encore_data::events::{Event, EventKind, event_to_line};
-    use encore_model::experiment::Experiment;
+    use crate::experiment::Experiment;
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
     use std::io::Write;
