@@ -67,7 +67,7 @@ for size in "${SIZES[@]}"; do
         artifact=$(sed -n 's/^  artifact *//p' "$log")
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$customers" "$lines" "$wall" "$kb" \
             "$stages" "$artifact" "$lists" >> "$results"
-        printf '   %s s wall, %.2f GB peak; %s\n   stages: %s\n   for you: %s\n' \
+        printf '   %s s wall, %.2f GiB peak; %s\n   stages: %s\n   for you: %s\n' \
             "$wall" "$(awk -v k="$kb" 'BEGIN { print k / 1048576 }')" "$artifact" "$stages" "$lists"
         rm -rf "$out"
     done
@@ -91,7 +91,7 @@ print("|---|---|---|---|---|---|---|---|")
 for s in sizes:
     d = by[s]
     w, g = statistics.median(d["wall"]), statistics.median(d["gb"])
-    print(f"| {d['customers']:,} | {d['lines']:,} | {len(d['wall'])} | {w:.0f} s | {g:.2f} GB "
+    print(f"| {d['customers']:,} | {d['lines']:,} | {len(d['wall'])} | {w:.0f} s | {g:.2f} GiB "
           f"| {w / d['lines'] * 1e6:.1f} | {g * 1048576 / d['customers']:.1f} | {d['lists'].split(' ')[0]} {d['lists'].split('(')[1].split(')')[0] if '(' in d['lists'] else ''} |")
 if len(sizes) > 1:
     a = by[sizes[0]]
