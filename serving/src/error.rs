@@ -183,11 +183,7 @@ impl Code {
             Code::ItemNotFound => ("item_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::CustomerNotFound => ("customer_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND, NotFound),
-            Code::ExperimentNotFound => (
-                "experiment_not_found",
-                StatusCode::NOT_FOUND,
-                NotFound,
-            ),
+            Code::ExperimentNotFound => ("experiment_not_found", StatusCode::NOT_FOUND, NotFound),
             Code::NoExposures => ("no_exposures", StatusCode::NOT_FOUND, NotFound),
             Code::EventsDisabled => ("events_disabled", StatusCode::NOT_FOUND, NotFound),
             Code::ServiceUnavailable => (

@@ -52,7 +52,12 @@ pub fn document() -> Value {
         json!({"get": op(summary, p, json_ok(summary))})
     };
     let ids = json!({"type": "string", "description": "comma-separated ids"});
-    json!({
+    // Added after the literal, which is at serde_json's macro recursion limit.
+    let experiment_report = json!({"get": op("the outcome so far of a running experiment, from the event log: per variant exposed customers, conversion, revenue per customer and repurchase rate with 95% intervals, differences to control with p-values, and the sample-ratio check (the JSON of encore-train experiment-report)", vec![
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}),
+        query("window_days", json!({"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": encore_model::experiment::report::MAX_WINDOW_DAYS, "default": encore_model::experiment::report::DEFAULT_WINDOW_DAYS}), "the purchase window after a customer's first exposure, in days"),
+    ], json_ok("experiment report"))});
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "Encore", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Recommendations and next-purchase predictions from a trained Encore model."},
@@ -77,10 +82,6 @@ pub fn document() -> Value {
                                       "schema": {"$ref": "#/components/schemas/Error"}}}}}
                 }
             },
-            "/v1/admin/experiments/{name}/report": {"get": op("the outcome so far of a running experiment, from the event log: per variant exposed customers, conversion, revenue per customer and repurchase rate with 95% intervals, differences to control with p-values, and the sample-ratio check (the JSON of encore-train experiment-report)", vec![
-                json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}),
-                query("window_days", json!({"type": "number", "exclusiveMinimum": 0, "default": 7}), "the purchase window after a customer's first exposure"),
-            ], json_ok("experiment report"))},
             "/v1/items/{item_id}/similar": list("items closest in the ALS embedding space", vec![]),
             "/v1/items/{item_id}/bought-together": list("items most often bought in the same orders", vec![]),
             "/v1/customers/{customer_id}/recommendations": customer("personal recommendations, or the popularity list for an unknown customer; under a running experiment, the list of the customer's variant (the answer then names experiment and variant, also in the x-encore-experiment and x-encore-variant headers); every answer carries request_id", vec![
@@ -168,7 +169,9 @@ pub fn document() -> Value {
                 "code": {"type": "string", "description": "stable; see the error table"},
                 "type": {"type": "string"},
                 "link": {"type": "string"}}}}}
-    })
+    });
+    doc["paths"]["/v1/admin/experiments/{name}/report"] = experiment_report;
+    doc
 }
 
 #[cfg(test)]

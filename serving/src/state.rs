@@ -498,7 +498,9 @@ impl AppState {
         let data_end = crate::events::data_end(&engine);
         let previous = self.engine.swap(Some(Arc::new(engine)));
         self.move_overlay_to(data_end);
-        let previous_version = previous.as_ref().map(|e| e.manifest().model_version.clone());
+        let previous_version = previous
+            .as_ref()
+            .map(|e| e.manifest().model_version.clone());
         // Requests that took the old model before the swap finish within
         // milliseconds (a streamed audience may take longer): wait for them,
         // a bounded time, so that the old model is freed here and its memory

@@ -54,11 +54,11 @@
 //! counted (a changed salt or shares, or a client that assigns on its own) but
 //! kept: the logged variant is what they saw.
 
+use crate::experiment::Experiment;
+use crate::math::special::{chi_square_sf, normal_sf};
 use encore_data::events::{
     Event, EventKind, EventLogError, EventReadReport, for_each_event, for_each_event_again,
 };
-use crate::experiment::Experiment;
-use crate::math::special::{chi_square_sf, normal_sf};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -1061,8 +1061,8 @@ impl ExperimentReport {
 /// another experiment, and every customer has one exposure outside any
 /// experiment.
 pub mod sim {
-    use encore_data::events::{Event, EventKind, event_to_line};
     use crate::experiment::Experiment;
+    use encore_data::events::{Event, EventKind, event_to_line};
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
     use std::io::Write;

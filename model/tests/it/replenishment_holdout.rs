@@ -24,9 +24,8 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
-
-use encore_model::customer::replenishment::ReplenishmentParams;
 use crate::support::{date, evaluate, load, print};
+use encore_model::customer::replenishment::ReplenishmentParams;
 
 /// The margin (in Recall@10) the buy-again list must keep over the baseline
 /// on the test period: measured 0.4198 vs 0.3754 (+0.044) with the tuned

@@ -290,6 +290,7 @@ pub(crate) async fn report(
     query: web::Query<ReportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
+    super::check_id(&name)?;
     let experiment = state.experiments().get(&name).ok_or_else(|| {
         ApiError::new(
             Code::ExperimentNotFound,

@@ -124,15 +124,13 @@ pub(crate) async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, Ap
 
 /// The snapshot of the model this request will use throughout.
 pub(crate) fn snapshot(state: &AppState) -> Result<Arc<Engine>, ApiError> {
-    state
-        .engine()
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::ServiceUnavailable,
-                "no model is loaded yet: the model store has no published version; \
+    state.engine().ok_or_else(|| {
+        ApiError::new(
+            Code::ServiceUnavailable,
+            "no model is loaded yet: the model store has no published version; \
                  the server loads the first one `encore-train fit --store` publishes",
-            )
-        })
+        )
+    })
 }
 
 /// The `x-encore-model-version` header of `version`, if it is a valid header value.

@@ -3,7 +3,6 @@
 //! is checked in `serving/src/openapi.rs`, the error table in
 //! `serving/src/error.rs` and `bad_input.rs`.)
 
-
 use crate::support;
 use actix_web::{test, web};
 use encore_model::artifact;

@@ -18,7 +18,6 @@
 //!   `invalid_id`, a body that is not a JSON object `invalid_json`, ...), it
 //!   is that answer.
 
-
 use crate::support;
 use actix_web::HttpMessage as _;
 use actix_web::body::MessageBody;
@@ -122,6 +121,8 @@ fn known_id(param: &str) -> &'static str {
     match param {
         "item_id" => "i0",
         "customer_id" => "c1",
+        // The experiment of `app_state`, with one exposure in its log.
+        "name" => "home",
         other => panic!("no known value for the path parameter '{other}': extend bad_input.rs"),
     }
 }
@@ -132,13 +133,15 @@ fn is_known(param: &str, id: &str) -> bool {
     match param {
         "item_id" => engine.items().get(id).is_some(),
         "customer_id" => engine.customers().get(id).is_some(),
+        "name" => id == "home",
         other => panic!("unknown path parameter '{other}'"),
     }
 }
 
 /// The model of `support` with an event log, so that `POST /v1/events`
-/// validates what it gets; one for every test (the directory lives as long
-/// as the process).
+/// validates what it gets, and an experiment `home` with one exposure in
+/// the log, so that its report exists; one for every test (the directory
+/// lives as long as the process).
 fn app_state() -> &'static web::Data<AppState> {
     static STATE: OnceLock<(TempDir, web::Data<AppState>)> = OnceLock::new();
     &STATE
@@ -146,10 +149,27 @@ fn app_state() -> &'static web::Data<AppState> {
             let dir = tempfile::tempdir().unwrap();
             let model_dir = dir.path().join("model");
             artifact::save(&support::train("v1", 42), &model_dir).expect("saves");
+            let events = dir.path().join("events");
+            let exposure = encore_data::events::event_from_value(serde_json::json!({
+                "id": "exposure-1", "type": "exposure", "time": 1_700_000_000,
+                "customer": "c1", "list": "als", "items": ["i0"],
+                "experiment": "home", "variant": "a"}))
+            .unwrap();
+            encore_data::event_log::EventLog::open(&events, Default::default())
+                .and_then(|mut log| log.append(vec![exposure], 1_700_000_000))
+                .expect("seeds the event log");
+            let experiments = encore_model::experiment::ExperimentsConfig::from_toml_str(
+                "[[experiment]]\nname = \"home\"\ncontrol = \"a\"\n\
+                 [[experiment.variant]]\nname = \"a\"\nshare = 0.5\nstrategy = { list = \"als\", k = 5 }\n\
+                 [[experiment.variant]]\nname = \"b\"\nshare = 0.5\nstrategy = { list = \"popular\", k = 5 }\n",
+            )
+            .expect("an experiment");
             let state = AppState::load(&model_dir)
                 .expect("loads")
-                .with_event_log(&dir.path().join("events"), Default::default())
-                .expect("opens the event log");
+                .with_event_log(&events, Default::default())
+                .expect("opens the event log")
+                .with_experiments(experiments, None)
+                .expect("runs the experiment");
             (dir, web::Data::new(state))
         })
         .1
@@ -607,6 +627,12 @@ fn codes_for(name: &str, schema: &Value, raw: &[u8]) -> Vec<&'static str> {
             )
         }
         ("category", _) => bad(!v.is_empty(), "invalid_query"),
+        // Positive, up to 100 years (the report's own check).
+        ("window_days", _) => bad(
+            v.parse::<f64>()
+                .is_ok_and(|x| x > 0.0 && x <= encore_model::experiment::report::MAX_WINDOW_DAYS),
+            "invalid_query",
+        ),
         (_, Some("integer")) => {
             let min = schema["minimum"].as_i64().map_or(i128::MIN, i128::from);
             bad(
@@ -855,6 +881,7 @@ fn path_ids() {
                 // An unknown item is 404; an unknown customer is 404 or the fallback list.
                 let allowed: &[&str] = match param.as_str() {
                     "item_id" => &["item_not_found"],
+                    "name" => &["experiment_not_found"],
                     _ => &["customer_not_found"],
                 };
                 if a.status.is_success() {

@@ -3,13 +3,12 @@
 //! `GET /v1/kpis`. The pages themselves are tested in a browser
 //! (tests/browser/test_dashboard.py).
 
-
+use crate::support::{fixture, synth_engine};
 use actix_web::{test, web};
 use encore_model::artifact::store::Store;
 use encore_serving::state::ModelSource;
 use encore_serving::{AppState, create_app};
 use serde_json::{Value, json};
-use crate::support::{fixture, synth_engine};
 
 async fn fetch(state: web::Data<AppState>, uri: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let app = test::init_service(create_app(state)).await;

@@ -7,7 +7,7 @@
 //! (`encore_data::event_log::faults`); `events_full_disk.rs` fills a real
 //! file system.
 
-
+use crate::support::{fixture, get, post_json, send};
 use actix_web::http::{StatusCode, header};
 use actix_web::{test, web};
 use encore_data::event_log::faults::{EIO, ENOSPC, FaultyFiles};
@@ -15,7 +15,6 @@ use encore_data::events::read_event_dir;
 use encore_serving::{AppState, create_app};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use crate::support::{fixture, get, post_json, send};
 
 fn batch(ids: &[String]) -> Value {
     let events: Vec<Value> = ids

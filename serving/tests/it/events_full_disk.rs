@@ -6,7 +6,7 @@
 //! `503 event_log_unavailable`, nothing damaged or torn is left, and once
 //! space is freed the next batch is written, with no restart.
 
-
+use crate::support::{fixture, post_json, send};
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use encore_data::events::read_event_dir;
@@ -14,7 +14,6 @@ use encore_serving::{AppState, create_app};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use crate::support::{fixture, post_json, send};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);

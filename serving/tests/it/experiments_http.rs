@@ -10,23 +10,22 @@
 //! the experiment report, run on the logged exposures and posted purchases,
 //! counts the customers each variant exposed.
 
-
 use crate::support;
+use crate::support::{Reply, get, post_json, send};
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use encore_data::events::{EventKind, read_event_dir};
 use encore_data::synth::{SynthParams, generate};
 use encore_model::artifact;
 use encore_model::engine::Engine;
+use encore_model::experiment::report::{ReportOptions, experiment_report, report_from_dir};
 use encore_model::experiment::{ExperimentSpec, ExperimentsConfig, ListName};
 use encore_model::manifest::DataSummary;
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_serving::{AppState, create_app};
-use encore_model::experiment::report::{ReportOptions, experiment_report, report_from_dir};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use crate::support::{Reply, get, post_json, send};
 
 const HOME: &str = r#"
 [[experiment]]
@@ -489,7 +488,14 @@ async fn experiments_assign_serve_log_and_report() {
     assert_eq!(report.data.customers_in_several_variants, 0);
 
     // The server's report route reads the same log with the running
-    // configuration: the same report as the command's, as JSON.
+    // configuration (home again, after the replacements above): the same
+    // report as the command's, as JSON.
+    let r = send(
+        &app,
+        put(json!({"experiments": [home.spec()]})).to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let (from_dir, _) = report_from_dir(
         &events_dir,
         &ReportOptions {
@@ -509,15 +515,36 @@ async fn experiments_assign_serve_log_and_report() {
     .await;
     assert_eq!(r.body["window_days"], json!(1.0));
     for (uri, status, code) in [
-        ("/v1/admin/experiments/nope/report", 404, "experiment_not_found"),
-        ("/v1/admin/experiments/home/report?window_days=0", 400, "invalid_query"),
-        ("/v1/admin/experiments/home/report?days=3", 400, "invalid_query"),
+        (
+            "/v1/admin/experiments/nope/report",
+            404,
+            "experiment_not_found",
+        ),
+        (
+            "/v1/admin/experiments/home/report?window_days=0",
+            400,
+            "invalid_query",
+        ),
+        (
+            "/v1/admin/experiments/home/report?days=3",
+            400,
+            "invalid_query",
+        ),
     ] {
         let r = send(&app, get(uri).to_request()).await;
-        assert_eq!((r.status.as_u16(), r.body["code"].as_str()), (status, Some(code)), "{uri}: {}", r.body);
+        assert_eq!(
+            (r.status.as_u16(), r.body["code"].as_str()),
+            (status, Some(code)),
+            "{uri}: {}",
+            r.body
+        );
     }
     // Without an event log there is nothing to report from.
-    let r = send(&plain_app, get("/v1/admin/experiments/home/report").to_request()).await;
+    let r = send(
+        &plain_app,
+        get("/v1/admin/experiments/home/report").to_request(),
+    )
+    .await;
     assert_eq!(r.body["code"], "experiment_not_found", "{}", r.body);
 }
 

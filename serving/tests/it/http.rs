@@ -1,7 +1,7 @@
 //! The HTTP API in-process: `create_app` over a small model trained from a
 //! hand-made purchase history, each test in its own temporary directory.
 
-
+use crate::support::{KITCHEN, SLASHED, TEA, UNAVAILABLE, fixture, get, post_json, send, train};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{test, web};
@@ -10,7 +10,6 @@ use encore_serving::{AppState, create_app};
 use serde_json::json;
 use std::path::Path;
 use std::sync::mpsc;
-use crate::support::{KITCHEN, SLASHED, TEA, UNAVAILABLE, fixture, get, post_json, send, train};
 
 #[actix_web::test]
 async fn health_and_readiness() {

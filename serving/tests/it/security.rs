@@ -4,8 +4,8 @@
 //! without a restart, a bounded metrics label set, bounded list parameters
 //! and a deadline on request bodies.
 
-
 use crate::support;
+use crate::support::{fixture, get, send};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpServer, test, web};
@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
-use crate::support::{fixture, get, send};
 
 macro_rules! metrics_text {
     ($app:expr) => {{

@@ -4,7 +4,7 @@
 //! Each test runs the real binary with its own temporary directory and an
 //! ephemeral port, and talks HTTP/1.1 over a plain `TcpStream`.
 
-
+use crate::support::synth_engine;
 use encore_data::synth::{SynthParams, generate};
 use encore_model::artifact;
 use encore_model::artifact::store::Store;
@@ -18,7 +18,6 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use crate::support::synth_engine;
 
 /// The binary with `args`, no `ENCORE__` variable from the test's own
 /// environment, the default log filter and no backtraces in error messages.

@@ -2,12 +2,11 @@
 //! (whose manifest names another version) is refused instead of reloaded at
 //! every look of the watcher, and a reload frees the model it replaces.
 
-
+use crate::support::synth_engine;
 use encore_model::artifact::store::Store;
 use encore_serving::AppState;
 use encore_serving::state::ModelSource;
 use std::sync::Arc;
-use crate::support::synth_engine;
 
 #[test]
 fn a_copied_version_is_refused_not_reloaded_again_and_again() {

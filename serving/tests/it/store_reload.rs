@@ -1,13 +1,12 @@
 //! Serving from a model store: the server follows `CURRENT`, refuses a damaged
 //! version while the old model keeps serving, and reports reloads in `/v1/model`.
 
-
+use crate::support::synth_engine;
 use actix_web::{test, web};
 use encore_model::artifact::store::Store;
 use encore_serving::state::ModelSource;
 use encore_serving::{AppState, create_app};
 use serde_json::Value;
-use crate::support::synth_engine;
 
 #[actix_web::test]
 async fn follows_current_and_keeps_serving_through_a_damaged_version() {
@@ -63,7 +62,12 @@ async fn a_store_without_a_version_serves_503_until_its_first_model() {
     assert!(!state.store_moved());
     let app = test::init_service(create_app(state.clone())).await;
     let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
-    for uri in ["/readyz", "/v1/model", "/v1/kpis", "/v1/recommendations/c1"] {
+    for uri in [
+        "/readyz",
+        "/v1/model",
+        "/v1/kpis",
+        "/v1/customers/c1/recommendations",
+    ] {
         let res = test::call_service(&app, get(uri)).await;
         assert_eq!(res.status(), 503, "{uri}");
         let body: Value = test::read_body_json(res).await;
@@ -72,7 +76,10 @@ async fn a_store_without_a_version_serves_503_until_its_first_model() {
         assert!(message.contains("no model"), "{uri}: {message}");
     }
     // The process is up, and the dashboard's page loads to say so.
-    assert_eq!(test::call_service(&app, get("/healthz")).await.status(), 200);
+    assert_eq!(
+        test::call_service(&app, get("/healthz")).await.status(),
+        200
+    );
     assert_eq!(test::call_service(&app, get("/")).await.status(), 200);
 
     // The first version arrives: the watcher's test sees it, the reload loads it.

@@ -14,7 +14,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-
 /// Trains once per test binary on the full sample and returns the model directory.
 fn trained_model() -> &'static Path {
     static MODEL: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();

@@ -14,7 +14,6 @@ use encore_model::pipeline::EngineConfig;
 use encore_training::evaluate::{Registry, Split, evaluate_split};
 use encore_training::input::{data_summary, load_input};
 
-
 #[test]
 fn ranker_beats_the_best_baseline_by_ten_percent_on_online_retail() {
     let dir = tempfile::tempdir().unwrap();

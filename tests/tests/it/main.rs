@@ -7,5 +7,5 @@ mod support;
 mod docs;
 mod end_to_end;
 mod for_you_quality;
-mod similar_quality;
 mod old_artifact;
+mod similar_quality;

@@ -19,7 +19,6 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::collections::{HashMap, HashSet};
 
-
 const K: usize = 10;
 
 #[test]

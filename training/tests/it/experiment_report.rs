@@ -4,12 +4,12 @@
 //! to see the figures docs/experiments.md quotes.
 
 use encore_data::events::{Event, EventKind};
-use encore_model::experiment::{Experiment, ExperimentsConfig};
-use encore_model::math::special::ln_gamma;
 use encore_model::experiment::report::sim::{Arm, Simulation, write_event_dir};
 use encore_model::experiment::report::{
     ExperimentReport, ReportOptions, Z_95, experiment_report, report_from_dir,
 };
+use encore_model::experiment::{Experiment, ExperimentsConfig};
+use encore_model::math::special::ln_gamma;
 
 /// A 50/50 experiment `name` with variants `control` and `treatment`.
 fn two_arms(name: &str, salt: &str) -> Experiment {
