@@ -9,7 +9,8 @@
 #   bench/events_load.sh [DURATION_SECS]      # default 10
 #
 # Environment: WORK [/tmp/encore-events-load] BATCH [10] PORT [18195]
-# SERVER_WORKERS [2]. The model is the bundled sample's (trained once into
+# SERVER_WORKERS [2] BIN [target/release, built; another build's directory
+# to measure it instead]. The model is the bundled sample's (trained once into
 # WORK/model). The log lives in WORK/events, on the disk of WORK: its fsync
 # speed decides the figures.
 set -euo pipefail
@@ -22,9 +23,11 @@ SERVER_WORKERS="${SERVER_WORKERS:-2}"
 
 source "$ROOT/bench/common.sh"
 ensure_wrk
-echo "== building (release)"
-(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
-BIN="$ROOT/target/release"
+if [[ -z "${BIN:-}" ]]; then
+    echo "== building (release)"
+    (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+fi
 ensure_sample_model "$BIN" "$ROOT" "$WORK"
 rm -rf "$WORK/events"
 "$BIN/encore-serve" --model "$WORK/model" --events "$WORK/events" --bind "127.0.0.1:$PORT" \
@@ -33,6 +36,7 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
 
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 total=0
 inflight=0
 for c in 1 8 32; do
@@ -50,3 +54,4 @@ for c in 1 8 32; do
         exit 1
     fi
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

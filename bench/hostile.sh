@@ -16,7 +16,9 @@
 #   bench/hostile.sh [DURATION_SECS]      # default 20 s per run
 #
 # Environment: WORK [/tmp/encore-hostile] CONNECTIONS [8] WRK_THREADS [1]
-# SERVER_WORKERS [2] PORT [18191] BIN [target/release]
+# SERVER_WORKERS [2] PORT [18191] BIN [target/release] ROUNDS [1]: attacks
+# in a row on the same server, its RSS printed after each (does it keep
+# growing, or settle?).
 # The model is the bundled Online Retail sample (trained once into
 # WORK/model). wrk, the server and the hostile clients share the cores.
 set -euo pipefail
@@ -57,7 +59,10 @@ SERVER=$!
 HOSTILE=
 trap 'kill $SERVER ${HOSTILE:-} 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.2; done
-rss() { echo "$(( $(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status") / 1024 )) MiB"; }
+rss() {
+    echo "$(( $(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status") / 1024 )) MiB," \
+        "$(awk '/Threads/ {print $2}' "/proc/$SERVER/status") threads"
+}
 
 run() {
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/load.lua" \
@@ -69,6 +74,7 @@ echo "== normal traffic alone: ${DURATION}s, $CONNECTIONS connections"
 run
 echo "server RSS before the attack: $(rss)"
 
+for round in $(seq "${ROUNDS:-1}"); do
 python3 - "$PORT" "$((DURATION + 8))" >"$WORK/hostile.out" 2>&1 <<'PY' &
 import asyncio, socket, sys, time
 port, seconds = int(sys.argv[1]), float(sys.argv[2])
@@ -173,5 +179,6 @@ wait $HOSTILE || true
 HOSTILE=
 echo "hostile clients: $(cat "$WORK/hostile.out")"
 sleep 2
-echo "server RSS after the attack: $(rss)"
+echo "server RSS after attack $round: $(rss)"
+done
 echo "/metrics: $(curl -s "http://127.0.0.1:$PORT/metrics" | wc -c) bytes, $(curl -s "http://127.0.0.1:$PORT/metrics" | grep -c '^encore_http_requests_total') request series"

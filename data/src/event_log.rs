@@ -89,11 +89,36 @@
 //! log and keeps only the fingerprints), so training and the server's start
 //! never count it twice. Two different ids share a
 //! fingerprint with probability about `n² / 2¹²⁹`, negligible for any real
-//! `n`. Opening reads every file once.
+//! `n`. Opening reads every file once, or, on a compacted log, the
+//! checkpoint and the files after it.
+//!
+//! # Retention: compaction and the checkpoint
+//! With [`EventLogOptions::retention_secs`], [`EventLog::compact`] turns the
+//! files before the current one whose events were all received before the
+//! retention into one file of their purchases, `events-{seq}-compacted.jsonl`
+//! (exposures and clicks are dropped; purchases are training input, and only
+//! the operator knows when the history has them), and writes the ids of
+//! their events still in the idempotency window to the checkpoint
+//! ([`CHECKPOINT_FILE`], a [`Checkpoint`] with a CRC-32C), then removes the
+//! files. Each of the three steps is durable before the next (write, fsync,
+//! rename, fsync the directory; [`crate::durable::replace_file`]):
+//! - a crash before the checkpoint leaves the old files and the old
+//!   checkpoint, so the compacted file only repeats purchases that readers
+//!   see once (they keep the first event of each id); the next compaction
+//!   writes the same file again;
+//! - a crash after it leaves files the checkpoint covers; [`EventLog::open`]
+//!   removes them.
+//!
+//! [`EventLog::open`] reads the checkpoint and the files after the last one it
+//! covers, not the compacted files ([`EventLog::latest_compacted_purchase`]
+//! says when a reader of recent purchases needs them). A damaged or missing
+//! checkpoint beside compacted files makes it read every file instead
+//! ([`EventLog::checkpoint_problem`]), and the next compaction writes every
+//! id of the window to the new one.
 
 use crate::events::{
-    DamagedRecord, Event, EventLogError, EventReadReport, encode_record, fingerprint,
-    is_event_file, scan_event_dir,
+    DamagedRecord, Event, EventKind, EventLogError, EventReadReport, encode_record, fingerprint,
+    scan_event_dir, scan_paths,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -120,6 +145,13 @@ pub const LOCK_FILE: &str = ".lock";
 /// Name of the probe's scratch file in the log directory.
 pub const PROBE_FILE: &str = ".probe";
 
+/// Name of the checkpoint of the idempotency set in the log directory
+/// (see [Retention](self#retention-compaction-and-the-checkpoint)).
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// First bytes of a checkpoint file.
+const CHECKPOINT_MAGIC: &[u8] = b"encore-event-checkpoint 1\n";
+
 /// A file the log appends to, as a [`FileLayer`] opens it.
 pub trait LogFile: fmt::Debug + Send {
     /// Writes all of `buf` at the end of the file.
@@ -140,6 +172,15 @@ pub trait FileLayer: fmt::Debug + Send + Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Writes `len` bytes to `dir/.probe`, fsyncs and removes it.
     fn probe(&self, dir: &Path, len: usize) -> io::Result<()>;
+    /// Replaces `path` with `bytes` atomically and durably
+    /// ([`crate::durable::replace_file`]): compaction and the checkpoint.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        crate::durable::replace_file(path, bytes).map_err(|e| io::Error::other(e.to_string()))
+    }
+    /// Removes the file `path` (the caller fsyncs the directory).
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
 }
 
 /// The real file system.
@@ -194,6 +235,9 @@ pub struct EventLogOptions {
     /// An event whose id was received less than this many seconds ago is a
     /// duplicate (module docs); must be positive.
     pub dedup_window_secs: i64,
+    /// Files whose every event was received more than this many seconds ago
+    /// are compacted ([`EventLog::compact`]); `None`: never (the default).
+    pub retention_secs: Option<i64>,
 }
 
 impl Default for EventLogOptions {
@@ -201,8 +245,114 @@ impl Default for EventLogOptions {
         EventLogOptions {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             dedup_window_secs: DEFAULT_DEDUP_WINDOW_SECS,
+            retention_secs: None,
         }
     }
+}
+
+/// The checkpoint of a compacted log (module docs): which files are
+/// compacted, and the ids of their events still in the idempotency window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Every `events-{seq}.jsonl` up to this sequence number is compacted:
+    /// its purchases are in the compacted files, its ids of the window here.
+    pub compacted_through: u64,
+    /// The latest event time of a purchase in the compacted files
+    /// (`i64::MIN` when they hold none).
+    pub latest_purchase: i64,
+    /// The clock of the compaction that wrote it.
+    pub written_at: i64,
+    /// Fingerprint of each id and when it was received.
+    pub ids: Vec<([u64; 2], i64)>,
+}
+
+impl Checkpoint {
+    /// The file's bytes: a magic line, the fields and the ids in little
+    /// endian, and the CRC-32C of all that.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CHECKPOINT_MAGIC.len() + 36 + 24 * self.ids.len());
+        out.extend_from_slice(CHECKPOINT_MAGIC);
+        out.extend_from_slice(&self.compacted_through.to_le_bytes());
+        out.extend_from_slice(&self.latest_purchase.to_le_bytes());
+        out.extend_from_slice(&self.written_at.to_le_bytes());
+        out.extend_from_slice(&(self.ids.len() as u64).to_le_bytes());
+        for ([a, b], t) in &self.ids {
+            out.extend_from_slice(&a.to_le_bytes());
+            out.extend_from_slice(&b.to_le_bytes());
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads [`encode`](Self::encode)'s bytes, or says why they are damaged.
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
+        let body = bytes
+            .strip_prefix(CHECKPOINT_MAGIC)
+            .ok_or("not an event log checkpoint (its first line is wrong)")?;
+        let head = 32;
+        if body.len() < head + 4 {
+            return Err(format!("{} bytes: too short", bytes.len()));
+        }
+        let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+        let n = u64_at(24);
+        let want = n
+            .checked_mul(24)
+            .and_then(|b| b.checked_add(head as u64 + 4))
+            .filter(|&w| w == body.len() as u64)
+            .ok_or_else(|| format!("{} bytes, not what {n} ids take", bytes.len()))?;
+        let crc_at = bytes.len() - 4;
+        let crc = u32::from_le_bytes(bytes[crc_at..].try_into().expect("4 bytes"));
+        let actual = crc32c::crc32c(&bytes[..crc_at]);
+        if crc != actual {
+            return Err(format!(
+                "checksum mismatch: the file says {crc:08x}, the bytes give {actual:08x}"
+            ));
+        }
+        let ids = (0..(want as usize - head - 4) / 24)
+            .map(|i| {
+                let at = head + 24 * i;
+                ([u64_at(at), u64_at(at + 8)], u64_at(at + 16) as i64)
+            })
+            .collect();
+        Ok(Checkpoint {
+            compacted_through: u64_at(0),
+            latest_purchase: u64_at(8) as i64,
+            written_at: u64_at(16) as i64,
+            ids,
+        })
+    }
+}
+
+/// Reads the checkpoint of the log in `dir`: `Ok(None)` if there is none,
+/// `Err` with the reason if it is damaged.
+pub fn read_checkpoint(dir: &Path) -> Result<Option<Checkpoint>, EventLogError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => Checkpoint::decode(&bytes)
+            .map(Some)
+            .map_err(|reason| EventLogError::DamagedCheckpoint { path, reason }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// What one [`EventLog::compact`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The files compacted (and removed).
+    pub files: Vec<PathBuf>,
+    /// The file their purchases went to (`None` when they held none).
+    pub compacted: Option<PathBuf>,
+    /// Purchases kept, in `compacted`.
+    pub purchases: usize,
+    /// Exposures and clicks dropped, and repeats of an id.
+    pub dropped: usize,
+    /// Damaged records of the files, kept in `FILE.damaged` beside `compacted`.
+    pub damaged: usize,
+    /// Ids in the new checkpoint.
+    pub checkpoint_ids: usize,
 }
 
 /// What one batch did to the log.
@@ -262,6 +412,24 @@ pub struct EventLog {
     /// Set after a failed write until a probe succeeds.
     broken: Option<Broken>,
     recovered_tail: RecoveredTail,
+    /// The latest time an event of the current file was received.
+    current_received: i64,
+    /// The files before the current one not compacted yet: sequence number,
+    /// path and the latest time one of their events was received.
+    closed: Vec<(u64, PathBuf, i64)>,
+    /// What the checkpoint says (module docs); `compacted_through` 0 when
+    /// nothing is compacted.
+    compacted_through: u64,
+    latest_compacted_purchase: i64,
+    /// Fingerprints the checkpoint holds (those still in the window are
+    /// carried into the next one).
+    checkpointed: HashSet<[u64; 2]>,
+    /// The checkpoint was damaged when the log was opened: the next one
+    /// holds every id of the window.
+    checkpoint_lost: Option<String>,
+    /// Whether the compacted files were read when the log was opened (no
+    /// valid checkpoint).
+    compacted_read: bool,
 }
 
 impl fmt::Debug for EventLog {
@@ -288,6 +456,24 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> EventLogError + '_ {
         path: path.to_path_buf(),
         cause: source,
     }
+}
+
+/// The sequence number of a compacted file name, `events-{seq}-compacted.jsonl`.
+pub fn compacted_seq(name: &str) -> Option<u64> {
+    name.strip_prefix("events-")?
+        .strip_suffix("-compacted.jsonl")?
+        .parse()
+        .ok()
+}
+
+fn compacted_name(seq: u64) -> String {
+    format!("events-{seq:08}-compacted.jsonl")
+}
+
+/// The sequence number of an event file name, `events-{seq}.jsonl` (not a
+/// compacted one).
+pub fn original_seq(name: &str) -> Option<u64> {
+    seq_of(name)
 }
 
 /// The sequence number of an event file name, `events-{seq}.jsonl`.
@@ -325,22 +511,36 @@ fn lock_dir(dir: &Path) -> Result<File, EventLogError> {
     }
 }
 
-/// The last event file of `dir` (highest sequence number).
-fn last_file(dir: &Path) -> Result<Option<(u64, PathBuf)>, EventLogError> {
-    let mut last: Option<(u64, PathBuf)> = None;
+/// The files of a log directory, each in sequence order.
+#[derive(Debug, Default)]
+struct DirFiles {
+    /// `events-{seq}.jsonl`.
+    originals: Vec<(u64, PathBuf)>,
+    /// `events-{seq}-compacted.jsonl`.
+    compacted: Vec<(u64, PathBuf)>,
+}
+
+/// Lists the event files of `dir`, and removes the temporary files a crash
+/// left behind in the middle of a [`crate::durable::replace_file`].
+fn list_dir(dir: &Path) -> Result<DirFiles, EventLogError> {
+    let mut out = DirFiles::default();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         let entry = entry.map_err(io_err(dir))?;
         let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| is_event_file(n)) else {
+        let Some(name) = name.to_str() else {
             continue;
         };
-        if let Some(seq) = seq_of(name)
-            && last.as_ref().is_none_or(|(s, _)| seq > *s)
-        {
-            last = Some((seq, entry.path()));
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let _ = std::fs::remove_file(entry.path());
+        } else if let Some(seq) = seq_of(name) {
+            out.originals.push((seq, entry.path()));
+        } else if let Some(seq) = compacted_seq(name) {
+            out.compacted.push((seq, entry.path()));
         }
     }
-    Ok(last)
+    out.originals.sort();
+    out.compacted.sort();
+    Ok(out)
 }
 
 impl EventLog {
@@ -384,19 +584,91 @@ impl EventLog {
             });
         }
         let lock = lock_dir(dir)?;
-        let last = last_file(dir)?;
+        let listed = list_dir(dir)?;
+        let (checkpoint, checkpoint_lost) = match read_checkpoint(dir) {
+            Ok(None) if !listed.compacted.is_empty() => (
+                None,
+                Some("missing, but compacted files exist (a crash before the first checkpoint, or removed)".to_string()),
+            ),
+            Ok(c) => (c, None),
+            Err(EventLogError::DamagedCheckpoint { reason, .. }) => (None, Some(reason)),
+            Err(e) => return Err(e),
+        };
+        let through = checkpoint.as_ref().map_or(0, |c| c.compacted_through);
+        // With a valid checkpoint the compacted files and the originals it
+        // covers (left by a crash before their removal) are not read: their
+        // ids of the window are in it. Without one, every file is read.
+        let compacted_read = checkpoint.is_none() && !listed.compacted.is_empty();
+        let mut files: Vec<PathBuf> = Vec::new();
+        if compacted_read {
+            files.extend(listed.compacted.iter().map(|(_, p)| p.clone()));
+        }
+        let originals: Vec<(u64, PathBuf)> = listed
+            .originals
+            .iter()
+            .filter(|(seq, _)| *seq > through)
+            .cloned()
+            .collect();
+        files.extend(originals.iter().map(|(_, p)| p.clone()));
+        files.sort();
         // Each id with the latest time it was received (an id written again
         // after the window restarts it); pruned to the window by the first
         // append, whose clock is known.
         let mut ids: HashMap<[u64; 2], i64> = HashMap::new();
-        let mut report = scan_event_dir(dir, |e, first| {
+        let mut checkpointed = HashSet::new();
+        let mut latest_compacted_purchase = i64::MIN;
+        if let Some(c) = &checkpoint {
+            latest_compacted_purchase = c.latest_purchase;
+            for &(fp, t) in &c.ids {
+                ids.insert(fp, t);
+                checkpointed.insert(fp);
+            }
+        }
+        let mut received_by_file = vec![i64::MIN; files.len()];
+        let mut report = scan_paths(&files, |i, e, first| {
             let received = e.received_at.unwrap_or(e.time);
+            received_by_file[i] = received_by_file[i].max(received);
             let t = ids.entry(fingerprint(&e.id)).or_insert(received);
             *t = (*t).max(received);
             if first {
                 f(e);
             }
         })?;
+        // Finish a compaction a crash cut short: the originals the checkpoint
+        // covers go, and so does a compacted file after it (written by a
+        // compaction that did not reach its checkpoint: the originals it
+        // came from are all still there).
+        let leftovers: Vec<&PathBuf> = listed
+            .originals
+            .iter()
+            .filter(|(seq, _)| *seq <= through)
+            .chain(
+                listed
+                    .compacted
+                    .iter()
+                    .filter(|(seq, _)| checkpoint.is_some() && *seq > through),
+            )
+            .map(|(_, p)| p)
+            .collect();
+        for p in &leftovers {
+            layer.remove(p).map_err(io_err(p))?;
+        }
+        if !leftovers.is_empty() {
+            layer.sync_dir(dir).map_err(io_err(dir))?;
+        }
+        let received_of = |path: &Path| {
+            files
+                .iter()
+                .position(|p| p == path)
+                .map_or(i64::MIN, |i| received_by_file[i])
+        };
+        let last = originals.last().cloned();
+        let mut closed: Vec<(u64, PathBuf, i64)> = originals
+            .iter()
+            .map(|(seq, p)| (*seq, p.clone(), received_of(p)))
+            .collect();
+        closed.pop();
+        let current_received = last.as_ref().map_or(i64::MIN, |(_, p)| received_of(p));
         let mut recovered_tail = RecoveredTail::default();
         let (seq, path, file, bytes) = match last {
             Some((seq, path)) => {
@@ -429,8 +701,17 @@ impl EventLog {
                 (seq, path, file, keep)
             }
             None => {
-                let (path, file) = create_file(layer.as_ref(), dir, 1).map_err(io_err(dir))?;
-                (1, path, file, 0)
+                // Never below a compacted file's number, so names keep their order.
+                let seq = listed
+                    .compacted
+                    .iter()
+                    .map(|(s, _)| *s)
+                    .chain([through])
+                    .max()
+                    .unwrap_or(0)
+                    + 1;
+                let (path, file) = create_file(layer.as_ref(), dir, seq).map_err(io_err(dir))?;
+                (seq, path, file, 0)
             }
         };
         let log = EventLog {
@@ -446,6 +727,13 @@ impl EventLog {
             pruned_at: i64::MIN,
             broken: None,
             recovered_tail,
+            current_received,
+            closed,
+            compacted_through: through,
+            latest_compacted_purchase,
+            checkpointed,
+            checkpoint_lost,
+            compacted_read,
         };
         Ok((log, report))
     }
@@ -574,6 +862,7 @@ impl EventLog {
             return Err(write_err(&self.path)(e));
         }
         self.bytes += len;
+        self.current_received = self.current_received.max(received_at);
         self.ids
             .extend(fresh.into_iter().map(|fp| (fp, received_at)));
         Ok(out)
@@ -606,11 +895,173 @@ impl EventLog {
     fn rotate(&mut self) -> io::Result<()> {
         let seq = self.seq + 1;
         let (path, file) = create_file(self.layer.as_ref(), &self.dir, seq)?;
+        let old = std::mem::replace(&mut self.path, path);
+        self.closed.push((self.seq, old, self.current_received));
+        self.current_received = i64::MIN;
         self.seq = seq;
-        self.path = path;
         self.file = file;
         self.bytes = 0;
         Ok(())
+    }
+
+    /// True if [`compact`](Self::compact) at `now` has a file to compact: a
+    /// file before the current one whose events were all received before
+    /// `now` minus the retention. Cheap (no file is read).
+    pub fn compaction_due(&self, now: i64) -> bool {
+        let Some(retention) = self.options.retention_secs else {
+            return false;
+        };
+        let horizon = now.saturating_sub(retention);
+        self.closed.first().is_some_and(|(_, _, t)| *t < horizon)
+    }
+
+    /// Compacts the files past the retention (module docs): the files
+    /// before the current one whose events were all received before `now`
+    /// minus [`EventLogOptions::retention_secs`], from the first on, keep
+    /// their purchases (first of each id) in `events-{seq}-compacted.jsonl`,
+    /// where `seq` is the last of them; their damaged records go to
+    /// `events-{seq}-compacted.damaged`; their ids still in the idempotency
+    /// window go to the checkpoint, with those of the previous one; then
+    /// they are removed. Each file is written whole and durably
+    /// ([`FileLayer::replace`]) before the next step, so a crash at any
+    /// point leaves a log that opens with every purchase and every id of the
+    /// window (module docs). `Ok(None)` when nothing is due.
+    pub fn compact(&mut self, now: i64) -> Result<Option<CompactReport>, EventLogError> {
+        if !self.compaction_due(now) {
+            return Ok(None);
+        }
+        let horizon = now.saturating_sub(self.options.retention_secs.unwrap_or(i64::MAX));
+        let due = self
+            .closed
+            .iter()
+            .take_while(|(_, _, t)| *t < horizon)
+            .count();
+        let files: Vec<PathBuf> = self.closed[..due].iter().map(|c| c.1.clone()).collect();
+        let through = self.closed[due - 1].0;
+        let window_start = now.saturating_sub(self.options.dedup_window_secs);
+        let mut kept = Vec::new();
+        let mut out = CompactReport::default();
+        let mut latest = self.latest_compacted_purchase;
+        let mut seen = HashSet::new();
+        let mut kept_ids = HashSet::new();
+        let report = scan_paths(&files, |_, e, first| {
+            if e.received_at.unwrap_or(e.time) >= window_start {
+                seen.insert(fingerprint(&e.id));
+            }
+            if first && matches!(e.kind, EventKind::Purchase { .. }) {
+                latest = latest.max(e.time);
+                kept_ids.insert(fingerprint(&e.id));
+                kept.extend_from_slice(&encode_record(&e));
+                kept.push(b'\n');
+                out.purchases += 1;
+            } else {
+                out.dropped += 1;
+            }
+        })?;
+        let target = self.dir.join(compacted_name(through));
+        if target.exists() {
+            // A compaction to the same file was cut short, or ran from a
+            // log whose checkpoint was lost: keep what it holds that these
+            // files do not, first.
+            let mut before = Vec::new();
+            scan_paths(std::slice::from_ref(&target), |_, e, first| {
+                if first && !kept_ids.contains(&fingerprint(&e.id)) {
+                    latest = latest.max(e.time);
+                    before.extend_from_slice(&encode_record(&e));
+                    before.push(b'\n');
+                }
+            })?;
+            before.append(&mut kept);
+            kept = before;
+        }
+        if !report.damaged.is_empty() {
+            let mut aside = Vec::new();
+            for d in &report.damaged {
+                let bytes = std::fs::read(&d.path).map_err(io_err(&d.path))?;
+                let (a, b) = (d.offset as usize, (d.offset + d.len) as usize);
+                aside.extend_from_slice(&bytes[a.min(bytes.len())..b.min(bytes.len())]);
+            }
+            let path = target.with_extension("damaged");
+            self.layer.replace(&path, &aside).map_err(io_err(&path))?;
+            out.damaged = report.damaged.len();
+        }
+        if !kept.is_empty() {
+            self.layer
+                .replace(&target, &kept)
+                .map_err(io_err(&target))?;
+            out.compacted = Some(target);
+        }
+        // The new checkpoint: the ids of the window of these files and of
+        // the previous checkpoint (every id of the window if that one was
+        // lost), each with its latest time.
+        let mut ids: Vec<([u64; 2], i64)> = if self.checkpoint_lost.is_some() {
+            self.ids
+                .iter()
+                .filter(|(_, t)| **t >= window_start)
+                .map(|(fp, t)| (*fp, *t))
+                .collect()
+        } else {
+            seen.iter()
+                .chain(&self.checkpointed)
+                .filter_map(|fp| self.ids.get(fp).map(|t| (*fp, *t)))
+                .filter(|(_, t)| *t >= window_start)
+                .collect()
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        let checkpoint = Checkpoint {
+            compacted_through: through,
+            latest_purchase: latest,
+            written_at: now,
+            ids,
+        };
+        let path = self.dir.join(CHECKPOINT_FILE);
+        self.layer
+            .replace(&path, &checkpoint.encode())
+            .map_err(io_err(&path))?;
+        out.checkpoint_ids = checkpoint.ids.len();
+        self.checkpointed = checkpoint.ids.iter().map(|(fp, _)| *fp).collect();
+        self.checkpoint_lost = None;
+        self.compacted_through = through;
+        self.latest_compacted_purchase = latest;
+        self.closed = self.closed.split_off(due);
+        // From here the files are redundant: a crash before they are all
+        // removed leaves them for the next open to remove.
+        for p in &files {
+            self.layer.remove(p).map_err(io_err(p))?;
+        }
+        self.layer.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        out.files = files;
+        Ok(Some(out))
+    }
+
+    /// The compacted files (`events-{seq}-compacted.jsonl`), in order.
+    pub fn compacted_files(&self) -> Result<Vec<PathBuf>, EventLogError> {
+        Ok(list_dir(&self.dir)?
+            .compacted
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
+    }
+
+    /// The latest event time of a purchase in the compacted files, when
+    /// [`open`](Self::open) did not read them (a valid checkpoint) and they
+    /// hold one: a reader that needs purchases after some time reads them
+    /// if that time is earlier.
+    pub fn latest_compacted_purchase(&self) -> Option<i64> {
+        (!self.compacted_read && self.latest_compacted_purchase != i64::MIN)
+            .then_some(self.latest_compacted_purchase)
+    }
+
+    /// Why the checkpoint could not be read when the log was opened (every
+    /// file was read instead), if it could not.
+    pub fn checkpoint_problem(&self) -> Option<&str> {
+        self.checkpoint_lost.as_deref()
+    }
+
+    /// The last sequence number compacted (0: none).
+    pub fn compacted_through(&self) -> u64 {
+        self.compacted_through
     }
 }
 
@@ -641,6 +1092,10 @@ pub struct RepairReport {
     pub moved: Vec<(DamagedRecord, PathBuf)>,
     /// Torn tails cut: the file and the bytes cut.
     pub torn_cut: Vec<(PathBuf, u64)>,
+    /// A damaged checkpoint moved aside: why it was damaged, and where it
+    /// went (`checkpoint.damaged`). The log then reads every file when it
+    /// opens, and writes a whole new checkpoint at its next compaction.
+    pub checkpoint_moved: Option<(String, PathBuf)>,
 }
 
 /// Repairs the log in `dir`, which no server may have open (the lock is
@@ -652,6 +1107,13 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport, EventLogError> {
     let _lock = lock_dir(dir)?;
     let report = scan_event_dir(dir, |_, _| {})?;
     let mut out = RepairReport::default();
+    if let Err(EventLogError::DamagedCheckpoint { path, reason }) = read_checkpoint(dir) {
+        let aside = path.with_extension("damaged");
+        std::fs::rename(&path, &aside)
+            .and_then(|()| crate::durable::sync_dir(dir))
+            .map_err(io_err(&path))?;
+        out.checkpoint_moved = Some((reason, aside));
+    }
     for (i, path) in report.files.iter().enumerate() {
         let damaged: Vec<&DamagedRecord> =
             report.damaged.iter().filter(|d| d.path == *path).collect();
@@ -701,7 +1163,9 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport, EventLogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{EventKind, decode_record, event_to_line, parse_event, read_event_dir};
+    use crate::events::{
+        EventKind, decode_record, event_to_line, is_event_file, parse_event, read_event_dir,
+    };
     use faults::{EIO, ENOSPC, FaultyFiles};
 
     fn purchase(id: &str) -> Event {
@@ -1246,5 +1710,263 @@ mod tests {
         };
         let err = EventLog::open(dir.path(), options).unwrap_err().to_string();
         assert!(err.contains("idempotency window must be positive"), "{err}");
+    }
+
+    fn click(id: &str) -> Event {
+        Event {
+            id: id.to_string(),
+            time: 1_764_496_800,
+            received_at: None,
+            kind: EventKind::Click {
+                customer: "c1".into(),
+                item: "mug".into(),
+                list: None,
+                request_id: None,
+            },
+        }
+    }
+
+    const DAY: i64 = 86_400;
+
+    /// Options of the retention tests: one batch a file, ids remembered 7
+    /// days, files compacted after 2 (shorter than the window, so the
+    /// checkpoint has to carry ids).
+    fn retention_options() -> EventLogOptions {
+        EventLogOptions {
+            max_file_bytes: 200,
+            dedup_window_secs: 7 * DAY,
+            retention_secs: Some(2 * DAY),
+        }
+    }
+
+    /// Day `d` of the retention tests' clock.
+    fn day(d: i64) -> i64 {
+        1_764_496_800 + d * DAY
+    }
+
+    /// A log with a purchase and a click received on each of days 0 to 9
+    /// (`p{d}` and `k{d}`), one file a day; returns the directory.
+    fn ten_days(dir: &Path) {
+        let mut log = EventLog::open(dir, retention_options()).unwrap();
+        for d in 0..10 {
+            let events = vec![purchase(&format!("p{d}")), click(&format!("k{d}"))];
+            log.append(events, day(d)).unwrap();
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Compaction at day 10 with a 2-day retention: the files of days 0 to
+    /// 7 become one file of their purchases and a checkpoint; a reopened
+    /// log reads only the files of days 8 and 9 (and the checkpoint), still
+    /// knows every id of the 7-day window (days 3 to 9, clicks included) as
+    /// a duplicate, and readers still see every purchase.
+    #[test]
+    fn compaction_keeps_purchases_and_the_ids_of_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        ten_days(dir.path());
+        let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
+        assert!(!log.compaction_due(day(2)), "day 0's file is 2 days old");
+        assert!(log.compaction_due(day(2) + 1));
+        let r = log.compact(day(10)).unwrap().unwrap();
+        assert_eq!(r.files.len(), 8, "{r:?}");
+        assert_eq!((r.purchases, r.dropped, r.damaged), (8, 8, 0));
+        // p3..p7 and k3..k7 are in the window at day 10; the checkpoint
+        // needs no id of the files kept.
+        assert_eq!(r.checkpoint_ids, 10);
+        assert_eq!(log.compact(day(10)).unwrap(), None, "nothing left to do");
+        drop(log);
+        assert_eq!(
+            names(dir.path()),
+            [
+                "checkpoint",
+                "events-00000008-compacted.jsonl",
+                "events-00000009.jsonl",
+                "events-00000010.jsonl"
+            ]
+        );
+        let mut read = Vec::new();
+        let (mut log, _) =
+            EventLog::open_each(dir.path(), retention_options(), |e| read.push(e.id)).unwrap();
+        assert_eq!(
+            read,
+            ["p8", "k8", "p9", "k9"],
+            "start-up reads the retention window"
+        );
+        assert_eq!(log.latest_compacted_purchase(), Some(1_764_496_800));
+        assert_eq!(log.compacted_through(), 8);
+        let retried: Vec<Event> = (0..10)
+            .flat_map(|d| [purchase(&format!("p{d}")), click(&format!("k{d}"))])
+            .collect();
+        // At day 10: ids of days 3..9 are duplicates; days 0..2 are past the window.
+        let o = log.append(retried, day(10)).unwrap();
+        assert_eq!((o.accepted, o.duplicates), (6, 14));
+        drop(log);
+        let (events, _) = read_event_dir(dir.path()).unwrap();
+        let purchases = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Purchase { .. }))
+            .count();
+        assert_eq!(purchases, 10, "every purchase is still read (once)");
+        // The next compaction carries the checkpoint's ids still in the window.
+        let mut options = retention_options();
+        options.max_file_bytes = 1;
+        let mut log = EventLog::open(dir.path(), options).unwrap();
+        log.append(batch(&["late"]), day(11)).unwrap();
+        let r = log.compact(day(11)).unwrap().unwrap();
+        // Only day 8's file is past the retention at day 11; the window
+        // starts at day 4: days 4..7 of the old checkpoint and day 8.
+        assert_eq!(r.files.len(), 1, "{r:?}");
+        assert_eq!(r.checkpoint_ids, 5 * 2, "{r:?}");
+        drop(log);
+        let log = EventLog::open(dir.path(), retention_options()).unwrap();
+        assert!(log.contains("k4") && log.contains("p9") && log.contains("k0"));
+        assert!(!log.contains("k3"), "past the window at day 11");
+    }
+
+    /// A crash at every step of a compaction (the file layer fails every
+    /// replacement, removal and directory fsync from a chosen one on, as a
+    /// dead process would not do them): the log reopens with every
+    /// purchase, every id of the window, and finishes the job.
+    #[test]
+    fn a_crash_at_any_step_of_a_compaction_loses_nothing() {
+        for k in 0.. {
+            let dir = tempfile::tempdir().unwrap();
+            ten_days(dir.path());
+            let disk = FaultyFiles::default();
+            let (mut log, _) = EventLog::open_with(
+                dir.path(),
+                retention_options(),
+                Arc::new(disk.clone()),
+                |_| {},
+            )
+            .unwrap();
+            disk.crash_after(k);
+            let done = log.compact(day(10));
+            drop(log);
+            if done.is_ok() {
+                // Every step before this one was a crash point.
+                assert!(k >= 4, "only {k} crash points");
+                break;
+            }
+            let check = |when: &str| {
+                let (events, report) = read_event_dir(dir.path()).unwrap();
+                assert!(
+                    report.damaged.is_empty(),
+                    "{when} {k}: {:?}",
+                    report.damaged
+                );
+                let mut ids: Vec<String> = events
+                    .iter()
+                    .filter(|e| matches!(e.kind, EventKind::Purchase { .. }))
+                    .map(|e| e.id.clone())
+                    .collect();
+                ids.sort();
+                let want: Vec<String> = (0..10).map(|d| format!("p{d}")).collect();
+                assert_eq!(ids, want, "{when} crash point {k}");
+                let log = EventLog::open(dir.path(), retention_options()).unwrap();
+                for d in 3..10 {
+                    for id in [format!("p{d}"), format!("k{d}")] {
+                        assert!(log.contains(&id), "{when} crash point {k}: {id} forgotten");
+                    }
+                }
+                log
+            };
+            let mut log = check("after the crash");
+            // The next run finishes the compaction.
+            log.compact(day(10)).unwrap();
+            drop(log);
+            drop(check("after the next compaction"));
+            assert_eq!(
+                names(dir.path()),
+                [
+                    "checkpoint",
+                    "events-00000008-compacted.jsonl",
+                    "events-00000009.jsonl",
+                    "events-00000010.jsonl"
+                ],
+                "crash point {k}"
+            );
+            let mut raw = raw_ids(dir.path());
+            raw.sort();
+            let mut want: Vec<String> = (0..10).map(|d| format!("p{d}")).collect();
+            want.extend(["k8".to_string(), "k9".to_string()]);
+            want.sort();
+            assert_eq!(raw, want, "crash point {k}: each record once");
+        }
+    }
+
+    /// A damaged checkpoint does not stop the log: it reads every file
+    /// (compacted ones too), says why, and its next checkpoint holds every
+    /// id of the window. `events repair` moves a damaged one aside.
+    #[test]
+    fn a_damaged_checkpoint_makes_the_log_read_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        ten_days(dir.path());
+        let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
+        log.compact(day(10)).unwrap().unwrap();
+        drop(log);
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - 9;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_checkpoint(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+        let mut read = 0;
+        let (mut log, _) =
+            EventLog::open_each(dir.path(), retention_options(), |_| read += 1).unwrap();
+        assert!(log.checkpoint_problem().unwrap().contains("checksum"));
+        assert_eq!(read, 8 + 4, "the compacted purchases and days 8 and 9");
+        assert!(log.contains("p5") && !log.contains("k5"));
+        assert_eq!(log.latest_compacted_purchase(), None, "read already");
+        log.append(batch(&["x"]), day(11)).unwrap();
+        let mut options = retention_options();
+        options.max_file_bytes = 1;
+        drop(log);
+        let mut log = EventLog::open(dir.path(), options).unwrap();
+        log.append(batch(&["y"]), day(12)).unwrap();
+        let r = log.compact(day(12)).unwrap().unwrap();
+        assert!(log.checkpoint_problem().is_none());
+        drop(log);
+        let c = read_checkpoint(dir.path()).unwrap().unwrap();
+        assert_eq!(c.ids.len(), r.checkpoint_ids);
+        let log = EventLog::open(dir.path(), retention_options()).unwrap();
+        assert!(log.contains("p5") && log.contains("p8") && log.contains("x"));
+        drop(log);
+
+        std::fs::write(&path, b"garbage").unwrap();
+        let report = repair_dir(dir.path()).unwrap();
+        assert!(report.checkpoint_moved.is_some(), "{report:?}");
+        assert!(!path.exists());
+        assert!(read_checkpoint(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_and_any_damage_is_seen() {
+        let c = Checkpoint {
+            compacted_through: 12,
+            latest_purchase: -5,
+            written_at: 99,
+            ids: vec![([1, 2], 3), ([u64::MAX, 0], i64::MIN)],
+        };
+        let bytes = c.encode();
+        assert_eq!(Checkpoint::decode(&bytes).unwrap(), c);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(Checkpoint::decode(&b).is_err(), "byte {i}");
+        }
+        for len in 0..bytes.len() {
+            assert!(Checkpoint::decode(&bytes[..len]).is_err(), "{len} bytes");
+        }
     }
 }

@@ -465,6 +465,10 @@ pub enum EventLogError {
     /// Another process holds the log directory's lock (`DIR/.lock`).
     #[error("the event log {path} is in use by another process (its lock is held)")]
     Locked { path: PathBuf },
+    /// The checkpoint of a compacted log is damaged (see
+    /// [`crate::event_log`], retention).
+    #[error("the event log checkpoint {path} is damaged: {reason}")]
+    DamagedCheckpoint { path: PathBuf, reason: String },
 }
 
 /// What the frame of a stored line (see the [module docs](self)) says.
@@ -664,7 +668,21 @@ pub fn for_each_event_again(
         .zip(&previous.bytes)
         .map(|(p, &b)| (p.clone(), Some(b)))
         .collect();
-    scan_files(files, only, |event, first| {
+    scan_files(files, only, |_, event, first| {
+        if first {
+            f(event)
+        }
+    })
+}
+
+/// [`for_each_event`] over the given files only, in the given order (the
+/// compacted files of a log, for one).
+pub fn for_each_event_in(
+    files: &[PathBuf],
+    mut f: impl FnMut(Event),
+) -> Result<EventReadReport, EventLogError> {
+    let files = files.iter().map(|p| (p.clone(), None)).collect();
+    scan_files(files, None, |_, event, first| {
         if first {
             f(event)
         }
@@ -726,7 +744,25 @@ pub(crate) fn scan_event_dir(
         }
     }
     files.sort();
-    scan_files(files.into_iter().map(|p| (p, None)).collect(), None, each)
+    let mut each = each;
+    scan_files(
+        files.into_iter().map(|p| (p, None)).collect(),
+        None,
+        |_, event, first| each(event, first),
+    )
+}
+
+/// [`scan_event_dir`] over `files` in the given order; `each` also gets the
+/// index of the file in `files`.
+pub(crate) fn scan_paths(
+    files: &[PathBuf],
+    each: impl FnMut(usize, Event, bool),
+) -> Result<EventReadReport, EventLogError> {
+    scan_files(
+        files.iter().map(|p| (p.clone(), None)).collect(),
+        None,
+        each,
+    )
 }
 
 /// [`scan_event_dir`] over `files` in the given order, each read to its end
@@ -735,7 +771,7 @@ pub(crate) fn scan_event_dir(
 fn scan_files(
     files: Vec<(PathBuf, Option<u64>)>,
     only: Option<&str>,
-    mut each: impl FnMut(Event, bool),
+    mut each: impl FnMut(usize, Event, bool),
 ) -> Result<EventReadReport, EventLogError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -746,7 +782,7 @@ fn scan_files(
     };
     let mut report = EventReadReport::default();
     let mut seen: HashSet<[u64; 2]> = HashSet::new();
-    for (path, limit) in &files {
+    for (index, (path, limit)) in files.iter().enumerate() {
         let file = std::fs::File::open(path).map_err(io(path))?;
         let mut reader = BufReader::new(file.take(limit.unwrap_or(u64::MAX)));
         let mut buf = Vec::new();
@@ -807,7 +843,7 @@ fn scan_files(
             if !first {
                 report.duplicates += 1;
             }
-            each(event, first);
+            each(index, event, first);
         }
         if let Some(limit) = *limit
             && consumed < limit

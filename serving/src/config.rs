@@ -63,6 +63,9 @@ pub const DEFAULT_EVENT_DEDUP_DAYS: u32 = 7;
 /// Default of `event_file_bytes`: a new event log file is started at 64 MiB.
 pub const DEFAULT_EVENT_FILE_BYTES: u64 = encore_data::event_log::DEFAULT_MAX_FILE_BYTES;
 
+/// Default of `event_retention_days`: 0, every event file is kept whole.
+pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 0;
+
 /// The smallest `event_file_bytes` accepted.
 pub const MIN_EVENT_FILE_BYTES: u64 = 4096;
 
@@ -83,7 +86,7 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Every key, in the order `--print-config` shows them.
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 20] = [
     "model",
     "store",
     "api_keys",
@@ -92,6 +95,7 @@ pub const KEYS: [&str; 19] = [
     "events",
     "event_dedup_days",
     "event_file_bytes",
+    "event_retention_days",
     "experiments",
     "watch_interval",
     "bind",
@@ -162,6 +166,12 @@ pub struct Cli {
     /// [default: 67108864, 64 MiB; at least 4096].
     #[arg(long, value_name = "BYTES")]
     pub event_file_bytes: Option<u64>,
+    /// Days after which an event file is compacted to its purchases (its
+    /// exposures and clicks dropped, the ids of the idempotency window kept
+    /// in a checkpoint), so that start-up reads only this many days of the
+    /// log; 0 keeps every file whole [default: 0].
+    #[arg(long, value_name = "DAYS")]
+    pub event_retention_days: Option<u32>,
     /// Experiments file (TOML `[[experiment]]` tables) to run on the
     /// recommendations list; `PUT /v1/admin/experiments` writes changes back
     /// to it. Read and checked at start.
@@ -218,6 +228,7 @@ pub struct Layer {
     pub events: Option<PathBuf>,
     pub event_dedup_days: Option<NonZeroU32>,
     pub event_file_bytes: Option<u64>,
+    pub event_retention_days: Option<u32>,
     pub experiments: Option<PathBuf>,
     pub watch_interval: Option<f64>,
     pub bind: Option<String>,
@@ -310,6 +321,8 @@ pub struct Config {
     pub event_dedup_days: NonZeroU32,
     /// Size at which the event log starts a new file, in bytes.
     pub event_file_bytes: u64,
+    /// Days after which an event file is compacted; 0: never.
+    pub event_retention_days: u32,
     /// Experiments file; `None`: no experiment runs until one is `PUT`
     /// (and admin changes last until the server stops).
     pub experiments: Option<PathBuf>,
@@ -349,6 +362,7 @@ impl Default for Config {
             event_dedup_days: NonZeroU32::new(DEFAULT_EVENT_DEDUP_DAYS)
                 .expect("the default is not zero"),
             event_file_bytes: DEFAULT_EVENT_FILE_BYTES,
+            event_retention_days: DEFAULT_EVENT_RETENTION_DAYS,
             experiments: None,
             watch_interval: DEFAULT_WATCH_INTERVAL_SECS,
             bind: DEFAULT_BIND.to_string(),
@@ -465,6 +479,7 @@ impl Layer {
             events: cli.events.clone(),
             event_dedup_days: cli.event_dedup_days,
             event_file_bytes: cli.event_file_bytes,
+            event_retention_days: cli.event_retention_days,
             experiments: cli.experiments.clone(),
             watch_interval: cli.watch_interval,
             bind: cli.bind.clone(),
@@ -527,6 +542,12 @@ impl Layer {
             "event_file_bytes" => {
                 self.event_file_bytes =
                     Some(parse(value).ok_or_else(|| bad("expected a whole number of bytes"))?);
+            }
+            "event_retention_days" => {
+                self.event_retention_days = Some(
+                    parse(value)
+                        .ok_or_else(|| bad("expected a whole number of days (0: never)"))?,
+                );
             }
             "experiments" => self.experiments = path()?,
             "watch_interval" => {
@@ -621,6 +642,7 @@ impl Config {
             events,
             event_dedup_days,
             event_file_bytes,
+            event_retention_days,
             experiments,
             watch_interval,
             bind,
@@ -663,6 +685,7 @@ impl Config {
             events,
             event_dedup_days,
             event_file_bytes,
+            event_retention_days,
             experiments,
             watch_interval,
             bind,
@@ -850,6 +873,22 @@ mod tests {
         assert_eq!(c.origin("api_keys"), &Origin::Default);
     }
 
+    /// docs/configuration.md's table has a row for every key, with its
+    /// flag and its environment variable.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../docs/configuration.md");
+        for key in KEYS {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}`")))
+                .unwrap_or_else(|| panic!("docs/configuration.md has no row for `{key}`"));
+            let flag = format!("`--{}", key.replace('_', "-"));
+            assert!(row.contains(&flag), "{key}: no {flag} in {row}");
+            assert!(row.contains(&env_name(key)), "{key}: no variable in {row}");
+        }
+    }
+
     #[test]
     fn every_key_can_be_set_in_every_layer() {
         // Each key a value that differs from the default, in one layer at a time.
@@ -861,6 +900,7 @@ mod tests {
             ("events", "events/"),
             ("event_dedup_days", "30"),
             ("event_file_bytes", "65536"),
+            ("event_retention_days", "30"),
             ("experiments", "experiments.toml"),
             ("watch_interval", "0.5"),
             ("bind", "0.0.0.0:9"),
@@ -880,9 +920,18 @@ mod tests {
         };
         for (key, value) in values {
             let toml_value = match key {
-                "watch_interval" | "workers" | "max_pending" | "shutdown_timeout"
-                | "event_dedup_days" | "request_timeout" | "body_timeout" | "max_connections"
-                | "write_timeout" | "event_file_bytes" | "insecure_no_auth" => value.to_string(),
+                "watch_interval"
+                | "workers"
+                | "max_pending"
+                | "shutdown_timeout"
+                | "event_dedup_days"
+                | "request_timeout"
+                | "body_timeout"
+                | "max_connections"
+                | "write_timeout"
+                | "event_file_bytes"
+                | "event_retention_days"
+                | "insecure_no_auth" => value.to_string(),
                 "cors_origins" => format!("[{value:?}]"),
                 _ => format!("{value:?}"),
             };

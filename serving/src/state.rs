@@ -304,6 +304,25 @@ impl AppState {
                     recent.push(e);
                 }
             })?;
+        // Compacted files are not read by the open (a checkpoint has their
+        // ids); their purchases matter only if some are later than the data end.
+        if let Some(latest) = log.latest_compacted_purchase()
+            && latest > data_end
+        {
+            let files = log.compacted_files()?;
+            encore_data::events::for_each_event_in(&files, |e| {
+                if crate::events::is_recent_purchase(&e, data_end) {
+                    recent.push(e);
+                }
+            })?;
+        }
+        if let Some(problem) = log.checkpoint_problem() {
+            tracing::warn!(
+                checkpoint = %dir.join(encore_data::event_log::CHECKPOINT_FILE).display(),
+                problem,
+                "event log checkpoint unusable: every file was read instead (compacted ones included); exposures and clicks compacted inside the idempotency window are no longer recognised as duplicates"
+            );
+        }
         self.recent.record(&recent);
         // Each damaged record once, with where it is, so that an operator can
         // look at it (`encore-train events verify` lists them too).

@@ -41,9 +41,14 @@ struct Plan {
     fail_syncs: Option<(usize, i32)>,
     /// The next this many truncations fail with the errno.
     fail_truncates: Option<(usize, i32)>,
+    /// After this many more file replacements, removals and directory
+    /// fsyncs, every one fails with `EIO`: the process "dies" there.
+    crash_after: Option<usize>,
     writes: usize,
     syncs: usize,
     probes: usize,
+    /// Replacements, removals and directory fsyncs done so far.
+    metadata_ops: usize,
 }
 
 /// Takes one failure of `slot`, if any is left.
@@ -85,6 +90,31 @@ impl FaultyFiles {
         plan.fail_writes = None;
         plan.fail_syncs = None;
         plan.fail_truncates = None;
+        plan.crash_after = None;
+    }
+
+    /// The next `n` file replacements, removals and directory fsyncs go
+    /// through; every one after that fails with `EIO`, as if the process had
+    /// died just before it (what it did so far stays on disk).
+    pub fn crash_after(&self, n: usize) {
+        self.plan().crash_after = Some(n);
+    }
+
+    /// File replacements, removals and directory fsyncs done so far.
+    pub fn metadata_ops(&self) -> usize {
+        self.plan().metadata_ops
+    }
+
+    /// Counts one metadata operation, or fails it after the crash point.
+    fn metadata_op(&self) -> io::Result<()> {
+        let mut plan = self.plan();
+        match plan.crash_after.as_mut() {
+            Some(0) => return Err(io::Error::from_raw_os_error(EIO)),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        plan.metadata_ops += 1;
+        Ok(())
     }
 
     /// The next `n` writes write half their buffer, then fail with `errno`.
@@ -185,7 +215,18 @@ impl FileLayer for FaultyFiles {
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.metadata_op()?;
         OsFiles.sync_dir(dir)
+    }
+
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        self.metadata_op()?;
+        OsFiles.replace(path, bytes)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.metadata_op()?;
+        OsFiles.remove(path)
     }
 
     fn probe(&self, dir: &Path, len: usize) -> io::Result<()> {

@@ -106,6 +106,8 @@ async fn serve() -> anyhow::Result<()> {
                 encore_data::event_log::EventLogOptions {
                     dedup_window_secs: i64::from(config.event_dedup_days.get()) * 86_400,
                     max_file_bytes: config.event_file_bytes,
+                    retention_secs: (config.event_retention_days > 0)
+                        .then(|| i64::from(config.event_retention_days) * 86_400),
                 },
             )
             .with_context(|| format!("cannot open the event log {}", dir.display()))?,

@@ -45,6 +45,34 @@ struct ExposureQueue {
     counters: Arc<EventCounters>,
 }
 
+/// Compacts the files of `log` past the retention, if any, and logs what
+/// it did; a failure is logged (false), and tried again after the first
+/// commit a minute later.
+fn compact(log: &mut EventLog) -> bool {
+    match log.compact(now_secs()) {
+        Ok(None) => true,
+        Ok(Some(r)) => {
+            tracing::info!(
+                files = r.files.len(),
+                compacted_through = log.compacted_through(),
+                purchases_kept = r.purchases,
+                events_dropped = r.dropped,
+                damaged_records_set_aside = r.damaged,
+                checkpoint_ids = r.checkpoint_ids,
+                "event log: files past the retention compacted"
+            );
+            true
+        }
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "event log: compaction failed; the files stay whole, it is tried again after the first write a minute later"
+            );
+            false
+        }
+    }
+}
+
 /// The handle to the writer thread that owns the event log.
 #[derive(Clone)]
 pub(crate) struct EventSink {
@@ -86,6 +114,8 @@ impl EventSink {
         std::thread::Builder::new()
             .name("encore-event-writer".into())
             .spawn(move || {
+                // When a compaction may be tried again after a failure.
+                let mut next_try = if compact(&mut log) { i64::MIN } else { now_secs() + 60 };
                 while let Ok(first) = rx.recv() {
                     let mut queued = first.events.len();
                     let mut requests = vec![first];
@@ -171,6 +201,11 @@ impl EventSink {
                                 let _ = reply.send(Err(error.clone()));
                             }
                         }
+                    }
+                    // After the answers: a compaction never delays them.
+                    let now = now_secs();
+                    if now >= next_try && log.compaction_due(now) && !compact(&mut log) {
+                        next_try = now + 60;
                     }
                 }
             })?;

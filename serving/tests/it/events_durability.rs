@@ -5,6 +5,10 @@
 //! twice (checked on the raw lines, not only through the deduplicating reader).
 //! The log starts a new file every 16 KiB (about every second batch), so
 //! the kills also land while files are being rotated.
+//!
+//! A second test kills the server while it compacts the files past the
+//! retention at start-up (`--event-retention-days`), and checks that no
+//! purchase is lost and that no id of the idempotency window is forgotten.
 
 use encore_data::events::{decode_record, is_event_file, parse_event, read_event_dir};
 use encore_data::synth::{SynthParams, generate};
@@ -71,6 +75,10 @@ struct Server {
 }
 
 fn start(model_dir: &Path, log_dir: &Path, stderr: &Path) -> Server {
+    start_with(model_dir, log_dir, stderr, &[])
+}
+
+fn start_with(model_dir: &Path, log_dir: &Path, stderr: &Path, extra: &[&str]) -> Server {
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -81,6 +89,7 @@ fn start(model_dir: &Path, log_dir: &Path, stderr: &Path) -> Server {
         .args(["--events", log_dir.to_str().unwrap()])
         .args(["--bind", "127.0.0.1:0", "--workers", "2"])
         .args(["--event-file-bytes", "16384"])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(err))
@@ -347,5 +356,171 @@ fn every_acknowledged_event_survives_kill_9_once() {
         raw_ids.len(),
         files.len(),
         retried_duplicates
+    );
+}
+
+/// Seconds since the epoch, now.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Appends `files` batches of old events (received 3 days ago: past a
+/// 1-day retention, inside the 7-day idempotency window), one file each;
+/// returns the ids of the purchases and of the clicks.
+fn old_batches(log_dir: &Path, round: usize, files: usize) -> (Vec<String>, Vec<String>) {
+    use encore_data::event_log::{EventLog, EventLogOptions};
+    let options = EventLogOptions {
+        max_file_bytes: 16_384,
+        ..EventLogOptions::default()
+    };
+    let mut log = EventLog::open(log_dir, options).unwrap();
+    let (mut purchases, mut clicks) = (Vec::new(), Vec::new());
+    for f in 0..files {
+        let events: Vec<_> = (0..60)
+            .map(|i| {
+                let v = if i % 2 == 0 {
+                    let id = format!("old-r{round}-f{f}-p{i}");
+                    purchases.push(id.clone());
+                    json!({"id": id, "type": "purchase", "time": 1_750_000_000 + i,
+                           "order_id": format!("o-{round}-{f}"), "customer": "c1",
+                           "item": "i1", "quantity": 1})
+                } else {
+                    let id = format!("old-r{round}-f{f}-k{i}");
+                    clicks.push(id.clone());
+                    json!({"id": id, "type": "click", "time": 1_750_000_000 + i,
+                           "customer": "c1", "item": "i1"})
+                };
+                encore_data::events::event_from_value(v).unwrap()
+            })
+            .collect();
+        // Past the file limit: the next batch starts a new file.
+        log.append(events, now() - 3 * 86_400).unwrap();
+    }
+    (purchases, clicks)
+}
+
+/// What a kill left: compacted files, the checkpoint's last compacted
+/// file, and the originals at or before it (a compaction cut short).
+fn compaction_state(log_dir: &Path) -> (usize, u64, usize) {
+    if !log_dir.exists() {
+        return (0, 0, 0);
+    }
+    let through = encore_data::event_log::read_checkpoint(log_dir)
+        .unwrap()
+        .map_or(0, |c| c.compacted_through);
+    let (mut compacted, mut leftovers) = (0, 0);
+    for e in std::fs::read_dir(log_dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        if encore_data::event_log::compacted_seq(&name).is_some() {
+            compacted += 1;
+        }
+        if encore_data::event_log::original_seq(&name).is_some_and(|s| s <= through) {
+            leftovers += 1;
+        }
+    }
+    (compacted, through, leftovers)
+}
+
+#[test]
+fn a_compaction_killed_at_any_moment_loses_no_purchase_and_no_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    let log_dir: PathBuf = dir.path().join("events");
+    let stderr = dir.path().join("server.log");
+    model(&model_dir);
+    let retention = ["--event-retention-days", "1"];
+    let mut rng = Rng::from_clock();
+    let (mut purchases, mut clicks) = (Vec::new(), Vec::new());
+    let mut cut_short = 0;
+    // How long a start with its compaction takes, measured on round 0.
+    let mut full = Duration::from_millis(300);
+    for round in 0..6 {
+        let through_before = compaction_state(&log_dir).1;
+        let (p, c) = old_batches(&log_dir, round, 80);
+        purchases.extend(p);
+        clicks.extend(c);
+        let began = Instant::now();
+        let mut server = start_with(&model_dir, &log_dir, &stderr, &retention);
+        if round == 0 {
+            // Wait for the compaction to finish, to time it.
+            while compaction_state(&log_dir).1 == 0 || compaction_state(&log_dir).2 > 0 {
+                assert!(began.elapsed() < Duration::from_secs(60), "no compaction");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            full = began.elapsed();
+        } else {
+            let at = Duration::from_millis(rng.below(full.as_millis() as u64 + 1));
+            std::thread::sleep(at.saturating_sub(began.elapsed()));
+        }
+        kill9(&mut server);
+        let (_, through, leftovers) = compaction_state(&log_dir);
+        if leftovers > 0 || through == through_before {
+            cut_short += 1;
+        }
+        // Whatever the moment: every purchase is still read.
+        let (events, report) = read_event_dir(&log_dir).unwrap();
+        assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+        let read: HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        let lost: Vec<_> = purchases
+            .iter()
+            .filter(|p| !read.contains(p.as_str()))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} purchases lost",
+            lost.len()
+        );
+    }
+
+    // A clean start finishes the work; every old id is still a duplicate.
+    let mut server = start_with(&model_dir, &log_dir, &stderr, &retention);
+    let all: Vec<&String> = purchases.iter().chain(&clicks).collect();
+    for chunk in all.chunks(500) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|id| {
+                json!({"id": id, "type": "click", "time": 1_750_000_000,
+                       "customer": "c1", "item": "i1"})
+            })
+            .collect();
+        let (status, answer) =
+            post(&server.addr, &json!({ "events": events }).to_string()).unwrap();
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["accepted"], 0,
+            "an id of the window forgotten: {answer}"
+        );
+        assert_eq!(answer["duplicates"], chunk.len(), "{answer}");
+    }
+    kill9(&mut server);
+    let (compacted, through, leftovers) = compaction_state(&log_dir);
+    assert!(compacted > 0 && through > 0 && leftovers == 0);
+    // Each purchase once on disk; the clicks of compacted files are gone.
+    let mut raw: HashMap<String, usize> = HashMap::new();
+    for e in std::fs::read_dir(&log_dir).unwrap() {
+        let path = e.unwrap().path();
+        if !is_event_file(path.file_name().unwrap().to_str().unwrap()) {
+            continue;
+        }
+        for line in std::fs::read(&path).unwrap().split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let event = parse_event(decode_record(line).unwrap().payload()).unwrap();
+            *raw.entry(event.id).or_default() += 1;
+        }
+    }
+    for p in &purchases {
+        assert_eq!(raw.get(p), Some(&1), "{p}");
+    }
+    let clicks_left = clicks.iter().filter(|c| raw.contains_key(*c)).count();
+    assert!(clicks_left <= 60, "{clicks_left} clicks not compacted");
+    println!(
+        "{} purchases and {} clicks over 6 starts, {cut_short} of 5 kills before a compaction was done (a full start and compaction: {full:?})",
+        purchases.len(),
+        clicks.len()
     );
 }

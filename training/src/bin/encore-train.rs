@@ -1075,7 +1075,43 @@ fn run() -> Result<()> {
                     report.torn_tails.len(),
                     report.duplicates
                 );
-                if !report.damaged.is_empty() || !report.torn_tails.is_empty() {
+                let checkpoint_damaged = match encore_data::event_log::read_checkpoint(&dir) {
+                    Ok(None) => {
+                        say!("checkpoint: none (nothing compacted)");
+                        false
+                    }
+                    Ok(Some(c)) => {
+                        let leftovers = report
+                            .files
+                            .iter()
+                            .filter_map(|p| p.file_name()?.to_str())
+                            .filter_map(encore_data::event_log::original_seq)
+                            .filter(|&seq| seq <= c.compacted_through)
+                            .count();
+                        say!(
+                            "checkpoint: files up to {} compacted, {} ids of the idempotency window, written at {}{}",
+                            c.compacted_through,
+                            c.ids.len(),
+                            encore_data::timestamp::format_timestamp(c.written_at),
+                            if leftovers > 0 {
+                                format!(
+                                    "; {leftovers} compacted files not removed yet (a compaction cut short: the server removes them when it opens the log)"
+                                )
+                            } else {
+                                String::new()
+                            }
+                        );
+                        false
+                    }
+                    Err(e) => {
+                        say!(
+                            "{e} (`events repair` moves it aside; the server then reads every file)"
+                        );
+                        true
+                    }
+                };
+                if !report.damaged.is_empty() || !report.torn_tails.is_empty() || checkpoint_damaged
+                {
                     std::process::exit(EXIT_EVENT_LOG_DAMAGED);
                 }
             }
@@ -1089,6 +1125,12 @@ fn run() -> Result<()> {
                     say!(
                         "cut a torn last line of {bytes} bytes from {}",
                         path.display()
+                    );
+                }
+                if let Some((reason, aside)) = &report.checkpoint_moved {
+                    say!(
+                        "moved the damaged checkpoint ({reason}) to {}: the server reads every file when it opens the log, and writes a new checkpoint at its next compaction",
+                        aside.display()
                     );
                 }
                 say!(

@@ -93,3 +93,65 @@ fn verify_lists_the_damage_and_repair_moves_it_aside() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in use by another process"), "{err}");
 }
+
+/// A compacted log: `verify` reports the checkpoint, fails (exit 5) once it
+/// is damaged, and `repair` moves it aside.
+#[test]
+fn verify_and_repair_understand_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events");
+    let day = 86_400;
+    let options = EventLogOptions {
+        max_file_bytes: 300,
+        dedup_window_secs: 7 * day,
+        retention_secs: Some(day),
+    };
+    let mut open = EventLog::open(&log, options).unwrap();
+    let t0 = 1_764_496_800;
+    for (i, ids) in [["a", "b"], ["c", "d"], ["e", "f"]].iter().enumerate() {
+        open.append(
+            ids.iter().map(|id| event(id)).collect(),
+            t0 + i as i64 * day,
+        )
+        .unwrap();
+    }
+    let compacted = open.compact(t0 + 3 * day).unwrap().unwrap();
+    assert_eq!(compacted.files.len(), 2);
+    drop(open);
+    let log_arg = log.to_str().unwrap();
+    let out = train(&["events", "verify", log_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("checkpoint: files up to 2 compacted, 4 ids of the idempotency window"),
+        "{text}"
+    );
+
+    let path = log.join("checkpoint");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 30;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, bytes).unwrap();
+    let out = train(&["events", "verify", log_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{text}");
+    assert!(
+        text.contains("checkpoint") && text.contains("is damaged"),
+        "{text}"
+    );
+
+    let out = train(&["events", "repair", log_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("moved the damaged checkpoint"), "{text}");
+    assert!(log.join("checkpoint.damaged").exists());
+    let out = train(&["events", "verify", log_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // The log opens without it.
+    let open = EventLog::open(&log, EventLogOptions::default()).unwrap();
+    assert!(open.contains("e") && open.compacted_through() == 0);
+}
