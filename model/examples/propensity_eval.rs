@@ -26,7 +26,7 @@ use encore_data::PurchaseLog;
 use encore_data::ingest::IngestOptions;
 use encore_data::input::read_purchases;
 use encore_data::timestamp::parse_timestamp;
-use encore_model::customer::propensity::{FEATURE_NAMES, PropensityParams, buyers, roc_auc};
+use encore_model::customer::propensity::{PropensityParams, buyers, roc_auc};
 use encore_model::customer::summary::{SummaryParams, TimeUnit, summarize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -191,6 +191,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::fs::File::create(dir.join(format!("{name}.csv")))?.write_all(csv.as_bytes())?;
         }
     }
-    let _ = FEATURE_NAMES;
     Ok(())
 }
