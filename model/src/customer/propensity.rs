@@ -327,7 +327,7 @@ impl PropensityParams {
             .map(|s| (*s).to_owned())
             .zip(splits)
             .collect();
-        feature_splits.sort_by(|a, b| b.1.cmp(&a.1));
+        feature_splits.sort_by_key(|f| std::cmp::Reverse(f.1));
         Ok(PropensityModel {
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
             horizon_days: self.horizon_days,
