@@ -470,15 +470,14 @@ pub fn customer_report(m: &CustomerModels) -> String {
     );
     match (&m.propensity, &m.propensity_error) {
         (Some(p), _) => {
-            let _ = writeln!(
-                s,
-                "  propensity  buys within {} days: trained on {} customers ({} buyers), training AUC {}",
-                p.horizon_days,
-                p.training_customers,
-                p.training_positives,
-                p.training_auc
-                    .map_or_else(|| "-".to_string(), |a| format!("{a:.3}"))
-            );
+            for (k, line) in p.describe().into_iter().enumerate() {
+                let head = if k == 0 {
+                    "  propensity  "
+                } else {
+                    "              "
+                };
+                let _ = writeln!(s, "{head}{line}");
+            }
         }
         (None, e) => {
             let _ = writeln!(

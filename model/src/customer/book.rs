@@ -18,7 +18,7 @@ use super::bgnbd::{BgNbd, BgNbdParams};
 use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams, discounted_value_with};
 use super::kpis::{KpiError, KpiParams, RepurchaseKpis, repurchase_kpis};
 use super::lifecycle::{LifecycleError, LifecycleParams, Stage};
-use super::propensity::{self, PropensityModel, PropensityParams};
+use super::propensity::{PropensityModel, PropensityParams};
 use super::replenishment::{ReplenishmentError, ReplenishmentParams};
 use super::rfm::{Rfm, RfmError, RfmParams};
 use super::segments::{SegmentModel, SegmentParams};
@@ -314,15 +314,9 @@ impl CustomerConfig {
         };
         let rfm = Rfm::new(self.rfm.clone())?.compute(&summaries, reference);
         let (propensity, propensity_error) = split(self.propensity.fit(log, reference));
-        // The classifier's BG/NBD features need a fit in its own unit.
-        let propensity_bgnbd = match (&propensity, &bgnbd) {
-            (None, _) => None,
-            (Some(_), Some(bg)) if self.time_unit == propensity::BGNBD_UNIT => Some(bg.clone()),
-            (Some(_), _) => propensity::fit_bgnbd(log, reference, &self.propensity.bgnbd).ok(),
-        };
-        let buy_probability = match (&propensity, &propensity_bgnbd) {
-            (Some(model), Some(bg)) => model.predict(log, reference, bg),
-            _ => vec![None; log.customers.len()],
+        let buy_probability = match &propensity {
+            Some(model) => model.predict(log, reference),
+            None => vec![None; log.customers.len()],
         };
         let (segments, segments_error) = split(self.segments.fit(&summaries, reference));
         let segment_of = segments

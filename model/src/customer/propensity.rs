@@ -1,89 +1,119 @@
 //! Next-purchase propensity: the probability that a customer buys within the
-//! next `H` days (default 30), from a logistic regression on RFM, tenure,
-//! trend, rhythm and BG/NBD features.
+//! next `H` days (default 30), from gradient-boosted trees over per-customer
+//! behaviour features, learned from stacked windows of the customers' own
+//! past and calibrated on the most recent window.
 //!
-//! BG/NBD's P(alive) answers "is this customer still a customer?", which is
-//! not the same question as "will she buy this month?": a loyal customer who
-//! buys every quarter is alive but unlikely to buy in the next 30 days, and
-//! recent buying momentum or a habit of buying at a fixed rhythm is invisible
-//! to a stationary model. The propensity model learns how much each of these
-//! signals matters from the customers' own recent past, so campaigns can
-//! target the customers most likely to buy *now*.
+//! BTYD models (BG/NBD, Pareto/NBD) answer "is this customer still a
+//! customer, and how often does she buy?" under a stationary model. Whether
+//! she buys *this month* also depends on where she is in her own rhythm
+//! (the current gap against her usual gap), on momentum (more orders lately
+//! than before), on seasonality and on what she buys. The trees learn how
+//! these signals combine from what customers did in earlier windows of the
+//! same history; the BTYD models' outputs are features among the others.
 //!
 //! # Features
-//! [`features`] computes, for every customer with a purchase occasion at or
-//! before a time `t` (see [`super::summary`]; lines after `t` are never read):
+//! [`features`] computes, at a time `t`, for every customer with a
+//! *purchase* (an order with a positive-value line: `quantity > 0` and a
+//! positive or unknown price) at or before `t`; lines after `t` are never
+//! read. Times are in days; a statistic of gaps is missing (`NaN`, which the
+//! trees send to the lowest bin) when the customer has fewer than two
+//! purchase days.
 //!
 //! | name | definition |
 //! |---|---|
-//! | `log_days_since_last` | `ln(1 + days since the last positive-value line)` |
-//! | `log_tenure_days` | `ln(1 + days since the first positive-value line)` |
-//! | `log_orders` | `ln(1 + orders)` |
-//! | `log_occasions` | `ln(occasions)` (distinct purchase days) |
-//! | `log_net_spend` | signed `ln(1 + |net spend|)` |
-//! | `log_order_value` | signed `ln(1 + |net spend / orders|)` |
-//! | `log_orders_90d` | `ln(1 + orders in (t − 90 d, t])` |
-//! | `orders_trend` | `ln(1 + orders in (t − 90 d, t]) − ln(1 + orders in (t − 180 d, t − 90 d])` |
-//! | `log_gap_ratio` | `ln((1 + days since last) / (1 + median gap in days))`, 0 with one occasion |
-//! | `one_time` | 1 with a single occasion, else 0 |
-//! | `log_rate` | `ln(occasions / (1 + tenure days))` |
-//! | `log_return_lines` | `ln(1 + lines with a negative quantity)` |
-//! | `p_alive` | BG/NBD P(alive) |
-//! | `log_expected_purchases` | `ln(1 + E[purchases in the next H days])` under BG/NBD |
+//! | `days_since_last` | days from the last purchase to `t` |
+//! | `tenure_days` | days from the first purchase to `t` |
+//! | `orders` | distinct orders with a purchase |
+//! | `purchase_days` | distinct UTC days with a purchase |
+//! | `log_spend` | `ln(1 + value of the purchased lines)` (0 without prices) |
+//! | `log_order_value` | `ln(1 + value / orders)` |
+//! | `gap_mean_days`, `gap_median_days` | mean and median gap between purchase days |
+//! | `gap_cv` | standard deviation / mean of those gaps |
+//! | `last_gap_days` | the gap between the last two purchase days |
+//! | `gap_ratio` | `days_since_last / max(median gap, 1)`: the current gap against the customer's own (with one purchase day the median counts as 1, so it is `days_since_last`) |
+//! | `days_to_due` | `median gap − days_since_last` |
+//! | `orders_30d`, `orders_90d`, `orders_180d` | orders in `(t − w, t]` |
+//! | `orders_before_180d` | orders at or before `t − 180 d` |
+//! | `trend_90d` | `ln` of the order rate in the last 90 days over the rate before them |
+//! | `orders_last_year_window` | orders in `(t − 365 d, t − 365 d + H]`: the coming window a year ago (calendar position) |
+//! | `lines_per_order`, `units_per_order` | basket size |
+//! | `distinct_items` | item breadth |
+//! | `repeat_line_share` | share of lines whose item the customer bought in an earlier order |
+//! | `return_lines` | lines with a negative quantity |
+//! | `bgnbd_p_alive`, `bgnbd_expected` | BG/NBD P(alive) and expected purchases in the next `H` days |
+//! | `pnbd_p_alive`, `pnbd_expected` | the same under Pareto/NBD |
 //!
-//! The BG/NBD features come from a model fitted on the same data up to `t`
-//! (occasions = distinct days, time in weeks: [`fit_bgnbd`]).
+//! The BTYD models are fitted at `t` on the histories at `t` (purchase days,
+//! weeks; at most `max_btyd_customers` customers, every `s`-th beyond), in
+//! every window, so a feature means the same thing in training and in
+//! prediction. A model that fails to fit leaves its two features missing.
 //!
 //! # Training
-//! [`PropensityParams::fit`] with a `reference` time uses `t = reference − H`:
-//! features from the lines at or before `t`, label = the customer has a
-//! positive-quantity line in `(t, reference]`. Lines after `reference` are
-//! ignored, so the model can be fitted on a log that goes on. Features are
-//! standardised (means and standard deviations are stored in the model) and
-//! a logistic regression with an L2 penalty on the weights (not the
-//! intercept) is fitted with linfa-logistic (L-BFGS from zero, deterministic).
-//! [`PropensityModel::predict`] then scores the customers at `reference`,
-//! i.e. it predicts the `H` days after the data ends.
+//! [`PropensityParams::fit`] with a `reference` time builds:
+//! * the *calibration window*: features at `t_c = reference − H`, label =
+//!   a purchase in `(t_c, reference]`;
+//! * `training_windows` training windows: features at `t_k = reference − 2H −
+//!   k · stride` (`k = 0, 1, …`), label = a purchase in `(t_k, t_k + H]`;
+//!   every label window ends at or before `t_c`. Windows with one class only
+//!   are skipped.
 //!
-//! # Implementation notes
-//! * linfa-logistic maps the *more frequent* class to its positive label, so
-//!   the fitted weights are flipped when "no purchase" is the majority; the
-//!   stored weights always give P(buy).
-//! * A non-finite feature (e.g. a BG/NBD expectation that failed to evaluate)
-//!   is replaced by the training mean, i.e. 0 after standardisation.
+//! The training rows of all windows are stacked and boosted trees
+//! ([`crate::learn::boosting`]) fitted on them. The trees' log-odds on the
+//! calibration window are then mapped to probabilities by Platt scaling
+//! (`p = σ(a·m + b)`, `a ≥ 0`, fitted by Newton's method): monotone, so it
+//! never changes the ranking, and the Brier score and reliability table of
+//! the calibrated probabilities on that window are kept in
+//! [`PropensityModel::calibration`]. With `refit` (the default) the trees are
+//! then fitted again on windows shifted by `H` (the calibration window
+//! becomes the newest training window, the oldest is dropped) and keep the
+//! same calibration: the most recent month is usually the most informative.
+//! Training customers are a seeded sample of at most
+//! `max_training_customers` (the same customers in every window), which
+//! bounds the cost at any scale. [`PropensityModel::predict`] scores every
+//! customer at `reference`, i.e. it predicts the `H` days after it.
 
-use super::bgnbd::{BgNbd, BgNbdError, BgNbdParams};
-use super::summary::{CustomerSummary, DAY_SECS, SummaryParams, TimeUnit, summarize};
-use crate::learn::logistic::{column_stats, fit_logistic, standardise};
+use super::bgnbd::{BgNbd, BgNbdParams};
+use super::pareto_nbd::{self, ParetoNbd, ParetoNbdParams};
+use super::summary::DAY_SECS;
+use crate::learn::boosting::{Boosted, BoostingParams};
 use encore_data::{CustomerIdx, PurchaseLog};
-use ndarray::{Array1, Array2, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
 /// Names of the columns of [`features`], in order.
-pub const FEATURE_NAMES: [&str; 14] = [
-    "log_days_since_last",
-    "log_tenure_days",
-    "log_orders",
-    "log_occasions",
-    "log_net_spend",
+pub const FEATURE_NAMES: [&str; 28] = [
+    "days_since_last",
+    "tenure_days",
+    "orders",
+    "purchase_days",
+    "log_spend",
     "log_order_value",
-    "log_orders_90d",
-    "orders_trend",
-    "log_gap_ratio",
-    "one_time",
-    "log_rate",
-    "log_return_lines",
-    "p_alive",
-    "log_expected_purchases",
+    "gap_mean_days",
+    "gap_median_days",
+    "gap_cv",
+    "last_gap_days",
+    "gap_ratio",
+    "days_to_due",
+    "orders_30d",
+    "orders_90d",
+    "orders_180d",
+    "orders_before_180d",
+    "trend_90d",
+    "orders_last_year_window",
+    "lines_per_order",
+    "units_per_order",
+    "distinct_items",
+    "repeat_line_share",
+    "return_lines",
+    "bgnbd_p_alive",
+    "bgnbd_expected",
+    "pnbd_p_alive",
+    "pnbd_expected",
+    "days_since_first_return",
 ];
 
-/// The unit BG/NBD models passed to [`features`] and
-/// [`PropensityModel::predict`] must be fitted in (see [`fit_bgnbd`]).
-pub const BGNBD_UNIT: TimeUnit = TimeUnit::Weeks;
-
-/// Length of the two trend windows, in days.
-const TREND_WINDOW_DAYS: i64 = 90;
+const DAY: i64 = DAY_SECS;
 
 /// Settings of the propensity model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,26 +121,50 @@ const TREND_WINDOW_DAYS: i64 = 90;
 pub struct PropensityParams {
     /// Prediction horizon `H` in days (default 30).
     pub horizon_days: f64,
-    /// L2 penalty `λ` on the weights: the fit minimises the summed log-loss
-    /// plus `λ/2 · ‖w‖²` over standardised features (default 1).
-    pub l2: f64,
-    /// L-BFGS iterations (default 200).
-    pub max_iterations: u64,
-    /// L-BFGS stops when the gradient norm falls below this (default 1e-5).
-    pub gradient_tolerance: f64,
-    /// Settings of the BG/NBD fit behind the `p_alive` and
-    /// `log_expected_purchases` features of the training set.
+    /// Training windows stacked before the calibration window (default 6).
+    pub training_windows: usize,
+    /// Days between the starts of consecutive training windows (default 30).
+    pub window_stride_days: f64,
+    /// Refit the trees with the calibration window as the newest training
+    /// window (module docs; default true).
+    pub refit: bool,
+    /// At most this many customers train the model (a seeded sample; default 20,000).
+    pub max_training_customers: usize,
+    /// The BTYD feature models are fitted on at most this many customers
+    /// (every `s`-th beyond; default 20,000).
+    pub max_btyd_customers: usize,
+    /// Seed of the training sample.
+    pub seed: u64,
+    /// The boosted trees.
+    pub boosting: BoostingParams,
+    /// The BG/NBD fits behind the `bgnbd_*` features.
     pub bgnbd: BgNbdParams,
+    /// The Pareto/NBD fits behind the `pnbd_*` features.
+    pub pareto_nbd: ParetoNbdParams,
 }
 
 impl Default for PropensityParams {
+    /// Chosen on validation windows that end before the cutoffs of the three
+    /// evaluation histories (`bench/propensity_vs_btyd.sh --validation`).
     fn default() -> Self {
         PropensityParams {
             horizon_days: 30.0,
-            l2: 1.0,
-            max_iterations: 200,
-            gradient_tolerance: 1e-5,
+            training_windows: 6,
+            window_stride_days: 30.0,
+            refit: true,
+            max_training_customers: 20_000,
+            max_btyd_customers: 20_000,
+            seed: 42,
+            boosting: BoostingParams {
+                trees: 150,
+                depth: 3,
+                learning_rate: 0.05,
+                bins: 64,
+                min_leaf_hessian: 5.0,
+                l2: 1.0,
+            },
             bgnbd: BgNbdParams::default(),
+            pareto_nbd: ParetoNbdParams::default(),
         }
     }
 }
@@ -125,23 +179,18 @@ pub enum PropensityError {
         value: String,
         reason: &'static str,
     },
-    /// No customer has a purchase at or before the training time.
-    #[error("no customer has a purchase at or before the training time {t_train}")]
+    /// No training window has customers of both classes.
+    #[error("no training window before {t_train} has buyers and non-buyers")]
     NoTrainingData { t_train: i64 },
-    /// Every training customer has the same label.
+    /// Every calibration customer has the same label.
     #[error(
-        "the training labels have one class only: {positives} of {customers} customers bought in the label window"
+        "the calibration window has one class only: {positives} of {customers} customers bought in it"
     )]
     OneClass { customers: usize, positives: usize },
-    /// The BG/NBD model behind the features could not be fitted.
-    #[error("BG/NBD features: {0}")]
-    BgNbd(BgNbdError),
-    /// linfa-logistic refused or failed.
-    #[error("logistic regression: {0}")]
-    Logistic(String),
+    /// The boosted trees failed.
+    #[error("boosted trees: {0}")]
+    Boosting(String),
 }
-
-crate::error_from!(PropensityError { BgNbd(BgNbdError) });
 
 impl PropensityParams {
     /// Checks every setting.
@@ -153,93 +202,379 @@ impl PropensityParams {
                 reason,
             })
         };
-        if !(self.horizon_days.is_finite() && self.horizon_days > 0.0) {
+        if !(self.horizon_days.is_finite() && self.horizon_days >= 1.0) {
             return bad(
                 "horizon_days",
                 self.horizon_days.to_string(),
-                "must be a finite positive number of days",
+                "must be a finite number of days, at least 1",
             );
         }
-        if !(self.l2.is_finite() && self.l2 >= 0.0) {
+        if self.training_windows == 0 {
+            return bad("training_windows", "0".into(), "must be at least 1");
+        }
+        if !(self.window_stride_days.is_finite() && self.window_stride_days >= 1.0) {
             return bad(
-                "l2",
-                self.l2.to_string(),
-                "must be a finite non-negative number",
+                "window_stride_days",
+                self.window_stride_days.to_string(),
+                "must be a finite number of days, at least 1",
             );
         }
-        if self.max_iterations == 0 {
-            return bad("max_iterations", "0".into(), "must be at least 1");
-        }
-        if !(self.gradient_tolerance.is_finite() && self.gradient_tolerance > 0.0) {
+        if self.max_training_customers < 10 {
             return bad(
-                "gradient_tolerance",
-                self.gradient_tolerance.to_string(),
-                "must be a finite positive number",
+                "max_training_customers",
+                self.max_training_customers.to_string(),
+                "must be at least 10",
             );
         }
-        self.bgnbd.check()?;
+        if self.max_btyd_customers < 10 {
+            return bad(
+                "max_btyd_customers",
+                self.max_btyd_customers.to_string(),
+                "must be at least 10",
+            );
+        }
+        if let Err((name, value, reason)) = self.boosting.check() {
+            return bad(name, value, reason);
+        }
+        if let Err(e) = self.bgnbd.check() {
+            return Err(PropensityError::InvalidParam {
+                name: "bgnbd",
+                value: e.to_string(),
+                reason: "invalid BG/NBD settings",
+            });
+        }
+        if let Err(e) = self.pareto_nbd.check("Pareto/NBD") {
+            return Err(PropensityError::InvalidParam {
+                name: "pareto_nbd",
+                value: e.to_string(),
+                reason: "invalid Pareto/NBD settings",
+            });
+        }
         Ok(())
     }
 
-    /// The horizon in seconds.
     fn horizon_secs(&self) -> i64 {
-        (self.horizon_days * DAY_SECS as f64).round() as i64
+        (self.horizon_days * DAY as f64).round() as i64
     }
 
-    /// Trains on `log` with labels from the last `horizon_days` before
-    /// `reference` (module docs); lines after `reference` are ignored.
+    /// Trains on the lines of `log` at or before `reference` (module docs).
     pub fn fit(
         &self,
         log: &PurchaseLog,
         reference: i64,
     ) -> Result<PropensityModel, PropensityError> {
         self.check()?;
-        let t_train = reference - self.horizon_secs();
-        let summaries = summarize(log, t_train, &bgnbd_summary_params());
-        if summaries.is_empty() {
-            return Err(PropensityError::NoTrainingData { t_train });
-        }
-        let bgnbd = fit_bgnbd_on(&summaries, &self.bgnbd)?;
-        let (customers, x) = features_of(log, t_train, &summaries, &bgnbd, self.horizon_days);
-        let bought = buyers(log, t_train + 1, reference + 1);
-        let y: Array1<bool> = customers.iter().map(|c| bought[c.idx()]).collect();
-        let positives = y.iter().filter(|&&b| b).count();
-        if positives == 0 || positives == y.len() {
+        let h = self.horizon_secs();
+        let stride = (self.window_stride_days * DAY as f64).round() as i64;
+        let n_customers = log.customers.len().max(1);
+        let ratio = (self.max_training_customers as f64 / n_customers as f64).min(1.0);
+        let seed = self.seed;
+        let histories = build_histories(log, reference, |c| keep(c, seed, ratio));
+
+        let t_cal = reference - h;
+        // Newest first: the calibration window, then the training windows.
+        let times: Vec<i64> = std::iter::once(t_cal)
+            .chain((0..self.training_windows as i64).map(|k| reference - 2 * h - k * stride))
+            .collect();
+        let windows: Vec<Window> = times
+            .iter()
+            .map(|&t| self.window(&histories, t, h))
+            .collect();
+        let usable = |w: &&Window| w.positives > 0 && w.positives < w.labels.len();
+        let calibration_window = &windows[0];
+        if !usable(&calibration_window) {
             return Err(PropensityError::OneClass {
-                customers: y.len(),
-                positives,
+                customers: calibration_window.labels.len(),
+                positives: calibration_window.positives,
             });
         }
+        let first_fit: Vec<&Window> = windows[1..].iter().filter(usable).collect();
+        if first_fit.is_empty() {
+            return Err(PropensityError::NoTrainingData {
+                t_train: reference - 2 * h,
+            });
+        }
+        let trees = self.fit_trees(&first_fit)?;
+        let margins: Vec<f64> = calibration_window
+            .rows
+            .iter()
+            .map(|r| trees.margin(r))
+            .collect();
+        let platt = Platt::fit(&margins, &calibration_window.labels);
+        let calibration =
+            CalibrationReport::new(t_cal, &margins, &calibration_window.labels, &platt);
 
-        let (means, stds) = column_stats(x.view());
-        let z = standardise(x.view(), &means, &stds);
-        let (weights, intercept) = fit_logistic(
-            z.clone(),
-            y.clone(),
-            self.l2,
-            self.max_iterations,
-            self.gradient_tolerance,
-        )
-        .map_err(PropensityError::Logistic)?;
-
-        let mut model = PropensityModel {
+        let (trees, used) = if self.refit {
+            let shifted: Vec<&Window> = windows[..self.training_windows]
+                .iter()
+                .filter(usable)
+                .collect();
+            (self.fit_trees(&shifted)?, shifted)
+        } else {
+            (trees, first_fit)
+        };
+        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        for w in &used {
+            for (r, &y) in w.rows.iter().zip(&w.labels) {
+                scores.push(trees.margin(r));
+                labels.push(y);
+            }
+        }
+        let training_auc = roc_auc(&scores, &labels);
+        let splits = trees.split_counts();
+        let mut feature_splits: Vec<(String, usize)> = FEATURE_NAMES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .zip(splits)
+            .collect();
+        feature_splits.sort_by_key(|f| std::cmp::Reverse(f.1));
+        Ok(PropensityModel {
             feature_names: FEATURE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-            means,
-            stds,
-            weights,
-            intercept,
             horizon_days: self.horizon_days,
             reference,
-            training_time: t_train,
-            training_customers: y.len(),
-            training_positives: positives,
-            training_auc: None,
-            bgnbd_at_training: bgnbd,
+            training_time: used[0].time,
+            windows: used
+                .iter()
+                .map(|w| WindowSummary {
+                    time: w.time,
+                    customers: w.labels.len(),
+                    positives: w.positives,
+                })
+                .collect(),
+            training_customers: labels.len(),
+            training_positives: labels.iter().filter(|&&y| y).count(),
+            training_auc,
+            calibration,
+            platt,
+            feature_splits,
+            max_btyd_customers: self.max_btyd_customers,
+            bgnbd: self.bgnbd.clone(),
+            pareto_nbd: self.pareto_nbd.clone(),
+            trees,
+        })
+    }
+
+    fn fit_trees(&self, windows: &[&Window]) -> Result<Boosted, PropensityError> {
+        let rows: Vec<&[f64]> = windows
+            .iter()
+            .flat_map(|w| w.rows.iter().map(Vec::as_slice))
+            .collect();
+        let labels: Vec<bool> = windows
+            .iter()
+            .flat_map(|w| w.labels.iter().copied())
+            .collect();
+        self.boosting
+            .fit(&rows, &labels)
+            .map_err(PropensityError::Boosting)
+    }
+
+    fn window(&self, histories: &[History], t: i64, h: i64) -> Window {
+        let btyd = Btyd::fit(
+            histories,
+            t,
+            self.horizon_days,
+            self.max_btyd_customers,
+            &self.bgnbd,
+            &self.pareto_nbd,
+        );
+        let rows: Vec<(Vec<f64>, bool)> = histories
+            .par_iter()
+            .filter_map(|hist| {
+                let row = hist.features(t, h, &btyd)?;
+                let bought = hist.orders.iter().any(|o| o.time > t && o.time <= t + h);
+                Some((row, bought))
+            })
+            .collect();
+        let (rows, labels): (Vec<Vec<f64>>, Vec<bool>) = rows.into_iter().unzip();
+        let positives = labels.iter().filter(|&&y| y).count();
+        Window {
+            time: t,
+            rows,
+            labels,
+            positives,
+        }
+    }
+}
+
+/// The feature rows and labels of one window.
+struct Window {
+    time: i64,
+    rows: Vec<Vec<f64>>,
+    labels: Vec<bool>,
+    positives: usize,
+}
+
+/// Whether customer `c` is in the seeded training sample of `ratio`.
+fn keep(c: CustomerIdx, seed: u64, ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let mut z = u64::from(c.0) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) < ratio
+}
+
+/// One window of the training set, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    /// Feature time `t` (seconds since the epoch); labels are `(t, t + H]`.
+    pub time: i64,
+    pub customers: usize,
+    pub positives: usize,
+}
+
+/// Platt scaling of the trees' log-odds: `p = σ(a·m + b)` with `a ≥ 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Platt {
+    pub a: f64,
+    pub b: f64,
+}
+
+impl Platt {
+    /// Minimises the log-loss of `σ(a·m + b)` against `labels` by Newton's
+    /// method from `(1, 0)` (a tiny ridge keeps the step defined); `a` is
+    /// kept at or above 0 so the map never reverses the ranking.
+    pub fn fit(margins: &[f64], labels: &[bool]) -> Platt {
+        let (mut a, mut b) = (1.0, 0.0);
+        for _ in 0..50 {
+            let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+            for (&m, &y) in margins.iter().zip(labels) {
+                let p = sigmoid(a * m + b);
+                let r = p - f64::from(u8::from(y));
+                let w = (p * (1.0 - p)).max(1e-12);
+                ga += r * m;
+                gb += r;
+                haa += w * m * m;
+                hab += w * m;
+                hbb += w;
+            }
+            let det = haa * hbb - hab * hab;
+            if det.abs() < 1e-300 {
+                break;
+            }
+            let da = (hbb * ga - hab * gb) / det;
+            let db = (haa * gb - hab * ga) / det;
+            a = (a - da).max(0.0);
+            b -= db;
+            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+                break;
+            }
+        }
+        if a == 0.0 {
+            // The margins rank backwards or not at all: the best flat map is
+            // the base rate.
+            let n = labels.len().max(1) as f64;
+            let rate = (labels.iter().filter(|&&y| y).count() as f64 / n).clamp(1e-9, 1.0 - 1e-9);
+            b = (rate / (1.0 - rate)).ln();
+        }
+        Platt { a, b }
+    }
+
+    /// The calibrated probability of a margin.
+    pub fn apply(&self, margin: f64) -> f64 {
+        sigmoid(self.a * margin + self.b)
+    }
+}
+
+/// One bin of the reliability table: predictions in `[lower, upper)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub lower: f64,
+    pub upper: f64,
+    pub customers: usize,
+    /// Mean calibrated probability in the bin.
+    pub mean_predicted: f64,
+    /// Share of the bin's customers who bought.
+    pub observed: f64,
+}
+
+/// How well the calibrated probabilities fit the calibration window (the
+/// Platt map was fitted on the same window: two parameters, so the figures
+/// are only slightly optimistic).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationReport {
+    /// Feature time of the window; labels `(time, time + H]`.
+    pub time: i64,
+    pub customers: usize,
+    pub positives: usize,
+    /// ROC AUC of the first trees (fitted without this window) on it.
+    pub auc: Option<f64>,
+    /// Brier score of the trees' own probabilities, of the calibrated ones,
+    /// and of the base rate for everyone.
+    pub brier_uncalibrated: f64,
+    pub brier: f64,
+    pub brier_base_rate: f64,
+    /// Ten bins of width 0.1 (empty ones left out).
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+impl CalibrationReport {
+    fn new(time: i64, margins: &[f64], labels: &[bool], platt: &Platt) -> Self {
+        let n = labels.len().max(1) as f64;
+        let y = |l: bool| f64::from(u8::from(l));
+        let positives = labels.iter().filter(|&&l| l).count();
+        let rate = positives as f64 / n;
+        let p: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
+        let brier = |q: &dyn Fn(usize) -> f64| {
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (q(i) - y(l)).powi(2))
+                .sum::<f64>()
+                / n
         };
-        let scores = model.score_standardised(z.view());
-        let labels: Vec<bool> = y.to_vec();
-        model.training_auc = roc_auc(&scores, &labels);
-        Ok(model)
+        let mut bins = vec![(0usize, 0.0, 0.0); 10];
+        for (&q, &l) in p.iter().zip(labels) {
+            let b = ((q * 10.0) as usize).min(9);
+            bins[b].0 += 1;
+            bins[b].1 += q;
+            bins[b].2 += y(l);
+        }
+        CalibrationReport {
+            time,
+            customers: labels.len(),
+            positives,
+            auc: roc_auc(margins, labels),
+            brier_uncalibrated: brier(&|i| sigmoid(margins[i])),
+            brier: brier(&|i| p[i]),
+            brier_base_rate: brier(&|_| rate),
+            reliability: bins
+                .into_iter()
+                .enumerate()
+                .filter(|(_, b)| b.0 > 0)
+                .map(|(i, (c, sp, sy))| ReliabilityBin {
+                    lower: i as f64 / 10.0,
+                    upper: (i + 1) as f64 / 10.0,
+                    customers: c,
+                    mean_predicted: sp / c as f64,
+                    observed: sy / c as f64,
+                })
+                .collect(),
+        }
+    }
+
+    /// The report as lines of text.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "calibration window: {} customers, {} bought; AUC {}; Brier {:.4} (trees alone {:.4}, base rate {:.4})",
+            self.customers,
+            self.positives,
+            self.auc.map_or_else(|| "-".into(), |a| format!("{a:.4}")),
+            self.brier,
+            self.brier_uncalibrated,
+            self.brier_base_rate
+        )];
+        out.push("  predicted     customers  mean predicted  observed".into());
+        for b in &self.reliability {
+            out.push(format!(
+                "  [{:.1}, {:.1})  {:>9}  {:>14.3}  {:>8.3}",
+                b.lower, b.upper, b.customers, b.mean_predicted, b.observed
+            ));
+        }
+        out
     }
 }
 
@@ -248,80 +583,81 @@ impl PropensityParams {
 pub struct PropensityModel {
     /// Feature names, [`FEATURE_NAMES`] at fitting time.
     pub feature_names: Vec<String>,
-    /// Training mean of each feature.
-    pub means: Vec<f64>,
-    /// Training standard deviation of each feature (1 for a constant feature).
-    pub stds: Vec<f64>,
-    /// Weight of each standardised feature in the log-odds of buying.
-    pub weights: Vec<f64>,
-    /// Intercept of the log-odds of buying.
-    pub intercept: f64,
     /// Horizon `H` in days.
     pub horizon_days: f64,
-    /// The reference time given to [`PropensityParams::fit`] (end of the label window).
+    /// The reference time given to [`PropensityParams::fit`].
     pub reference: i64,
-    /// `reference − H`: the time the training features were computed at.
+    /// Feature time of the newest training window.
     pub training_time: i64,
-    /// Customers in the training set.
+    /// The training windows of the final trees, newest first.
+    pub windows: Vec<WindowSummary>,
+    /// Training rows (customers × windows) and how many bought.
     pub training_customers: usize,
-    /// Training customers who bought in the label window (the class balance
-    /// is `training_positives / training_customers`).
     pub training_positives: usize,
-    /// ROC AUC on the training set (`None` if it could not be computed).
+    /// ROC AUC of the final trees on their training rows.
     pub training_auc: Option<f64>,
-    /// The BG/NBD model fitted at `training_time` for the training features.
-    pub bgnbd_at_training: BgNbd,
+    /// Fit of the calibrated probabilities on the calibration window.
+    pub calibration: CalibrationReport,
+    /// The calibration map.
+    pub platt: Platt,
+    /// Splits per feature in the final trees, most first.
+    pub feature_splits: Vec<(String, usize)>,
+    /// Settings of the BTYD feature fits at prediction time.
+    pub max_btyd_customers: usize,
+    pub bgnbd: BgNbdParams,
+    pub pareto_nbd: ParetoNbdParams,
+    /// The trees.
+    pub trees: Boosted,
 }
 
 impl PropensityModel {
     /// Probability of buying within the horizon after `reference`, per
-    /// customer index with a purchase occasion at or before `reference`
-    /// (others, including customers with only returns, `None`). `bgnbd` is
-    /// the model fitted at `reference`, in [`BGNBD_UNIT`] ([`fit_bgnbd`]).
-    /// The result has length `log.customers.len()`.
-    pub fn predict(&self, log: &PurchaseLog, reference: i64, bgnbd: &BgNbd) -> Vec<Option<f64>> {
-        let (customers, x) = features(log, reference, bgnbd, self.horizon_days);
-        let z = standardise(x.view(), &self.means, &self.stds);
-        let scores = self.score_standardised(z.view());
+    /// customer index with a purchase at or before `reference` (others,
+    /// including customers with only returns, `None`). Lines after
+    /// `reference` are ignored. The result has length `log.customers.len()`.
+    pub fn predict(&self, log: &PurchaseLog, reference: i64) -> Vec<Option<f64>> {
+        let (customers, rows) = features_with(
+            log,
+            reference,
+            self.horizon_days,
+            self.max_btyd_customers,
+            &self.bgnbd,
+            &self.pareto_nbd,
+        );
         let mut out = vec![None; log.customers.len()];
-        for (c, p) in customers.iter().zip(scores) {
+        let p: Vec<f64> = rows.par_iter().map(|r| self.probability(r)).collect();
+        for (c, p) in customers.iter().zip(p) {
             out[c.idx()] = Some(p);
         }
         out
     }
 
-    /// Probabilities for rows of raw (unstandardised) features in the order
-    /// of [`FEATURE_NAMES`].
-    pub fn predict_features(&self, x: ArrayView2<'_, f64>) -> Vec<f64> {
-        let z = standardise(x, &self.means, &self.stds);
-        self.score_standardised(z.view())
+    /// The calibrated probability for one row of [`features`].
+    pub fn probability(&self, row: &[f64]) -> f64 {
+        self.platt.apply(self.trees.margin(row))
     }
 
-    /// The weights by feature name, largest magnitude first.
-    pub fn weights_by_name(&self) -> Vec<(&str, f64)> {
-        let mut w: Vec<(&str, f64)> = self
-            .feature_names
+    /// A few lines for the fit summary: the windows, the calibration report
+    /// and the most used features.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = vec![format!(
+            "buys within {} days: {} windows, {} training rows ({} bought), training AUC {}",
+            self.horizon_days,
+            self.windows.len(),
+            self.training_customers,
+            self.training_positives,
+            self.training_auc
+                .map_or_else(|| "-".into(), |a| format!("{a:.3}"))
+        )];
+        out.extend(self.calibration.describe());
+        let top: Vec<String> = self
+            .feature_splits
             .iter()
-            .map(String::as_str)
-            .zip(self.weights.iter().copied())
+            .take(8)
+            .map(|(n, c)| format!("{n} {c}"))
             .collect();
-        w.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        w
-    }
-
-    fn score_standardised(&self, z: ArrayView2<'_, f64>) -> Vec<f64> {
-        z.rows()
-            .into_iter()
-            .map(|row| {
-                let eta = self.intercept
-                    + row
-                        .iter()
-                        .zip(&self.weights)
-                        .map(|(v, w)| v * w)
-                        .sum::<f64>();
-                sigmoid(eta)
-            })
-            .collect()
+        out.push(format!("most used features (splits): {}", top.join(", ")));
+        out
     }
 }
 
@@ -334,30 +670,345 @@ fn sigmoid(eta: f64) -> f64 {
     }
 }
 
-/// The summary settings of the BG/NBD features: distinct days, in [`BGNBD_UNIT`].
-fn bgnbd_summary_params() -> SummaryParams {
-    SummaryParams {
-        unit: BGNBD_UNIT,
-        ..Default::default()
+/// One order with a purchase, as the features need it.
+#[derive(Debug, Clone, Copy)]
+struct Order {
+    /// Earliest positive-value line of the order.
+    time: i64,
+    value: f32,
+    units: f32,
+    lines: u32,
+    new_items: u32,
+    repeat_lines: u32,
+}
+
+/// A customer's orders with a purchase, by time, and return lines' times.
+struct History {
+    customer: CustomerIdx,
+    orders: Vec<Order>,
+    returns: Vec<i64>,
+}
+
+fn is_positive_value(quantity: f32, price: f32) -> bool {
+    quantity > 0.0 && quantity.is_finite() && (price.is_nan() || price > 0.0)
+}
+
+/// The histories of the customers `keep` accepts, from the lines at or
+/// before `end`, sorted by customer index.
+fn build_histories(
+    log: &PurchaseLog,
+    end: i64,
+    keep: impl Fn(CustomerIdx) -> bool + Sync,
+) -> Vec<History> {
+    let mut lines: Vec<u32> = (0..log.purchases.len() as u32)
+        .filter(|&i| {
+            let p = &log.purchases[i as usize];
+            p.time <= end && keep(p.customer)
+        })
+        .collect();
+    lines.par_sort_unstable_by_key(|&i| {
+        let p = &log.purchases[i as usize];
+        (p.customer, p.order, p.time, i)
+    });
+    let mut starts = Vec::new();
+    for (k, &i) in lines.iter().enumerate() {
+        if k == 0
+            || log.purchases[lines[k - 1] as usize].customer != log.purchases[i as usize].customer
+        {
+            starts.push(k);
+        }
+    }
+    starts.push(lines.len());
+    starts
+        .par_windows(2)
+        .map(|w| history_of(log, &lines[w[0]..w[1]]))
+        .filter(|h| !h.orders.is_empty() || !h.returns.is_empty())
+        .collect()
+}
+
+/// One customer's history from their lines sorted by (order, time).
+fn history_of(log: &PurchaseLog, lines: &[u32]) -> History {
+    let p = |i: u32| &log.purchases[i as usize];
+    let customer = p(lines[0]).customer;
+    let mut returns = Vec::new();
+    // (time, first line, end line) of each order with a purchase.
+    let mut spans: Vec<(i64, usize, usize)> = Vec::new();
+    let mut k = 0;
+    while k < lines.len() {
+        let order = p(lines[k]).order;
+        let mut end = k;
+        let mut time = None;
+        while end < lines.len() && p(lines[end]).order == order {
+            let q = p(lines[end]);
+            if is_positive_value(q.quantity, q.price) {
+                time = Some(time.map_or(q.time, |t: i64| t.min(q.time)));
+            } else if q.quantity < 0.0 {
+                returns.push(q.time);
+            }
+            end += 1;
+        }
+        if let Some(t) = time {
+            spans.push((t, k, end));
+        }
+        k = end;
+    }
+    spans.sort_unstable();
+    returns.sort_unstable();
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut fresh: Vec<u32> = Vec::new();
+    let orders = spans
+        .into_iter()
+        .map(|(time, a, b)| {
+            let mut o = Order {
+                time,
+                value: 0.0,
+                units: 0.0,
+                lines: 0,
+                new_items: 0,
+                repeat_lines: 0,
+            };
+            fresh.clear();
+            for &i in &lines[a..b] {
+                let q = p(i);
+                if !is_positive_value(q.quantity, q.price) {
+                    continue;
+                }
+                o.lines += 1;
+                o.units += q.quantity;
+                if q.price.is_finite() {
+                    o.value += q.quantity * q.price;
+                }
+                if seen.contains(&q.item.0) {
+                    o.repeat_lines += 1;
+                } else {
+                    fresh.push(q.item.0);
+                }
+            }
+            fresh.sort_unstable();
+            fresh.dedup();
+            o.new_items = fresh.len() as u32;
+            seen.extend(fresh.iter().copied());
+            o
+        })
+        .collect();
+    History {
+        customer,
+        orders,
+        returns,
     }
 }
 
-fn fit_bgnbd_on(summaries: &[CustomerSummary], params: &BgNbdParams) -> Result<BgNbd, BgNbdError> {
-    let data: Vec<(f64, f64, f64)> = summaries
-        .iter()
-        .map(|s| s.repeat_summary().tuple())
-        .collect();
-    params.fit(&data)
+/// The BTYD feature models fitted at one time.
+struct Btyd {
+    bgnbd: Option<BgNbd>,
+    pnbd: Option<ParetoNbd>,
+    /// `H` in weeks.
+    horizon: f64,
 }
 
-/// Fits the BG/NBD model the features need on the lines of `log` at or
-/// before `reference` (occasions = distinct days, time in [`BGNBD_UNIT`]).
-pub fn fit_bgnbd(
+impl Btyd {
+    fn fit(
+        histories: &[History],
+        t: i64,
+        horizon_days: f64,
+        max_customers: usize,
+        bgnbd: &BgNbdParams,
+        pnbd: &ParetoNbdParams,
+    ) -> Btyd {
+        let data: Vec<(f64, f64, f64)> = histories
+            .iter()
+            .filter_map(|h| h.repeat_summary(t))
+            .collect();
+        let step = data.len().div_ceil(max_customers).max(1);
+        let sample: Vec<(f64, f64, f64)> = data.into_iter().step_by(step).collect();
+        let (bg, pn) = if sample.is_empty() {
+            (None, None)
+        } else {
+            rayon::join(
+                || bgnbd.fit(&sample).ok(),
+                || pareto_nbd::fit(pnbd, &sample).ok(),
+            )
+        };
+        Btyd {
+            bgnbd: bg,
+            pnbd: pn,
+            horizon: horizon_days / 7.0,
+        }
+    }
+}
+
+impl History {
+    /// `(x, t_x, T)` in weeks at `t` over purchase days (the BTYD convention
+    /// of [`super::summary`]: days, the reference truncated to its day).
+    fn repeat_summary(&self, t: i64) -> Option<(f64, f64, f64)> {
+        let n = self.orders.partition_point(|o| o.time <= t);
+        if n == 0 {
+            return None;
+        }
+        let day = |time: i64| time.div_euclid(DAY);
+        let first = day(self.orders[0].time);
+        let last = day(self.orders[n - 1].time);
+        let mut days = 1;
+        for w in self.orders[..n].windows(2) {
+            if day(w[1].time) != day(w[0].time) {
+                days += 1;
+            }
+        }
+        Some((
+            f64::from(days - 1),
+            (last - first) as f64 / 7.0,
+            (day(t) - first) as f64 / 7.0,
+        ))
+    }
+
+    /// The feature row at `t` ([`FEATURE_NAMES`]), `None` without a
+    /// purchase at or before `t`.
+    fn features(&self, t: i64, h: i64, btyd: &Btyd) -> Option<Vec<f64>> {
+        let n = self.orders.partition_point(|o| o.time <= t);
+        if n == 0 {
+            return None;
+        }
+        let orders = &self.orders[..n];
+        let days = |secs: i64| secs as f64 / DAY as f64;
+        let since_last = days(t - orders[n - 1].time);
+        let tenure = days(t - orders[0].time);
+        // Gaps between distinct purchase days.
+        let mut purchase_days: Vec<i64> = orders.iter().map(|o| o.time.div_euclid(DAY)).collect();
+        purchase_days.dedup();
+        let mut gaps: Vec<f64> = purchase_days
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as f64)
+            .collect();
+        let last_gap = gaps.last().copied().unwrap_or(f64::NAN);
+        let (mean, median, cv) = if gaps.is_empty() {
+            (f64::NAN, f64::NAN, f64::NAN)
+        } else {
+            let k = gaps.len() as f64;
+            let mean = gaps.iter().sum::<f64>() / k;
+            let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / k).sqrt();
+            gaps.sort_by(f64::total_cmp);
+            let m = gaps.len();
+            let median = if m % 2 == 1 {
+                gaps[m / 2]
+            } else {
+                (gaps[m / 2 - 1] + gaps[m / 2]) / 2.0
+            };
+            (mean, median, sd / mean.max(1e-9))
+        };
+        let count_in = |lo: i64, hi: i64| {
+            orders
+                .iter()
+                .filter(|o| o.time > lo && o.time <= hi)
+                .count()
+        };
+        let o30 = count_in(t - 30 * DAY, t);
+        let o90 = count_in(t - 90 * DAY, t);
+        let o180 = count_in(t - 180 * DAY, t);
+        let before90 = n - o90;
+        let trend = ((o90 as f64 + 0.5) / 90.0).ln()
+            - ((before90 as f64 + 0.5) / (tenure - 90.0).max(30.0)).ln();
+        let last_year = count_in(t - 365 * DAY, t - 365 * DAY + h);
+        let value: f64 = orders.iter().map(|o| f64::from(o.value)).sum();
+        let units: f64 = orders.iter().map(|o| f64::from(o.units)).sum();
+        let lines: u64 = orders.iter().map(|o| u64::from(o.lines)).sum();
+        let distinct: u64 = orders.iter().map(|o| u64::from(o.new_items)).sum();
+        let repeat: u64 = orders.iter().map(|o| u64::from(o.repeat_lines)).sum();
+        let returns = self.returns.partition_point(|&r| r <= t);
+        let first_return = if returns > 0 {
+            days(t - self.returns[0])
+        } else {
+            f64::NAN
+        };
+        let (x, t_x, big_t) = self.repeat_summary(t)?;
+        let (bg_alive, bg_expected) = btyd.bgnbd.as_ref().map_or((f64::NAN, f64::NAN), |m| {
+            (
+                m.p_alive(x, t_x, big_t),
+                m.expected_purchases(btyd.horizon, x, t_x, big_t)
+                    .unwrap_or(f64::NAN),
+            )
+        });
+        let (pn_alive, pn_expected) = btyd.pnbd.as_ref().map_or((f64::NAN, f64::NAN), |m| {
+            (
+                m.p_alive(x, t_x, big_t),
+                m.expected_purchases(btyd.horizon, x, t_x, big_t)
+                    .unwrap_or(f64::NAN),
+            )
+        });
+        let nf = n as f64;
+        Some(vec![
+            since_last,
+            tenure,
+            nf,
+            purchase_days.len() as f64,
+            value.max(0.0).ln_1p(),
+            (value.max(0.0) / nf).ln_1p(),
+            mean,
+            median,
+            cv,
+            last_gap,
+            since_last / median.max(1.0),
+            median - since_last,
+            o30 as f64,
+            o90 as f64,
+            o180 as f64,
+            (n - o180) as f64,
+            trend,
+            last_year as f64,
+            lines as f64 / nf,
+            units / nf,
+            distinct as f64,
+            repeat as f64 / (lines as f64).max(1.0),
+            returns as f64,
+            bg_alive,
+            bg_expected,
+            pn_alive,
+            pn_expected,
+            first_return,
+        ])
+    }
+}
+
+/// The feature matrix at `reference` with the default BTYD settings: one
+/// row per customer with a purchase at or before `reference`, sorted by
+/// customer index, columns as [`FEATURE_NAMES`]; `horizon_days` is `H`.
+pub fn features(
     log: &PurchaseLog,
     reference: i64,
-    params: &BgNbdParams,
-) -> Result<BgNbd, BgNbdError> {
-    fit_bgnbd_on(&summarize(log, reference, &bgnbd_summary_params()), params)
+    horizon_days: f64,
+) -> (Vec<CustomerIdx>, Vec<Vec<f64>>) {
+    let p = PropensityParams::default();
+    features_with(
+        log,
+        reference,
+        horizon_days,
+        p.max_btyd_customers,
+        &p.bgnbd,
+        &p.pareto_nbd,
+    )
+}
+
+fn features_with(
+    log: &PurchaseLog,
+    reference: i64,
+    horizon_days: f64,
+    max_btyd_customers: usize,
+    bgnbd: &BgNbdParams,
+    pareto: &ParetoNbdParams,
+) -> (Vec<CustomerIdx>, Vec<Vec<f64>>) {
+    let histories = build_histories(log, reference, |_| true);
+    let btyd = Btyd::fit(
+        &histories,
+        reference,
+        horizon_days,
+        max_btyd_customers,
+        bgnbd,
+        pareto,
+    );
+    let h = (horizon_days * DAY as f64).round() as i64;
+    histories
+        .par_iter()
+        .filter_map(|hist| Some((hist.customer, hist.features(reference, h, &btyd)?)))
+        .unzip()
 }
 
 /// Per customer index, whether the customer has a line with a positive
@@ -370,95 +1021,6 @@ pub fn buyers(log: &PurchaseLog, start: i64, end: i64) -> Vec<bool> {
         }
     }
     out
-}
-
-/// The feature matrix at `reference` (module docs): one row per customer
-/// with a purchase occasion at or before `reference`, sorted by customer
-/// index, columns as [`FEATURE_NAMES`]. `bgnbd` must be fitted in
-/// [`BGNBD_UNIT`]; `horizon_days` is the horizon of the expected purchases.
-pub fn features(
-    log: &PurchaseLog,
-    reference: i64,
-    bgnbd: &BgNbd,
-    horizon_days: f64,
-) -> (Vec<CustomerIdx>, Array2<f64>) {
-    let summaries = summarize(log, reference, &bgnbd_summary_params());
-    features_of(log, reference, &summaries, bgnbd, horizon_days)
-}
-
-fn features_of(
-    log: &PurchaseLog,
-    reference: i64,
-    summaries: &[CustomerSummary],
-    bgnbd: &BgNbd,
-    horizon_days: f64,
-) -> (Vec<CustomerIdx>, Array2<f64>) {
-    // Distinct orders with a positive-value line in the two trend windows.
-    let window = TREND_WINDOW_DAYS * DAY_SECS;
-    let mut recent: HashSet<(u32, u32)> = HashSet::new();
-    let mut before: HashSet<(u32, u32)> = HashSet::new();
-    for p in &log.purchases {
-        let positive_value =
-            p.quantity > 0.0 && p.quantity.is_finite() && (p.price.is_nan() || p.price > 0.0);
-        if !positive_value || p.time > reference || p.time <= reference - 2 * window {
-            continue;
-        }
-        let key = (p.customer.0, p.order.0);
-        if p.time > reference - window {
-            recent.insert(key);
-        } else {
-            before.insert(key);
-        }
-    }
-    let count = |set: &HashSet<(u32, u32)>| {
-        let mut n = vec![0u32; log.customers.len()];
-        for &(c, _) in set {
-            n[c as usize] += 1;
-        }
-        n
-    };
-    let (recent, before) = (count(&recent), count(&before));
-
-    let horizon = BGNBD_UNIT.from_days(horizon_days);
-    let mut x = Array2::zeros((summaries.len(), FEATURE_NAMES.len()));
-    let mut customers = Vec::with_capacity(summaries.len());
-    for (mut row, s) in x.rows_mut().into_iter().zip(summaries) {
-        let c = s.customer.idx();
-        let since_last = s.days_since_last(reference);
-        let tenure = (reference - s.first_purchase).max(0) as f64 / DAY_SECS as f64;
-        let orders = f64::from(s.orders);
-        let occasions = f64::from(s.occasions);
-        let rs = s.repeat_summary();
-        let expected = bgnbd
-            .expected_purchases(horizon, rs.x, rs.t_x, rs.t)
-            .unwrap_or(f64::NAN);
-        let values = [
-            since_last.ln_1p(),
-            tenure.ln_1p(),
-            orders.ln_1p(),
-            occasions.ln(),
-            signed_ln_1p(s.total_spend),
-            signed_ln_1p(s.total_spend / orders.max(1.0)),
-            f64::from(recent[c]).ln_1p(),
-            f64::from(recent[c]).ln_1p() - f64::from(before[c]).ln_1p(),
-            s.median_gap_days
-                .map_or(0.0, |gap| since_last.ln_1p() - gap.ln_1p()),
-            if s.occasions == 1 { 1.0 } else { 0.0 },
-            (occasions / (1.0 + tenure)).ln(),
-            f64::from(s.return_lines).ln_1p(),
-            bgnbd.p_alive(rs.x, rs.t_x, rs.t),
-            expected.ln_1p(),
-        ];
-        for (slot, v) in row.iter_mut().zip(values) {
-            *slot = v;
-        }
-        customers.push(s.customer);
-    }
-    (customers, x)
-}
-
-fn signed_ln_1p(v: f64) -> f64 {
-    v.signum() * v.abs().ln_1p()
 }
 
 /// ROC AUC of `scores` (greater = more likely positive) against `labels`:
@@ -496,108 +1058,225 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
 
-    const DAY: i64 = DAY_SECS;
-
-    #[test]
-    fn auc_known_cases() {
-        let labels = [false, false, true, true];
-        assert_eq!(roc_auc(&[0.1, 0.2, 0.3, 0.4], &labels), Some(1.0));
-        assert_eq!(roc_auc(&[0.4, 0.3, 0.2, 0.1], &labels), Some(0.0));
-        assert_eq!(roc_auc(&[0.5; 4], &labels), Some(0.5));
-        // One positive above both negatives, one tied with one of them:
-        // pairs (1 + 1 + 1 + 0.5) / 4.
-        assert_eq!(
-            roc_auc(&[0.1, 0.3, 0.3, 0.9], &[false, false, true, true]),
-            Some(0.875)
-        );
-        assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
-        assert_eq!(roc_auc(&[], &[]), None);
-    }
-
-    /// A log where "regulars" buy every 10 to 12 days and "lapsed"
-    /// customers stopped long ago; first purchases are spread over 200 days.
-    fn log() -> PurchaseLog {
+    /// A seeded history with a known signal: every customer buys on a
+    /// personal rhythm (a period of 15 to 120 days, a little jitter) from a
+    /// random start until a random drop-out day (or for good). Whether she
+    /// buys in a 30-day window depends on where she is in her cycle, which
+    /// neither the days since her last purchase nor her order count tells.
+    fn rhythm_log(customers: usize, seed: u64) -> PurchaseLog {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
         let mut log = PurchaseLog::default();
-        let mut order = 0;
-        let mut buy = |log: &mut PurchaseLog, customer: &str, day: i64| {
-            order += 1;
-            log.push(
-                &format!("o{order}"),
-                customer,
-                "i",
-                day * DAY + 3600,
-                1.0,
-                5.0,
-            );
-        };
-        for k in 0..12 {
-            let c = format!("regular{k}");
-            let mut day = 17 * k;
-            while day < 400 {
-                buy(&mut log, &c, day);
-                day += 10 + k % 3;
+        for c in 0..customers {
+            let period: f64 = rng.gen_range(15.0..120.0);
+            let start: f64 = rng.gen_range(0.0..300.0);
+            let stop: f64 = if rng.gen_bool(0.3) {
+                rng.gen_range(start..600.0)
+            } else {
+                1e9
+            };
+            let mut day = start;
+            let mut k = 0;
+            while day < 560.0 && day < stop {
+                log.push(
+                    &format!("c{c}o{k}"),
+                    &format!("c{c}"),
+                    &format!("i{}", rng.gen_range(0..20)),
+                    (day * DAY as f64) as i64,
+                    1.0,
+                    10.0,
+                );
+                k += 1;
+                day += period * rng.gen_range(0.85..1.15);
             }
         }
-        for k in 0..12 {
-            let c = format!("lapsed{k}");
-            for d in [17 * k, 17 * k + 40, 17 * k + 90] {
-                buy(&mut log, &c, d);
-            }
-        }
-        for k in 0..6 {
-            // Customers who look like the lapsed ones until they come back
-            // in the label window.
-            let c = format!("back{k}");
-            for d in [34 * k + 8, 34 * k + 48, 34 * k + 98, 375 + k] {
-                buy(&mut log, &c, d);
-            }
-        }
-        // A customer with only a return, and one first seen after the reference.
-        log.push("r1", "returner", "i", 5 * DAY, -1.0, 5.0);
-        log.push("late", "newcomer", "i", 500 * DAY, 1.0, 5.0);
         log
     }
 
+    fn quick() -> PropensityParams {
+        PropensityParams {
+            training_windows: 4,
+            boosting: BoostingParams {
+                trees: 60,
+                learning_rate: 0.1,
+                ..PropensityParams::default().boosting
+            },
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn fits_predicts_and_round_trips() {
-        let log = log();
-        let reference = 400 * DAY;
-        let params = PropensityParams::default();
-        let model = params.fit(&log, reference).unwrap();
-        assert_eq!(model.training_time, reference - 30 * DAY);
-        assert_eq!(model.feature_names.len(), model.weights.len());
-        assert_eq!(model.training_customers, 30);
-        // 12 regulars + 6 returning customers bought in the label window.
-        assert_eq!(model.training_positives, 18);
-        // Regulars outrank everyone; returning customers look like lapsed
-        // ones (only their slightly longer tenure sets them apart).
-        assert!(model.training_auc.unwrap() > 0.8, "{model:?}");
-        assert_eq!(params.fit(&log, reference).unwrap(), model, "deterministic");
-
-        let bgnbd = fit_bgnbd(&log, reference, &params.bgnbd).unwrap();
-        let p = model.predict(&log, reference, &bgnbd);
-        assert_eq!(p.len(), log.customers.len());
-        let id = |s: &str| log.customers.get(s).unwrap() as usize;
-        assert_eq!(p[id("returner")], None, "only a return");
-        assert_eq!(
-            p[id("newcomer")],
-            None,
-            "first purchase after the reference"
+    fn beats_counting_on_a_history_with_a_rhythm() {
+        let log = rhythm_log(1_200, 7);
+        let reference = 450 * DAY;
+        let (before, _) = log.split_at(reference + 1);
+        let model = quick().fit(&before, reference).unwrap();
+        let p = model.predict(&before, reference);
+        let bought = buyers(&log, reference + 1, reference + 30 * DAY + 1);
+        let (customers, x) = features(&before, reference, 30.0);
+        let col = |n: &str| FEATURE_NAMES.iter().position(|f| *f == n).unwrap();
+        let labels: Vec<bool> = customers.iter().map(|c| bought[c.idx()]).collect();
+        let ours: Vec<f64> = customers.iter().map(|c| p[c.idx()].unwrap()).collect();
+        let recency: Vec<f64> = x.iter().map(|r| -r[col("days_since_last")]).collect();
+        let orders: Vec<f64> = x.iter().map(|r| r[col("orders")]).collect();
+        let auc = |s: &[f64]| roc_auc(s, &labels).unwrap();
+        let (a, r, o) = (auc(&ours), auc(&recency), auc(&orders));
+        assert!(
+            a > r.max(o) + 0.05,
+            "model {a:.4}, recency {r:.4}, orders {o:.4}"
         );
-        let regular = p[id("regular0")].unwrap();
-        let lapsed = p[id("lapsed0")].unwrap();
-        assert!(regular > 0.5 && lapsed < 0.5, "{regular} {lapsed}");
+        assert!(model.calibration.brier < model.calibration.brier_base_rate);
+        assert_eq!(p.iter().filter(|q| q.is_some()).count(), customers.len());
+    }
 
+    #[test]
+    fn deterministic_and_round_trips() {
+        let log = rhythm_log(300, 11);
+        let reference = 450 * DAY;
+        let model = quick().fit(&log, reference).unwrap();
+        assert_eq!(
+            quick().fit(&log, reference).unwrap(),
+            model,
+            "same seed, same model"
+        );
         let json = serde_json::to_string(&model).unwrap();
         let back: PropensityModel = serde_json::from_str(&json).unwrap();
         assert_eq!(back, model);
-        assert_eq!(back.predict(&log, reference, &bgnbd), p);
+        assert_eq!(
+            back.predict(&log, reference),
+            model.predict(&log, reference)
+        );
+        // Lines after the reference are never read.
+        let (before, _) = log.split_at(reference + 1);
+        assert_eq!(quick().fit(&before, reference).unwrap(), model);
+        // A different sample of training customers gives a different model.
+        let other = PropensityParams {
+            max_training_customers: 150,
+            ..quick()
+        };
+        let a = other.fit(&log, reference).unwrap();
+        let b = PropensityParams { seed: 43, ..other }
+            .fit(&log, reference)
+            .unwrap();
+        assert_ne!(a.trees, b.trees);
+    }
+
+    #[test]
+    fn platt_is_monotone_and_never_reverses() {
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        let margins: Vec<f64> = (0..2_000).map(|_| rng.gen_range(-4.0..4.0)).collect();
+        // True probability σ(0.5 m − 1): the fit recovers it.
+        let labels: Vec<bool> = margins
+            .iter()
+            .map(|&m| rng.gen_bool(sigmoid(0.5 * m - 1.0)))
+            .collect();
+        let p = Platt::fit(&margins, &labels);
+        assert!((p.a - 0.5).abs() < 0.1 && (p.b + 1.0).abs() < 0.3, "{p:?}");
+        let mut grid: Vec<f64> = (-50..=50).map(|k| f64::from(k) / 5.0).collect();
+        grid.sort_by(f64::total_cmp);
+        let out: Vec<f64> = grid.iter().map(|&m| p.apply(m)).collect();
+        assert!(out.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        // Margins that rank backwards: the map goes flat, never downwards.
+        let flipped: Vec<bool> = labels.iter().map(|&y| !y).collect();
+        let q = Platt::fit(&margins, &flipped);
+        assert_eq!(q.a, 0.0);
+        let rate = flipped.iter().filter(|&&y| y).count() as f64 / flipped.len() as f64;
+        assert!((q.apply(1.0) - rate).abs() < 1e-6);
+    }
+
+    #[test]
+    fn calibration_report_adds_up() {
+        let log = rhythm_log(400, 5);
+        let model = quick().fit(&log, 450 * DAY).unwrap();
+        let c = &model.calibration;
+        assert_eq!(c.time, 420 * DAY);
+        assert_eq!(
+            c.reliability.iter().map(|b| b.customers).sum::<usize>(),
+            c.customers
+        );
+        let observed: f64 = c
+            .reliability
+            .iter()
+            .map(|b| b.observed * b.customers as f64)
+            .sum();
+        assert!((observed - c.positives as f64).abs() < 1e-6);
+        // Platt scaling matches the mean to the base rate.
+        let predicted: f64 = c
+            .reliability
+            .iter()
+            .map(|b| b.mean_predicted * b.customers as f64)
+            .sum();
+        assert!((predicted - c.positives as f64).abs() < 1e-3 * c.customers as f64);
+        assert!(c.brier < c.brier_base_rate);
+        assert!(model.describe().len() > 3);
+        assert_eq!(
+            model.windows[0].time,
+            420 * DAY,
+            "refit: newest window first"
+        );
+        let no_refit = PropensityParams {
+            refit: false,
+            ..quick()
+        }
+        .fit(&log, 450 * DAY)
+        .unwrap();
+        assert_eq!(no_refit.windows[0].time, 390 * DAY);
+        assert_eq!(no_refit.calibration, model.calibration);
+    }
+
+    #[test]
+    fn feature_values() {
+        let mut log = PurchaseLog::default();
+        log.push("o1", "a", "i", 0, 1.0, 10.0);
+        log.push("o1", "a", "j", 0, 2.0, 5.0);
+        log.push("o2", "a", "i", 100 * DAY, 2.0, 10.0);
+        log.push("o3", "a", "k", 180 * DAY, 1.0, 10.0);
+        log.push("r1", "a", "i", 181 * DAY, -1.0, 10.0);
+        log.push("o4", "a", "i", 500 * DAY, 1.0, 10.0);
+        log.push("o5", "b", "i", 150 * DAY, 1.0, 10.0);
+        log.push("r2", "c", "i", 150 * DAY, -1.0, 10.0);
+        let (customers, x) = features(&log, 200 * DAY, 30.0);
+        assert_eq!(
+            customers,
+            vec![CustomerIdx(0), CustomerIdx(1)],
+            "c only returned"
+        );
+        let get =
+            |row: usize, name: &str| x[row][FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
+        assert_eq!(get(0, "days_since_last"), 20.0);
+        assert_eq!(get(0, "tenure_days"), 200.0);
+        assert_eq!(get(0, "orders"), 3.0);
+        assert_eq!(get(0, "purchase_days"), 3.0);
+        assert!((get(0, "log_spend") - 50f64.ln_1p()).abs() < 1e-9);
+        // Gaps 100 and 80 days.
+        assert_eq!(get(0, "gap_mean_days"), 90.0);
+        assert_eq!(get(0, "gap_median_days"), 90.0);
+        assert!((get(0, "gap_cv") - 10.0 / 90.0).abs() < 1e-12);
+        assert_eq!(get(0, "last_gap_days"), 80.0);
+        assert!((get(0, "gap_ratio") - 20.0 / 90.0).abs() < 1e-12);
+        assert_eq!(get(0, "days_to_due"), 70.0);
+        assert_eq!(get(0, "orders_30d"), 1.0);
+        assert_eq!(get(0, "orders_90d"), 1.0);
+        assert_eq!(get(0, "orders_180d"), 2.0);
+        assert_eq!(get(0, "orders_before_180d"), 1.0);
+        assert!((get(0, "lines_per_order") - 4.0 / 3.0).abs() < 1e-12);
+        assert!((get(0, "units_per_order") - 6.0 / 3.0).abs() < 1e-12);
+        assert_eq!(get(0, "distinct_items"), 3.0);
+        // o2's "i" was bought before; o1's and o3's lines were new.
+        assert_eq!(get(0, "repeat_line_share"), 0.25);
+        assert_eq!(get(0, "return_lines"), 1.0);
+        assert_eq!(get(0, "days_since_first_return"), 19.0);
+        // One purchase: gap statistics are missing, and the median gap
+        // counts as one day in `gap_ratio` (`NaN.max(1)` is 1).
+        assert!(get(1, "gap_median_days").is_nan() && get(1, "days_to_due").is_nan());
+        assert_eq!(get(1, "gap_ratio"), 50.0);
+        assert!(get(1, "days_since_first_return").is_nan());
     }
 
     #[test]
     fn rejects_bad_params_and_one_class() {
-        let log = log();
+        let log = rhythm_log(200, 1);
         let bad = PropensityParams {
             horizon_days: 0.0,
             ..Default::default()
@@ -610,51 +1289,31 @@ mod tests {
             })
         ));
         let bad = PropensityParams {
-            l2: -1.0,
+            training_windows: 0,
             ..Default::default()
         };
         assert!(bad.check().is_err());
-        // Nobody before the training time.
-        assert_eq!(
-            PropensityParams::default().fit(&log, 0),
-            Err(PropensityError::NoTrainingData { t_train: -30 * DAY })
-        );
-        // Label window after the data ends: nobody bought.
+        // Calibration window after the data ends: nobody bought.
         assert!(matches!(
-            PropensityParams::default().fit(&log, 800 * DAY),
+            quick().fit(&log, 900 * DAY),
             Err(PropensityError::OneClass { positives: 0, .. })
         ));
         let p: PropensityParams = serde_json::from_str(r#"{"horizon_days": 60}"#).unwrap();
         assert_eq!(p.horizon_days, 60.0);
-        assert_eq!(p.l2, 1.0);
+        assert_eq!(p.training_windows, 6);
     }
 
     #[test]
-    fn feature_values() {
-        let mut log = PurchaseLog::default();
-        log.push("o1", "a", "i", 0, 1.0, 10.0);
-        log.push("o2", "a", "i", 100 * DAY, 2.0, 10.0);
-        log.push("o3", "a", "i", 180 * DAY, 1.0, 10.0);
-        log.push("r1", "a", "i", 181 * DAY, -1.0, 10.0);
-        log.push("o4", "a", "i", 500 * DAY, 1.0, 10.0);
-        let bgnbd = BgNbd::new(0.24, 4.4, 0.79, 2.4).unwrap();
-        let (customers, x) = features(&log, 200 * DAY, &bgnbd, 30.0);
-        assert_eq!(customers, vec![CustomerIdx(0)]);
-        let row = x.row(0);
-        let get = |name: &str| row[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
-        assert!((get("log_days_since_last") - 20f64.ln_1p()).abs() < 1e-12);
-        assert!((get("log_tenure_days") - 200f64.ln_1p()).abs() < 1e-12);
-        assert!((get("log_orders") - 3f64.ln_1p()).abs() < 1e-12);
-        assert!((get("log_net_spend") - 30f64.ln_1p()).abs() < 1e-12);
-        // Orders in (110, 200]: o3; in (20, 110]: o2.
-        assert!((get("log_orders_90d") - 1f64.ln_1p()).abs() < 1e-12);
-        assert_eq!(get("orders_trend"), 0.0);
-        // Gaps 100 and 80 days: median 90.
-        assert!((get("log_gap_ratio") - (21f64 / 91.0).ln()).abs() < 1e-12);
-        assert_eq!(get("one_time"), 0.0);
-        assert!((get("log_return_lines") - 1f64.ln_1p()).abs() < 1e-12);
-        let p_alive = bgnbd.p_alive(2.0, 180.0 / 7.0, 200.0 / 7.0);
-        assert!((get("p_alive") - p_alive).abs() < 1e-12);
-        assert!(x.iter().all(|v| v.is_finite()));
+    fn auc_known_cases() {
+        let labels = [false, false, true, true];
+        assert_eq!(roc_auc(&[0.1, 0.2, 0.3, 0.4], &labels), Some(1.0));
+        assert_eq!(roc_auc(&[0.4, 0.3, 0.2, 0.1], &labels), Some(0.0));
+        assert_eq!(roc_auc(&[0.5; 4], &labels), Some(0.5));
+        assert_eq!(
+            roc_auc(&[0.1, 0.3, 0.3, 0.9], &[false, false, true, true]),
+            Some(0.875)
+        );
+        assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+        assert_eq!(roc_auc(&[], &[]), None);
     }
 }

@@ -24,7 +24,7 @@ use encore_data::input::read_purchases;
 use encore_data::timestamp::parse_timestamp;
 use encore_data::{CustomerIdx, PurchaseLog};
 use encore_model::customer::propensity::{
-    PropensityModel, PropensityParams, buyers, features, fit_bgnbd, roc_auc,
+    FEATURE_NAMES, PropensityModel, PropensityParams, buyers, features, roc_auc,
 };
 use encore_model::customer::segments::SegmentParams;
 use encore_model::customer::summary::{SummaryParams, summarize};
@@ -54,15 +54,14 @@ fn evaluate(name: &str, log: &PurchaseLog, cutoff: i64) -> Figures {
     let started = std::time::Instant::now();
     let model = params.fit(&before, cutoff).unwrap();
     let fit_secs = started.elapsed().as_secs_f64();
-    let bgnbd = fit_bgnbd(&before, cutoff, &params.bgnbd).unwrap();
-    let scores = model.predict(&before, cutoff, &bgnbd);
+    let scores = model.predict(&before, cutoff);
 
-    let (customers, x) = features(&before, cutoff, &bgnbd, params.horizon_days);
-    let column = |name: &str| model.feature_names.iter().position(|n| n == name).unwrap();
+    let (customers, x) = features(&before, cutoff, params.horizon_days);
+    let column = |name: &str| FEATURE_NAMES.iter().position(|n| *n == name).unwrap();
     let (p_alive_col, recency_col, expected_col) = (
-        column("p_alive"),
-        column("log_days_since_last"),
-        column("log_expected_purchases"),
+        column("bgnbd_p_alive"),
+        column("days_since_last"),
+        column("bgnbd_expected"),
     );
     let bought = buyers(log, cutoff, cutoff + HORIZON_DAYS * DAY);
 
@@ -72,9 +71,9 @@ fn evaluate(name: &str, log: &PurchaseLog, cutoff: i64) -> Figures {
     for (row, c) in customers.iter().enumerate() {
         labels.push(bought[c.idx()]);
         s_model.push(scores[c.idx()].expect("a customer with history has a score"));
-        s_alive.push(x[[row, p_alive_col]]);
-        s_recency.push(-x[[row, recency_col]]);
-        s_expected.push(x[[row, expected_col]]);
+        s_alive.push(x[row][p_alive_col]);
+        s_recency.push(-x[row][recency_col]);
+        s_expected.push(x[row][expected_col]);
     }
     let scored = scores.iter().filter(|s| s.is_some()).count();
     assert_eq!(scored, customers.len());
@@ -122,9 +121,8 @@ fn evaluate(name: &str, log: &PurchaseLog, cutoff: i64) -> Figures {
          BG/NBD expected purchases in the horizon {:.4}",
         f.auc_model, f.auc_p_alive, f.auc_recency, f.auc_expected
     );
-    println!("weights (standardised features):");
-    for (n, w) in f.model.weights_by_name() {
-        println!("  {n:>24} {w:+.4}");
+    for line in f.model.describe() {
+        println!("  {line}");
     }
     f
 }
