@@ -18,7 +18,6 @@ use super::bgnbd::{BgNbd, BgNbdParams};
 use super::gamma_gamma::{ClvParams, GammaGamma, GammaGammaParams, discounted_value_with};
 use super::kpis::{KpiError, KpiParams, RepurchaseKpis, repurchase_kpis};
 use super::lifecycle::{LifecycleError, LifecycleParams, Stage};
-use super::profiles::ProfileTable;
 use super::propensity::{self, PropensityModel, PropensityParams};
 use super::replenishment::{ReplenishmentError, ReplenishmentParams};
 use super::rfm::{Rfm, RfmError, RfmParams};
@@ -31,6 +30,9 @@ use encore_data::PurchaseLog;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub mod profiles;
+use profiles::ProfileTable;
 
 /// Settings of the customer models (the `[customers]` table of the training config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

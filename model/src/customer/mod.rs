@@ -75,7 +75,6 @@ pub mod kpis;
 pub mod lifecycle;
 pub mod mbg_nbd;
 pub mod pareto_nbd;
-pub mod profiles;
 pub mod propensity;
 pub mod repeat;
 pub mod replenishment;

@@ -1088,6 +1088,9 @@ impl Replenishment {
         let n_customers = r.u32()? as usize;
         let n_items = r.u32()? as usize;
         let n_pairs = r.u32()? as usize;
+        if body[r.pos..].iter().take(HEADER_PAD).any(|&b| b != 0) {
+            return Err(corrupt("header padding is not zero".into()));
+        }
         r.pos += HEADER_PAD;
         // Check the total length before allocating or viewing anything.
         let expected = (n_items as u128) * ITEM_BYTES as u128
@@ -1557,7 +1560,7 @@ mod tests {
         assert!(Replenishment::decode(&longer).is_err());
         // A consistent checksum over inconsistent content is still caught.
         let mut forged = bytes[..bytes.len() - 4].to_vec();
-        let n_pairs_at = HEADER_LEN - 4;
+        let n_pairs_at = HEADER_LEN - HEADER_PAD - 4;
         forged[n_pairs_at] ^= 1;
         let crc = crc32fast::hash(&forged);
         forged.extend_from_slice(&crc.to_le_bytes());
@@ -1565,6 +1568,12 @@ mod tests {
             Replenishment::decode(&forged),
             Err(ReplenishmentError::Corrupt { .. })
         ));
+        // So is a non-zero padding byte.
+        let mut padded = bytes[..bytes.len() - 4].to_vec();
+        padded[HEADER_LEN - 1] = 1;
+        let crc = crc32fast::hash(&padded);
+        padded.extend_from_slice(&crc.to_le_bytes());
+        assert!(Replenishment::decode(&padded).is_err());
     }
 
     #[test]

@@ -36,8 +36,8 @@
 //! `from_le_bytes` per field: a record is a few loads, and no alignment is
 //! assumed.
 
-use super::book::CustomerProfile;
-use super::lifecycle::Stage;
+use super::CustomerProfile;
+use crate::customer::lifecycle::Stage;
 use encore_data::mapped::Mapping;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
