@@ -255,7 +255,7 @@ for point in 1s 3s writing writing-late; do
             sleep 0.05 ;;
         writing-late) # once the customer profiles (about half-way through the files) are there
             for _ in $(seq 3000); do
-                [[ $(find "$STORE/versions" -mindepth 2 -maxdepth 2 -path '*/.*.tmp-*/customer_profiles.json' | wc -l) -gt $LEFT ]] && break
+                [[ $(find "$STORE/versions" -mindepth 2 -maxdepth 2 -path '*/.*.tmp-*/customer_profiles.bin' | wc -l) -gt $LEFT ]] && break
                 sleep 0.01
             done ;;
         *) sleep "${point%s}" ;;

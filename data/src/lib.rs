@@ -54,6 +54,7 @@ pub mod ids;
 pub mod ingest;
 pub mod input;
 pub mod log;
+pub mod mapped;
 pub mod matrix;
 #[cfg(feature = "parquet")]
 pub mod parquet;
@@ -68,6 +69,7 @@ pub use ingest::{
 };
 pub use input::read_purchases;
 pub use log::{ByCustomer, Purchase, PurchaseLog};
+pub use mapped::{Buf, Mapping};
 pub use matrix::{Csr, CsrBuilder, InteractionMatrix, Weighting};
 pub use synth::SynthParams;
 pub use timestamp::{format_date, format_timestamp, parse_timestamp};

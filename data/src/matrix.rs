@@ -6,15 +6,17 @@
 //! holds for every matrix in the program.
 
 use crate::log::PurchaseLog;
+use crate::mapped::Buf;
 
-/// A compressed sparse row matrix of `f32`.
+/// A compressed sparse row matrix of `f32`. Its arrays are owned, or read
+/// in place from a mapped file ([`Buf`]; a loaded model's matrices).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Csr {
     n_rows: usize,
     n_cols: usize,
-    indptr: Vec<usize>,
-    indices: Vec<u32>,
-    values: Vec<f32>,
+    indptr: Buf<usize>,
+    indices: Buf<u32>,
+    values: Buf<f32>,
 }
 
 impl Csr {
@@ -98,9 +100,9 @@ impl Csr {
         Csr {
             n_rows,
             n_cols,
-            indptr,
-            indices,
-            values,
+            indptr: indptr.into(),
+            indices: indices.into(),
+            values: values.into(),
         }
     }
 
@@ -108,10 +110,11 @@ impl Csr {
     pub fn from_parts(
         n_rows: usize,
         n_cols: usize,
-        indptr: Vec<usize>,
-        indices: Vec<u32>,
-        values: Vec<f32>,
+        indptr: impl Into<Buf<usize>>,
+        indices: impl Into<Buf<u32>>,
+        values: impl Into<Buf<f32>>,
     ) -> Result<Self, String> {
+        let (indptr, indices, values) = (indptr.into(), indices.into(), values.into());
         if indptr.len() != n_rows + 1 || indptr[0] != 0 {
             return Err("indptr length must be n_rows + 1 and start at 0".into());
         }
@@ -193,7 +196,7 @@ impl Csr {
     /// The transpose (CSR of the transposed matrix, i.e. the CSC of this one).
     pub fn transpose(&self) -> Csr {
         let mut counts = vec![0usize; self.n_cols + 1];
-        for &c in &self.indices {
+        for &c in self.indices.iter() {
             counts[c as usize + 1] += 1;
         }
         for i in 0..self.n_cols {
@@ -215,16 +218,16 @@ impl Csr {
         Csr {
             n_rows: self.n_cols,
             n_cols: self.n_rows,
-            indptr: counts,
-            indices,
-            values,
+            indptr: counts.into(),
+            indices: indices.into(),
+            values: values.into(),
         }
     }
 
     /// Applies `f` to every stored value.
     pub fn map_values(&self, f: impl Fn(f32) -> f32) -> Csr {
         Csr {
-            values: self.values.iter().map(|&v| f(v)).collect(),
+            values: self.values.iter().map(|&v| f(v)).collect::<Vec<_>>().into(),
             ..self.clone()
         }
     }
@@ -282,9 +285,9 @@ impl CsrBuilder {
         Csr {
             n_rows: self.indptr.len() - 1,
             n_cols: self.n_cols,
-            indptr: self.indptr,
-            indices: self.indices,
-            values: self.values,
+            indptr: self.indptr.into(),
+            indices: self.indices.into(),
+            values: self.values.into(),
         }
     }
 }

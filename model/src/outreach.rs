@@ -221,7 +221,6 @@ impl Engine {
         };
         let mut members: Vec<(u32, Option<f64>)> = book
             .profiles()
-            .iter()
             .enumerate()
             .filter_map(|(c, p)| {
                 let p = p.as_ref()?;
@@ -301,6 +300,7 @@ impl Engine {
     /// Appends `row` as one CSV line (fields quoted where needed).
     pub fn write_audience_csv(&self, row: &AudienceRow, k: usize, out: &mut Vec<u8>) {
         let p = self.customer_book().profile(row.customer);
+        let p = p.as_ref();
         let num = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
         let mut fields: Vec<String> = vec![
             self.customers().id(row.customer).to_string(),
@@ -338,6 +338,7 @@ impl Engine {
     /// `row` as the JSON object of an NDJSON audience line.
     pub fn audience_json(&self, row: &AudienceRow) -> serde_json::Value {
         let p = self.customer_book().profile(row.customer);
+        let p = p.as_ref();
         serde_json::json!({
             "customer_id": self.customers().id(row.customer),
             "stage": p.map(|p| p.stage),

@@ -566,12 +566,11 @@ impl Model {
     fn customers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
         let engine = &*self.engine;
         let rows = py.detach(|| {
-            let profiles: Vec<(u32, &encore_model::customer::book::CustomerProfile)> = engine
+            let profiles: Vec<(u32, encore_model::customer::book::CustomerProfile)> = engine
                 .customer_book()
                 .profiles()
-                .iter()
                 .enumerate()
-                .filter_map(|(c, p)| Some((c as u32, p.as_ref()?)))
+                .filter_map(|(c, p)| Some((c as u32, p?)))
                 .collect();
             let col_f64 =
                 |f: &dyn Fn(&encore_model::customer::book::CustomerProfile) -> f64| -> ArrayRef {

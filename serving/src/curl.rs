@@ -40,7 +40,6 @@ pub fn example_requests(engine: &Engine, base_url: &str) -> Vec<String> {
     let regular = engine
         .customer_book()
         .profiles()
-        .iter()
         .position(|p| p.as_ref().is_some_and(|p| p.orders >= 3))
         .map(|c| engine.customers().id(c as u32));
     if let Some(customer) = regular {

@@ -62,7 +62,7 @@ pub fn write_customers(engine: &Engine, out: &mut dyn Write) -> Result<usize> {
     w.write_record(CUSTOMERS_HEADER.split(','))?;
     let num = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
     let mut rows = 0;
-    for (c, p) in engine.customer_book().profiles().iter().enumerate() {
+    for (c, p) in engine.customer_book().profiles().enumerate() {
         let Some(p) = p else { continue };
         w.write_record([
             engine.customers().id(c as u32).to_string(),

@@ -6,15 +6,25 @@
 //! manifest records each file's size and CRC-32, and [`verify_file`] checks
 //! both before a file is parsed, so a truncated or bit-flipped artifact is
 //! refused before any model code sees it.
+//!
+//! The per-customer files are not read into memory: [`map_verified`] streams
+//! the file through a small buffer to check its size and CRC-32 (never
+//! through the mapping), then maps it, and [`map_csr`] validates a mapped
+//! CSR's header against the file's length and its structure once, then reads
+//! its arrays in place. The CSR layout puts the `u64` row pointers at byte 32
+//! and the `u32` columns and `f32` values right after them, so every array is
+//! aligned for its type in a page-aligned mapping.
 
 use super::ArtifactError;
 use crate::le::{Crc32Writer, put_le};
 use crate::manifest::FileEntry;
 use encore_data::Csr;
+use encore_data::mapped::{Buf, Mapping};
 use ndarray::Array2;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
 const MAGIC_CSR: &[u8; 8] = b"ENCCSR\0\x01";
@@ -101,6 +111,137 @@ pub(crate) fn verify_file(
         });
     }
     Ok(bytes)
+}
+
+/// What [`verify_streaming`] saw besides the file's checksum: the CRC-32 of
+/// every byte but the last four, and those four (a file that ends in its
+/// own checksum, like `replenishment.bin`, checks it with them).
+pub(crate) struct Streamed {
+    pub(crate) body_crc: u32,
+    pub(crate) tail: [u8; 4],
+}
+
+/// Checks `dir/name` against its manifest entry by reading it through a
+/// small buffer: the file is never held in memory, and never read through a
+/// mapping (a damaged file is refused before anything views it).
+pub(crate) fn verify_streaming(
+    dir: &Path,
+    name: &str,
+    entry: &FileEntry,
+) -> Result<Streamed, ArtifactError> {
+    let path = dir.join(name);
+    let mut file = File::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
+    let on_disk = file
+        .metadata()
+        .map_err(|e| ArtifactError::io(&path, e))?
+        .len();
+    let size_error = |size: u64| ArtifactError::Corrupt {
+        path: path.clone(),
+        reason: format!("size is {size} bytes, the manifest says {}", entry.bytes),
+    };
+    if on_disk != entry.bytes {
+        return Err(size_error(on_disk));
+    }
+    let mut whole = crc32fast::Hasher::new();
+    let mut body = crc32fast::Hasher::new();
+    // The last four bytes seen, held back from `body` until more arrive.
+    let mut tail: Vec<u8> = Vec::with_capacity(4);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ArtifactError::io(&path, e)),
+        };
+        let chunk = &buf[..n];
+        read += n as u64;
+        whole.update(chunk);
+        if n >= 4 {
+            body.update(&tail);
+            body.update(&chunk[..n - 4]);
+            tail.clear();
+            tail.extend_from_slice(&chunk[n - 4..]);
+        } else {
+            tail.extend_from_slice(chunk);
+            let spill = tail.len().saturating_sub(4);
+            body.update(&tail[..spill]);
+            tail.drain(..spill);
+        }
+    }
+    if read != entry.bytes {
+        return Err(size_error(read));
+    }
+    let crc = whole.finalize();
+    if crc != entry.crc32 {
+        return Err(ArtifactError::Corrupt {
+            path,
+            reason: format!(
+                "checksum {crc:08x} does not match the manifest's {:08x}",
+                entry.crc32
+            ),
+        });
+    }
+    let mut last = [0u8; 4];
+    last[4 - tail.len()..].copy_from_slice(&tail);
+    Ok(Streamed {
+        body_crc: body.finalize(),
+        tail: last,
+    })
+}
+
+/// [`verify_streaming`], then maps the file read-only; its length is checked
+/// again on the mapping.
+pub(crate) fn map_verified(
+    dir: &Path,
+    name: &str,
+    entry: &FileEntry,
+) -> Result<(Arc<Mapping>, Streamed), ArtifactError> {
+    let streamed = verify_streaming(dir, name, entry)?;
+    let path = dir.join(name);
+    let map = Mapping::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
+    if map.len() as u64 != entry.bytes {
+        return Err(corrupt(
+            &path,
+            format!("changed while loading: {} bytes now", map.len()),
+        ));
+    }
+    Ok((map, streamed))
+}
+
+/// A CSR matrix read in place from `map` (written by [`write_csr`]): the
+/// header's shape is checked against the file's length before any array is
+/// viewed, and the structure once ([`Csr::from_parts`]: row pointers from 0
+/// to nnz, never decreasing; columns in range and strictly increasing).
+pub(crate) fn map_csr(map: &Arc<Mapping>, path: &Path) -> Result<Csr, ArtifactError> {
+    let bytes = map.bytes();
+    let mut cur = Cursor { bytes, path };
+    cur.magic(MAGIC_CSR)?;
+    let rows = cur.u64()?;
+    let cols = cur.u64()?;
+    let nnz = cur.u64()?;
+    // 32 header bytes, 8 per row pointer, 4 + 4 per entry.
+    let need = u128::from(rows) * 8 + 8 + u128::from(nnz) * 8;
+    let have = (bytes.len() - 32) as u128;
+    if need != have {
+        return Err(corrupt(
+            path,
+            format!(
+                "{rows} rows and {nnz} entries need {need} bytes after the header, the file has {have}"
+            ),
+        ));
+    }
+    // Within the file's length, so within usize.
+    let (rows, nnz) = (rows as usize, nnz as usize);
+    let cols = usize::try_from(cols).map_err(|_| corrupt(path, "shape overflow"))?;
+    let at_indices = 32 + (rows + 1) * 8;
+    let at_values = at_indices + nnz * 4;
+    let view = || corrupt(path, "array out of the file");
+    let indptr: Buf<usize> = Buf::view(map, 32, rows + 1).ok_or_else(view)?;
+    let indices: Buf<u32> = Buf::view(map, at_indices, nnz).ok_or_else(view)?;
+    let values: Buf<f32> = Buf::view(map, at_values, nnz).ok_or_else(view)?;
+    Csr::from_parts(rows, cols, indptr, indices, values).map_err(|reason| corrupt(path, reason))
 }
 
 /// Serialises a dense `f32` matrix.
@@ -223,7 +364,7 @@ pub(crate) fn decode_csr(bytes: &[u8], path: &Path) -> Result<Csr, ArtifactError
         .checked_add(1)
         .and_then(|n| n.checked_mul(8))
         .ok_or_else(|| corrupt(path, "shape overflow"))?;
-    let indptr = cur
+    let indptr: Vec<usize> = cur
         .take(ptr_bytes)?
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")) as usize)

@@ -6,7 +6,7 @@
 //!                        config, metrics, and the size + CRC-32 of every other file
 //!   customers.json       customer ids in index order
 //!   items.json           item ids with catalog metadata, in index order
-//!   history.csr          customer x item purchase history (binary CSR)
+//!   history.csr          customer x item purchase history (binary CSR, mapped)
 //!   als_users.f32        ALS customer factors (binary dense matrix)
 //!   als_items.f32        ALS item factors
 //!   copurchase.csr       item x item co-purchase neighbours
@@ -15,10 +15,12 @@
 //!   similar.hnsw.data
 //!   similar.hnsw.json    the index's parameters and counts
 //!   customer_models.json BG/NBD and Gamma-Gamma fits, KPIs, stage and segment counts
-//!   customer_profiles.json  one profile per customer (RFM, stage, P(alive), CLV, ...)
-//!   replenishment.bin    item cycles and per (customer, item) replenishment state
-//!   for_you.csr          precomputed repeat-aware "for you" scores (optional)
-//!   new_items.csr        precomputed heads of the ALS new-item lists (optional)
+//!   customer_profiles.bin  one fixed-size binary record per customer (RFM,
+//!                        stage, P(alive), CLV, ...; see customer::profiles), mapped
+//!   replenishment.bin    item cycles and per (customer, item) replenishment
+//!                        state (the per-customer arrays mapped)
+//!   for_you.csr          precomputed repeat-aware "for you" scores (optional, mapped)
+//!   new_items.csr        precomputed heads of the ALS new-item lists (optional, mapped)
 //! ```
 //!
 //! # Implementation notes
@@ -27,6 +29,16 @@
 //! place, so a reader sees either the old artifact or the new one, whole.
 //! [`load`] refuses an artifact whose format version it does not know, whose
 //! manifest is missing, or any of whose files fails its size or checksum.
+//!
+//! The files marked *mapped* hold the per-customer data, most of an
+//! artifact's size at scale. [`load`] does not read them into memory: it
+//! checks each file's size and CRC-32 by streaming it through a small buffer,
+//! maps it read-only ([`encore_data::mapped`]), validates its structure once
+//! (lengths in the header against the file's, row pointers, indices, record
+//! fields), and the engine then reads them in place: a loaded model costs
+//! the page cache, shared with every process that maps the same files, and
+//! little heap. The smaller files (ids, item data, factors, population
+//! models) are read and decoded as before.
 
 pub(crate) mod io;
 pub mod store;
@@ -35,16 +47,20 @@ use crate::ann::HnswIndex;
 use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
-use crate::customer::book::{CustomerBook, CustomerModels, CustomerProfile};
+use crate::customer::book::profiles::{self, ProfileTable};
+use crate::customer::book::{CustomerBook, CustomerModels};
 use crate::customer::replenishment::Replenishment;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use crate::manifest::{FORMAT_VERSION, FileEntry, Manifest};
-use encore_data::IdMap;
+use encore_data::mapped::Mapping;
+use encore_data::{Csr, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const MANIFEST: &str = "manifest.json";
+const PROFILES: &str = "customer_profiles.bin";
 const HNSW_BASENAME: &str = "similar";
 
 /// Why an artifact could not be written or loaded.
@@ -143,8 +159,10 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
         write_json(&dir, "customer_models.json", book.models())?,
     );
     files.insert(
-        "customer_profiles.json".to_string(),
-        write_json(&dir, "customer_profiles.json", book.profiles())?,
+        PROFILES.to_string(),
+        io::write_with(&dir, PROFILES, |w| {
+            profiles::write_profiles(w, book.len(), |f| book.visit_profiles(f))
+        })?,
     );
     files.insert(
         "replenishment.bin".to_string(),
@@ -317,8 +335,23 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
         });
     }
     let item_meta = records.into_iter().map(|r| r.meta).collect();
-    let (p, b) = file("history.csr")?;
-    let history = io::decode_csr(&b, &p)?;
+    // The per-customer files: checked by streaming, then mapped.
+    let mapped = |name: &str| -> Result<(PathBuf, Arc<Mapping>, io::Streamed), ArtifactError> {
+        let entry = manifest
+            .files
+            .get(name)
+            .ok_or_else(|| ArtifactError::Corrupt {
+                path: dir.join(MANIFEST),
+                reason: format!("the manifest lists no file {name}"),
+            })?;
+        let (map, streamed) = io::map_verified(dir, name, entry)?;
+        Ok((dir.join(name), map, streamed))
+    };
+    let mapped_csr = |name: &str| -> Result<Csr, ArtifactError> {
+        let (p, map, _) = mapped(name)?;
+        io::map_csr(&map, &p)
+    };
+    let history = mapped_csr("history.csr")?;
     let (p, b) = file("als_users.f32")?;
     let users = io::decode_f32(&b, &p)?;
     let (p, b) = file("als_items.f32")?;
@@ -336,28 +369,30 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
         typed(parse_json("popularity.json")?, dir.join("popularity.json"))?;
     let popularity = Popularity::from_ranked(ranked);
     let customer_models: CustomerModels = parse_as(file("customer_models.json")?)?;
-    let profiles: Vec<Option<CustomerProfile>> = parse_as(file("customer_profiles.json")?)?;
-    let customer_book = CustomerBook::from_parts(customer_models, profiles);
+    let (p, map, _) = mapped(PROFILES)?;
+    let profiles =
+        ProfileTable::open(map).map_err(|reason| ArtifactError::Corrupt { path: p, reason })?;
+    let customer_book = CustomerBook::from_stored(customer_models, profiles);
     // Optional: models trained with `for_you.repeat_aware = false` have none.
     let for_you = if manifest.files.contains_key("for_you.csr") {
-        let (p, b) = file("for_you.csr")?;
-        Some(io::decode_csr(&b, &p)?)
+        Some(mapped_csr("for_you.csr")?)
     } else {
         None
     };
     // Optional: models trained with `for_you.new_items_top_n = 0`, or
     // before the lists existed, score the catalog for every request.
     let new_items = if manifest.files.contains_key("new_items.csr") {
-        let (p, b) = file("new_items.csr")?;
-        Some(io::decode_csr(&b, &p)?)
+        Some(mapped_csr("new_items.csr")?)
     } else {
         None
     };
-    let (p, b) = file("replenishment.bin")?;
-    let replenishment = Replenishment::decode(&b).map_err(|e| ArtifactError::Corrupt {
-        path: p,
-        reason: e.to_string(),
-    })?;
+    let (p, map, streamed) = mapped("replenishment.bin")?;
+    let replenishment = Replenishment::check_trailing_crc(streamed.body_crc, streamed.tail)
+        .and_then(|()| Replenishment::from_mapped(&map))
+        .map_err(|e| ArtifactError::Corrupt {
+            path: p,
+            reason: e.to_string(),
+        })?;
     // The HNSW files are checked against the manifest before hnsw_rs reads them.
     for (name, entry) in &manifest.files {
         if name.starts_with(HNSW_BASENAME) {
@@ -399,4 +434,141 @@ fn write_json<T: Serialize + ?Sized>(
     io::write_with(dir, name, |w| {
         serde_json::to_writer(w, value).map_err(std::io::Error::other)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::DataSummary;
+    use crate::pipeline::{EngineConfig, train_engine};
+    use encore_data::synth::{SynthParams, generate};
+
+    fn engine() -> Engine {
+        let log = generate(&SynthParams {
+            customers: 300,
+            items: 120,
+            purchases: 6_000,
+            categories: 6,
+            ..SynthParams::default()
+        });
+        let meta = vec![ItemMeta::default(); log.items.len()];
+        let mut config = EngineConfig::default();
+        config.als.factors = 8;
+        config.als.iterations = 3;
+        config.for_you.new_items_top_n = 10;
+        train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
+    }
+
+    /// A loaded model reads its per-customer data in place and answers as
+    /// the fitted one: profiles, lists, history and buy-again lists.
+    #[test]
+    fn a_loaded_model_reads_per_customer_data_in_place_and_equals_the_fit() {
+        let fitted = engine();
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("m");
+        save(&fitted, &at).unwrap();
+        let loaded = load(&at).unwrap();
+        assert!(loaded.history().indices().len() > 1_000);
+        assert_eq!(loaded.history(), fitted.history());
+        assert_eq!(loaded.for_you_lists(), fitted.for_you_lists());
+        assert!(fitted.for_you_lists().is_some() && fitted.new_item_lists().is_some());
+        assert_eq!(loaded.new_item_lists(), fitted.new_item_lists());
+        assert_eq!(loaded.customer_book(), fitted.customer_book());
+        let profiled = loaded.customer_book().profiles().flatten().count();
+        assert!(profiled > 250, "{profiled}");
+        let (a, b) = (loaded.replenishment(), fitted.replenishment());
+        assert_eq!(a.encode(), b.encode());
+        for c in 0..fitted.customers().len() as u32 {
+            assert_eq!(a.scored(c), b.scored(c));
+            assert_eq!(a.due(c, 5, |_| false), b.due(c, 5, |_| false));
+        }
+        // Saving the loaded model writes the same files.
+        let again = dir.path().join("again");
+        let m2 = save(&loaded, &again).unwrap();
+        let m1 = read_manifest(&at).unwrap();
+        assert_eq!(m1.files, m2.files);
+    }
+
+    /// A per-customer file whose checksum matches its manifest entry but
+    /// whose contents are inconsistent is refused, naming the file, and
+    /// never panics.
+    #[test]
+    fn malformed_mapped_files_are_corrupt_and_named() {
+        let fitted = engine();
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        save(&fitted, &good).unwrap();
+        let n_customers = fitted.customers().len();
+        let rows_at = 8;
+        let indices_at = 32 + (n_customers + 1) * 8;
+        let u64le = |v: u64| v.to_le_bytes().to_vec();
+        let u32le = |v: u32| v.to_le_bytes().to_vec();
+        // (file, byte offset, new bytes); None: truncate by 8 bytes.
+        let profiles_table = u64::from_le_bytes(
+            std::fs::read(good.join(PROFILES)).unwrap()[24..32]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        let first_record = 32 + profiles_table;
+        let repl_pairs_at = {
+            let r = fitted.replenishment();
+            120 + r.n_items() * 44 + (n_customers + 1) * 4
+        };
+        let cases: Vec<(&str, Option<(usize, Vec<u8>)>)> = vec![
+            ("history.csr", None),
+            ("history.csr", Some((rows_at, u64le(1 << 40)))),
+            ("history.csr", Some((rows_at, u64le(u64::MAX)))),
+            ("history.csr", Some((32 + 8, u64le(u64::MAX)))),
+            ("history.csr", Some((32 + 8 * 3, u64le(0)))),
+            ("history.csr", Some((indices_at, u32le(1_000_000)))),
+            ("for_you.csr", Some((32 + 8, u64le(1 << 33)))),
+            ("new_items.csr", Some((indices_at, u32le(u32::MAX)))),
+            (PROFILES, None),
+            (PROFILES, Some((8, u64le(u64::MAX / 2)))),
+            (PROFILES, Some((16, u64le(64)))),
+            (PROFILES, Some((32, b"{{{{{{{{".to_vec()))),
+            (PROFILES, Some((first_record + 15, vec![9]))),
+            (PROFILES, Some((first_record + 16, vec![0xfe, 0xff]))),
+            (PROFILES, Some((first_record, u32le(1 << 20 | 1)))),
+            ("replenishment.bin", Some((repl_pairs_at, u32le(1_000_000)))),
+            (
+                "replenishment.bin",
+                Some((8 + 4 + 1 + 80 + 8, u32le(u32::MAX))),
+            ),
+            ("replenishment.bin", None),
+        ];
+        for (at, (name, change)) in cases.into_iter().enumerate() {
+            let m = dir.path().join(format!("bad{at}"));
+            save(&fitted, &m).unwrap();
+            let path = m.join(name);
+            let mut bytes = std::fs::read(&path).unwrap();
+            match &change {
+                None => bytes.truncate(bytes.len() - 8),
+                Some((offset, new)) => bytes[*offset..*offset + new.len()].copy_from_slice(new),
+            }
+            if name == "replenishment.bin" && change.is_some() {
+                // Its own trailing checksum too: the structure is what is tested.
+                let body = bytes.len() - 4;
+                let crc = crc32fast::hash(&bytes[..body]);
+                bytes[body..].copy_from_slice(&crc.to_le_bytes());
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            // The manifest agrees with the damaged file: only its contents are wrong.
+            let manifest_path = m.join(MANIFEST);
+            let mut manifest: Manifest =
+                serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+            let entry = manifest.files.get_mut(name).unwrap();
+            entry.bytes = bytes.len() as u64;
+            entry.crc32 = crc32fast::hash(&bytes);
+            std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+            let err = load(&m).err().expect("malformed file refused");
+            assert!(
+                matches!(err, ArtifactError::Corrupt { .. }),
+                "case {at}: {err}"
+            );
+            assert!(err.to_string().contains(name), "case {at}: {err}");
+        }
+        // The untouched copy still loads.
+        load(&good).unwrap();
+    }
 }

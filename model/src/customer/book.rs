@@ -31,6 +31,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod profiles;
+use profiles::ProfileTable;
+
 /// Settings of the customer models (the `[customers]` table of the training config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -187,11 +190,27 @@ pub struct CustomerModels {
 }
 
 /// Everything [`CustomerConfig::build`] produces.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CustomerBook {
     models: CustomerModels,
     /// Indexed by customer index; `None` for customers with no positive purchase.
-    profiles: Vec<Option<CustomerProfile>>,
+    profiles: Profiles,
+}
+
+/// The profiles of a book: built by a fit, or read in place from a loaded
+/// model's `customer_profiles.bin`.
+#[derive(Debug, Clone)]
+enum Profiles {
+    Owned(Vec<Option<CustomerProfile>>),
+    Stored(ProfileTable),
+}
+
+impl PartialEq for CustomerBook {
+    fn eq(&self, other: &Self) -> bool {
+        self.models == other.models
+            && self.len() == other.len()
+            && self.profiles().eq(other.profiles())
+    }
 }
 
 impl CustomerConfig {
@@ -410,7 +429,7 @@ impl CustomerConfig {
                 segments,
                 segments_error,
             },
-            profiles,
+            profiles: Profiles::Owned(profiles),
         })
     }
 }
@@ -509,32 +528,66 @@ fn predict(
 }
 
 impl CustomerBook {
-    /// Assembles a book from stored parts (the artifact loader).
+    /// Assembles a book from profiles held in memory.
     pub fn from_parts(models: CustomerModels, profiles: Vec<Option<CustomerProfile>>) -> Self {
-        CustomerBook { models, profiles }
+        CustomerBook {
+            models,
+            profiles: Profiles::Owned(profiles),
+        }
+    }
+
+    /// Assembles a book whose profiles are read in place from a mapped
+    /// file (the artifact loader).
+    pub fn from_stored(models: CustomerModels, profiles: ProfileTable) -> Self {
+        CustomerBook {
+            models,
+            profiles: Profiles::Stored(profiles),
+        }
     }
 
     pub fn models(&self) -> &CustomerModels {
         &self.models
     }
 
-    /// Every profile, indexed by customer index.
-    pub fn profiles(&self) -> &[Option<CustomerProfile>] {
-        &self.profiles
+    /// Every profile, by customer index (`None`: a customer without one).
+    pub fn profiles(&self) -> impl Iterator<Item = Option<CustomerProfile>> + '_ {
+        (0..self.len()).map(|c| self.profile_at(c))
+    }
+
+    /// Calls `f` with every profile, by customer index, without copying the
+    /// profiles a fit holds in memory.
+    pub fn visit_profiles<E>(
+        &self,
+        mut f: impl FnMut(Option<&CustomerProfile>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.profiles {
+            Profiles::Owned(v) => v.iter().try_for_each(|p| f(p.as_ref())),
+            Profiles::Stored(t) => (0..t.len()).try_for_each(|c| f(t.get(c).as_ref())),
+        }
     }
 
     /// The profile of customer index `c`, if they bought anything.
-    pub fn profile(&self, c: u32) -> Option<&CustomerProfile> {
-        self.profiles.get(c as usize).and_then(Option::as_ref)
+    pub fn profile(&self, c: u32) -> Option<CustomerProfile> {
+        self.profile_at(c as usize)
+    }
+
+    fn profile_at(&self, c: usize) -> Option<CustomerProfile> {
+        match &self.profiles {
+            Profiles::Owned(v) => v.get(c).and_then(Option::clone),
+            Profiles::Stored(t) => t.get(c),
+        }
     }
 
     /// Customers the book has a slot for (with or without a profile).
     pub fn len(&self) -> usize {
-        self.profiles.len()
+        match &self.profiles {
+            Profiles::Owned(v) => v.len(),
+            Profiles::Stored(t) => t.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.profiles.is_empty()
+        self.len() == 0
     }
 
     /// Why no profile reports P(alive), if none does: the selected
@@ -629,7 +682,7 @@ mod tests {
         let m = book.models();
         assert!(m.gamma_gamma.is_none());
         assert!(m.gamma_gamma_error.as_deref().unwrap().contains("prices"));
-        for p in book.profiles().iter().flatten() {
+        for p in book.profiles().flatten() {
             assert!(p.clv.is_none());
             assert!((1..=5).contains(&p.r));
         }
@@ -680,17 +733,12 @@ mod tests {
         let sel = book.models().selection.as_ref().unwrap();
         assert_eq!(sel.candidates.len(), 3);
         assert!(sel.selected.is_some(), "{:?}", sel.describe());
-        assert!(
-            book.profiles()
-                .iter()
-                .flatten()
-                .all(|p| p.churn_risk.is_some())
-        );
+        assert!(book.profiles().flatten().all(|p| p.churn_risk.is_some()));
         let mut json = serde_json::to_value(book.models()).unwrap();
         json.as_object_mut().unwrap().remove("selection");
         let old: CustomerModels = serde_json::from_value(json).unwrap();
         assert!(old.selection.is_none());
-        let profile = book.profiles().iter().flatten().next().unwrap();
+        let profile = book.profiles().flatten().next().unwrap();
         let mut json = serde_json::to_value(profile).unwrap();
         json.as_object_mut().unwrap().remove("churn_risk");
         let old: CustomerProfile = serde_json::from_value(json).unwrap();

@@ -126,11 +126,13 @@
 use crate::customer::summary::{DAY_SECS, OccasionRule, median};
 use crate::le::{Crc32Writer, put_le};
 use encore_data::PurchaseLog;
+use encore_data::mapped::{Buf, Element, Mapping};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 
 /// Shortest interval between two occasions, in days (one hour), so that two
 /// orders placed at the same second do not give `ln 0`.
@@ -142,8 +144,10 @@ const FALLBACK_SPREAD: f64 = 1.0;
 /// Magic bytes opening an encoded model.
 const MAGIC: &[u8; 8] = b"ENCRPLN\0";
 
-/// Version of the binary encoding.
-const FORMAT_VERSION: u32 = 1;
+/// Version of the binary encoding. 2: the header is padded to 120 bytes, so
+/// that the offsets and pair arrays are 4-byte aligned and read in place
+/// from a mapped file ([`Replenishment::from_mapped`]).
+const FORMAT_VERSION: u32 = 2;
 
 /// Settings of the replenishment model (see the module docs for every symbol).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -490,8 +494,8 @@ impl ReplenishmentParams {
             params: self.clone(),
             reference,
             items,
-            offsets,
-            pairs,
+            offsets: offsets.into(),
+            pairs: pairs.into_stored(),
         })
     }
 
@@ -745,6 +749,27 @@ impl PairArrays {
         self.occasions.push(p.occasions);
         self.own_log.push(p.own_log);
     }
+
+    fn into_stored(self) -> StoredPairs {
+        StoredPairs {
+            item: self.item.into(),
+            age: self.age.into(),
+            last_qty: self.last_qty.into(),
+            occasions: self.occasions.into(),
+            own_log: self.own_log.into(),
+        }
+    }
+}
+
+/// The pair arrays of a fitted model: owned after a fit, read in place from
+/// the mapped file after a load.
+#[derive(Debug, Clone, Default)]
+struct StoredPairs {
+    item: Buf<u32>,
+    age: Buf<u32>,
+    last_qty: Buf<f32>,
+    occasions: Buf<u32>,
+    own_log: Buf<f32>,
 }
 
 /// An item's fitted replenishment cycle.
@@ -797,8 +822,8 @@ pub struct Replenishment {
     reference: i64,
     items: ItemArrays,
     /// `n_customers + 1` offsets into `pairs`.
-    offsets: Vec<u32>,
-    pairs: PairArrays,
+    offsets: Buf<u32>,
+    pairs: StoredPairs,
 }
 
 impl Replenishment {
@@ -969,6 +994,8 @@ impl Replenishment {
         put_u32(&mut head, self.n_customers() as u32);
         put_u32(&mut head, n_items as u32);
         put_u32(&mut head, n_pairs as u32);
+        head.extend_from_slice(&[0; HEADER_PAD]);
+        debug_assert_eq!(head.len(), HEADER_LEN);
         w.write_all(&head)?;
         let it = &self.items;
         put_le(w, &it.repeats, u32::to_le_bytes)?;
@@ -992,6 +1019,36 @@ impl Replenishment {
     /// Decodes [`Replenishment::encode`]'s output, validating the checksum,
     /// every length, offset, index and value; damaged bytes give an error.
     pub fn decode(bytes: &[u8]) -> Result<Replenishment, ReplenishmentError> {
+        Self::parse(bytes, None)
+    }
+
+    /// [`Replenishment::decode`] of a mapped file, whose per-customer arrays
+    /// (the offsets and the pairs) are then read in place rather than copied.
+    /// Every length, offset, index and value is validated here, once; the
+    /// checksum is not (the caller has checked it while streaming the file:
+    /// [`Replenishment::check_trailing_crc`]).
+    pub fn from_mapped(map: &Arc<Mapping>) -> Result<Replenishment, ReplenishmentError> {
+        Self::parse(map.bytes(), Some(map))
+    }
+
+    /// Whether `crc`, the CRC-32 of every byte of an encoding but its last
+    /// four, matches the checksum those four hold.
+    pub fn check_trailing_crc(crc: u32, tail: [u8; 4]) -> Result<(), ReplenishmentError> {
+        if crc != u32::from_le_bytes(tail) {
+            return Err(ReplenishmentError::Corrupt {
+                reason: "checksum mismatch".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The decoder behind [`Replenishment::decode`] (`map = None`: the
+    /// checksum is checked and the arrays copied) and
+    /// [`Replenishment::from_mapped`] (`bytes` are `map`'s).
+    fn parse(
+        bytes: &[u8],
+        map: Option<&Arc<Mapping>>,
+    ) -> Result<Replenishment, ReplenishmentError> {
         let corrupt = |reason: String| ReplenishmentError::Corrupt { reason };
         if bytes.len() < HEADER_LEN + 4 {
             return Err(corrupt(format!("{} bytes is too short", bytes.len())));
@@ -1000,9 +1057,9 @@ impl Replenishment {
             return Err(corrupt("wrong magic bytes".into()));
         }
         let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
-        if crc32fast::hash(body) != stored {
-            return Err(corrupt("checksum mismatch".into()));
+        if map.is_none() {
+            let tail = [tail[0], tail[1], tail[2], tail[3]];
+            Self::check_trailing_crc(crc32fast::hash(body), tail)?;
         }
         let mut r = Reader {
             bytes: body,
@@ -1031,7 +1088,11 @@ impl Replenishment {
         let n_customers = r.u32()? as usize;
         let n_items = r.u32()? as usize;
         let n_pairs = r.u32()? as usize;
-        // Check the total length before allocating anything.
+        if body[r.pos..].iter().take(HEADER_PAD).any(|&b| b != 0) {
+            return Err(corrupt("header padding is not zero".into()));
+        }
+        r.pos += HEADER_PAD;
+        // Check the total length before allocating or viewing anything.
         let expected = (n_items as u128) * ITEM_BYTES as u128
             + (n_customers as u128 + 1) * 4
             + (n_pairs as u128) * PAIR_BYTES as u128;
@@ -1051,13 +1112,32 @@ impl Replenishment {
             spread: r.f64s(n_items)?,
             repeat_probability: r.f64s(n_items)?,
         };
-        let offsets = r.u32s(n_customers + 1)?;
-        let pairs = PairArrays {
-            item: r.u32s(n_pairs)?,
-            age: r.u32s(n_pairs)?,
-            last_qty: r.u32s(n_pairs)?.into_iter().map(f32::from_bits).collect(),
-            occasions: r.u32s(n_pairs)?,
-            own_log: r.u32s(n_pairs)?.into_iter().map(f32::from_bits).collect(),
+        // The lengths are checked: every array below is within the body.
+        fn array<T: Element>(
+            bytes: &[u8],
+            map: Option<&Arc<Mapping>>,
+            r: &mut Reader<'_>,
+            n: usize,
+        ) -> Buf<T> {
+            let at = r.pos;
+            r.pos += 4 * n;
+            match map.and_then(|m| Buf::view(m, at, n)) {
+                Some(view) => view,
+                None => Buf::Owned(
+                    bytes[at..at + 4 * n]
+                        .chunks_exact(4)
+                        .map(T::from_le)
+                        .collect(),
+                ),
+            }
+        }
+        let offsets: Buf<u32> = array(bytes, map, &mut r, n_customers + 1);
+        let pairs = StoredPairs {
+            item: array(bytes, map, &mut r, n_pairs),
+            age: array(bytes, map, &mut r, n_pairs),
+            last_qty: array(bytes, map, &mut r, n_pairs),
+            occasions: array(bytes, map, &mut r, n_pairs),
+            own_log: array(bytes, map, &mut r, n_pairs),
         };
         for i in 0..n_items {
             if items.repeat_buyers[i] > items.buyers[i] {
@@ -1123,8 +1203,10 @@ fn due_order(a: &DueItem, b: &DueItem) -> Ordering {
 
 /// Number of `f64` settings in the encoding.
 const N_PARAM_F64: usize = 10;
-/// Magic, version, occasion rule, settings, reference, three lengths.
-const HEADER_LEN: usize = 8 + 4 + 1 + N_PARAM_F64 * 8 + 8 + 3 * 4;
+/// Zero bytes closing the header, so that it ends 8-byte aligned.
+const HEADER_PAD: usize = 7;
+/// Magic, version, occasion rule, settings, reference, three lengths, padding.
+const HEADER_LEN: usize = 8 + 4 + 1 + N_PARAM_F64 * 8 + 8 + 3 * 4 + HEADER_PAD;
 /// Bytes per item: three `u32` and four `f64`.
 const ITEM_BYTES: usize = 3 * 4 + 4 * 8;
 /// Bytes per pair: five 4-byte values.
@@ -1478,7 +1560,7 @@ mod tests {
         assert!(Replenishment::decode(&longer).is_err());
         // A consistent checksum over inconsistent content is still caught.
         let mut forged = bytes[..bytes.len() - 4].to_vec();
-        let n_pairs_at = HEADER_LEN - 4;
+        let n_pairs_at = HEADER_LEN - HEADER_PAD - 4;
         forged[n_pairs_at] ^= 1;
         let crc = crc32fast::hash(&forged);
         forged.extend_from_slice(&crc.to_le_bytes());
@@ -1486,6 +1568,12 @@ mod tests {
             Replenishment::decode(&forged),
             Err(ReplenishmentError::Corrupt { .. })
         ));
+        // So is a non-zero padding byte.
+        let mut padded = bytes[..bytes.len() - 4].to_vec();
+        padded[HEADER_LEN - 1] = 1;
+        let crc = crc32fast::hash(&padded);
+        padded.extend_from_slice(&crc.to_le_bytes());
+        assert!(Replenishment::decode(&padded).is_err());
     }
 
     #[test]

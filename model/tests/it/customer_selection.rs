@@ -147,7 +147,7 @@ fn online_retail_lost_customers_are_not_surely_alive() {
     for line in sel.describe() {
         println!("  {line}");
     }
-    let profiles: Vec<_> = book.profiles().iter().flatten().collect();
+    let profiles: Vec<_> = book.profiles().flatten().collect();
     assert!(profiles.len() > 3_000, "{} profiles", profiles.len());
     let lost: Vec<_> = profiles.iter().filter(|p| p.stage == Stage::Lost).collect();
     let with_p = profiles.iter().filter(|p| p.p_alive.is_some()).count();

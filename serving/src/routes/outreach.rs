@@ -35,7 +35,7 @@ use std::sync::Arc;
 const AUDIENCE_CHUNK: usize = 256;
 
 /// The customer's index and profile, or `404 customer_not_found`.
-fn profile_of<'a>(engine: &'a Engine, id: &str) -> Result<(u32, &'a CustomerProfile), ApiError> {
+fn profile_of(engine: &Engine, id: &str) -> Result<(u32, CustomerProfile), ApiError> {
     let not_found =
         |why: &str| ApiError::new(Code::CustomerNotFound, format!("customer '{id}' {why}"));
     let c = engine
@@ -87,7 +87,7 @@ pub(crate) async fn profile(
     let id = customer_id.into_inner();
     check_id(&id)?;
     let engine = snapshot(&state)?;
-    let result = profile_of(&engine, &id).map(|(_, p)| profile_json(&engine, &id, p));
+    let result = profile_of(&engine, &id).map(|(_, p)| profile_json(&engine, &id, &p));
     model_response(&engine, result)
 }
 
@@ -232,9 +232,9 @@ pub(crate) async fn kpis(
 /// Customers and net spend of every RFM segment, in the model's segment
 /// order (then any other segment by name).
 fn segment_spend(engine: &Engine) -> Vec<Value> {
-    let mut by_segment: std::collections::BTreeMap<&str, (u64, f64)> = Default::default();
-    for p in engine.customer_book().profiles().iter().flatten() {
-        let entry = by_segment.entry(p.segment.as_str()).or_default();
+    let mut by_segment: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for p in engine.customer_book().profiles().flatten() {
+        let entry = by_segment.entry(p.segment).or_default();
         entry.0 += 1;
         entry.1 += p.total_spend;
     }
@@ -242,9 +242,14 @@ fn segment_spend(engine: &Engine) -> Vec<Value> {
     let mut order: Vec<&str> = names
         .iter()
         .map(String::as_str)
-        .filter(|n| by_segment.contains_key(n))
+        .filter(|n| by_segment.contains_key(*n))
         .collect();
-    order.extend(by_segment.keys().filter(|n| !names.iter().any(|m| m == *n)));
+    order.extend(
+        by_segment
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !names.iter().any(|m| m == *n)),
+    );
     order
         .into_iter()
         .map(|name| {
@@ -278,14 +283,16 @@ const CLV_BINS: usize = 10;
 /// null`) for the rest, so that a few very large values do not squeeze
 /// every other customer into the first bin.
 fn clv_distribution(engine: &Engine) -> Value {
-    let profiles = engine.customer_book().profiles();
-    let mut values: Vec<f64> = profiles
-        .iter()
+    let mut profiled = 0;
+    let mut values: Vec<f64> = engine
+        .customer_book()
+        .profiles()
         .flatten()
+        .inspect(|_| profiled += 1)
         .filter_map(|p| p.clv)
         .filter(|v| v.is_finite())
         .collect();
-    let without = profiles.iter().flatten().count() - values.len();
+    let without = profiled - values.len();
     if values.is_empty() {
         return json!({"customers": 0, "without_clv": without, "bins": []});
     }

@@ -85,7 +85,6 @@ fn customer_with(min_orders: u32) -> String {
     let (c, _) = e
         .customer_book()
         .profiles()
-        .iter()
         .enumerate()
         .find(|(_, p)| p.as_ref().is_some_and(|p| p.orders >= min_orders))
         .expect("a repeat customer");
@@ -236,7 +235,6 @@ async fn audience_streams_ndjson_and_csv() {
     let want = e
         .customer_book()
         .profiles()
-        .iter()
         .flatten()
         .filter(|p| p.stage.as_str() != "new")
         .count();

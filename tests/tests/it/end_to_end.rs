@@ -297,7 +297,7 @@ fn damaged_or_incompatible_artifacts_are_refused() {
     // One flipped bit in the replenishment model and in the customer profiles.
     for name in [
         "replenishment.bin",
-        "customer_profiles.json",
+        "customer_profiles.bin",
         "new_items.csr",
     ] {
         let (_d, m) = copy("bitflip2");
@@ -409,7 +409,7 @@ fn customers_and_audience_exports() {
     let mut out = Vec::new();
     let n = write_customers(&engine, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(n, book.profiles().iter().flatten().count());
+    assert_eq!(n, book.profiles().flatten().count());
     assert_eq!(text.lines().count(), n + 1);
     let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
     for field in [
@@ -429,7 +429,6 @@ fn customers_and_audience_exports() {
     let rows = write_audience(&engine, &query, AudienceFormat::Ndjson, &mut out).unwrap();
     let want = book
         .profiles()
-        .iter()
         .flatten()
         .filter(|p| matches!(p.stage.as_str(), "dormant" | "at_risk"))
         .count();
