@@ -514,7 +514,9 @@ mod tests {
             let r = fitted.replenishment();
             120 + r.n_items() * 44 + (n_customers + 1) * 4
         };
-        let cases: Vec<(&str, Option<(usize, Vec<u8>)>)> = vec![
+        /// Bytes written at an offset, or `None`: the file cut by 8 bytes.
+        type Damage = Option<(usize, Vec<u8>)>;
+        let cases: Vec<(&str, Damage)> = vec![
             ("history.csr", None),
             ("history.csr", Some((rows_at, u64le(1 << 40)))),
             ("history.csr", Some((rows_at, u64le(u64::MAX)))),
