@@ -10,7 +10,8 @@
 #
 # Environment: RUNS [2] fits per size (the median is reported), WORK
 # [/tmp/encore-scale] for the histories (about 2.7 GB for 1m, kept and reused)
-# and the models (removed after each run), NO_BUILD=1 uses the binaries
+# and the models (removed after each run; KEEP=1 keeps each size's last model
+# as WORK/model-SIZE, e.g. for bench/serve_scale.sh), NO_BUILD=1 uses the binaries
 # already in CARGO_TARGET_DIR (or target/). The 1m size is the slow one (its
 # ingest and the re-ranker's inner fits alone take several minutes on 2
 # cores); the histories are generated once.
@@ -69,7 +70,7 @@ for size in "${SIZES[@]}"; do
             "$stages" "$artifact" "$lists" >> "$results"
         printf '   %s s wall, %.2f GiB peak; %s\n   stages: %s\n   for you: %s\n' \
             "$wall" "$(awk -v k="$kb" 'BEGIN { print k / 1048576 }')" "$artifact" "$stages" "$lists"
-        rm -rf "$out"
+        if [[ "${KEEP:-0}" != 1 || "$run" != "$RUNS" ]]; then rm -rf "$out"; fi
     done
 done
 

@@ -22,23 +22,42 @@ export CARGO_INCREMENTAL=0
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 python="${PYTHON:-python3}"
 
-echo "== cargo fmt --check"
+# Each step's wall time, printed at the end (also when a step fails), so a CI
+# log shows where the minutes go.
+step_names=() step_secs=() step_start=$SECONDS
+step() {
+  if [ "${#step_names[@]}" -gt 0 ]; then step_secs+=($((SECONDS - step_start))); fi
+  step_names+=("$1")
+  step_start=$SECONDS
+  echo "== $1"
+}
+step_summary() {
+  local rc=$?
+  step_secs+=($((SECONDS - step_start)))
+  echo "== step times (s)"
+  for i in "${!step_names[@]}"; do printf '%6s  %s\n' "${step_secs[$i]}" "${step_names[$i]}"; done
+  printf '%6s  total\n' "$SECONDS"
+  return $rc
+}
+trap step_summary EXIT
+
+step "cargo fmt --check"
 cargo fmt --all --check
 
-echo "== cargo clippy -D warnings"
+step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "== cargo doc -D warnings (broken intra-doc links)"
+step "cargo doc -D warnings (broken intra-doc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
-echo "== cargo test"
+step "cargo test"
 # The full-disk test mounts a tmpfs (root only): it is the next step, named.
 cargo test --workspace --locked -- --skip a_full_tmpfs_refuses_batches_loses_nothing_and_recovers
 
-echo "== The event log on a real full disk (mounts a 512 KiB tmpfs: needs root, as CI runs)"
+step "The event log on a real full disk (mounts a 512 KiB tmpfs: needs root, as CI runs)"
 cargo test --locked -p encore-serving --test it events_full_disk
 
-echo "== Python: the wheel (maturin), a fresh virtual environment, pytest"
+step "Python: the wheel (maturin), a fresh virtual environment, pytest"
 # The build tool is kept between runs; the test environment is made anew.
 tools="$target/python-tools"
 if [ ! -x "$tools/bin/maturin" ]; then
@@ -56,7 +75,7 @@ rm -rf "$venv"
 # The tests compare the package's answers with encore-train's, built by cargo test.
 ENCORE_TRAIN="$target/debug/encore-train" "$venv/bin/python" -m pytest python/tests -q
 
-echo "== The sharded fit on Apache Spark (local mode, 4 shards): Java 17, pyspark"
+step "The sharded fit on Apache Spark (local mode, 4 shards): Java 17, pyspark"
 # Spark needs a Java runtime: Debian's openjdk-17-jre-headless when missing.
 if ! command -v java >/dev/null && command -v apt-get >/dev/null; then
   as_root=()
@@ -76,7 +95,7 @@ fi
 PYSPARK_PYTHON="$spark_venv/bin/python" PYSPARK_DRIVER_PYTHON="$spark_venv/bin/python" \
   ENCORE_TRAIN="$target/debug/encore-train" "$spark_venv/bin/python" -m pytest spark/tests -q
 
-echo "== The dashboard in a browser: headless Chromium, chromedriver, selenium"
+step "The dashboard in a browser: headless Chromium, chromedriver, selenium"
 have_browser() {
   command -v chromedriver >/dev/null &&
     { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; }
