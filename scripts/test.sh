@@ -55,7 +55,9 @@ step "cargo test"
 cargo test --workspace --locked -- --skip a_full_tmpfs_refuses_batches_loses_nothing_and_recovers
 
 step "The event log on a real full disk (mounts a 512 KiB tmpfs: needs root, as CI runs)"
-cargo test --locked -p encore-serving --test it events_full_disk
+# The same build as the step before (the whole workspace's features): naming
+# one package would resolve other features and rebuild half the tree.
+cargo test --workspace --locked --test it -- events_full_disk
 
 step "Python: the wheel (maturin), a fresh virtual environment, pytest"
 # The build tool is kept between runs; the test environment is made anew.
@@ -107,7 +109,9 @@ if ! have_browser && command -v apt-get >/dev/null; then
   "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
 fi
 # Without them the test fails (it is never skipped) and says what to install.
-cargo build --locked -p encore-training -p encore-serving
+# The binaries are cargo test's (built above with the workspace's features; a
+# `cargo build -p ...` would resolve other features and rebuild).
+cargo test --workspace --locked --no-run -q
 browser_venv="$target/browser-test-venv"
 rm -rf "$browser_venv"
 "$python" -m venv "$browser_venv"
