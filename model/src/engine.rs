@@ -4,7 +4,7 @@
 //! recommend` writes batch lists from one; neither needs to know which model
 //! produced a list beyond the [`Source`] it reports.
 
-use crate::ann::{HnswIndex, VectorSearch};
+use crate::ann::{SimilarIndex, VectorSearch};
 use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
@@ -168,7 +168,7 @@ pub struct EngineParts {
     pub als: Als,
     pub copurchase: CoPurchase,
     pub popularity: Popularity,
-    pub similar: HnswIndex,
+    pub similar: SimilarIndex,
     /// Customer models and profiles at the end of the training period.
     pub customer_book: CustomerBook,
     /// Replenishment cycles per item and per (customer, item).
@@ -190,7 +190,7 @@ pub struct Engine {
     als: Als,
     copurchase: CoPurchase,
     popularity: Popularity,
-    similar: HnswIndex,
+    similar: SimilarIndex,
     customer_book: CustomerBook,
     replenishment: Replenishment,
     for_you: Option<Csr>,
@@ -324,7 +324,7 @@ impl Engine {
         &self.popularity
     }
 
-    pub fn similar_index(&self) -> &HnswIndex {
+    pub fn similar_index(&self) -> &SimilarIndex {
         &self.similar
     }
 
@@ -536,7 +536,7 @@ impl Engine {
         k <= SIMILAR_CACHE_LEN && filter.exclude.is_empty() && filter.category.is_none()
     }
 
-    /// The HNSW search behind [`Engine::similar`].
+    /// The index search behind [`Engine::similar`].
     fn similar_search(&self, item: u32, k: usize, filter: &ListFilter) -> Ranked {
         let query = self.als.item_factors().row(item as usize).to_vec();
         let n = self.items.len();

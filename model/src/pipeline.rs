@@ -4,7 +4,7 @@
 //! popularity, HNSW) and report progress through a callback, so that the CLI
 //! can draw progress bars while tests stay silent.
 
-use crate::ann::{HnswIndex, HnswParams};
+use crate::ann::{DEFAULT_HNSW_MIN_ITEMS, HnswParams, SimilarIndex};
 use crate::cf::als::SCORE_BLOCK;
 use crate::cf::als::{AlsError, AlsParams};
 use crate::cf::item_knn::{Basis, CoPurchaseParams, Similarity};
@@ -101,6 +101,9 @@ pub struct HnswConfig {
     /// (the default: same seed, same model); `false` builds on all cores,
     /// about twice as fast, but the graph may differ from run to run.
     pub deterministic: bool,
+    /// Catalogs of fewer items are searched by an exact scan of every item
+    /// (faster there, nothing to build or store); `0`: always the graph.
+    pub min_items: usize,
 }
 
 impl Default for HnswConfig {
@@ -111,6 +114,7 @@ impl Default for HnswConfig {
             ef_construction: d.ef_construction,
             ef_search: d.ef_search,
             deterministic: true,
+            min_items: DEFAULT_HNSW_MIN_ITEMS,
         }
     }
 }
@@ -524,7 +528,7 @@ pub fn train_shared(
         ef_search: config.hnsw.ef_search,
         deterministic: config.hnsw.deterministic,
     };
-    let similar = HnswIndex::build(als.item_factors(), &hnsw_params)
+    let similar = SimilarIndex::build(als.item_factors(), &hnsw_params, config.hnsw.min_items)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
     let (plan, for_you_summary) = match ranker {
         _ if !builds_lists => (ListPlan::NewItemsOnly, None),

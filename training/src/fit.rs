@@ -319,6 +319,23 @@ pub fn summary(outcome: &FitOutcome) -> String {
         format!("ALS only (repeat-aware lists not built: {why})")
     };
     s.push_str(&format!("  for you     {for_you}\n"));
+    // Known once the model is written: the graph is among its files or not.
+    if !m.files.is_empty() {
+        let hnsw = &m.config["hnsw"];
+        let min_items = hnsw["min_items"].as_u64().unwrap_or(0);
+        let similar = if m.files.contains_key("similar.hnsw.graph") {
+            format!(
+                "HNSW graph (m {}, ef_search {}; catalogs from [hnsw] min_items = {min_items} items)",
+                hnsw["m"], hnsw["ef_search"]
+            )
+        } else {
+            format!(
+                "exact scan of the {} items (fewer than [hnsw] min_items = {min_items})",
+                m.data.items
+            )
+        };
+        s.push_str(&format!("  similar     {similar}\n"));
+    }
     s.push_str(&format!(
         "  artifact    {} files, {:.1} MB\n",
         m.files.len() + 1,

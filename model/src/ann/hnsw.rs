@@ -419,7 +419,7 @@ impl VectorSearch for HnswIndex {
     }
 }
 
-fn check_shape(len: usize, dim: usize) -> Result<(), AnnError> {
+pub(super) fn check_shape(len: usize, dim: usize) -> Result<(), AnnError> {
     if len == 0 || dim == 0 {
         return Err(AnnError::Empty { rows: len, dim });
     }

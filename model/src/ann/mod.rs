@@ -3,7 +3,8 @@
 //! [`VectorSearch`] is what the engine asks for ("the `k` vectors most similar
 //! to this one"); [`ExactIndex`] answers by brute force and is the oracle in
 //! tests and evaluation, [`HnswIndex`] answers approximately through an HNSW
-//! graph (the `hnsw_rs` crate) and is what `encore-serve` uses.
+//! graph (the `hnsw_rs` crate); [`SimilarIndex`] is what an engine holds: the
+//! exact scan below a catalog size, the graph from it on.
 //!
 //! Scores are cosine similarities in `[-1, 1]`, greater is better. Vectors are
 //! L2-normalised on the way in; a zero vector (or, for [`ExactIndex`], one with
@@ -12,9 +13,11 @@
 
 pub mod exact;
 pub mod hnsw;
+pub mod similar;
 
 pub use exact::ExactIndex;
 pub use hnsw::{HnswIndex, HnswParams};
+pub use similar::{DEFAULT_HNSW_MIN_ITEMS, SimilarIndex};
 
 use ndarray::Array2;
 use rayon::prelude::*;

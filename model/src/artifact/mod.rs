@@ -11,9 +11,9 @@
 //!   als_items.f32        ALS item factors
 //!   copurchase.csr       item x item co-purchase neighbours
 //!   popularity.json      the fallback list
-//!   similar.hnsw.graph   HNSW index over the item factors (hnsw_rs dump)
-//!   similar.hnsw.data
-//!   similar.hnsw.json    the index's parameters and counts
+//!   similar.hnsw.graph   HNSW index over the item factors (hnsw_rs dump), only
+//!   similar.hnsw.data    for catalogs of `[hnsw] min_items` items or more; a
+//!   similar.hnsw.json    smaller one is searched exactly over als_items.f32
 //!   customer_models.json BG/NBD and Gamma-Gamma fits, KPIs, stage and segment counts
 //!   customer_profiles.bin  one fixed-size binary record per customer (RFM,
 //!                        stage, P(alive), CLV, ...; see customer::profiles), mapped
@@ -43,7 +43,7 @@
 pub(crate) mod io;
 pub mod store;
 
-use crate::ann::HnswIndex;
+use crate::ann::{ExactIndex, HnswIndex, SimilarIndex};
 use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
@@ -182,19 +182,21 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
             io::write_with(&dir, "new_items.csr", |w| io::write_csr(w, lists))?,
         );
     }
-    let dumped = engine
-        .similar_index()
-        .dump(&dir, HNSW_BASENAME)
-        .map_err(|e| ArtifactError::Corrupt {
-            path: dir.clone(),
-            reason: format!("cannot dump the HNSW index: {e}"),
-        })?;
-    for path in dumped {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        files.insert(name, io::entry_of(&path)?);
+    // An exact index is rebuilt from the item factors at load: no files.
+    if let Some(graph) = engine.similar_index().as_hnsw() {
+        let dumped = graph
+            .dump(&dir, HNSW_BASENAME)
+            .map_err(|e| ArtifactError::Corrupt {
+                path: dir.clone(),
+                reason: format!("cannot dump the HNSW index: {e}"),
+            })?;
+        for path in dumped {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.insert(name, io::entry_of(&path)?);
+        }
     }
 
     let mut manifest = engine.manifest().clone();
@@ -393,17 +395,27 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
             path: p,
             reason: e.to_string(),
         })?;
-    // The HNSW files are checked against the manifest before hnsw_rs reads them.
-    for (name, entry) in &manifest.files {
-        if name.starts_with(HNSW_BASENAME) {
-            io::verify_file(dir, name, entry)?;
+    // A model of a catalog below `[hnsw] min_items` has no graph files: its
+    // index is the exact scan over the item factors.
+    let graph_files = HnswIndex::file_names(HNSW_BASENAME);
+    let similar = if manifest.files.contains_key(&graph_files[0]) {
+        // The HNSW files are checked against the manifest before hnsw_rs reads them.
+        for (name, entry) in &manifest.files {
+            if name.starts_with(HNSW_BASENAME) {
+                io::verify_file(dir, name, entry)?;
+            }
         }
-    }
-    let similar =
-        HnswIndex::load(dir, HNSW_BASENAME, &item_factors).map_err(|e| ArtifactError::Corrupt {
-            path: dir.join(format!("{HNSW_BASENAME}.hnsw.graph")),
-            reason: e.to_string(),
-        })?;
+        SimilarIndex::Hnsw(
+            HnswIndex::load(dir, HNSW_BASENAME, &item_factors).map_err(|e| {
+                ArtifactError::Corrupt {
+                    path: dir.join(&graph_files[0]),
+                    reason: e.to_string(),
+                }
+            })?,
+        )
+    } else {
+        SimilarIndex::Exact(ExactIndex::new(&item_factors))
+    };
     Engine::from_parts(EngineParts {
         manifest,
         customers,
@@ -439,11 +451,16 @@ fn write_json<T: Serialize + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ListFilter;
     use crate::manifest::DataSummary;
     use crate::pipeline::{EngineConfig, train_engine};
     use encore_data::synth::{SynthParams, generate};
 
     fn engine() -> Engine {
+        engine_with(|_| {})
+    }
+
+    fn engine_with(change: impl FnOnce(&mut EngineConfig)) -> Engine {
         let log = generate(&SynthParams {
             customers: 300,
             items: 120,
@@ -456,7 +473,37 @@ mod tests {
         config.als.factors = 8;
         config.als.iterations = 3;
         config.for_you.new_items_top_n = 10;
+        change(&mut config);
         train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap()
+    }
+
+    /// Below `[hnsw] min_items` the similar-items index is the exact scan and
+    /// the artifact holds no graph; from it, the graph is saved and loaded.
+    /// Either way the loaded model answers as the fitted one.
+    #[test]
+    fn the_similar_index_follows_the_catalog_size_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = HnswIndex::file_names(HNSW_BASENAME);
+        for (min_items, kind) in [(121, "exact"), (120, "hnsw")] {
+            let fitted = engine_with(|c| c.hnsw.min_items = min_items);
+            assert_eq!(fitted.items().len(), 120);
+            assert_eq!(fitted.similar_index().kind(), kind);
+            let at = dir.path().join(kind);
+            let manifest = save(&fitted, &at).unwrap();
+            for name in &graph {
+                assert_eq!(manifest.files.contains_key(name), kind == "hnsw", "{name}");
+                assert_eq!(at.join(name).exists(), kind == "hnsw", "{name}");
+            }
+            let loaded = load(&at).unwrap();
+            assert_eq!(loaded.similar_index().kind(), kind);
+            let none = ListFilter::default();
+            for item in 0..120 {
+                assert_eq!(
+                    loaded.similar(item, 10, &none),
+                    fitted.similar(item, 10, &none)
+                );
+            }
+        }
     }
 
     /// A loaded model reads its per-customer data in place and answers as

@@ -1,8 +1,8 @@
 //! `GET /v1/items/{item_id}/similar` and `GET /v1/items/{item_id}/bought-together`.
 //!
-//! Similar items come from an HNSW search (`ef_search` candidates, each a
-//! distance in the factor space), which costs more than scoring the whole
-//! catalog for one customer (per-query times: `docs/benchmarks.md`). It
+//! Similar items come from a search of the model's similar-items index (an
+//! exact scan of the catalog, or an HNSW graph for a large one), which costs
+//! as much as scoring the whole catalog for one customer or more. It
 //! therefore runs on the
 //! blocking pool ([`AppState::score`]) like personal recommendations, once
 //! per item: the engine keeps each item's list (up to
@@ -11,7 +11,7 @@
 //! Bought-together reads one precomputed row of at most `copurchase.neighbours`
 //! entries (under a microsecond) and is answered inline.
 //!
-//! Only `k` is accepted: a category filter would make the HNSW search widen
+//! Only `k` is accepted: a category filter would make a graph search widen
 //! towards the whole catalog for a rare category.
 
 use super::{ScoredItem, check_id, model_response, parse_k, scored_items, snapshot};

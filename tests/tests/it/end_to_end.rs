@@ -31,6 +31,9 @@ fn trained_model() -> &'static Path {
         let mut config = EngineConfig::default();
         config.als.factors = 32;
         config.als.iterations = 8;
+        // The sample's catalog is below the default `min_items`: build the
+        // graph anyway, so that its files are saved, damaged and checked here.
+        config.hnsw.min_items = 0;
         let out = dir.path().join("model");
         let outcome = fit(
             &input,
