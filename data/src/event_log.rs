@@ -353,6 +353,10 @@ pub struct CompactReport {
     pub damaged: usize,
     /// Ids in the new checkpoint.
     pub checkpoint_ids: usize,
+    /// Bytes the log's directory holds less after the compaction: the files
+    /// removed, less what the compacted file and the damaged records set
+    /// aside grew by (0 if they grew more).
+    pub bytes_reclaimed: u64,
 }
 
 /// What one batch did to the log.
@@ -959,6 +963,11 @@ impl EventLog {
             }
         })?;
         let target = self.dir.join(compacted_name(through));
+        let aside_path = target.with_extension("damaged");
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        // Bytes before: the files to remove and what the compaction rewrites.
+        let before_bytes: u64 =
+            files.iter().map(|p| size(p)).sum::<u64>() + size(&target) + size(&aside_path);
         if target.exists() {
             // A compaction to the same file was cut short, or ran from a
             // log whose checkpoint was lost: keep what it holds that these
@@ -981,8 +990,8 @@ impl EventLog {
                 let (a, b) = (d.offset as usize, (d.offset + d.len) as usize);
                 aside.extend_from_slice(&bytes[a.min(bytes.len())..b.min(bytes.len())]);
             }
-            let path = target.with_extension("damaged");
-            self.layer.replace(&path, &aside).map_err(io_err(&path))?;
+            let path = &aside_path;
+            self.layer.replace(path, &aside).map_err(io_err(path))?;
             out.damaged = report.damaged.len();
         }
         if !kept.is_empty() {
@@ -1031,6 +1040,7 @@ impl EventLog {
             self.layer.remove(p).map_err(io_err(p))?;
         }
         self.layer.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        out.bytes_reclaimed = before_bytes.saturating_sub(size(&target) + size(&aside_path));
         out.files = files;
         Ok(Some(out))
     }
@@ -1776,8 +1786,15 @@ mod tests {
         let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
         assert!(!log.compaction_due(day(2)), "day 0's file is 2 days old");
         assert!(log.compaction_due(day(2) + 1));
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        let originals: u64 = (1..=8)
+            .map(|seq| size(&dir.path().join(file_name(seq))))
+            .sum();
         let r = log.compact(day(10)).unwrap().unwrap();
         assert_eq!(r.files.len(), 8, "{r:?}");
+        let compacted = size(&dir.path().join(compacted_name(8)));
+        assert!(compacted > 0 && compacted < originals);
+        assert_eq!(r.bytes_reclaimed, originals - compacted, "{r:?}");
         assert_eq!((r.purchases, r.dropped, r.damaged), (8, 8, 0));
         // p3..p7 and k3..k7 are in the window at day 10; the checkpoint
         // needs no id of the files kept.
