@@ -998,7 +998,7 @@ impl EventLog {
             self.layer
                 .replace(&target, &kept)
                 .map_err(io_err(&target))?;
-            out.compacted = Some(target);
+            out.compacted = Some(target.clone());
         }
         // The new checkpoint: the ids of the window of these files and of
         // the previous checkpoint (every id of the window if that one was
