@@ -18,7 +18,8 @@
 # Environment: WORK [/tmp/encore-hostile] CONNECTIONS [8] WRK_THREADS [1]
 # SERVER_WORKERS [2] PORT [18191] BIN [target/release] ROUNDS [1]: attacks
 # in a row on the same server, its RSS printed after each (does it keep
-# growing, or settle?).
+# growing, or settle?). MALLOC_ARENA_MAX, if set, reaches the server and
+# replaces its own cap of 2 malloc arenas (docs/operations.md, Memory).
 # The model is the bundled Online Retail sample (trained once into
 # WORK/model). wrk, the server and the hostile clients share the cores.
 set -euo pipefail
@@ -72,7 +73,7 @@ echo "== warm-up (5 s)"
 DURATION_SAVED=$DURATION; DURATION=5; run >/dev/null; DURATION=$DURATION_SAVED
 echo "== normal traffic alone: ${DURATION}s, $CONNECTIONS connections"
 run
-echo "server RSS before the attack: $(rss)"
+echo "server RSS before the attack: $(rss); malloc arenas at most ${MALLOC_ARENA_MAX:-2 (the server cap)}"
 
 for round in $(seq "${ROUNDS:-1}"); do
 python3 - "$PORT" "$((DURATION + 8))" >"$WORK/hostile.out" 2>&1 <<'PY' &

@@ -353,6 +353,10 @@ pub struct CompactReport {
     pub damaged: usize,
     /// Ids in the new checkpoint.
     pub checkpoint_ids: usize,
+    /// Bytes the log's directory holds less after the compaction: the files
+    /// removed, less what the compacted file and the damaged records set
+    /// aside grew by (0 if they grew more).
+    pub bytes_reclaimed: u64,
 }
 
 /// What one batch did to the log.
@@ -959,6 +963,11 @@ impl EventLog {
             }
         })?;
         let target = self.dir.join(compacted_name(through));
+        let aside_path = target.with_extension("damaged");
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        // Bytes before: the files to remove and what the compaction rewrites.
+        let before_bytes: u64 =
+            files.iter().map(|p| size(p)).sum::<u64>() + size(&target) + size(&aside_path);
         if target.exists() {
             // A compaction to the same file was cut short, or ran from a
             // log whose checkpoint was lost: keep what it holds that these
@@ -981,15 +990,15 @@ impl EventLog {
                 let (a, b) = (d.offset as usize, (d.offset + d.len) as usize);
                 aside.extend_from_slice(&bytes[a.min(bytes.len())..b.min(bytes.len())]);
             }
-            let path = target.with_extension("damaged");
-            self.layer.replace(&path, &aside).map_err(io_err(&path))?;
+            let path = &aside_path;
+            self.layer.replace(path, &aside).map_err(io_err(path))?;
             out.damaged = report.damaged.len();
         }
         if !kept.is_empty() {
             self.layer
                 .replace(&target, &kept)
                 .map_err(io_err(&target))?;
-            out.compacted = Some(target);
+            out.compacted = Some(target.clone());
         }
         // The new checkpoint: the ids of the window of these files and of
         // the previous checkpoint (every id of the window if that one was
@@ -1031,6 +1040,7 @@ impl EventLog {
             self.layer.remove(p).map_err(io_err(p))?;
         }
         self.layer.sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        out.bytes_reclaimed = before_bytes.saturating_sub(size(&target) + size(&aside_path));
         out.files = files;
         Ok(Some(out))
     }
@@ -1156,6 +1166,164 @@ pub fn repair_dir(dir: &Path) -> Result<RepairReport, EventLogError> {
             out.torn_cut
                 .push((path.clone(), (bytes.len() - end) as u64));
         }
+    }
+    Ok(out)
+}
+
+/// One compacted file [`prune_compacted`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedFile {
+    /// Where it was.
+    pub path: PathBuf,
+    /// Where it went (`None`: removed).
+    pub archived: Option<PathBuf>,
+    /// Its records (purchases).
+    pub events: usize,
+    /// The latest event time among them (`None`: it held none).
+    pub latest: Option<i64>,
+    pub bytes: u64,
+}
+
+/// What [`prune_compacted`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The compacted files removed (or moved), in order.
+    pub removed: Vec<PrunedFile>,
+    /// The compacted files kept, each with the reason.
+    pub kept: Vec<(PathBuf, String)>,
+}
+
+/// Removes from the log in `dir` the compacted files
+/// (`events-{seq}-compacted.jsonl`) whose every event is dated at or before
+/// `through` (seconds since the epoch): their purchases are in the training
+/// history by then, the caller says. With `archive`, each is copied there
+/// first (written whole and fsynced, [`crate::durable::replace_file`]), then
+/// removed. Takes the log's lock, so it fails with [`EventLogError::Locked`]
+/// while a server has the log open.
+///
+/// The checkpoint is not touched: it holds the ids of the compacted events
+/// still in the idempotency window, so they stay duplicates. That is why
+/// the log must have a valid checkpoint (else the server rebuilds those ids
+/// from the compacted files, and removing them would lose them:
+/// [`EventLogError::DamagedCheckpoint`] or [`EventLogError::Refused`]).
+/// Kept, each with its reason: a file with an event after `through`, one
+/// with damaged records or a torn tail (their dates are unknown; `events
+/// repair` first), a file after the checkpoint's last compacted one (a
+/// compaction cut short, which the server finishes), and one whose name in
+/// `archive` holds other bytes. A crash midway leaves each file either in
+/// `dir` (perhaps also in `archive`) or removed: run it again.
+pub fn prune_compacted(
+    dir: &Path,
+    through: i64,
+    archive: Option<&Path>,
+) -> Result<PruneReport, EventLogError> {
+    if !dir.is_dir() {
+        return Err(EventLogError::Refused {
+            path: dir.to_path_buf(),
+            reason: "not a directory (no event log here)".into(),
+        });
+    }
+    let _lock = lock_dir(dir)?;
+    let listed = list_dir(dir)?;
+    let mut out = PruneReport::default();
+    if listed.compacted.is_empty() {
+        return Ok(out);
+    }
+    let Some(checkpoint) = read_checkpoint(dir)? else {
+        return Err(EventLogError::Refused {
+            path: dir.join(CHECKPOINT_FILE),
+            reason: "missing beside compacted files: the server rebuilds the ids of the \
+                     idempotency window from the compacted files, so none is removed (the \
+                     server writes a whole checkpoint at its next compaction)"
+                .into(),
+        });
+    };
+    if let Some(archive) = archive {
+        std::fs::create_dir_all(archive).map_err(io_err(archive))?;
+    }
+    for (seq, path) in &listed.compacted {
+        if *seq > checkpoint.compacted_through {
+            out.kept.push((
+                path.clone(),
+                format!(
+                    "after the checkpoint's last compacted file ({}): a compaction cut short, \
+                     which the server finishes when it opens the log",
+                    checkpoint.compacted_through
+                ),
+            ));
+            continue;
+        }
+        let (mut events, mut latest) = (0usize, None::<i64>);
+        let report = scan_paths(std::slice::from_ref(path), |_, e, _| {
+            events += 1;
+            latest = Some(latest.map_or(e.time, |t| t.max(e.time)));
+        })?;
+        if !report.damaged.is_empty() || !report.torn_tails.is_empty() {
+            out.kept.push((
+                path.clone(),
+                format!(
+                    "{} damaged records{}: their dates are unknown (`encore-train events repair` \
+                     moves them aside)",
+                    report.damaged.len(),
+                    if report.torn_tails.is_empty() {
+                        ""
+                    } else {
+                        " and a torn tail"
+                    }
+                ),
+            ));
+            continue;
+        }
+        if let Some(t) = latest.filter(|&t| t > through) {
+            out.kept.push((
+                path.clone(),
+                format!(
+                    "holds an event of {}, after {}",
+                    crate::timestamp::format_timestamp(t),
+                    crate::timestamp::format_timestamp(through)
+                ),
+            ));
+            continue;
+        }
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let mut archived = None;
+        if let Some(archive) = archive {
+            let target = archive.join(path.file_name().expect("a file name"));
+            match std::fs::read(&target) {
+                Ok(old) if old != bytes => {
+                    out.kept.push((
+                        path.clone(),
+                        format!(
+                            "{} exists and holds other bytes; nothing is overwritten",
+                            target.display()
+                        ),
+                    ));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    crate::durable::replace_file(&target, &bytes).map_err(|e| {
+                        EventLogError::Io {
+                            path: target.clone(),
+                            cause: io::Error::other(e.to_string()),
+                        }
+                    })?;
+                }
+                Err(e) => return Err(io_err(&target)(e)),
+            }
+            archived = Some(target);
+        }
+        std::fs::remove_file(path).map_err(io_err(path))?;
+        out.removed.push(PrunedFile {
+            path: path.clone(),
+            archived,
+            events,
+            latest,
+            bytes: bytes.len() as u64,
+        });
+    }
+    if !out.removed.is_empty() {
+        crate::durable::sync_dir(dir).map_err(io_err(dir))?;
     }
     Ok(out)
 }
@@ -1776,8 +1944,15 @@ mod tests {
         let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
         assert!(!log.compaction_due(day(2)), "day 0's file is 2 days old");
         assert!(log.compaction_due(day(2) + 1));
+        let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+        let originals: u64 = (1..=8)
+            .map(|seq| size(&dir.path().join(file_name(seq))))
+            .sum();
         let r = log.compact(day(10)).unwrap().unwrap();
         assert_eq!(r.files.len(), 8, "{r:?}");
+        let compacted = size(&dir.path().join(compacted_name(8)));
+        assert!(compacted > 0 && compacted < originals);
+        assert_eq!(r.bytes_reclaimed, originals - compacted, "{r:?}");
         assert_eq!((r.purchases, r.dropped, r.damaged), (8, 8, 0));
         // p3..p7 and k3..k7 are in the window at day 10; the checkpoint
         // needs no id of the files kept.
@@ -1830,6 +2005,112 @@ mod tests {
         let log = EventLog::open(dir.path(), retention_options()).unwrap();
         assert!(log.contains("k4") && log.contains("p9") && log.contains("k0"));
         assert!(!log.contains("k3"), "past the window at day 11");
+    }
+
+    /// Pruning: a compacted file whose purchases are all at or before the
+    /// cut-off goes (or moves to the archive), one with a purchase after it
+    /// stays; the ids of the window stay duplicates (the checkpoint is not
+    /// touched); a server holding the lock, a missing or damaged checkpoint
+    /// and damaged records make it refuse or keep.
+    #[test]
+    fn prune_removes_only_compacted_files_dated_before_the_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
+        for d in 0..6 {
+            let mut p = purchase(&format!("p{d}"));
+            p.time = day(d);
+            log.append(vec![p, click(&format!("k{d}"))], day(d))
+                .unwrap();
+        }
+        log.compact(day(4)).unwrap().unwrap();
+        log.compact(day(6)).unwrap().unwrap();
+        let (a, b) = (compacted_name(2), compacted_name(4));
+        assert!(dir.path().join(&a).exists() && dir.path().join(&b).exists());
+        let cut = day(2) + 3600;
+        let err = prune_compacted(dir.path(), cut, None).unwrap_err();
+        assert!(matches!(err, EventLogError::Locked { .. }), "{err}");
+        drop(log);
+        let checkpoint = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
+
+        let r = prune_compacted(dir.path(), cut, None).unwrap();
+        assert_eq!(r.removed.len(), 1, "{r:?}");
+        assert_eq!(r.removed[0].path, dir.path().join(&a));
+        assert_eq!(
+            (r.removed[0].events, r.removed[0].latest),
+            (2, Some(day(1)))
+        );
+        assert_eq!(r.kept.len(), 1, "{r:?}");
+        assert_eq!(r.kept[0].0, dir.path().join(&b), "p3 is after the cut-off");
+        assert!(r.kept[0].1.contains("after"), "{}", r.kept[0].1);
+        assert!(!dir.path().join(&a).exists() && dir.path().join(&b).exists());
+        assert_eq!(
+            std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap(),
+            checkpoint,
+            "the checkpoint is not touched"
+        );
+        // Every id of the window is still a duplicate, the pruned ones too.
+        let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
+        let retried: Vec<Event> = (0..4)
+            .flat_map(|d| [purchase(&format!("p{d}")), click(&format!("k{d}"))])
+            .collect();
+        let o = log.append(retried, day(6)).unwrap();
+        assert_eq!((o.accepted, o.duplicates), (0, 8));
+        drop(log);
+        let (events, _) = read_event_dir(dir.path()).unwrap();
+        let purchases: Vec<&str> = events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::Purchase { .. }))
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(purchases, ["p2", "p3", "p4", "p5"]);
+
+        // To an archive: copied whole, then removed; a second run finds nothing.
+        let archive = dir.path().join("archive");
+        let bytes = std::fs::read(dir.path().join(&b)).unwrap();
+        let r = prune_compacted(dir.path(), day(3), Some(&archive)).unwrap();
+        assert_eq!(r.removed.len(), 1, "{r:?}");
+        assert_eq!(r.removed[0].archived, Some(archive.join(&b)));
+        assert_eq!(std::fs::read(archive.join(&b)).unwrap(), bytes);
+        assert!(!dir.path().join(&b).exists());
+        assert_eq!(
+            prune_compacted(dir.path(), day(3), Some(&archive)).unwrap(),
+            PruneReport::default()
+        );
+    }
+
+    #[test]
+    fn prune_refuses_without_a_valid_checkpoint_and_keeps_damaged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        ten_days(dir.path());
+        let mut log = EventLog::open(dir.path(), retention_options()).unwrap();
+        log.compact(day(10)).unwrap().unwrap();
+        drop(log);
+        let compacted = dir.path().join(compacted_name(8));
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let checkpoint = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let err = prune_compacted(dir.path(), day(20), None).unwrap_err();
+        assert!(matches!(err, EventLogError::Refused { .. }), "{err}");
+        assert!(err.to_string().contains("missing"), "{err}");
+        std::fs::write(&path, b"garbage").unwrap();
+        let err = prune_compacted(dir.path(), day(20), None).unwrap_err();
+        assert!(
+            matches!(err, EventLogError::DamagedCheckpoint { .. }),
+            "{err}"
+        );
+        assert!(compacted.exists());
+        std::fs::write(&path, &checkpoint).unwrap();
+        // A flipped bit in a record: its date is unknown, the file stays.
+        let mut bytes = std::fs::read(&compacted).unwrap();
+        bytes[40] ^= 1;
+        std::fs::write(&compacted, &bytes).unwrap();
+        let r = prune_compacted(dir.path(), day(20), None).unwrap();
+        assert!(r.removed.is_empty(), "{r:?}");
+        assert!(r.kept[0].1.contains("damaged"), "{r:?}");
+        assert!(compacted.exists());
+        let err = prune_compacted(&dir.path().join("nope"), day(20), None).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(!dir.path().join("nope").exists(), "nothing created");
     }
 
     /// A crash at every step of a compaction (the file layer fails every

@@ -469,6 +469,10 @@ pub enum EventLogError {
     /// [`crate::event_log`], retention).
     #[error("the event log checkpoint {path} is damaged: {reason}")]
     DamagedCheckpoint { path: PathBuf, reason: String },
+    /// An operation on the log directory refused to run, and why (nothing
+    /// was changed).
+    #[error("{path}: {reason}")]
+    Refused { path: PathBuf, reason: String },
 }
 
 /// What the frame of a stored line (see the [module docs](self)) says.

@@ -63,8 +63,12 @@ pub const DEFAULT_EVENT_DEDUP_DAYS: u32 = 7;
 /// Default of `event_file_bytes`: a new event log file is started at 64 MiB.
 pub const DEFAULT_EVENT_FILE_BYTES: u64 = encore_data::event_log::DEFAULT_MAX_FILE_BYTES;
 
-/// Default of `event_retention_days`: 0, every event file is kept whole.
-pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 0;
+/// Default of `event_retention_days`: 60 days, well above the idempotency
+/// window (7 days) and an experiment of several weeks with its purchase
+/// window; the server logs an exposure for every list it serves under an
+/// experiment, so without a bound the log and the start-up read grow with
+/// the traffic (docs/events.md, "Retention").
+pub const DEFAULT_EVENT_RETENTION_DAYS: u32 = 60;
 
 /// The smallest `event_file_bytes` accepted.
 pub const MIN_EVENT_FILE_BYTES: u64 = 4096;
@@ -169,7 +173,7 @@ pub struct Cli {
     /// Days after which an event file is compacted to its purchases (its
     /// exposures and clicks dropped, the ids of the idempotency window kept
     /// in a checkpoint), so that start-up reads only this many days of the
-    /// log; 0 keeps every file whole [default: 0].
+    /// log; 0 keeps every file whole [default: 60].
     #[arg(long, value_name = "DAYS")]
     pub event_retention_days: Option<u32>,
     /// Experiments file (TOML `[[experiment]]` tables) to run on the
@@ -835,6 +839,9 @@ mod tests {
         assert_eq!(c.watch_interval, DEFAULT_WATCH_INTERVAL_SECS);
         assert_eq!(c.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT_SECS);
         assert_eq!(c.event_dedup_days.get(), DEFAULT_EVENT_DEDUP_DAYS);
+        // Retention is on, well past the idempotency window (docs/events.md).
+        assert_eq!(c.event_retention_days, 60);
+        assert!(c.event_retention_days > 4 * c.event_dedup_days.get());
         assert_eq!(
             c.max_pending.get(),
             crate::limits::DEFAULT_MAX_PENDING_SCORING

@@ -99,6 +99,7 @@ pub enum Code {
     ModelLoadFailed,
     ModelIncompatible,
     EventLogFailed,
+    EventLogUnreadable,
     ExperimentsSaveFailed,
     ApiKeysReloadFailed,
     StoreUnreadable,
@@ -107,7 +108,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order of the table.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 32] = [
         Code::InvalidId,
         Code::InvalidK,
         Code::InvalidQuery,
@@ -135,6 +136,7 @@ impl Code {
         Code::ModelLoadFailed,
         Code::ModelIncompatible,
         Code::EventLogFailed,
+        Code::EventLogUnreadable,
         Code::ExperimentsSaveFailed,
         Code::ApiKeysReloadFailed,
         Code::StoreUnreadable,
@@ -209,6 +211,11 @@ impl Code {
             ),
             Code::EventLogFailed => (
                 "event_log_failed",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Internal,
+            ),
+            Code::EventLogUnreadable => (
+                "event_log_unreadable",
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Internal,
             ),

@@ -65,6 +65,16 @@ pub struct EventCounters {
     pub write_failures: AtomicU64,
     /// Damaged records skipped when the log was opened.
     pub damaged_records: AtomicU64,
+    /// Retention compactions that finished, and that failed.
+    pub compactions: AtomicU64,
+    pub compaction_failures: AtomicU64,
+    /// What the finished compactions did: files compacted (and removed),
+    /// events dropped (exposures, clicks, repeats of an id), bytes reclaimed.
+    pub compacted_files: AtomicU64,
+    pub compaction_dropped: AtomicU64,
+    pub compaction_reclaimed_bytes: AtomicU64,
+    /// Duration of the last compaction, finished or failed.
+    pub last_compaction_micros: AtomicU64,
 }
 
 impl Metrics {
@@ -212,6 +222,35 @@ impl Metrics {
             u8::from(e.failed.load(Ordering::Relaxed)),
             e.write_failures.load(Ordering::Relaxed),
             e.damaged_records.load(Ordering::Relaxed),
+        );
+        labelled_counter(
+            out,
+            "encore_event_log_compactions_total",
+            "Retention compactions of the event log, by result.",
+            "result",
+            &[
+                ("success", &e.compactions),
+                ("failure", &e.compaction_failures),
+            ],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP encore_event_log_compacted_files_total Event files compacted to their purchases (and removed).\n\
+             # TYPE encore_event_log_compacted_files_total counter\n\
+             encore_event_log_compacted_files_total {}\n\
+             # HELP encore_event_log_compaction_dropped_events_total Events compactions dropped: exposures, clicks and repeats of an id.\n\
+             # TYPE encore_event_log_compaction_dropped_events_total counter\n\
+             encore_event_log_compaction_dropped_events_total {}\n\
+             # HELP encore_event_log_compaction_reclaimed_bytes_total Disk bytes compactions freed in the log directory.\n\
+             # TYPE encore_event_log_compaction_reclaimed_bytes_total counter\n\
+             encore_event_log_compaction_reclaimed_bytes_total {}\n\
+             # HELP encore_event_log_last_compaction_seconds Duration of the last compaction (0: none yet).\n\
+             # TYPE encore_event_log_last_compaction_seconds gauge\n\
+             encore_event_log_last_compaction_seconds {}",
+            e.compacted_files.load(Ordering::Relaxed),
+            e.compaction_dropped.load(Ordering::Relaxed),
+            e.compaction_reclaimed_bytes.load(Ordering::Relaxed),
+            e.last_compaction_micros.load(Ordering::Relaxed) as f64 / 1e6,
         );
     }
 }

@@ -40,8 +40,65 @@ use tracing_subscriber::EnvFilter;
 /// info, and `actix_server` repeats the listening and shutdown lines.
 const DEFAULT_LOG_FILTER: &str = "info,hnsw_rs=warn,actix_server=warn";
 
-#[actix_web::main]
-async fn main() -> std::process::ExitCode {
+/// Most malloc arenas the server's threads share (see [`tune_malloc`]).
+const MALLOC_ARENAS: i32 = 2;
+
+/// How often free memory in malloc's arenas goes back to the system.
+const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc's malloc after a burst of connections (slow clients, floods): a
+/// thread that finds the arenas busy gets an arena of its own (up to 8 per
+/// core), and an arena gives freed memory back to the system only from its
+/// top, so each worker's arena kept the peak of the burst's buffers and
+/// resident memory rose with the first bursts and stayed there. So, before
+/// any other thread exists, the arenas are capped at [`MALLOC_ARENAS`]
+/// (small allocations go through glibc's per-thread caches first, so few
+/// arenas cost little waiting), and a thread calls `malloc_trim` every
+/// [`TRIM_INTERVAL`], which gives the free pages inside every arena back
+/// (it walks only the free chunks). `MALLOC_ARENA_MAX` in the environment,
+/// read by glibc itself, decides the cap instead. Elsewhere (not glibc)
+/// this does nothing.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        const M_ARENA_MAX: std::ffi::c_int = -8;
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only changes a malloc parameter; M_ARENA_MAX
+            // takes any positive count, and only the main thread runs yet.
+            unsafe {
+                mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+            }
+        }
+        let spawned = std::thread::Builder::new()
+            .name("encore-malloc-trim".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(TRIM_INTERVAL);
+                    // SAFETY: malloc_trim only returns free memory of glibc's
+                    // arenas to the kernel; it takes their locks itself.
+                    unsafe {
+                        malloc_trim(0);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!(
+                "warning: no malloc trim thread ({e}); memory freed after bursts stays in malloc's arenas"
+            );
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    tune_malloc();
+    actix_web::rt::System::new().block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     match serve().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

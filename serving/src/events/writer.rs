@@ -45,13 +45,31 @@ struct ExposureQueue {
     counters: Arc<EventCounters>,
 }
 
-/// Compacts the files of `log` past the retention, if any, and logs what
-/// it did; a failure is logged (false), and tried again after the first
-/// commit a minute later.
-fn compact(log: &mut EventLog) -> bool {
-    match log.compact(now_secs()) {
+/// Compacts the files of `log` past the retention, if any, counts it in
+/// `counters` and logs what it did; a failure is logged (false), and tried
+/// again after the first commit a minute later.
+fn compact(log: &mut EventLog, counters: &EventCounters) -> bool {
+    let started = std::time::Instant::now();
+    let result = log.compact(now_secs());
+    if !matches!(result, Ok(None)) {
+        counters
+            .last_compaction_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+    match result {
         Ok(None) => true,
         Ok(Some(r)) => {
+            counters
+                .compacted_files
+                .fetch_add(r.files.len() as u64, Ordering::Relaxed);
+            counters
+                .compaction_dropped
+                .fetch_add(r.dropped as u64, Ordering::Relaxed);
+            counters
+                .compaction_reclaimed_bytes
+                .fetch_add(r.bytes_reclaimed, Ordering::Relaxed);
+            // Last, so that a reader who sees the count sees the rest.
+            counters.compactions.fetch_add(1, Ordering::Release);
             tracing::info!(
                 files = r.files.len(),
                 compacted_through = log.compacted_through(),
@@ -59,11 +77,14 @@ fn compact(log: &mut EventLog) -> bool {
                 events_dropped = r.dropped,
                 damaged_records_set_aside = r.damaged,
                 checkpoint_ids = r.checkpoint_ids,
+                bytes_reclaimed = r.bytes_reclaimed,
+                seconds = started.elapsed().as_secs_f64(),
                 "event log: files past the retention compacted"
             );
             true
         }
         Err(e) => {
+            counters.compaction_failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 error = %e,
                 "event log: compaction failed; the files stay whole, it is tried again after the first write a minute later"
@@ -115,7 +136,7 @@ impl EventSink {
             .name("encore-event-writer".into())
             .spawn(move || {
                 // When a compaction may be tried again after a failure.
-                let mut next_try = if compact(&mut log) { i64::MIN } else { now_secs() + 60 };
+                let mut next_try = if compact(&mut log, &queue.counters) { i64::MIN } else { now_secs() + 60 };
                 while let Ok(first) = rx.recv() {
                     let mut queued = first.events.len();
                     let mut requests = vec![first];
@@ -204,7 +225,7 @@ impl EventSink {
                     }
                     // After the answers: a compaction never delays them.
                     let now = now_secs();
-                    if now >= next_try && log.compaction_due(now) && !compact(&mut log) {
+                    if now >= next_try && log.compaction_due(now) && !compact(&mut log, &queue.counters) {
                         next_try = now + 60;
                     }
                 }

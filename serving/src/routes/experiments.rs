@@ -318,6 +318,10 @@ pub(crate) async fn report(
         Err(e @ ReportError::NoExposures { .. }) => {
             Err(ApiError::new(Code::NoExposures, e.to_string()))
         }
+        Err(ReportError::Log(e)) => Err(ApiError::new(
+            Code::EventLogUnreadable,
+            format!("the experiment report cannot read the event log: {e}"),
+        )),
         Err(e) => Err(ApiError::new(
             Code::Internal,
             format!("the experiment report failed: {e}"),

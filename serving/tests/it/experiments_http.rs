@@ -578,6 +578,46 @@ async fn an_experiment_without_exposures_or_without_a_log_has_no_report() {
 }
 
 #[actix_web::test]
+async fn a_log_the_report_cannot_read_answers_event_log_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    artifact::save(&trained_engine(), &model_dir).unwrap();
+    let file = dir.path().join("experiments.toml");
+    std::fs::write(&file, HOME).unwrap();
+    let events = dir.path().join("events");
+    let state = web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_event_log(&events, Default::default())
+            .unwrap()
+            .with_experiments_file(&file)
+            .unwrap(),
+    );
+    let app = test::init_service(create_app(state)).await;
+    // Readable, but no exposure yet.
+    let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;
+    assert_eq!(r.body["code"], "no_exposures", "{}", r.body);
+    // A name of the log that cannot be read as a file (root reads any
+    // file whatever its mode, so a directory stands for an unreadable one).
+    let bad = events.join("events-00000000.jsonl");
+    std::fs::create_dir(&bad).unwrap();
+    let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    assert_eq!(r.body["code"], "event_log_unreadable", "{}", r.body);
+    assert_eq!(r.body["type"], "internal", "{}", r.body);
+    let message = r.body["message"].as_str().unwrap();
+    assert!(message.contains("events-00000000.jsonl"), "{message}");
+    assert!(
+        r.body["link"]
+            .as_str()
+            .unwrap()
+            .ends_with("#event_log_unreadable"),
+        "{}",
+        r.body
+    );
+}
+
+#[actix_web::test]
 async fn a_bad_experiments_file_is_refused_at_start_naming_the_file_and_key() {
     let f = support::fixture();
     let path = f.model_dir.with_file_name("experiments.toml");

@@ -11,6 +11,7 @@ mod dashboard;
 mod events_durability;
 mod events_faults;
 mod events_full_disk;
+mod events_retention;
 mod experiments_http;
 mod http;
 mod security;

@@ -381,6 +381,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         export_split: Option<PathBuf>,
     },
+    /// Check, repair or prune a feedback event log directory.
+    Events {
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Report an experiment from the feedback event log: per variant the
     /// exposed customers, conversion, revenue per exposed customer and
     /// repurchase rate with 95% CIs, the differences to control, and a
@@ -388,11 +393,6 @@ enum Command {
     ///
     /// Exit status: 0 when the report was written, 4 when it was written but
     /// flags a sample-ratio mismatch (do not trust the differences), 1 on error.
-    /// Check or repair a feedback event log directory.
-    Events {
-        #[command(subcommand)]
-        action: EventsAction,
-    },
     ExperimentReport {
         /// Event log directory (events-*.jsonl files).
         #[arg(long)]
@@ -431,6 +431,90 @@ enum EventsAction {
         /// The event log directory.
         dir: PathBuf,
     },
+    /// Remove the compacted files (events-*-compacted.jsonl, left by
+    /// retention) whose every purchase is dated at or before --through,
+    /// i.e. already in the history you train on; or move them to --archive.
+    /// The checkpoint is not touched, so their ids stay duplicates. The
+    /// server must be stopped (the log's lock is taken).
+    Prune {
+        /// The event log directory.
+        dir: PathBuf,
+        /// The cut-off: a time (RFC 3339, a date, ...), or a model directory
+        /// or model store whose (current) model's data end is taken (before
+        /// the first purchase it merged from an event log, if it did).
+        #[arg(long, value_name = "TIME|MODEL")]
+        through: String,
+        /// Move the files into this directory instead of removing them.
+        #[arg(long, value_name = "DIR")]
+        archive: Option<PathBuf>,
+    },
+}
+
+/// The cut-off of `events prune --through`: a time, or a model directory or
+/// store whose model's data end is taken; returns it with where it came from.
+fn prune_cut_off(through: &str) -> Result<(i64, String)> {
+    let path = std::path::Path::new(through);
+    if !path.is_dir() {
+        let t = parse_timestamp(through).with_context(|| {
+            format!(
+                "--through {through:?}: neither a time (RFC 3339, YYYY-MM-DD HH:MM:SS, a date, \
+                 seconds since the epoch) nor a model directory or model store"
+            )
+        })?;
+        return Ok((t, "given".into()));
+    }
+    let (dir, what) = if path.join("manifest.json").is_file() {
+        (path.to_path_buf(), format!("model {}", path.display()))
+    } else {
+        let store = Store::open_existing(path).with_context(|| {
+            format!(
+                "--through {}: not a model directory nor a model store",
+                path.display()
+            )
+        })?;
+        let dir = store.current_dir()?.with_context(|| {
+            format!(
+                "--through {}: the store has no current version",
+                path.display()
+            )
+        })?;
+        (
+            dir.clone(),
+            format!(
+                "current model of the store {} ({})",
+                path.display(),
+                dir.display()
+            ),
+        )
+    };
+    let manifest = artifact::read_manifest(&dir)
+        .with_context(|| format!("cannot read the manifest of {}", dir.display()))?;
+    let end = manifest
+        .data
+        .last_purchase
+        .as_deref()
+        .and_then(parse_timestamp)
+        .with_context(|| format!("the manifest of {} records no data end", dir.display()))?;
+    // Purchases the fit merged from an event log are not in its input file:
+    // the next fit needs them from the log again, so the cut-off stays
+    // before the first of them.
+    let merged_from = manifest
+        .data
+        .events
+        .as_ref()
+        .filter(|e| e.purchases_merged > 0)
+        .and_then(|e| e.first_purchase.as_deref())
+        .and_then(parse_timestamp);
+    Ok(match merged_from {
+        Some(first) if first - 1 < end => (
+            first - 1,
+            format!(
+                "{what}: just before the first purchase it merged from an event log (its data end is {})",
+                encore_data::timestamp::format_timestamp(end)
+            ),
+        ),
+        _ => (end, format!("{what}: its data end")),
+    })
 }
 
 /// What `encore-train models` does to a store.
@@ -1137,6 +1221,60 @@ fn run() -> Result<()> {
                     "{} damaged records moved aside, {} torn tails cut",
                     report.moved.len(),
                     report.torn_cut.len()
+                );
+            }
+            EventsAction::Prune {
+                dir,
+                through,
+                archive,
+            } => {
+                let (cut, source) = prune_cut_off(&through)?;
+                say!(
+                    "cut-off: {} ({source})",
+                    encore_data::timestamp::format_timestamp(cut)
+                );
+                let report = encore_data::event_log::prune_compacted(&dir, cut, archive.as_deref())
+                    .map_err(|e| match e {
+                        encore_data::events::EventLogError::Locked { .. } => anyhow::anyhow!(
+                            "{e}: stop the server (or the other encore-train) first; nothing was removed"
+                        ),
+                        e => anyhow::Error::new(e),
+                    })
+                    .with_context(|| format!("cannot prune the event log {}", dir.display()))?;
+                let mut bytes = 0;
+                for f in &report.removed {
+                    bytes += f.bytes;
+                    let latest = f
+                        .latest
+                        .map_or("none".into(), encore_data::timestamp::format_timestamp);
+                    match &f.archived {
+                        Some(to) => say!(
+                            "moved {} to {} ({} purchases, the latest {latest}, {} bytes)",
+                            f.path.display(),
+                            to.display(),
+                            f.events,
+                            f.bytes
+                        ),
+                        None => say!(
+                            "removed {} ({} purchases, the latest {latest}, {} bytes)",
+                            f.path.display(),
+                            f.events,
+                            f.bytes
+                        ),
+                    }
+                }
+                for (path, reason) in &report.kept {
+                    say!("kept {}: {reason}", path.display());
+                }
+                say!(
+                    "{} compacted files {} ({bytes} bytes), {} kept; the checkpoint is unchanged",
+                    report.removed.len(),
+                    if archive.is_some() {
+                        "moved"
+                    } else {
+                        "removed"
+                    },
+                    report.kept.len()
                 );
             }
         },
