@@ -12,6 +12,7 @@ use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
+use crate::customer::orders::OrderTable;
 use crate::engine::{
     Engine, EngineParts, ItemMeta, Ranked, all_customers, build_lists_chunked, top_unbought,
 };
@@ -426,13 +427,21 @@ pub fn train_engine(
     data: DataSummary,
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Engine, TrainError> {
-    let shared = train_shared(log, item_meta, config, data, progress)?;
+    let shared = fit_shared(log, item_meta, config, data, progress)?;
     let all = all_customers(log.customers.len());
     let lists = customer_lists(log, &shared.engine, config, &shared.plan, &all, progress)?;
+    // The orders last: the lists' scratch memory is gone by then.
+    let orders = OrderTable::build(log, reference_of(log));
     shared
         .engine
         .with_customer_lists(lists.for_you, lists.new_items)
+        .and_then(|e| e.with_orders(orders))
         .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// The time every customer figure of a fit on `log` refers to: its last purchase.
+fn reference_of(log: &PurchaseLog) -> i64 {
+    log.time_range().map_or(0, |(_, last)| last)
 }
 
 /// How the per-customer lists of a fit are made, decided by its shared part.
@@ -461,8 +470,25 @@ pub struct SharedFit {
 /// re-ranker's learner, ALS (item and customer factors: one joint fit),
 /// co-purchase, popularity, the similar-items index, the customer models
 /// and profiles (RFM scores and segments are ranks among all customers, so
-/// the profiles are made with the population fits), replenishment.
+/// the profiles are made with the population fits), replenishment, and
+/// every customer's orders ([`OrderTable`]: built last, from the log).
 pub fn train_shared(
+    log: &PurchaseLog,
+    item_meta: Vec<ItemMeta>,
+    config: &EngineConfig,
+    data: DataSummary,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<SharedFit, TrainError> {
+    let SharedFit { engine, plan } = fit_shared(log, item_meta, config, data, progress)?;
+    let engine = engine
+        .with_orders(OrderTable::build(log, reference_of(log)))
+        .map_err(|e| TrainError::Ann(e.to_string()))?;
+    Ok(SharedFit { engine, plan })
+}
+
+/// [`train_shared`] without the customers' orders (an empty table, which
+/// [`train_engine`] fills once the lists are made).
+fn fit_shared(
     log: &PurchaseLog,
     mut item_meta: Vec<ItemMeta>,
     config: &EngineConfig,
@@ -562,7 +588,7 @@ pub fn train_shared(
         ),
     };
     progress(Stage::Customers);
-    let reference = log.time_range().map_or(0, |(_, last)| last);
+    let reference = reference_of(log);
     let customer_book = config.customers.build(log, reference)?;
     let categories: Vec<Option<String>> = item_meta.iter().map(|m| m.category.clone()).collect();
     let replenishment = config
@@ -598,6 +624,7 @@ pub fn train_shared(
         popularity,
         similar,
         customer_book,
+        orders: OrderTable::empty(log.customers.len()),
         replenishment,
         for_you: None,
         new_items: None,
