@@ -246,6 +246,21 @@ pub enum TrainError {
     Customers(#[from] crate::customer::book::CustomerConfigError),
     #[error("the purchase history has no usable purchase")]
     NoData,
+    #[error(
+        "cannot write the customers' orders to a temporary file in {dir} (set TMPDIR to a directory with room): {cause}"
+    )]
+    Scratch {
+        dir: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// The customers' orders of a fit on `log` ([`OrderTable::build`]).
+fn build_orders(log: &PurchaseLog) -> Result<OrderTable, TrainError> {
+    OrderTable::build(log, reference_of(log)).map_err(|cause| TrainError::Scratch {
+        dir: std::env::temp_dir(),
+        cause,
+    })
 }
 
 impl From<AlsError> for TrainError {
@@ -428,10 +443,12 @@ pub fn train_engine(
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Engine, TrainError> {
     let shared = fit_shared(log, item_meta, config, data, progress)?;
+    // Before the lists, whose end is a large fit's peak of memory: the
+    // table lives in a mapped file, and its build's one block of lines is
+    // freed by then.
+    let orders = build_orders(log)?;
     let all = all_customers(log.customers.len());
     let lists = customer_lists(log, &shared.engine, config, &shared.plan, &all, progress)?;
-    // The orders last: the lists' scratch memory is gone by then.
-    let orders = OrderTable::build(log, reference_of(log));
     shared
         .engine
         .with_customer_lists(lists.for_you, lists.new_items)
@@ -481,7 +498,7 @@ pub fn train_shared(
 ) -> Result<SharedFit, TrainError> {
     let SharedFit { engine, plan } = fit_shared(log, item_meta, config, data, progress)?;
     let engine = engine
-        .with_orders(OrderTable::build(log, reference_of(log)))
+        .with_orders(build_orders(log)?)
         .map_err(|e| TrainError::Ann(e.to_string()))?;
     Ok(SharedFit { engine, plan })
 }

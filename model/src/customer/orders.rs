@@ -42,7 +42,13 @@
 //! the log that collects its lines (24 bytes each), sorts them by
 //! customer and order, and appends the block's orders to the table. The
 //! memory beside the table itself is one counter per customer and one
-//! block's lines, never a copy or an index of the whole log.
+//! block's lines, never a copy or an index of the whole log. The columns
+//! go to temporary files as they are made (under the system's temporary
+//! directory, `TMPDIR`: about 20 bytes an order), are joined into one file
+//! in the layout above, and that file is mapped: a fitted table holds no
+//! column on the heap, and saving it copies the file through a small buffer
+//! ([`OrderTable::write_to`]), so a large fit's peak memory does not grow
+//! by the table.
 //! [`OrderTable::open`] checks the header against the file's length and
 //! every row once (offsets from 0 to the number of orders, never
 //! decreasing; times sorted within a customer; at least one line and a
@@ -52,7 +58,9 @@
 use super::summary::is_positive_value;
 use encore_data::PurchaseLog;
 use encore_data::mapped::{Buf, Mapping};
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 const MAGIC: &[u8; 8] = b"ENCORD\0\x01";
@@ -62,6 +70,14 @@ const ROW_BYTES: usize = 8 + 4 + 4 + 4;
 /// Positive-value lines a block of [`OrderTable::build`] collects at most
 /// (a customer with more is a block alone).
 pub const BLOCK_LINES: usize = 1 << 21;
+
+/// The 32-byte header of a table of `customers` customers and `orders` orders.
+fn write_header(w: &mut impl Write, customers: usize, orders: usize) -> std::io::Result<()> {
+    w.write_all(MAGIC)?;
+    w.write_all(&(customers as u64).to_le_bytes())?;
+    w.write_all(&(orders as u64).to_le_bytes())?;
+    w.write_all(&0u64.to_le_bytes())
+}
 
 /// One order of a customer (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +99,9 @@ pub struct OrderTable {
     values: Buf<f32>,
     units: Buf<f32>,
     lines: Buf<u32>,
+    /// For a table built by a fit: the (already unlinked) file it is mapped
+    /// from, which [`OrderTable::write_to`] copies.
+    spilled: Option<Arc<File>>,
 }
 
 impl std::fmt::Debug for OrderTable {
@@ -132,11 +151,18 @@ impl OrderTable {
     /// The orders of every customer of `log` at or before `reference`
     /// (seconds since the epoch), built a block of customers at a time
     /// (module docs).
-    pub fn build(log: &PurchaseLog, reference: i64) -> OrderTable {
+    ///
+    /// Fails only if the temporary files cannot be written (a full or
+    /// missing temporary directory).
+    pub fn build(log: &PurchaseLog, reference: i64) -> std::io::Result<OrderTable> {
         Self::build_in_blocks(log, reference, BLOCK_LINES)
     }
 
-    fn build_in_blocks(log: &PurchaseLog, reference: i64, block_lines: usize) -> OrderTable {
+    fn build_in_blocks(
+        log: &PurchaseLog,
+        reference: i64,
+        block_lines: usize,
+    ) -> std::io::Result<OrderTable> {
         let n = log.customers.len();
         let counted = |p: &encore_data::Purchase| {
             p.time <= reference && is_positive_value(p.quantity, p.price)
@@ -147,8 +173,14 @@ impl OrderTable {
         }
         let mut offsets = Vec::with_capacity(n + 1);
         offsets.push(0usize);
-        let (mut times, mut values, mut units, mut lines) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // times, values, units, lines: each column to its own temporary file.
+        let mut columns: [BufWriter<File>; 4] = [
+            BufWriter::new(tempfile::tempfile()?),
+            BufWriter::new(tempfile::tempfile()?),
+            BufWriter::new(tempfile::tempfile()?),
+            BufWriter::new(tempfile::tempfile()?),
+        ];
+        let mut total = 0usize;
         let mut block: Vec<Line> = Vec::new();
         let mut start = 0usize;
         while start < n {
@@ -202,23 +234,40 @@ impl OrderTable {
                 }
                 orders.sort_unstable_by_key(|o| (o.0, o.1));
                 for (time, _, n_lines, n_units, value) in orders {
-                    times.push(time);
-                    lines.push(n_lines);
-                    units.push(n_units as f32);
+                    let [times, values, units, lines] = &mut columns;
+                    times.write_all(&time.to_le_bytes())?;
                     // A line without a price makes the sum NaN: unknown.
-                    values.push(value as f32);
+                    values.write_all(&(value as f32).to_le_bytes())?;
+                    units.write_all(&(n_units as f32).to_le_bytes())?;
+                    lines.write_all(&n_lines.to_le_bytes())?;
+                    total += 1;
                 }
-                offsets.push(times.len());
+                offsets.push(total);
             }
             start = end;
         }
-        OrderTable {
-            offsets: offsets.into(),
-            times: times.into(),
-            values: values.into(),
-            units: units.into(),
-            lines: lines.into(),
+        // One file in the artifact's layout, mapped; unlinked once open.
+        let mut joined = tempfile::NamedTempFile::new()?;
+        {
+            let mut w = BufWriter::new(joined.as_file_mut());
+            write_header(&mut w, n, total)?;
+            for &o in &offsets {
+                w.write_all(&(o as u64).to_le_bytes())?;
+            }
+            drop(offsets);
+            for column in columns {
+                let mut file = column.into_inner().map_err(|e| e.into_error())?;
+                file.seek(SeekFrom::Start(0))?;
+                std::io::copy(&mut file, &mut w)?;
+            }
+            w.flush()?;
         }
+        let map = Mapping::open(joined.path())?;
+        let file = joined.reopen()?;
+        drop(joined);
+        let mut table = Self::view(map).map_err(std::io::Error::other)?;
+        table.spilled = Some(Arc::new(file));
+        Ok(table)
     }
 
     /// Customers the table has a row range for.
@@ -271,12 +320,24 @@ impl OrderTable {
         self.times.is_mapped() || self.offsets.is_mapped()
     }
 
-    /// Writes the table in the layout of the module docs, a column at a time.
+    /// Writes the table in the layout of the module docs: a fitted table by
+    /// copying its file through a small buffer (the mapped columns are not
+    /// read, so they cost no memory), otherwise a column at a time.
     pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
-        w.write_all(MAGIC)?;
-        w.write_all(&(self.len() as u64).to_le_bytes())?;
-        w.write_all(&(self.total() as u64).to_le_bytes())?;
-        w.write_all(&0u64.to_le_bytes())?;
+        if let Some(file) = &self.spilled {
+            // Positional reads: clones of the table share the file.
+            let mut buf = vec![0u8; 1 << 16];
+            let mut at = 0u64;
+            loop {
+                let n = file.read_at(&mut buf, at)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                w.write_all(&buf[..n])?;
+                at += n as u64;
+            }
+        }
+        write_header(w, self.len(), self.total())?;
         for &o in self.offsets.iter() {
             w.write_all(&(o as u64).to_le_bytes())?;
         }
@@ -295,9 +356,9 @@ impl OrderTable {
         Ok(())
     }
 
-    /// Checks the mapped file (see the module docs) and views its columns
-    /// in place; the error says what is wrong, for the caller to name the file.
-    pub fn open(map: Arc<Mapping>) -> Result<OrderTable, String> {
+    /// Views the columns of a mapped file in place after checking its header
+    /// against its length; the rows are not read.
+    fn view(map: Arc<Mapping>) -> Result<OrderTable, String> {
         let b = map.bytes();
         if b.len() < HEADER || &b[..8] != MAGIC {
             return Err("not an orders file (bad magic bytes or too short)".into());
@@ -329,7 +390,16 @@ impl OrderTable {
             values: Buf::view(&map, at_values, orders).ok_or_else(view)?,
             units: Buf::view(&map, at_units, orders).ok_or_else(view)?,
             lines: Buf::view(&map, at_lines, orders).ok_or_else(view)?,
+            spilled: None,
         };
+        Ok(table)
+    }
+
+    /// Checks the mapped file (see the module docs) and views its columns
+    /// in place; the error says what is wrong, for the caller to name the file.
+    pub fn open(map: Arc<Mapping>) -> Result<OrderTable, String> {
+        let table = Self::view(map)?;
+        let (customers, orders) = (table.len(), table.total());
         let offsets = &*table.offsets;
         if offsets[0] != 0 || offsets[customers] != orders {
             return Err(format!(
@@ -392,7 +462,7 @@ mod tests {
     #[test]
     fn orders_are_the_positive_value_orders_sorted_by_time() {
         let log = log();
-        let t = OrderTable::build(&log, 100 * DAY);
+        let t = OrderTable::build(&log, 100 * DAY).unwrap();
         assert_eq!((t.len(), t.total()), (3, 4));
         let a: Vec<Order> = t.orders(0).collect();
         assert_eq!(
@@ -419,7 +489,7 @@ mod tests {
         assert_eq!(t.count(2), 0);
         assert_eq!(t.count(99), 0);
         // Lines after the reference are left out.
-        assert_eq!(OrderTable::build(&log, 10 * DAY + 10).count(0), 1);
+        assert_eq!(OrderTable::build(&log, 10 * DAY + 10).unwrap().count(0), 1);
     }
 
     /// The number of orders is the profile's, for every customer.
@@ -433,7 +503,7 @@ mod tests {
         });
         let reference = log.time_range().unwrap().1;
         let book = CustomerConfig::default().build(&log, reference).unwrap();
-        let t = OrderTable::build(&log, reference);
+        let t = OrderTable::build(&log, reference).unwrap();
         let mut profiled = 0;
         for c in 0..log.customers.len() as u32 {
             let expected = book.profile(c).map_or(0, |p| p.orders as usize);
@@ -452,24 +522,33 @@ mod tests {
             purchases: 2_000,
             ..Default::default()
         });
-        let whole = OrderTable::build_in_blocks(&log, i64::MAX, usize::MAX);
+        let whole = OrderTable::build_in_blocks(&log, i64::MAX, usize::MAX).unwrap();
         assert!(whole.total() > 300);
         for block in [1, 7, 100] {
-            assert_eq!(OrderTable::build_in_blocks(&log, i64::MAX, block), whole);
+            assert_eq!(
+                OrderTable::build_in_blocks(&log, i64::MAX, block).unwrap(),
+                whole
+            );
         }
     }
 
     #[test]
     fn a_written_table_reads_back_in_place() {
-        let t = OrderTable::build(&log(), 100 * DAY);
+        let t = OrderTable::build(&log(), 100 * DAY).unwrap();
+        // A fitted table is mapped from its temporary file, not on the heap.
+        assert!(t.is_mapped() && t.spilled.is_some());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("customer_orders.bin");
         let mut bytes = Vec::new();
         t.write_to(&mut bytes).unwrap();
         std::fs::write(&path, &bytes).unwrap();
         let back = OrderTable::open(Mapping::open(&path).unwrap()).unwrap();
-        assert!(back.is_mapped());
+        assert!(back.is_mapped() && back.spilled.is_none());
         assert_eq!(back, t);
+        // Written a column at a time, the same bytes as the copied file.
+        let mut again = Vec::new();
+        back.write_to(&mut again).unwrap();
+        assert_eq!(again, bytes);
         assert_eq!(back.orders(1).next().unwrap().value, None);
         let empty = OrderTable::empty(4);
         let mut bytes = Vec::new();
