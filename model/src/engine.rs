@@ -9,6 +9,7 @@ use crate::cf::als::Als;
 use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
 use crate::customer::book::CustomerBook;
+use crate::customer::orders::OrderTable;
 use crate::customer::replenishment::Replenishment;
 use crate::manifest::Manifest;
 use crate::topk::{rank_order, top_k_dense};
@@ -171,6 +172,8 @@ pub struct EngineParts {
     pub similar: SimilarIndex,
     /// Customer models and profiles at the end of the training period.
     pub customer_book: CustomerBook,
+    /// Every customer's orders (date, lines, units, value).
+    pub orders: OrderTable,
     /// Replenishment cycles per item and per (customer, item).
     pub replenishment: Replenishment,
     /// Precomputed repeat-aware "for you" scores (customer x item), if built.
@@ -192,6 +195,7 @@ pub struct Engine {
     popularity: Popularity,
     similar: SimilarIndex,
     customer_book: CustomerBook,
+    orders: OrderTable,
     replenishment: Replenishment,
     for_you: Option<Csr>,
     new_items: Option<Csr>,
@@ -248,6 +252,7 @@ impl Engine {
             "similar-items index",
         )?;
         check(p.customer_book.len() == nc, "customer profiles")?;
+        check(p.orders.len() == nc, "customer orders")?;
         check(
             p.replenishment.n_customers() == nc && p.replenishment.n_items() == ni,
             "replenishment model",
@@ -281,6 +286,7 @@ impl Engine {
             popularity: p.popularity,
             similar: p.similar,
             customer_book: p.customer_book,
+            orders: p.orders,
             replenishment: p.replenishment,
             for_you: p.for_you,
             new_items: p.new_items,
@@ -334,6 +340,25 @@ impl Engine {
     }
 
     /// Replenishment cycles and buy-again scores.
+    /// Every customer's orders, oldest first ([`OrderTable`]).
+    pub fn customer_orders(&self) -> &OrderTable {
+        &self.orders
+    }
+
+    /// This engine with its table of orders replaced, checked against the
+    /// engine's customer count.
+    pub fn with_orders(mut self, orders: OrderTable) -> Result<Engine, InconsistentEngine> {
+        if orders.len() != self.customers.len() {
+            return Err(InconsistentEngine(format!(
+                "orders of {} customers do not match {} customers",
+                orders.len(),
+                self.customers.len()
+            )));
+        }
+        self.orders = orders;
+        Ok(self)
+    }
+
     pub fn replenishment(&self) -> &Replenishment {
         &self.replenishment
     }

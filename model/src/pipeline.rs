@@ -12,6 +12,7 @@ use crate::cf::popularity::PopularityParams;
 use crate::cf::ranker::{Ranker, RankerError, Signals};
 use crate::cf::tifu::TifuKnn;
 use crate::customer::book::CustomerConfig;
+use crate::customer::orders::OrderTable;
 use crate::engine::{
     Engine, EngineParts, ItemMeta, Ranked, all_customers, build_lists_chunked, top_unbought,
 };
@@ -249,6 +250,21 @@ pub enum TrainError {
     Customers(#[from] crate::customer::book::CustomerConfigError),
     #[error("the purchase history has no usable purchase")]
     NoData,
+    #[error(
+        "cannot write the customers' orders to a temporary file in {dir} (set TMPDIR to a directory with room): {cause}"
+    )]
+    Scratch {
+        dir: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// The customers' orders of a fit on `log` ([`OrderTable::build`]).
+fn build_orders(log: &PurchaseLog) -> Result<OrderTable, TrainError> {
+    OrderTable::build(log, reference_of(log)).map_err(|cause| TrainError::Scratch {
+        dir: std::env::temp_dir(),
+        cause,
+    })
 }
 
 impl From<AlsError> for TrainError {
@@ -430,13 +446,23 @@ pub fn train_engine(
     data: DataSummary,
     progress: &mut dyn FnMut(Stage),
 ) -> Result<Engine, TrainError> {
-    let shared = train_shared(log, item_meta, config, data, progress)?;
+    let shared = fit_shared(log, item_meta, config, data, progress)?;
+    // Before the lists, whose end is a large fit's peak of memory: the
+    // table lives in a mapped file, and its build's one block of lines is
+    // freed by then.
+    let orders = build_orders(log)?;
     let all = all_customers(log.customers.len());
     let lists = customer_lists(log, &shared.engine, config, &shared.plan, &all, progress)?;
     shared
         .engine
         .with_customer_lists(lists.for_you, lists.new_items)
+        .and_then(|e| e.with_orders(orders))
         .map_err(|e| TrainError::Ann(e.to_string()))
+}
+
+/// The time every customer figure of a fit on `log` refers to: its last purchase.
+fn reference_of(log: &PurchaseLog) -> i64 {
+    log.time_range().map_or(0, |(_, last)| last)
 }
 
 /// How the per-customer lists of a fit are made, decided by its shared part.
@@ -465,8 +491,25 @@ pub struct SharedFit {
 /// re-ranker's learner, ALS (item and customer factors: one joint fit),
 /// co-purchase, popularity, the similar-items index, the customer models
 /// and profiles (RFM scores and segments are ranks among all customers, so
-/// the profiles are made with the population fits), replenishment.
+/// the profiles are made with the population fits), replenishment, and
+/// every customer's orders ([`OrderTable`]: built last, from the log).
 pub fn train_shared(
+    log: &PurchaseLog,
+    item_meta: Vec<ItemMeta>,
+    config: &EngineConfig,
+    data: DataSummary,
+    progress: &mut dyn FnMut(Stage),
+) -> Result<SharedFit, TrainError> {
+    let SharedFit { engine, plan } = fit_shared(log, item_meta, config, data, progress)?;
+    let engine = engine
+        .with_orders(build_orders(log)?)
+        .map_err(|e| TrainError::Ann(e.to_string()))?;
+    Ok(SharedFit { engine, plan })
+}
+
+/// [`train_shared`] without the customers' orders (an empty table, which
+/// [`train_engine`] fills once the lists are made).
+fn fit_shared(
     log: &PurchaseLog,
     mut item_meta: Vec<ItemMeta>,
     config: &EngineConfig,
@@ -566,7 +609,7 @@ pub fn train_shared(
         ),
     };
     progress(Stage::Customers);
-    let reference = log.time_range().map_or(0, |(_, last)| last);
+    let reference = reference_of(log);
     let customer_book = config.customers.build(log, reference)?;
     let categories: Vec<Option<String>> = item_meta.iter().map(|m| m.category.clone()).collect();
     let replenishment = config
@@ -602,6 +645,7 @@ pub fn train_shared(
         popularity,
         similar,
         customer_book,
+        orders: OrderTable::empty(log.customers.len()),
         replenishment,
         for_you: None,
         new_items: None,

@@ -436,6 +436,7 @@ mod tests {
             "/v1/kpis",
             "/v1/audiences/reactivation",
             "/v1/customers/c1/profile",
+            "/v1/customers/c1/orders",
             "/v1/customers/c1/next-purchase",
             "/v1/customers/c1/buy-again",
             "/v1/customers/c1/recommendations",

@@ -16,6 +16,11 @@ pub const MAX_LIST_IDS: usize = 1000;
 /// (`stage=`, `segment=`) may name; repeats are dropped before counting.
 pub const MAX_LIST_VALUES: usize = 64;
 
+/// Orders `GET /v1/customers/{id}/orders` answers when the request gives
+/// no `limit`, and the most it answers.
+pub const DEFAULT_ORDERS: usize = 100;
+pub const MAX_ORDERS: usize = 1000;
+
 /// The largest JSON body, in bytes (1 MiB).
 pub const JSON_BODY_LIMIT: usize = 1 << 20;
 

@@ -57,6 +57,14 @@ pub fn document() -> Value {
         json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}),
         query("window_days", json!({"type": "number", "minimum": 0, "exclusiveMinimum": true, "maximum": encore_model::experiment::report::MAX_WINDOW_DAYS, "default": encore_model::experiment::report::DEFAULT_WINDOW_DAYS}), "the purchase window after a customer's first exposure, in days"),
     ], json_ok("experiment report"))});
+    let orders = customer(
+        "the customer's orders of the training data, newest first: date, time, lines, units and value (null when a line had no price); total counts every order (the profile's orders), truncated says whether some were left out",
+        vec![query(
+            "limit",
+            json!({"type": "integer", "minimum": 1, "maximum": crate::limits::MAX_ORDERS, "default": crate::limits::DEFAULT_ORDERS}),
+            "at most this many orders, newest first",
+        )],
+    );
     let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "Encore", "version": env!("CARGO_PKG_VERSION"),
@@ -171,6 +179,7 @@ pub fn document() -> Value {
                 "link": {"type": "string"}}}}}
     });
     doc["paths"]["/v1/admin/experiments/{name}/report"] = experiment_report;
+    doc["paths"]["/v1/customers/{customer_id}/orders"] = orders;
     doc
 }
 

@@ -124,20 +124,28 @@ function facts(rows) {
 // ---------------------------------------------------------------- charts
 
 // A figure: the SVG chart (marks carry class "mark"), then the same figures
-// in a table that screen readers and keyboards reach.
-function figure(id, title, caption, chart, table) {
+// in a table that screen readers and keyboards reach. `tables` is one table,
+// or several as [[name, table], ...] (each folded under its own name).
+function figure(id, title, caption, chart, tables) {
   chart.setAttribute('role', 'img');
-  chart.setAttribute('aria-label', title + ': the figures are in the table below the chart');
+  chart.setAttribute('aria-label', title + ': the figures are in the ' + (Array.isArray(tables) ? 'tables' : 'table') + ' below the chart');
+  const folded = (Array.isArray(tables) ? tables : [[title, tables]]).map(([name, t]) =>
+    el('details', {}, el('summary', { text: 'Table: ' + name }), el('div', { class: 'table-wrap' }, t)));
   return el('figure', { class: 'chart', id },
     el('figcaption', {}, el('h3', { text: title }), caption ? el('p', { class: 'note', text: caption }) : null),
     el('div', { class: 'chart-box' }, chart),
-    el('details', {}, el('summary', { text: 'Table: ' + title }), el('div', { class: 'table-wrap' }, table)));
+    folded);
 }
 
 function table(headers, rows) {
   return el('table', {},
     el('thead', {}, el('tr', {}, headers.map((h) => el('th', { scope: 'col', text: h })))),
     el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c, i) => (i === 0 ? el('th', { scope: 'row', text: c }) : el('td', { text: c })))))));
+}
+
+function withId(id, node) {
+  node.id = id;
+  return node;
 }
 
 // Vertical bars: categories along x, one bar a series per category.
@@ -222,14 +230,16 @@ function heatmap(cohorts) {
   return g;
 }
 
-// The customer's timeline: first and last purchase and the predicted next
-// one on the top row; then one row an item, its last purchase (circle) and
-// its due date (diamond); a line at the model's reference time.
-function timeline(profile, next, items) {
+// The customer's timeline: every order (circle) and the predicted next
+// purchase (diamond) on the top row; then one row an item, its last purchase
+// (circle) and its due date (diamond); a line at the model's reference time.
+// `orders` is the answer of /orders (newest first, maybe truncated).
+function timeline(profile, next, items, orders) {
   const t = (s) => Date.parse(s.length <= 10 ? s + 'T00:00:00Z' : s);
   const times = [t(profile.first_purchase), t(profile.last_purchase), t(profile.as_of)];
   if (next.predicted_next_purchase_date) times.push(t(next.predicted_next_purchase_date));
   for (const it of items) times.push(t(it.last_purchase), t(it.due_date));
+  for (const o of orders.orders) times.push(t(o.time));
   const lo = Math.min(...times), hi = Math.max(...times);
   const span = Math.max(hi - lo, 86400000);
   const W = 760, left = 190, right = 16, row = 24, top = 28;
@@ -247,9 +257,13 @@ function timeline(profile, next, items) {
   g.append(svg('line', { x1: asOf, x2: asOf, y1: 8, y2: H - 26, class: 'asof' }),
     svg('text', { x: asOf - 4, y: 18, class: 'axis', 'text-anchor': 'end', text: 'model data end ' + day(profile.as_of) }));
   const y0 = top + row / 2;
-  g.append(svg('text', { x: left - 8, y: y0 + 4, class: 'axis', 'text-anchor': 'end', text: `orders (${profile.orders})` }));
-  g.append(svg('circle', { cx: x(profile.first_purchase), cy: y0, r: 6, class: 'mark bought' }, svg('title', { text: 'first purchase ' + day(profile.first_purchase) })));
-  g.append(svg('circle', { cx: x(profile.last_purchase), cy: y0, r: 6, class: 'mark bought' }, svg('title', { text: 'last purchase ' + day(profile.last_purchase) })));
+  const shown = orders.truncated ? `${orders.orders.length} of ${orders.total} orders` : `orders (${orders.total})`;
+  g.append(svg('text', { x: left - 8, y: y0 + 4, class: 'axis', 'text-anchor': 'end', text: shown }));
+  // Oldest first, so that the newest is drawn on top.
+  for (const o of [...orders.orders].reverse()) {
+    g.append(svg('circle', { cx: x(o.time), cy: y0, r: 5, class: 'mark bought order' },
+      svg('title', { text: `order ${o.date}: ${fmtInt(o.lines)} ${o.lines === 1 ? 'line' : 'lines'}, ${fmtNum(o.units, 0)} units, value ${fmtMoney(o.value)}` })));
+  }
   if (next.predicted_next_purchase_date) {
     const px = x(next.predicted_next_purchase_date);
     g.append(svg('path', { d: `M${px} ${y0 - 7} L${px + 7} ${y0} L${px} ${y0 + 7} L${px - 7} ${y0} Z`, class: 'mark predicted' },
@@ -417,10 +431,11 @@ async function customerPage(main, id) {
     return;
   }
   const enc = encodeURIComponent(id);
-  let profile, next, again, forYou;
+  let profile, orders, next, again, forYou;
   try {
-    [profile, next, again, forYou] = await Promise.all([
+    [profile, orders, next, again, forYou] = await Promise.all([
       api(`/v1/customers/${enc}/profile`),
+      api(`/v1/customers/${enc}/orders?limit=1000`),
       api(`/v1/customers/${enc}/next-purchase?k=10`),
       api(`/v1/customers/${enc}/buy-again?k=20`),
       api(`/v1/customers/${enc}/recommendations?k=10&include_purchased=true`),
@@ -468,11 +483,17 @@ async function customerPage(main, id) {
     el('h3', { text: 'Suggested next items' }),
     el('ol', { class: 'items', id: 'next-items' }, next.recommended_items.map((x) => el('li', {}, itemButton(x, pick), x.reason ? el('span', { class: 'note', text: ' ' + label(x.reason) }) : null)))));
   main.append(el('section', { 'aria-labelledby': 'h-timeline' }, el('h2', { id: 'h-timeline', text: 'Purchase timeline' }),
-    figure('chart-timeline', 'Purchases and due dates',
-      'Top row: first and last order, and the predicted next purchase (diamond). Then each item the customer buys again: its last purchase (circle) and its due date (diamond). The model keeps each item’s last purchase and purchase count, not every order.',
-      timeline(profile, next, again.items),
-      table(['item', 'title', 'purchases', 'last purchase', 'due date', 'due score'],
-        again.items.map((x) => [x.item_id, x.title || '–', fmtInt(x.purchases), x.last_purchase, x.due_date, fmtNum(x.score, 3)])))));
+    figure('chart-timeline', 'Orders and due dates',
+      'Top row: every order (circle; hover for its lines and value) and the predicted next purchase (diamond)' +
+        (orders.truncated ? `: the newest ${orders.orders.length} of ${orders.total} orders` : '') +
+        '. Then each item the customer buys again: its last purchase (circle) and its due date (diamond).',
+      timeline(profile, next, again.items, orders),
+      [[orders.truncated ? `Orders (the newest ${orders.orders.length} of ${orders.total})` : `Orders (${orders.total})`,
+        withId('orders-table', table(['date', 'lines', 'units', 'value'],
+          orders.orders.map((o) => [o.date, fmtInt(o.lines), fmtNum(o.units, Number.isInteger(o.units) ? 0 : 2), fmtMoney(o.value)])))],
+      ['Buy-again items',
+        withId('due-table', table(['item', 'title', 'purchases', 'last purchase', 'due date', 'due score'],
+          again.items.map((x) => [x.item_id, x.title || '–', fmtInt(x.purchases), x.last_purchase, x.due_date, fmtNum(x.score, 3)])))]])));
   main.append(el('section', { 'aria-labelledby': 'h-again' }, el('h2', { id: 'h-again', text: 'Buy again' }),
     el('ol', { class: 'items', id: 'buy-again' }, again.items.map((x) => el('li', {}, itemButton(x, pick), el('span', { class: 'note', text: ` due ${x.due_date}` }))))));
   main.append(el('section', { 'aria-labelledby': 'h-foryou' }, el('h2', { id: 'h-foryou', text: 'For you' }),

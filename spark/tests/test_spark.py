@@ -112,7 +112,7 @@ def test_four_spark_shards_give_the_single_process_model(single, sharded):
     assert all(c > 0 for c in customers)
     assert sum(customers) == manifest(single)["data"]["customers"]
     ours, theirs = model_files(out), model_files(single)
-    for name in ["for_you.csr", "new_items.csr", "customer_profiles.bin",
+    for name in ["for_you.csr", "new_items.csr", "customer_profiles.bin", "customer_orders.bin",
                  "replenishment.bin", "customers.json"]:
         assert name in ours, name
     assert sorted(ours) == sorted(theirs)

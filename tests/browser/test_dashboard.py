@@ -414,6 +414,7 @@ def test_customer_lookup_shows_the_apis_numbers(driver, server, shots):
     customer = server.example_customer()
     enc = urllib.parse.quote(customer, safe="")
     _, profile = server.json(f"/v1/customers/{enc}/profile")
+    _, orders = server.json(f"/v1/customers/{enc}/orders?limit=1000")
     _, nxt = server.json(f"/v1/customers/{enc}/next-purchase?k=10")
     _, again = server.json(f"/v1/customers/{enc}/buy-again?k=20")
     _, for_you = server.json(f"/v1/customers/{enc}/recommendations?k=10&include_purchased=true")
@@ -447,9 +448,32 @@ def test_customer_lookup_shows_the_apis_numbers(driver, server, shots):
     assert ids("#for-you button.item") == [x["item_id"] for x in for_you["items"]]
     assert ids("#buy-again button.item") == [x["item_id"] for x in again["items"]]
     assert ids("#next-items button.item") == [x["item_id"] for x in nxt["recommended_items"]]
-    expected = 2 + (1 if nxt["predicted_next_purchase_date"] else 0) + 2 * len(again["items"])
+    # The top row: one mark per order the API answers (every order of the
+    # customer, which has more than two), then the predicted next purchase.
+    assert orders["total"] == profile["orders"] > 2 and not orders["truncated"]
+    assert len(css(driver, "#chart-timeline svg .mark.order")) == len(orders["orders"])
+    expected = len(orders["orders"]) + (1 if nxt["predicted_next_purchase_date"] else 0) \
+        + 2 * len(again["items"])
     assert marks(driver, "chart-timeline") == expected
-    assert table_rows(driver, "chart-timeline") == len(again["items"])
+    titles = driver.execute_script(
+        "return [...document.querySelectorAll('#chart-timeline svg .mark.order title')]"
+        ".map(t => t.textContent)")
+    # Drawn oldest first; each names its order's date and lines.
+    for title, order in zip(titles, reversed(orders["orders"])):
+        assert title.startswith(f"order {order['date']}: {order['lines']} line"), (title, order)
+    rows = driver.execute_script(
+        "return [...document.querySelectorAll('#orders-table tbody tr')]"
+        ".map(r => [...r.children].map(c => c.textContent))")
+    assert [r[0] for r in rows] == [o["date"] for o in orders["orders"]]
+    for row, order in zip(rows, orders["orders"]):
+        assert int(row[1].replace(",", "")) == order["lines"]
+        assert _close(row[2], order["units"], 0 if float(order["units"]).is_integer() else 2)
+        if order["value"] is None:
+            assert row[3] == "–"
+        else:
+            assert _close(row[3], order["value"], 2), (row, order)
+    assert len(css(driver, "#due-table tbody tr")) == len(again["items"])
+    assert table_rows(driver, "chart-timeline") == len(orders["orders"]) + len(again["items"])
     # Similar items of a clicked item, with titles and categories.
     first = for_you["items"][0]["item_id"]
     _, similar = server.json(f"/v1/items/{urllib.parse.quote(first, safe='')}/similar?k=5")

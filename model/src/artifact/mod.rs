@@ -17,6 +17,9 @@
 //!   customer_models.json BG/NBD and Gamma-Gamma fits, KPIs, stage and segment counts
 //!   customer_profiles.bin  one fixed-size binary record per customer (RFM,
 //!                        stage, P(alive), CLV, ...; see customer::profiles), mapped
+//!   customer_orders.bin  every customer's orders: time, lines, units, value
+//!                        (CSR offsets and one column a field; see
+//!                        customer::orders), mapped
 //!   replenishment.bin    item cycles and per (customer, item) replenishment
 //!                        state (the per-customer arrays mapped)
 //!   for_you.csr          precomputed repeat-aware "for you" scores (optional, mapped)
@@ -49,6 +52,7 @@ use crate::cf::item_knn::CoPurchase;
 use crate::cf::popularity::Popularity;
 use crate::customer::book::profiles::{self, ProfileTable};
 use crate::customer::book::{CustomerBook, CustomerModels};
+use crate::customer::orders::OrderTable;
 use crate::customer::replenishment::Replenishment;
 use crate::engine::{Engine, EngineParts, ItemMeta};
 use crate::manifest::{FORMAT_VERSION, FileEntry, Manifest};
@@ -61,6 +65,7 @@ use std::sync::Arc;
 
 const MANIFEST: &str = "manifest.json";
 const PROFILES: &str = "customer_profiles.bin";
+const ORDERS: &str = "customer_orders.bin";
 const HNSW_BASENAME: &str = "similar";
 
 /// Why an artifact could not be written or loaded.
@@ -163,6 +168,10 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
         io::write_with(&dir, PROFILES, |w| {
             profiles::write_profiles(w, book.len(), |f| book.visit_profiles(f))
         })?,
+    );
+    files.insert(
+        ORDERS.to_string(),
+        io::write_with(&dir, ORDERS, |w| engine.customer_orders().write_to(w))?,
     );
     files.insert(
         "replenishment.bin".to_string(),
@@ -375,6 +384,9 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
     let profiles =
         ProfileTable::open(map).map_err(|reason| ArtifactError::Corrupt { path: p, reason })?;
     let customer_book = CustomerBook::from_stored(customer_models, profiles);
+    let (p, map, _) = mapped(ORDERS)?;
+    let orders =
+        OrderTable::open(map).map_err(|reason| ArtifactError::Corrupt { path: p, reason })?;
     // Optional: models trained with `for_you.repeat_aware = false` have none.
     let for_you = if manifest.files.contains_key("for_you.csr") {
         Some(mapped_csr("for_you.csr")?)
@@ -427,6 +439,7 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
         popularity,
         similar,
         customer_book,
+        orders,
         replenishment,
         for_you,
         new_items,
@@ -521,6 +534,14 @@ mod tests {
         assert!(fitted.for_you_lists().is_some() && fitted.new_item_lists().is_some());
         assert_eq!(loaded.new_item_lists(), fitted.new_item_lists());
         assert_eq!(loaded.customer_book(), fitted.customer_book());
+        // Every customer's orders, read in place: as many as the profile says.
+        assert!(loaded.customer_orders().is_mapped());
+        assert_eq!(loaded.customer_orders(), fitted.customer_orders());
+        assert!(fitted.customer_orders().total() > 1_000);
+        for c in 0..fitted.customers().len() as u32 {
+            let orders = loaded.customer_book().profile(c).map_or(0, |p| p.orders);
+            assert_eq!(loaded.customer_orders().count(c), orders as usize);
+        }
         let profiled = loaded.customer_book().profiles().flatten().count();
         assert!(profiled > 250, "{profiled}");
         let (a, b) = (loaded.replenishment(), fitted.replenishment());
@@ -561,6 +582,20 @@ mod tests {
             let r = fitted.replenishment();
             120 + r.n_items() * 44 + (n_customers + 1) * 4
         };
+        // customer_orders.bin: header, offsets, then times, values, units, lines.
+        let n_orders = fitted.customer_orders().total();
+        let orders_times = 32 + (n_customers + 1) * 8;
+        let orders_values = orders_times + n_orders * 8;
+        let orders_units = orders_values + n_orders * 4;
+        let orders_lines = orders_units + n_orders * 4;
+        // The first order of a customer with two: made later than the second.
+        let table = fitted.customer_orders();
+        let repeat = (0..n_customers as u32)
+            .find(|&c| table.count(c) >= 2)
+            .unwrap();
+        let first_of_repeat: usize = (0..repeat).map(|c| table.count(c)).sum();
+        let i64le = |v: i64| v.to_le_bytes().to_vec();
+        let f32le = |v: f32| v.to_le_bytes().to_vec();
         /// Bytes written at an offset, or `None`: the file cut by 8 bytes.
         type Damage = Option<(usize, Vec<u8>)>;
         let cases: Vec<(&str, Damage)> = vec![
@@ -579,6 +614,19 @@ mod tests {
             (PROFILES, Some((first_record + 15, vec![9]))),
             (PROFILES, Some((first_record + 16, vec![0xfe, 0xff]))),
             (PROFILES, Some((first_record, u32le(1 << 20 | 1)))),
+            (ORDERS, None),
+            (ORDERS, Some((0, b"ENCCSR\0\x01".to_vec()))),
+            (ORDERS, Some((16, u64le(u64::MAX / 4)))),
+            (ORDERS, Some((24, u64le(1)))),
+            (ORDERS, Some((32, u64le(1)))),
+            (ORDERS, Some((32 + 8, u64le(u64::MAX)))),
+            (
+                ORDERS,
+                Some((orders_times + first_of_repeat * 8, i64le(i64::MAX))),
+            ),
+            (ORDERS, Some((orders_values, f32le(-1.0)))),
+            (ORDERS, Some((orders_units, f32le(f32::INFINITY)))),
+            (ORDERS, Some((orders_lines, u32le(0)))),
             ("replenishment.bin", Some((repl_pairs_at, u32le(1_000_000)))),
             (
                 "replenishment.bin",

@@ -74,6 +74,7 @@ pub mod gamma_gamma;
 pub mod kpis;
 pub mod lifecycle;
 pub mod mbg_nbd;
+pub mod orders;
 pub mod pareto_nbd;
 pub mod propensity;
 pub mod repeat;

@@ -156,7 +156,7 @@ impl CustomerSummary {
 }
 
 /// True for a line that can make a purchase occasion.
-fn is_positive_value(quantity: f32, price: f32) -> bool {
+pub(crate) fn is_positive_value(quantity: f32, price: f32) -> bool {
     quantity > 0.0 && quantity.is_finite() && (price.is_nan() || price > 0.0)
 }
 

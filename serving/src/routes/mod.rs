@@ -64,6 +64,11 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             outreach::profile,
         ))
         .service(endpoint(
+            "/v1/customers/{customer_id}/orders",
+            Method::GET,
+            outreach::orders,
+        ))
+        .service(endpoint(
             "/v1/customers/{customer_id}/next-purchase",
             Method::GET,
             outreach::next_purchase,

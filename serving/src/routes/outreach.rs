@@ -1,4 +1,4 @@
-//! Customer intelligence: `GET /v1/customers/{id}/profile`,
+//! Customer intelligence: `GET /v1/customers/{id}/profile`, `/orders`,
 //! `/next-purchase`, `/buy-again`, `GET /v1/kpis` and the streamed
 //! `GET /v1/audiences/reactivation`.
 //!
@@ -17,17 +17,17 @@ use super::{check_id, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
 use crate::events::apply_recent_to_due;
-use crate::limits::{MAX_K, MAX_LIST_VALUES};
+use crate::limits::{DEFAULT_ORDERS, MAX_K, MAX_LIST_VALUES, MAX_ORDERS};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
-use encore_data::timestamp::{format_date, parse_timestamp};
+use encore_data::timestamp::{format_date, format_timestamp, parse_timestamp};
 use encore_model::customer::book::CustomerProfile;
 use encore_model::customer::lifecycle::parse_stages;
 use encore_model::engine::{Engine, ListFilter};
 use encore_model::outreach::AudienceQuery;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -89,6 +89,80 @@ pub(crate) async fn profile(
     let engine = snapshot(&state)?;
     let result = profile_of(&engine, &id).map(|(_, p)| profile_json(&engine, &id, &p));
     model_response(&engine, result)
+}
+
+/// `?limit=` only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrdersQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/customers/{id}/orders?limit=100`: the customer's orders of the
+/// training data, newest first, at most `limit` of them; `total` counts them
+/// all (the profile's `orders`), `truncated` says whether some were left out.
+pub(crate) async fn orders(
+    state: web::Data<AppState>,
+    customer_id: web::Path<String>,
+    query: web::Query<OrdersQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = customer_id.into_inner();
+    check_id(&id)?;
+    let limit = match query.limit {
+        None => DEFAULT_ORDERS,
+        Some(n) if (1..=MAX_ORDERS).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("limit must be an integer from 1 to {MAX_ORDERS}, not {n}"),
+            ));
+        }
+    };
+    let engine = snapshot(&state)?;
+    let result = profile_of(&engine, &id).map(|(c, _)| {
+        let table = engine.customer_orders();
+        let total = table.count(c);
+        let orders: Vec<OrderJson> = table
+            .orders(c)
+            .rev()
+            .take(limit)
+            .map(|o| OrderJson {
+                date: format_date(o.time),
+                time: format_timestamp(o.time),
+                lines: o.lines,
+                units: o.units,
+                value: o.value,
+            })
+            .collect();
+        OrdersJson {
+            truncated: orders.len() < total,
+            customer_id: &id,
+            as_of: as_of(&engine),
+            total,
+            orders,
+        }
+    });
+    model_response(&engine, result)
+}
+
+/// The answer of `/orders`: a struct rather than `json!`, so that the `f32`
+/// figures are written as the shortest decimals that read back as them.
+#[derive(Serialize)]
+struct OrdersJson<'a> {
+    customer_id: &'a str,
+    as_of: String,
+    total: usize,
+    truncated: bool,
+    orders: Vec<OrderJson>,
+}
+
+#[derive(Serialize)]
+struct OrderJson {
+    date: String,
+    time: String,
+    lines: u32,
+    units: f32,
+    value: Option<f32>,
 }
 
 /// No query parameter is accepted.

@@ -635,9 +635,11 @@ fn codes_for(name: &str, schema: &Value, raw: &[u8]) -> Vec<&'static str> {
         ),
         (_, Some("integer")) => {
             let min = schema["minimum"].as_i64().map_or(i128::MIN, i128::from);
+            let max = schema["maximum"]
+                .as_u64()
+                .map_or(u64::MAX as i128, i128::from);
             bad(
-                v.parse::<i128>()
-                    .is_ok_and(|x| x >= min && x <= u64::MAX as i128),
+                v.parse::<i128>().is_ok_and(|x| x >= min && x <= max),
                 "invalid_query",
             )
         }

@@ -1,10 +1,11 @@
-//! The customer-intelligence routes in-process: profile, next-purchase,
+//! The customer-intelligence routes in-process: profile, orders, next-purchase,
 //! buy-again, KPIs and the streamed reactivation audience, over a model
 //! trained on a seeded synthetic history with repeat customers.
 
 use actix_web::http::StatusCode;
 use actix_web::{test, web};
 use encore_data::synth::{SynthParams, generate};
+use encore_data::timestamp::format_timestamp;
 use encore_model::artifact;
 use encore_model::engine::Engine;
 use encore_model::manifest::DataSummary;
@@ -137,9 +138,76 @@ async fn profile_has_every_field() {
     assert!(body["p_alive"].is_null(), "{body}");
 }
 
+/// Every order of every customer: as many as the profile counts, newest
+/// first; `limit` keeps the newest and says the list is truncated.
+#[actix_web::test]
+async fn orders_are_the_profiles_orders_newest_first() {
+    let engine = engine();
+    let mut checked = 0;
+    for c in 0..engine.customers().len() as u32 {
+        let Some(profile) = engine.customer_book().profile(c) else {
+            continue;
+        };
+        let id = engine.customers().id(c).to_string();
+        let (status, body) = get_json(&format!("/v1/customers/{id}/orders?limit=1000")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let orders = body["orders"].as_array().unwrap();
+        assert_eq!(body["total"], profile.orders, "{id}");
+        assert_eq!(orders.len(), profile.orders as usize, "{id}");
+        assert_eq!(body["truncated"], false);
+        let times: Vec<&str> = orders.iter().map(|o| o["time"].as_str().unwrap()).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "{id}: {times:?}");
+        let time = |o: &Value| o["time"].as_str().unwrap().to_string();
+        assert_eq!(
+            time(&orders[orders.len() - 1]),
+            format_timestamp(profile.first_purchase)
+        );
+        assert_eq!(time(&orders[0]), format_timestamp(profile.last_purchase));
+        let mut value = 0.0;
+        for o in orders {
+            assert!(o["lines"].as_u64().unwrap() >= 1, "{o}");
+            assert!(o["units"].as_f64().unwrap() > 0.0, "{o}");
+            value += o["value"].as_f64().unwrap();
+            assert_eq!(
+                &o["time"].as_str().unwrap()[..10],
+                o["date"].as_str().unwrap()
+            );
+        }
+        // Synthetic prices on every line, no returns: the values add up to the spend.
+        assert!(
+            (value - profile.total_spend).abs() <= 1e-3 * profile.total_spend.max(1.0),
+            "{id}: {value} against {}",
+            profile.total_spend
+        );
+        checked += 1;
+    }
+    assert!(checked > 250, "{checked}");
+
+    let id = customer_with(5);
+    let (_, all) = get_json(&format!("/v1/customers/{id}/orders")).await;
+    let total = all["total"].as_u64().unwrap();
+    let (status, some) = get_json(&format!("/v1/customers/{id}/orders?limit=2")).await;
+    assert_eq!(status, StatusCode::OK, "{some}");
+    assert_eq!(some["total"].as_u64().unwrap(), total);
+    assert_eq!(some["truncated"], true);
+    assert_eq!(
+        some["orders"].as_array().unwrap()[..],
+        all["orders"].as_array().unwrap()[..2]
+    );
+    let (_, exact) = get_json(&format!("/v1/customers/{id}/orders?limit={total}")).await;
+    assert_eq!(exact["truncated"], false);
+    assert_eq!(exact["orders"], all["orders"]);
+    for bad in ["0", "1001", "-1", "abc", "2.5"] {
+        let (status, body) = get_json(&format!("/v1/customers/{id}/orders?limit={bad}")).await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+    }
+    let (status, body) = get_json(&format!("/v1/customers/{id}/orders?k=3")).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_query");
+}
+
 #[actix_web::test]
 async fn unknown_customer_is_customer_not_found() {
-    for route in ["profile", "next-purchase", "buy-again"] {
+    for route in ["profile", "orders", "next-purchase", "buy-again"] {
         let (status, body) = get_json(&format!("/v1/customers/nobody/{route}")).await;
         assert_error(status, &body, StatusCode::NOT_FOUND, "customer_not_found");
     }

@@ -50,8 +50,9 @@ fn keyed_state(model_dir: &Path, extra: &str) -> web::Data<AppState> {
 }
 
 /// Every route that answers customer data.
-const CUSTOMER_DATA: [&str; 6] = [
+const CUSTOMER_DATA: [&str; 7] = [
     "/v1/customers/c1/profile",
+    "/v1/customers/c1/orders",
     "/v1/customers/c1/next-purchase",
     "/v1/customers/c1/buy-again",
     "/v1/customers/c1/recommendations",

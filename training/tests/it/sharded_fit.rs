@@ -122,7 +122,12 @@ fn sharded_fit_of_the_sample_is_the_single_process_fit() {
         &input,
         &config,
         &[1, 3, 4],
-        &["for_you.csr", "new_items.csr", "customer_profiles.bin"],
+        &[
+            "for_you.csr",
+            "new_items.csr",
+            "customer_profiles.bin",
+            "customer_orders.bin",
+        ],
     );
 }
 
