@@ -110,7 +110,11 @@ async fn compactions_are_counted_and_a_pruned_log_still_deduplicates() {
     let state = web::Data::new(serve(&f.model_dir, &log_dir));
     let app = test::init_service(create_app(state.clone())).await;
     let began = std::time::Instant::now();
-    while metric!(&app, "encore_event_log_compactions_total{result=\"success\"}") < 1.0 {
+    while metric!(
+        &app,
+        "encore_event_log_compactions_total{result=\"success\"}"
+    ) < 1.0
+    {
         assert!(began.elapsed().as_secs() < 30, "no compaction");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
