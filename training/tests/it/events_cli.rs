@@ -174,7 +174,7 @@ fn model_with_data_end(dir: &Path, end: &str, first_merged: Option<&str>) {
         .join("../tests/fixtures/artifact-format-2/manifest.json");
     let mut m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(fixture).unwrap()).unwrap();
-    m["format_version"] = 3.into();
+    m["format_version"] = encore_model::manifest::FORMAT_VERSION.into();
     m["data"]["last_purchase"] = end.into();
     if let Some(first) = first_merged {
         m["data"]["events"] = serde_json::json!({
