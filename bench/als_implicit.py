@@ -60,6 +60,25 @@ def objective(x, y, m, alpha_in_values, reg):
     return total
 
 
+def implicit_als(factors, reg, iterations, threads, seed):
+    """implicit's CPU ALS with conjugate gradient, as both benches configure it:
+    float32, no training loss, confidence already in the matrix (alpha 1)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares(
+        factors=factors,
+        regularization=reg,
+        alpha=1.0,
+        iterations=iterations,
+        use_cg=True,
+        use_native=True,
+        calculate_training_loss=False,
+        num_threads=threads,
+        random_state=seed,
+        dtype=np.float32,
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--read", required=True, help="matrix directory")
@@ -78,7 +97,6 @@ def main():
     a = ap.parse_args()
 
     import implicit
-    from implicit.cpu.als import AlternatingLeastSquares
 
     t0 = time.perf_counter()
     rows, cols, indptr, indices, data = read_matrix(a.read)
@@ -91,18 +109,7 @@ def main():
         f"(read in {time.perf_counter() - t0:.2f} s); implicit {implicit.__version__}"
     )
 
-    model = AlternatingLeastSquares(
-        factors=a.factors,
-        regularization=a.reg,
-        alpha=1.0,
-        iterations=a.iterations,
-        use_cg=True,
-        use_native=True,
-        calculate_training_loss=False,
-        num_threads=a.threads,
-        random_state=a.seed,
-        dtype=np.float32,
-    )
+    model = implicit_als(a.factors, a.reg, a.iterations, a.threads, a.seed)
     model.cg_steps = a.cg_steps
     per_iter = []
 

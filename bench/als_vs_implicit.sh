@@ -32,19 +32,9 @@ DATA="${DATA:-/tmp/encore-als-bench/${USERS}x${ITEMS}x${NNZ}}"
 VENV="${VENV:-/tmp/encore-bench-venv}"
 LOG="$(mktemp -d /tmp/encore-als-bench-log.XXXXXX)"
 
-if [[ ! -x /usr/bin/time ]]; then
-    echo "== installing GNU time (for peak RSS)"
-    if ! apt-get install -y time >/dev/null 2>&1; then
-        apt-get update >/dev/null && apt-get install -y time >/dev/null
-    fi
-fi
-
-if ! "$VENV/bin/python" -c 'import implicit, numpy, scipy, threadpoolctl' 2>/dev/null; then
-    echo "== creating $VENV (implicit 0.7.2)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet implicit==0.7.2 numpy scipy threadpoolctl
-fi
+source "$ROOT/bench/common.sh"
+ensure_gnu_time
+ensure_implicit_venv "$VENV"
 
 echo "== building the example (release)"
 (cd "$ROOT" && cargo build --release --quiet -p encore-model --example als_bench)

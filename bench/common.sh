@@ -1,7 +1,9 @@
-# Shared by the bench scripts (sourced, not run): installing wrk, the 100k
+# Shared by the bench scripts (sourced, not run): installing wrk, GNU time
+# and the peers' Python environment, building the binaries, the 100k
 # customers x 20k items model that load.sh and reload_memory.sh serve, the
-# sample's model that events_load.sh and events_start.sh serve, and the
-# seeded exposure log of events_start.sh and experiment_report.sh.
+# sample's model that events_load.sh and events_start.sh serve, the id lists
+# bench/load.lua requests, and the seeded exposure log of events_start.sh and
+# experiment_report.sh.
 
 # Installs wrk from the Debian packages if it is missing.
 ensure_wrk() {
@@ -9,6 +11,46 @@ ensure_wrk() {
         echo "== installing wrk"
         apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
     fi
+}
+
+# Installs GNU time (for peak RSS) from the Debian packages if it is missing.
+ensure_gnu_time() {
+    if [[ ! -x /usr/bin/time ]]; then
+        echo "== installing GNU time (for peak RSS)"
+        if ! apt-get install -y time >/dev/null 2>&1; then
+            apt-get update >/dev/null && apt-get install -y time >/dev/null
+        fi
+    fi
+}
+
+# ensure_implicit_venv VENV: a Python environment at VENV with implicit 0.7.2,
+# numpy, scipy and threadpoolctl (the peers' ALS); reused when it has them.
+ensure_implicit_venv() {
+    local venv="$1"
+    if ! "$venv/bin/python" -c 'import implicit, numpy, scipy, threadpoolctl' 2>/dev/null; then
+        echo "== creating $venv (implicit 0.7.2)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --upgrade pip
+        "$venv/bin/pip" install --quiet implicit==0.7.2 numpy scipy threadpoolctl
+    fi
+}
+
+# ensure_bin ROOT: sets BIN to the release binaries of encore-train and
+# encore-serve, built from ROOT, unless BIN is set already.
+ensure_bin() {
+    if [[ -z "${BIN:-}" ]]; then
+        echo "== building (release)"
+        (cd "$1" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
+        BIN="${CARGO_TARGET_DIR:-$1/target}/release"
+    fi
+}
+
+# run_load [SECONDS]: wrk with bench/load.lua against the server on PORT for
+# SECONDS (default DURATION), WRK_THREADS threads and CONNECTIONS
+# connections; prints the throughput, latency, error and check lines.
+run_load() {
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${1:-$DURATION}s" --latency -s "$ROOT/bench/load.lua" \
+        "http://127.0.0.1:$PORT" | grep -E "Requests/sec|checked|socket errors|p50_ms|Non-2xx"
 }
 
 # ensure_load_model BIN WORK: a seeded synthetic history (100k customers x
@@ -36,14 +78,33 @@ two_version_store() {
     local v
     for v in "$@"; do
         cp -r "$model" "$store/versions/$v"
-        python3 - "$store/versions/$v/manifest.json" "$v" <<'PY'
+        rename_version "$store/versions/$v" "$v"
+    done
+}
+
+# rename_version DIR VERSION: sets the model version in DIR's manifest to VERSION.
+rename_version() {
+    python3 - "$1/manifest.json" "$2" <<'PY'
 import json, sys
 path, version = sys.argv[1], sys.argv[2]
 m = json.load(open(path))
 m["model_version"] = version
 json.dump(m, open(path, "w"), indent=2)
 PY
-    done
+}
+
+# write_id_lists MODEL OUT: OUT/customers.txt and OUT/items.txt, the ids of
+# MODEL's customers and items (URL-encoded, one a line), for bench/load.lua.
+write_id_lists() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys, urllib.parse
+model, out = sys.argv[1], sys.argv[2]
+q = lambda s: urllib.parse.quote(s, safe="")
+customers = json.load(open(f"{model}/customers.json"))
+items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
+open(f"{out}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
+open(f"{out}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
+PY
 }
 
 # ensure_sample_model BIN ROOT WORK: the bundled Online Retail sample trained

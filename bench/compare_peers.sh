@@ -43,12 +43,8 @@ online_retail | instacart | all) ;;
     ;;
 esac
 
-if ! "$VENV/bin/python" -c 'import implicit, numpy, scipy, threadpoolctl' 2>/dev/null; then
-    echo "== creating $VENV (implicit 0.7.2)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --upgrade pip
-    "$VENV/bin/pip" install --quiet implicit==0.7.2 numpy scipy threadpoolctl
-fi
+source "$ROOT/bench/common.sh"
+ensure_implicit_venv "$VENV"
 
 echo "== building encore-train (release)"
 (cd "$ROOT" && cargo build --release --locked --quiet -p encore-training -p encore-serving --bin encore-train)

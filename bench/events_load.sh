@@ -23,11 +23,7 @@ SERVER_WORKERS="${SERVER_WORKERS:-2}"
 
 source "$ROOT/bench/common.sh"
 ensure_wrk
-if [[ -z "${BIN:-}" ]]; then
-    echo "== building (release)"
-    (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-fi
+ensure_bin "$ROOT"
 ensure_sample_model "$BIN" "$ROOT" "$WORK"
 rm -rf "$WORK/events"
 "$BIN/encore-serve" --model "$WORK/model" --events "$WORK/events" --bind "127.0.0.1:$PORT" \

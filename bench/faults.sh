@@ -21,6 +21,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${WORK:-/tmp/encore-faults}"
 PORT="${PORT:-18291}"
 BASE="http://127.0.0.1:$PORT"
+source "$ROOT/bench/common.sh"
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     echo "== building (release)"
@@ -90,13 +91,7 @@ metrics_failures() { curl -sf "$BASE/metrics" | awk '/^encore_model_reloads_tota
 last_error_names() { model_field 'm["reloads"]["last_error"]["error"]' | grep -qF -- "$1"; }
 copy_version() { # copy_version FROM NAME: a whole copy named NAME (manifest renamed too)
     cp -r "$STORE/versions/$1" "$STORE/versions/$2"
-    python3 - "$STORE/versions/$2/manifest.json" "$2" <<'PY'
-import json, sys
-path, name = sys.argv[1], sys.argv[2]
-m = json.load(open(path))
-m["model_version"] = name
-json.dump(m, open(path, "w"), indent=2)
-PY
+    rename_version "$STORE/versions/$2" "$2"
 }
 flip_bit() { # flip_bit FILE OFFSET BIT
     python3 - "$@" <<'PY'

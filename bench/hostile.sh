@@ -34,22 +34,11 @@ export SIMILAR_SHARE="${SIMILAR_SHARE:-0.5}"
 
 source "$ROOT/bench/common.sh"
 ensure_wrk
-if [[ -z "${BIN:-}" ]]; then
-    echo "== building (release)"
-    (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-fi
+ensure_bin "$ROOT"
 ensure_sample_model "$BIN" "$ROOT" "$WORK"
-python3 - "$WORK/model" "$WORK" <<'PY'
-import json, sys, urllib.parse
-model, work = sys.argv[1], sys.argv[2]
-q = lambda s: urllib.parse.quote(s, safe="")
-customers = json.load(open(f"{model}/customers.json"))
-items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
-open(f"{work}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
-open(f"{work}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
-open(f"{work}/version.txt", "w").write(json.load(open(f"{model}/manifest.json"))["model_version"])
-PY
+write_id_lists "$WORK/model" "$WORK"
+python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["model_version"], end="")' \
+    "$WORK/model/manifest.json" >"$WORK/version.txt"
 export ITEMS="$WORK/items.txt" CUSTOMERS="$WORK/customers.txt" VERSIONS="$(cat "$WORK/version.txt")"
 
 # 1,000 slow clients, the server's sockets and wrk's: more than the usual 1,024 descriptors.
@@ -65,14 +54,10 @@ rss() {
         "$(awk '/Threads/ {print $2}' "/proc/$SERVER/status") threads"
 }
 
-run() {
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/load.lua" \
-        "http://127.0.0.1:$PORT" | grep -E "Requests/sec|checked|socket errors|p50_ms|Non-2xx"
-}
 echo "== warm-up (5 s)"
-DURATION_SAVED=$DURATION; DURATION=5; run >/dev/null; DURATION=$DURATION_SAVED
+run_load 5 >/dev/null
 echo "== normal traffic alone: ${DURATION}s, $CONNECTIONS connections"
-run
+run_load
 echo "server RSS before the attack: $(rss); malloc arenas at most ${MALLOC_ARENA_MAX:-2 (the server cap)}"
 
 for round in $(seq "${ROUNDS:-1}"); do
@@ -175,7 +160,7 @@ PY
 HOSTILE=$!
 sleep 5
 echo "== normal traffic under attack: 1,000 slow headers, 100 slow audience readers, made-up methods"
-run
+run_load
 wait $HOSTILE || true
 HOSTILE=
 echo "hostile clients: $(cat "$WORK/hostile.out")"

@@ -53,15 +53,7 @@ PY
     echo "== serving without the precomputed new-item lists"
 fi
 "$BIN/encore-train" models --store "$STORE" promote load-a >/dev/null
-python3 - "$WORK/model" "$WORK" <<'PY'
-import json, sys, urllib.parse
-model, work = sys.argv[1], sys.argv[2]
-q = lambda s: urllib.parse.quote(s, safe="")
-customers = json.load(open(f"{model}/customers.json"))
-items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
-open(f"{work}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
-open(f"{work}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
-PY
+write_id_lists "$WORK/model" "$WORK"
 export ITEMS="$WORK/items.txt" CUSTOMERS="$WORK/customers.txt" VERSIONS="load-a,load-b"
 
 "$BIN/encore-serve" --store "$STORE" --bind "127.0.0.1:$PORT" --workers "$SERVER_WORKERS" \
@@ -73,14 +65,10 @@ RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")
 ARRAYS=$(du -sb "$STORE/versions/load-a" | cut -f1)
 echo "== server RSS after load: $((RSS_KB / 1024)) MiB; artifact on disk: $((ARRAYS / 1048576)) MiB"
 
-run() {
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$ROOT/bench/load.lua" \
-        "http://127.0.0.1:$PORT" | grep -E "Requests/sec|checked|socket errors|p50_ms|Non-2xx"
-}
 echo "== warm-up (5 s)"
-DURATION_SAVED=$DURATION; DURATION=5; run >/dev/null; DURATION=$DURATION_SAVED
+run_load 5 >/dev/null
 echo "== steady load: ${DURATION}s, $CONNECTIONS connections, $SIMILAR_SHARE similar-items share"
-run
+run_load
 echo "== the same load with 10 swaps of CURRENT"
 (
     sleep 1
@@ -91,7 +79,7 @@ echo "== the same load with 10 swaps of CURRENT"
     done
 ) &
 SWAPPER=$!
-run
+run_load
 wait $SWAPPER
 echo "reloads: $(curl -s "http://127.0.0.1:$PORT/v1/model" | python3 -c 'import json,sys; print(json.load(sys.stdin)["reloads"])')"
 RSS_KB=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status")

@@ -33,12 +33,8 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET/release/examples"
 LOG="$(mktemp -d /tmp/encore-parquet-bench-log.XXXXXX)"
 
-if [[ ! -x /usr/bin/time ]]; then
-    echo "== installing GNU time (for peak RSS)"
-    if ! apt-get install -y time >/dev/null 2>&1; then
-        apt-get update >/dev/null && apt-get install -y time >/dev/null
-    fi
-fi
+source "$ROOT/bench/common.sh"
+ensure_gnu_time
 
 echo "== building the examples (release)"
 (cd "$ROOT" && cargo build --release --quiet -p encore-data \

@@ -172,22 +172,11 @@ def kmax(split):
 
 
 def als_lists(split, factors, reg, alpha, a):
-    from implicit.cpu.als import AlternatingLeastSquares
+    from als_implicit import implicit_als
 
     conf = split.r.copy()
     conf.data = (1.0 + alpha * conf.data).astype(np.float32)
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=reg,
-        alpha=1.0,
-        iterations=a.iterations,
-        use_cg=True,
-        use_native=True,
-        calculate_training_loss=False,
-        num_threads=a.threads,
-        random_state=a.seed,
-        dtype=np.float32,
-    )
+    model = implicit_als(factors, reg, a.iterations, a.threads, a.seed)
     model.fit(conf, show_progress=False)
     ids, _ = model.recommend(
         split.users,

@@ -33,15 +33,7 @@ MEM="$WORK/reload-memory"
 STORE="$MEM/store"
 rm -rf "$MEM"
 two_version_store "$WORK/model" "$STORE" mem-a mem-b
-python3 - "$WORK/model" "$MEM" <<'PY'
-import json, sys, urllib.parse
-model, out = sys.argv[1], sys.argv[2]
-q = lambda s: urllib.parse.quote(s, safe="")
-customers = json.load(open(f"{model}/customers.json"))
-items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
-open(f"{out}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
-open(f"{out}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
-PY
+write_id_lists "$WORK/model" "$MEM"
 ARTIFACT=$(du -sb "$WORK/model" | cut -f1)
 ARRAYS=$(python3 -c 'import json,sys; print(sum(f["bytes"] for f in json.load(open(sys.argv[1]))["files"].values()))' "$WORK/model/manifest.json")
 echo "== artifact: $((ARTIFACT / 1048576)) MiB on disk, $((ARRAYS / 1048576)) MiB of files listed in the manifest"

@@ -42,15 +42,7 @@ mkdir -p "$WORK"
 echo "== $(date -u +%FT%TZ), $(nproc) cores, binaries $BIN, model $MODEL"
 two_version_store "$MODEL" "$STORE" scale-a scale-b
 printf 'scale-a\n' >"$STORE/CURRENT"
-python3 - "$MODEL" "$WORK" <<'PY'
-import json, sys, urllib.parse
-model, work = sys.argv[1], sys.argv[2]
-q = lambda s: urllib.parse.quote(s, safe="")
-customers = json.load(open(f"{model}/customers.json"))
-items = [r["id"] for r in json.load(open(f"{model}/items.json"))]
-open(f"{work}/customers.txt", "w").write("\n".join(q(c) for c in customers) + "\n")
-open(f"{work}/items.txt", "w").write("\n".join(q(i) for i in items) + "\n")
-PY
+write_id_lists "$MODEL" "$WORK"
 export ITEMS="$WORK/items.txt" CUSTOMERS="$WORK/customers.txt" VERSIONS="scale-a,scale-b"
 ARTIFACT=$(du -sb "$STORE/versions/scale-a" | cut -f1)
 mib() { echo $(($1 / 1048576)); }

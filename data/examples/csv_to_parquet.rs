@@ -22,7 +22,7 @@
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field as ArrowField, Schema, TimeUnit};
-use encore_data::ingest::{ColumnMap, Field};
+use encore_data::ingest::{ColumnMap, Field, header_names};
 use encore_data::parse_timestamp;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+
+mod common;
 
 const USAGE: &str = "usage: csv_to_parquet IN.csv[.gz] OUT [--columns field=Header,...] \
                      [--compression snappy|zstd|gzip|lz4|none] [--parts N] [--row-group ROWS]";
@@ -196,17 +198,7 @@ fn run() -> Result<(), Error> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(open(&args.input)?);
-    let headers: Vec<String> = rdr
-        .byte_headers()
-        .map_err(csv_err)?
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let headers = header_names(rdr.byte_headers().map_err(csv_err)?);
     let mut pos = [None; 6];
     for (k, field) in Field::ALL.into_iter().enumerate() {
         let source = args.columns.source(field);
@@ -357,11 +349,5 @@ fn run() -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }

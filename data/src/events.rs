@@ -727,19 +727,18 @@ pub(crate) fn fingerprint(id: &str) -> [u64; 2] {
     ]
 }
 
+/// The error of an I/O failure on `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EventLogError {
+    let path = path.to_path_buf();
+    move |cause| EventLogError::Io { path, cause }
+}
+
 /// [`for_each_event`] over every valid line, duplicates included: `each`
 /// gets the event and whether it is the first of its id.
 pub(crate) fn scan_event_dir(
     dir: &Path,
     each: impl FnMut(Event, bool),
 ) -> Result<EventReadReport, EventLogError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EventLogError::Io {
-            path,
-            cause: source,
-        }
-    };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
@@ -777,13 +776,6 @@ fn scan_files(
     only: Option<&str>,
     mut each: impl FnMut(usize, Event, bool),
 ) -> Result<EventReadReport, EventLogError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EventLogError::Io {
-            path,
-            cause: source,
-        }
-    };
     let mut report = EventReadReport::default();
     let mut seen: HashSet<[u64; 2]> = HashSet::new();
     for (index, (path, limit)) in files.iter().enumerate() {

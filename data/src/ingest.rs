@@ -996,6 +996,20 @@ fn resolve_columns(
     })
 }
 
+/// The column names of a CSV header line: each field as text (invalid UTF-8
+/// replaced), without a byte-order mark and surrounding white space.
+pub fn header_names<'a>(fields: impl IntoIterator<Item = &'a [u8]>) -> Vec<String> {
+    fields
+        .into_iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_string()
+        })
+        .collect()
+}
+
 /// The ingestion loop; gives the reader back so the caller can finish hashing it.
 pub(crate) fn ingest<R: Read>(
     reader: R,
@@ -1013,15 +1027,7 @@ pub(crate) fn ingest<R: Read>(
             path: source.to_path_buf(),
         });
     }
-    let headers: Vec<String> = header_record
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .trim()
-                .to_string()
-        })
-        .collect();
+    let headers = header_names(header_record);
     let cols = resolve_columns(&headers, &opts.columns, source)?;
 
     let mut sink = RowSink::new(source, opts);

@@ -28,7 +28,7 @@ use encore_data::parquet::read_record_batches;
 use encore_data::timestamp::{format_date, parse_timestamp};
 use encore_model::artifact;
 use encore_model::customer::lifecycle::parse_stages;
-use encore_model::engine::{Engine, ItemMeta, ListFilter};
+use encore_model::engine::{Engine, ListFilter};
 use encore_model::outreach::{AudienceQuery, Reason, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::batch::{ListKind, lists_for};
@@ -37,7 +37,7 @@ use encore_training::evaluate::{
     DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, evaluate_with,
 };
 use encore_training::input::{
-    Input, InputArgs, data_summary, input_summary, item_meta_from_catalog, load_input,
+    Input, InputArgs, data_summary, input_summary, input_with_catalog, load_input,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -200,20 +200,7 @@ impl Purchases {
             .detach(|| -> anyhow::Result<Input> {
                 let batches = reader.map(|b| b.map_err(|e| e.to_string()));
                 let (log, report) = read_record_batches(&source, &schema, batches, &opts)?;
-                let (item_meta, catalog_unmatched) = match &catalog {
-                    Some(path) => {
-                        let catalog = encore_data::catalog::read_catalog(path)?;
-                        item_meta_from_catalog(&log, &catalog)
-                    }
-                    None => (vec![ItemMeta::default(); log.items.len()], 0),
-                };
-                Ok(Input {
-                    log,
-                    report,
-                    item_meta,
-                    catalog_unmatched,
-                    events: None,
-                })
+                input_with_catalog(log, report, catalog.as_deref())
             })
             .map_err(data_err)?;
         Ok(Purchases { input })
@@ -430,6 +417,18 @@ impl Model {
                 Some((id.clone(), c))
             })
             .collect()
+    }
+
+    /// The [`Model::profiled`] customers of `ids` and, computed in parallel,
+    /// `list(customer)` for each.
+    fn profiled_lists<T: Send>(
+        &self,
+        ids: &[String],
+        list: impl Fn(u32) -> Vec<T> + Sync,
+    ) -> (Vec<(String, u32)>, Vec<Vec<T>>) {
+        let who = self.profiled(ids);
+        let lists = who.par_iter().map(|&(_, c)| list(c)).collect();
+        (who, lists)
     }
 }
 
@@ -666,11 +665,9 @@ impl Model {
         let ids = self.customer_ids(customer_ids);
         let engine = &*self.engine;
         let rows = py.detach(|| {
-            let who = self.profiled(&ids);
-            let lists: Vec<Vec<Suggestion>> = who
-                .par_iter()
-                .map(|(_, c)| engine.next_purchase_items(*c, k, &ListFilter::default()))
-                .collect();
+            let (who, lists) = self.profiled_lists(&ids, |c| {
+                engine.next_purchase_items(c, k, &ListFilter::default())
+            });
             suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), &lists, None)
         });
         to_capsule(py, rows)
@@ -689,11 +686,8 @@ impl Model {
         let ids = self.customer_ids(customer_ids);
         let engine = &*self.engine;
         let rows = py.detach(|| {
-            let who = self.profiled(&ids);
-            let lists: Vec<_> = who
-                .par_iter()
-                .map(|(_, c)| engine.buy_again(*c, k, &ListFilter::default()))
-                .collect();
+            let (who, lists) =
+                self.profiled_lists(&ids, |c| engine.buy_again(c, k, &ListFilter::default()));
             let n: usize = lists.iter().map(Vec::len).sum();
             let mut cols = (
                 Vec::with_capacity(n),

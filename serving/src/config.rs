@@ -513,8 +513,13 @@ impl Layer {
                 Ok(Some(PathBuf::from(value)))
             }
         };
-        fn parse<T: FromStr>(value: &str) -> Option<T> {
-            value.trim().parse().ok()
+        const SECONDS: &str = "expected a whole number of seconds";
+        const ABOVE_ZERO: &str = "expected a whole number above 0";
+        fn number<T: FromStr>(
+            value: &str,
+            bad: impl FnOnce() -> ConfigError,
+        ) -> Result<Option<T>, ConfigError> {
+            value.trim().parse().map(Some).map_err(|_| bad())
         }
         match key {
             "model" => self.model = path()?,
@@ -539,24 +544,19 @@ impl Layer {
             }
             "events" => self.events = path()?,
             "event_dedup_days" => {
-                self.event_dedup_days = Some(
-                    parse(value).ok_or_else(|| bad("expected a whole number of days above 0"))?,
-                );
+                self.event_dedup_days =
+                    number(value, || bad("expected a whole number of days above 0"))?
             }
             "event_file_bytes" => {
-                self.event_file_bytes =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number of bytes"))?);
+                self.event_file_bytes = number(value, || bad("expected a whole number of bytes"))?
             }
             "event_retention_days" => {
-                self.event_retention_days = Some(
-                    parse(value)
-                        .ok_or_else(|| bad("expected a whole number of days (0: never)"))?,
-                );
+                self.event_retention_days =
+                    number(value, || bad("expected a whole number of days (0: never)"))?
             }
             "experiments" => self.experiments = path()?,
             "watch_interval" => {
-                self.watch_interval =
-                    Some(parse(value).ok_or_else(|| bad("expected a number of seconds"))?);
+                self.watch_interval = number(value, || bad("expected a number of seconds"))?
             }
             "bind" => {
                 if value.trim().is_empty() {
@@ -564,34 +564,13 @@ impl Layer {
                 }
                 self.bind = Some(value.trim().to_string());
             }
-            "workers" => {
-                self.workers =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number above 0"))?);
-            }
-            "max_pending" => {
-                self.max_pending =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number above 0"))?);
-            }
-            "shutdown_timeout" => {
-                self.shutdown_timeout =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
-            }
-            "request_timeout" => {
-                self.request_timeout =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
-            }
-            "body_timeout" => {
-                self.body_timeout =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
-            }
-            "write_timeout" => {
-                self.write_timeout =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number of seconds"))?);
-            }
-            "max_connections" => {
-                self.max_connections =
-                    Some(parse(value).ok_or_else(|| bad("expected a whole number above 0"))?);
-            }
+            "workers" => self.workers = number(value, || bad(ABOVE_ZERO))?,
+            "max_pending" => self.max_pending = number(value, || bad(ABOVE_ZERO))?,
+            "shutdown_timeout" => self.shutdown_timeout = number(value, || bad(SECONDS))?,
+            "request_timeout" => self.request_timeout = number(value, || bad(SECONDS))?,
+            "body_timeout" => self.body_timeout = number(value, || bad(SECONDS))?,
+            "write_timeout" => self.write_timeout = number(value, || bad(SECONDS))?,
+            "max_connections" => self.max_connections = number(value, || bad(ABOVE_ZERO))?,
             "log_format" => {
                 self.log_format = Some(
                     LogFormat::from_str(value.trim(), true)
@@ -637,50 +616,33 @@ impl Config {
 
     /// Overrides every key `layer` sets.
     pub fn apply(&mut self, layer: Layer, origin: impl Fn(&'static str) -> Origin) {
-        let Layer {
-            model,
-            store,
-            api_keys,
-            insecure_no_auth,
-            cors_origins,
-            events,
-            event_dedup_days,
-            event_file_bytes,
-            event_retention_days,
-            experiments,
-            watch_interval,
-            bind,
-            workers,
-            max_pending,
-            shutdown_timeout,
-            request_timeout,
-            body_timeout,
-            write_timeout,
-            max_connections,
-            log_format,
-        } = layer;
-        let mut set = |key: &'static str, given: bool| {
-            if given {
-                self.origins.insert(key, origin(key));
-            }
-            given
-        };
         // `model` and `store` are two names of the one model source: a layer
-        // naming either replaces what an earlier layer said about both.
-        if set("model", model.is_some()) | set("store", store.is_some()) {
-            self.origins.retain(|k, _| {
-                !((*k == "model" && model.is_none()) || (*k == "store" && store.is_none()))
-            });
-            self.model = model;
-            self.store = store;
-        }
+        // naming either replaces what an earlier layer said about both. Every
+        // other field given overrides on its own. The destructuring names
+        // every field, so a new one cannot be forgotten here.
         macro_rules! take {
-            ($($field:ident),*) => {$(
-                if let Some(v) = $field {
-                    self.origins.insert(stringify!($field), origin(stringify!($field)));
-                    self.$field = v.into();
+            ($($field:ident),*) => {
+                let Layer { model, store, $($field),* } = layer;
+                let mut set = |key: &'static str, given: bool| {
+                    if given {
+                        self.origins.insert(key, origin(key));
+                    }
+                    given
+                };
+                if set("model", model.is_some()) | set("store", store.is_some()) {
+                    self.origins.retain(|k, _| {
+                        !((*k == "model" && model.is_none()) || (*k == "store" && store.is_none()))
+                    });
+                    self.model = model;
+                    self.store = store;
                 }
-            )*};
+                $(
+                    if let Some(v) = $field {
+                        self.origins.insert(stringify!($field), origin(stringify!($field)));
+                        self.$field = v.into();
+                    }
+                )*
+            };
         }
         take!(
             api_keys,

@@ -90,7 +90,17 @@ pub fn load_input(args: &InputArgs) -> Result<Input> {
         columns,
     };
     let (log, report) = read_purchases(&args.input, &opts)?;
-    let (item_meta, catalog_unmatched) = match &args.catalog {
+    input_with_catalog(log, report, args.catalog.as_deref())
+}
+
+/// The input of `log` (read with `report`), with the item metadata of the
+/// catalog file `catalog` (none without one) and no events.
+pub fn input_with_catalog(
+    log: PurchaseLog,
+    report: IngestReport,
+    catalog: Option<&Path>,
+) -> Result<Input> {
+    let (item_meta, catalog_unmatched) = match catalog {
         Some(path) => {
             let catalog = read_catalog(path)?;
             item_meta_from_catalog(&log, &catalog)

@@ -49,6 +49,11 @@ fn axis_max(max: f64) -> f64 {
     ((max / step).ceil() * step).min(1.0).max(step)
 }
 
+/// `FROM .. TO`, with `-` for an end not known.
+fn date_range(from: Option<&str>, to: Option<&str>) -> String {
+    format!("{} .. {}", from.unwrap_or("-"), to.unwrap_or("-"))
+}
+
 const W: f64 = 560.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 52.0;
@@ -224,11 +229,7 @@ fn split_rows(out: &mut String, s: &SplitSummary) {
         ),
         (
             "targets dated",
-            format!(
-                "{} .. {}",
-                s.targets_from.as_deref().unwrap_or("-"),
-                s.targets_to.as_deref().unwrap_or("-")
-            ),
+            date_range(s.targets_from.as_deref(), s.targets_to.as_deref()),
         ),
         (
             "purchases",
@@ -366,11 +367,7 @@ pub fn render(r: &EvalReport) -> String {
         ),
         (
             "purchases dated",
-            format!(
-                "{} .. {}",
-                d.first_purchase.as_deref().unwrap_or("-"),
-                d.last_purchase.as_deref().unwrap_or("-")
-            ),
+            date_range(d.first_purchase.as_deref(), d.last_purchase.as_deref()),
         ),
         (
             "catalog for coverage",

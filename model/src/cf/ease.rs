@@ -36,7 +36,7 @@
 use crate::topk::top_k_dense;
 use encore_data::Csr;
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView1, ArrayViewMut2, Axis, LinalgScalar, s};
+use ndarray::{Array2, ArrayBase, ArrayView1, ArrayViewMut2, Axis, DataMut, Ix2, LinalgScalar, s};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +218,17 @@ fn gram<T: Real>(x: &Csr) -> Array2<T> {
     g
 }
 
+/// The blocks of `NB` columns of `m` (the last one narrower), each with the
+/// index of its first column, to be worked on in parallel.
+fn column_blocks<T, S: DataMut<Elem = T>>(
+    m: &mut ArrayBase<S, Ix2>,
+) -> Vec<(usize, ArrayViewMut2<'_, T>)> {
+    m.axis_chunks_iter_mut(Axis(1), NB)
+        .enumerate()
+        .map(|(b, v)| (b * NB, v))
+        .collect()
+}
+
 /// The inverse of a symmetric positive-definite matrix (module docs). `Err`
 /// holds the index of the first non-positive pivot.
 pub fn spd_inverse<T: Real>(mut a: Array2<T>) -> Result<Array2<T>, usize> {
@@ -228,11 +239,7 @@ pub fn spd_inverse<T: Real>(mut a: Array2<T>) -> Result<Array2<T>, usize> {
     // P = YᵀY, lower half: P[j0.., J] = Y[j0.., j0..]ᵀ Y[j0.., J] (Y is lower
     // triangular, so rows above j0 of column block J are zero).
     let mut p = a; // L is no longer needed: reuse its storage.
-    let mut blocks: Vec<(usize, ArrayViewMut2<T>)> = p
-        .axis_chunks_iter_mut(Axis(1), NB)
-        .enumerate()
-        .map(|(b, v)| (b * NB, v))
-        .collect();
+    let mut blocks = column_blocks(&mut p);
     blocks.par_iter_mut().for_each(|(j0, col)| {
         let j0 = *j0;
         let w = col.ncols();
@@ -298,11 +305,7 @@ fn cholesky_in_place<T: Real>(a: &mut Array2<T>) -> Result<(), usize> {
         // Trailing update of the lower part: A22 -= L21 L21ᵀ by column blocks.
         let l21 = a.slice(s![k1.., k0..k1]).to_owned();
         let mut trailing = a.slice_mut(s![k1.., k1..]);
-        let mut blocks: Vec<(usize, ArrayViewMut2<T>)> = trailing
-            .axis_chunks_iter_mut(Axis(1), NB)
-            .enumerate()
-            .map(|(b, v)| (b * NB, v))
-            .collect();
+        let mut blocks = column_blocks(&mut trailing);
         blocks.par_iter_mut().for_each(|(c0, col)| {
             let c0 = *c0;
             let cw = col.ncols();
@@ -329,11 +332,7 @@ fn cholesky_in_place<T: Real>(a: &mut Array2<T>) -> Result<(), usize> {
 fn lower_inverse<T: Real>(l: &Array2<T>) -> Array2<T> {
     let n = l.nrows();
     let mut y = Array2::<T>::zeros((n, n));
-    let mut blocks: Vec<(usize, ArrayViewMut2<T>)> = y
-        .axis_chunks_iter_mut(Axis(1), NB)
-        .enumerate()
-        .map(|(b, v)| (b * NB, v))
-        .collect();
+    let mut blocks = column_blocks(&mut y);
     blocks.par_iter_mut().for_each(|(j0, col)| {
         let j0 = *j0;
         let w = col.ncols();

@@ -41,51 +41,18 @@
 //!   and may never reach 1 (it is bounded when `a > 1`); the method returns
 //!   `None` when 1 is not reached within the caller's `max_horizon`.
 
-use super::summary::{CustomerSummary, DAY_SECS};
-use crate::math::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
+use super::repeat::{
+    check_history, horizon, next_purchase_date, positive_params, time_to_one_purchase,
+};
+use super::summary::CustomerSummary;
+use crate::math::optim::OptimError;
 use crate::math::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-/// Settings of the BG/NBD fit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct BgNbdParams {
-    /// L2 penalty on `(r, α, a, b)` added to the mean negative log-likelihood
-    /// (0 = plain maximum likelihood).
-    pub penalizer: f64,
-    /// Nelder–Mead iterations per start.
-    pub max_iter: usize,
-    /// Relative tolerance on the objective (the mean negative log-likelihood).
-    pub tol: f64,
-    /// The first starting point `(r, α, a, b)`.
-    pub initial: [f64; 4],
-    /// Number of starts: the first from `initial`, the others from random
-    /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
-    pub starts: usize,
-    /// Seed of the extra starting points.
-    pub seed: u64,
-}
-
-impl Default for BgNbdParams {
-    /// No penalty, 3,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
-    /// one start, seed 42.
-    fn default() -> Self {
-        BgNbdParams {
-            penalizer: 0.0,
-            // Fits that converge take about 500 (CDNOW: 529); one far out on
-            // the ridge a -> 0, b -> infinity (nobody "dies") ends when its
-            // simplex collapses (`BgNbd::collapsed`).
-            max_iter: 3_000,
-            tol: 1e-12,
-            initial: [1.0; 4],
-            starts: 1,
-            seed: 42,
-        }
-    }
-}
+super::repeat::fit_settings!(
+    /// Settings of the BG/NBD fit; `initial` is `(r, α, a, b)`.
+    BgNbdParams
+);
 
 /// Why the BG/NBD model could not be fitted or evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -118,97 +85,31 @@ pub enum BgNbdError {
 }
 
 crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
+super::repeat::invalid_input_from!(BgNbdError, history);
 
-/// A fitted (or given) BG/NBD model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BgNbd {
-    /// Shape of the Gamma distribution of purchase rates.
-    pub r: f64,
-    /// Rate (inverse scale) of the Gamma distribution of purchase rates.
-    pub alpha: f64,
-    /// First shape of the Beta distribution of drop-out probabilities.
-    pub a: f64,
-    /// Second shape of the Beta distribution of drop-out probabilities.
-    pub b: f64,
-    /// Total log-likelihood of the fitting data (unpenalised); NaN for a
-    /// model built with [`BgNbd::new`].
-    pub log_likelihood: f64,
-    /// Nelder–Mead iterations of the winning start.
-    pub iterations: usize,
-    /// Whether the winning start met the tolerance.
-    pub converged: bool,
-    /// Whether the winning start ended with its parameters known to the
-    /// optimiser's tolerance but the likelihood's values there spreading
-    /// wider than `tol`: the likelihood's own rounding, typically far out
-    /// on the ridge `a → 0, b → ∞` of a history where almost nobody drops
-    /// out ([`crate::math::optim`]). The fit is then as good as the arithmetic
-    /// allows.
-    #[serde(default)]
-    pub collapsed: bool,
+super::repeat::fitted_model!(
+    /// A fitted (or given) BG/NBD model.
+    BgNbd {
+        /// Shape of the Gamma distribution of purchase rates.
+        r,
+        /// Rate (inverse scale) of the Gamma distribution of purchase rates.
+        alpha,
+        /// First shape of the Beta distribution of drop-out probabilities.
+        a,
+        /// Second shape of the Beta distribution of drop-out probabilities.
+        b,
+    }
     /// Customers fitted on.
-    pub n_customers: usize,
-}
+);
 
 fn check_customer(index: usize, x: f64, t_x: f64, t: f64) -> Result<(), BgNbdError> {
-    let bad = |reason| {
-        Err(BgNbdError::InvalidCustomer {
-            index,
-            x,
-            t_x,
-            t,
-            reason,
-        })
-    };
-    if !(x.is_finite() && t_x.is_finite() && t.is_finite()) {
-        return bad("values must be finite");
-    }
-    if x < 0.0 || x.fract() != 0.0 {
-        return bad("x must be a non-negative whole number");
-    }
-    if t_x < 0.0 || t < t_x {
-        return bad("needs 0 <= t_x <= T");
-    }
-    Ok(())
+    Ok(check_history(index, x, t_x, t)?)
 }
 
 impl BgNbdParams {
     /// Checks every setting.
     pub fn check(&self) -> Result<(), BgNbdError> {
-        let bad = |name, value: String, reason| {
-            Err(BgNbdError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        if !(self.penalizer.is_finite() && self.penalizer >= 0.0) {
-            return bad(
-                "penalizer",
-                self.penalizer.to_string(),
-                "must be a finite non-negative number",
-            );
-        }
-        if self.max_iter == 0 {
-            return bad("max_iter", "0".into(), "must be at least 1");
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return bad(
-                "tol",
-                self.tol.to_string(),
-                "must be a finite positive number",
-            );
-        }
-        if self.initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad(
-                "initial",
-                format!("{:?}", self.initial),
-                "every value must be finite and positive",
-            );
-        }
-        if self.starts == 0 {
-            return bad("starts", "0".into(), "must be at least 1");
-        }
-        Ok(())
+        Ok(self.check_settings()?)
     }
 
     /// Fits the model to one `(x, t_x, T)` per customer by (penalised)
@@ -222,58 +123,13 @@ impl BgNbdParams {
             check_customer(i, x, t_x, t)?;
         }
         let prepared = Prepared::new(data);
-        let n = data.len() as f64;
-        let penalizer = self.penalizer;
-        let objective = |phi: &[f64]| {
-            let [r, alpha, a, b] = [phi[0].exp(), phi[1].exp(), phi[2].exp(), phi[3].exp()];
-            let ll = prepared.log_likelihood(r, alpha, a, b);
-            -ll / n + penalizer * (r * r + alpha * alpha + a * a + b * b)
-        };
-        let opts = NelderMeadOptions {
-            initial_step: 0.5,
-            max_iter: self.max_iter,
-            ftol_abs: self.tol * 1e-3,
-            ftol_rel: self.tol,
-            xtol: 1e-9,
-            max_restarts: 5,
-            adaptive: true,
-        };
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let mut best: Option<crate::math::optim::NelderMeadResult> = None;
-        for start in 0..self.starts {
-            let x0: Vec<f64> = if start == 0 {
-                self.initial.iter().map(|v| v.ln()).collect()
-            } else {
-                (0..4).map(|_| rng.gen_range(-2.0..2.0)).collect()
-            };
-            // A random start may land where the likelihood underflows; skip it.
-            let res = match minimize_nelder_mead(objective, &x0, &opts) {
-                Ok(res) => res,
-                Err(OptimError::NonFiniteStart { .. }) if start > 0 => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if best.as_ref().is_none_or(|b| res.fx < b.fx) {
-                best = Some(res);
-            }
-        }
-        let best = best.expect("the first start always yields a result");
-        let [r, alpha, a, b] = [
-            best.x[0].exp(),
-            best.x[1].exp(),
-            best.x[2].exp(),
-            best.x[3].exp(),
-        ];
-        Ok(BgNbd {
-            r,
-            alpha,
-            a,
-            b,
-            log_likelihood: prepared.log_likelihood(r, alpha, a, b),
-            iterations: best.iterations,
-            converged: best.converged,
-            collapsed: best.collapsed,
-            n_customers: data.len(),
-        })
+        let ll = |[r, alpha, a, b]: [f64; 4]| prepared.log_likelihood(r, alpha, a, b);
+        let (best, [r, alpha, a, b]) = self.minimize(data.len(), ll)?;
+        Ok(BgNbd::unfitted(r, alpha, a, b).with_fit(
+            prepared.log_likelihood(r, alpha, a, b),
+            &best,
+            data.len(),
+        ))
     }
 }
 
@@ -371,26 +227,8 @@ const A_ONE_EPS: f64 = 1e-5;
 impl BgNbd {
     /// A model with given parameters (for instance from a stored fit).
     pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, BgNbdError> {
-        for (name, v) in [("r", r), ("alpha", alpha), ("a", a), ("b", b)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(BgNbdError::InvalidParam {
-                    name,
-                    value: v.to_string(),
-                    reason: "must be finite and positive",
-                });
-            }
-        }
-        Ok(BgNbd {
-            r,
-            alpha,
-            a,
-            b,
-            log_likelihood: f64::NAN,
-            iterations: 0,
-            converged: false,
-            collapsed: false,
-            n_customers: 0,
-        })
+        positive_params(&[("r", r), ("alpha", alpha), ("a", a), ("b", b)])?;
+        Ok(BgNbd::unfitted(r, alpha, a, b))
     }
 
     /// Total log-likelihood of `data` under this model.
@@ -476,19 +314,7 @@ impl BgNbd {
         max_horizon: f64,
     ) -> Result<Option<f64>, BgNbdError> {
         check_horizon(max_horizon)?;
-        if self.expected_purchases(max_horizon, x, t_x, big_t)? < 1.0 {
-            return Ok(None);
-        }
-        let (mut lo, mut hi) = (0.0_f64, max_horizon);
-        while hi - lo > 1e-6 * hi.max(1e-9) {
-            let mid = 0.5 * (lo + hi);
-            if self.expected_purchases(mid, x, t_x, big_t)? >= 1.0 {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        Ok(Some(hi))
+        time_to_one_purchase(max_horizon, |u| self.expected_purchases(u, x, t_x, big_t))
     }
 
     /// [`BgNbd::expected_time_to_next_purchase`] for a summary, as a date:
@@ -501,22 +327,14 @@ impl BgNbd {
         reference: i64,
         max_horizon: f64,
     ) -> Result<Option<i64>, BgNbdError> {
-        let s = summary.repeat_summary();
-        let u = self.expected_time_to_next_purchase(s.x, s.t_x, s.t, max_horizon)?;
-        Ok(u.map(|u| reference + (u * summary.unit.days() * DAY_SECS as f64).round() as i64))
+        next_purchase_date(summary, reference, |x, t_x, t| {
+            self.expected_time_to_next_purchase(x, t_x, t, max_horizon)
+        })
     }
 }
 
 fn check_horizon(t: f64) -> Result<(), BgNbdError> {
-    if t.is_finite() && t >= 0.0 {
-        Ok(())
-    } else {
-        Err(BgNbdError::InvalidParam {
-            name: "t",
-            value: t.to_string(),
-            reason: "the horizon must be finite and non-negative",
-        })
-    }
+    Ok(horizon(t)?)
 }
 
 /// `eval(a)`, or the mean of `eval(1 ± ε)` when `a` is within `ε` of 1.
@@ -531,7 +349,9 @@ fn around_a_one(a: f64, eval: impl Fn(f64) -> Result<f64, BgNbdError>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use crate::customer::summary::DAY_SECS;
+    use rand::{Rng, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
 
     /// The published CDNOW estimates.
     fn cdnow() -> BgNbd {

@@ -34,8 +34,9 @@
 //! `CLV = Σ_m margin · E[M] · (E[Y(mL)] − E[Y((m−1)L)]) / (1+d)^(m/12)`.
 
 use super::bgnbd::{BgNbd, BgNbdError};
+use super::repeat::{check_fit_settings, positive_params};
 use super::summary::TimeUnit;
-use crate::math::optim::{NelderMeadOptions, OptimError, minimize_nelder_mead};
+use crate::math::optim::{OptimError, fit_options, minimize_log_params};
 use crate::math::special::ln_gamma;
 use serde::{Deserialize, Serialize};
 
@@ -101,30 +102,20 @@ pub enum GammaGammaError {
 }
 
 crate::error_from!(GammaGammaError { Optim(OptimError), BgNbd(BgNbdError), Repeat(super::repeat::RepeatModelError) });
+super::repeat::invalid_input_from!(GammaGammaError);
 
-/// A fitted (or given) Gamma-Gamma model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GammaGamma {
-    /// Shape of the per-transaction spend distribution.
-    pub p: f64,
-    /// Shape of the Gamma distribution of the spend rate `ν`.
-    pub q: f64,
-    /// Rate `γ` of the Gamma distribution of `ν`.
-    pub v: f64,
-    /// Total log-likelihood of the fitting data; NaN for [`GammaGamma::new`].
-    pub log_likelihood: f64,
-    /// Nelder–Mead iterations.
-    pub iterations: usize,
-    /// Whether the optimiser met the tolerance.
-    pub converged: bool,
-    /// Whether the fit ended with its parameters known to the optimiser's
-    /// tolerance but the likelihood's values there spreading wider than
-    /// `tol` (its own rounding; see [`crate::math::optim`]).
-    #[serde(default)]
-    pub collapsed: bool,
+super::repeat::fitted_model!(
+    /// A fitted (or given) Gamma-Gamma model.
+    GammaGamma {
+        /// Shape of the per-transaction spend distribution.
+        p,
+        /// Shape of the Gamma distribution of the spend rate `ν`.
+        q,
+        /// Rate `γ` of the Gamma distribution of `ν`.
+        v,
+    }
     /// Customers fitted on (those with `x > 0`).
-    pub n_customers: usize,
-}
+);
 
 /// Settings of [`GammaGamma::clv`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,38 +201,12 @@ fn check_customer(index: usize, x: f64, monetary: f64) -> Result<(), GammaGammaE
 impl GammaGammaParams {
     /// Checks every setting.
     pub fn check(&self) -> Result<(), GammaGammaError> {
-        let bad = |name, value: String, reason| {
-            Err(GammaGammaError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        if !(self.penalizer.is_finite() && self.penalizer >= 0.0) {
-            return bad(
-                "penalizer",
-                self.penalizer.to_string(),
-                "must be a finite non-negative number",
-            );
-        }
-        if self.max_iter == 0 {
-            return bad("max_iter", "0".into(), "must be at least 1");
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return bad(
-                "tol",
-                self.tol.to_string(),
-                "must be a finite positive number",
-            );
-        }
-        if self.initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad(
-                "initial",
-                format!("{:?}", self.initial),
-                "every value must be finite and positive",
-            );
-        }
-        Ok(())
+        Ok(check_fit_settings(
+            self.penalizer,
+            self.max_iter,
+            self.tol,
+            &self.initial,
+        )?)
     }
 
     /// Fits the model to `(x, m̄)` per customer. Customers with `x = 0` are
@@ -257,34 +222,17 @@ impl GammaGammaParams {
         if used.is_empty() {
             return Err(GammaGammaError::NoData);
         }
-        let n = used.len() as f64;
-        let penalizer = self.penalizer;
-        let objective = |phi: &[f64]| {
-            let [p, q, v] = [phi[0].exp(), phi[1].exp(), phi[2].exp()];
-            -log_likelihood(&used, p, q, v) / n + penalizer * (p * p + q * q + v * v)
-        };
-        let opts = NelderMeadOptions {
-            initial_step: 0.5,
-            max_iter: self.max_iter,
-            ftol_abs: self.tol * 1e-3,
-            ftol_rel: self.tol,
-            xtol: 1e-9,
-            max_restarts: 5,
-            adaptive: true,
-        };
-        let x0: Vec<f64> = self.initial.iter().map(|v| v.ln()).collect();
-        let res = minimize_nelder_mead(objective, &x0, &opts)?;
-        let [p, q, v] = [res.x[0].exp(), res.x[1].exp(), res.x[2].exp()];
-        Ok(GammaGamma {
-            p,
-            q,
-            v,
-            log_likelihood: log_likelihood(&used, p, q, v),
-            iterations: res.iterations,
-            converged: res.converged,
-            collapsed: res.collapsed,
-            n_customers: used.len(),
-        })
+        let ll = |[p, q, v]: [f64; 3]| log_likelihood(&used, p, q, v);
+        let opts = fit_options(self.max_iter, self.tol);
+        let (res, [p, q, v]) =
+            minimize_log_params(&opts, self.penalizer, &self.initial, (1, 0), used.len(), ll)?;
+        Ok(
+            GammaGamma::unfitted(p, q, v).with_fit(
+                log_likelihood(&used, p, q, v),
+                &res,
+                used.len(),
+            ),
+        )
     }
 }
 
@@ -303,25 +251,8 @@ fn log_likelihood(data: &[(f64, f64)], p: f64, q: f64, v: f64) -> f64 {
 impl GammaGamma {
     /// A model with given parameters.
     pub fn new(p: f64, q: f64, v: f64) -> Result<Self, GammaGammaError> {
-        for (name, val) in [("p", p), ("q", q), ("v", v)] {
-            if !(val.is_finite() && val > 0.0) {
-                return Err(GammaGammaError::InvalidParam {
-                    name,
-                    value: val.to_string(),
-                    reason: "must be finite and positive",
-                });
-            }
-        }
-        Ok(GammaGamma {
-            p,
-            q,
-            v,
-            log_likelihood: f64::NAN,
-            iterations: 0,
-            converged: false,
-            collapsed: false,
-            n_customers: 0,
-        })
+        positive_params(&[("p", p), ("q", q), ("v", v)])?;
+        Ok(GammaGamma::unfitted(p, q, v))
     }
 
     /// Total log-likelihood of `(x, m̄)` data (customers with `x = 0` skipped).

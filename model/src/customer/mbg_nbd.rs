@@ -28,7 +28,6 @@ use super::repeat::{
     FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
 };
 use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp};
-use serde::{Deserialize, Serialize};
 
 const NAME: &str = "MBG/NBD";
 
@@ -38,30 +37,20 @@ const A_ONE_EPS: f64 = 1e-5;
 /// Settings of the MBG/NBD fit; `initial` is `(r, α, a, b)`.
 pub type MbgNbdParams = FitParams;
 
-/// A fitted (or given) MBG/NBD model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MbgNbd {
-    /// Shape of the Gamma distribution of purchase rates.
-    pub r: f64,
-    /// Rate of the Gamma distribution of purchase rates.
-    pub alpha: f64,
-    /// First shape of the Beta distribution of drop-out probabilities.
-    pub a: f64,
-    /// Second shape of the Beta distribution of drop-out probabilities.
-    pub b: f64,
-    /// Total log-likelihood of the fitting data (unpenalised); NaN for a
-    /// model built with [`MbgNbd::new`].
-    pub log_likelihood: f64,
-    /// Nelder–Mead iterations of the winning start.
-    pub iterations: usize,
-    /// Whether the winning start met the tolerance.
-    pub converged: bool,
-    /// Whether the winning start's simplex collapsed (see [`crate::math::optim`]).
-    #[serde(default)]
-    pub collapsed: bool,
+super::repeat::fitted_model!(
+    /// A fitted (or given) MBG/NBD model.
+    MbgNbd {
+        /// Shape of the Gamma distribution of purchase rates.
+        r,
+        /// Rate of the Gamma distribution of purchase rates.
+        alpha,
+        /// First shape of the Beta distribution of drop-out probabilities.
+        a,
+        /// Second shape of the Beta distribution of drop-out probabilities.
+        b,
+    }
     /// Customers fitted on.
-    pub n_customers: usize,
-}
+);
 
 /// Fits the MBG/NBD model to one `(x, t_x, T)` per customer by (penalised)
 /// maximum likelihood over `(ln r, ln α, ln a, ln b)`.
@@ -73,17 +62,11 @@ pub fn fit(params: &MbgNbdParams, data: &[(f64, f64, f64)]) -> Result<MbgNbd, Re
     let histories = Histories::new(data)?;
     let ll = |[r, alpha, a, b]: [f64; 4]| log_likelihood(&histories, r, alpha, a, b);
     let (best, [r, alpha, a, b]) = params.minimize(data.len(), ll)?;
-    Ok(MbgNbd {
-        r,
-        alpha,
-        a,
-        b,
-        log_likelihood: log_likelihood(&histories, r, alpha, a, b),
-        iterations: best.iterations,
-        converged: best.converged,
-        collapsed: best.collapsed,
-        n_customers: data.len(),
-    })
+    Ok(MbgNbd::unfitted(r, alpha, a, b).with_fit(
+        log_likelihood(&histories, r, alpha, a, b),
+        &best,
+        data.len(),
+    ))
 }
 
 /// `ln D`, the log death odds (module docs).
@@ -107,17 +90,7 @@ impl MbgNbd {
     /// A model with given parameters (for instance from a stored fit).
     pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, RepeatModelError> {
         check_model_params(NAME, [("r", r), ("alpha", alpha), ("a", a), ("b", b)])?;
-        Ok(MbgNbd {
-            r,
-            alpha,
-            a,
-            b,
-            log_likelihood: f64::NAN,
-            iterations: 0,
-            converged: false,
-            collapsed: false,
-            n_customers: 0,
-        })
+        Ok(MbgNbd::unfitted(r, alpha, a, b))
     }
 
     /// Total log-likelihood of `data` under this model.

@@ -63,7 +63,6 @@ use super::repeat::{
 };
 use crate::math::optim::NelderMeadResult;
 use crate::math::special::{ln_gamma, ln_hyp2f1, log_add_exp};
-use serde::{Deserialize, Serialize};
 
 const NAME: &str = "Pareto/NBD";
 
@@ -73,30 +72,20 @@ const MAX_Z: f64 = 0.95;
 /// Settings of the Pareto/NBD fit; `initial` is `(r, α, s, β)`.
 pub type ParetoNbdParams = FitParams;
 
-/// A fitted (or given) Pareto/NBD model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParetoNbd {
-    /// Shape of the Gamma distribution of purchase rates.
-    pub r: f64,
-    /// Rate of the Gamma distribution of purchase rates.
-    pub alpha: f64,
-    /// Shape of the Gamma distribution of drop-out rates.
-    pub s: f64,
-    /// Rate of the Gamma distribution of drop-out rates.
-    pub beta: f64,
-    /// Total log-likelihood of the fitting data (unpenalised); NaN for a
-    /// model built with [`ParetoNbd::new`].
-    pub log_likelihood: f64,
-    /// Nelder–Mead iterations of the winning start.
-    pub iterations: usize,
-    /// Whether the winning start met the tolerance.
-    pub converged: bool,
-    /// Whether the winning start's simplex collapsed (see [`crate::math::optim`]).
-    #[serde(default)]
-    pub collapsed: bool,
+super::repeat::fitted_model!(
+    /// A fitted (or given) Pareto/NBD model.
+    ParetoNbd {
+        /// Shape of the Gamma distribution of purchase rates.
+        r,
+        /// Rate of the Gamma distribution of purchase rates.
+        alpha,
+        /// Shape of the Gamma distribution of drop-out rates.
+        s,
+        /// Rate of the Gamma distribution of drop-out rates.
+        beta,
+    }
     /// Customers fitted on.
-    pub n_customers: usize,
-}
+);
 
 /// Fits the Pareto/NBD model to one `(x, t_x, T)` per customer by
 /// (penalised) maximum likelihood over `(ln r, ln α, ln s, ln β)`.
@@ -111,17 +100,11 @@ pub fn fit(
     let histories = Histories::new(data)?;
     let ll = |[r, alpha, s, beta]: [f64; 4]| log_likelihood(&histories, r, alpha, s, beta);
     let (best, [r, alpha, s, beta]): (NelderMeadResult, _) = params.minimize(data.len(), ll)?;
-    Ok(ParetoNbd {
-        r,
-        alpha,
-        s,
-        beta,
-        log_likelihood: log_likelihood(&histories, r, alpha, s, beta),
-        iterations: best.iterations,
-        converged: best.converged,
-        collapsed: best.collapsed,
-        n_customers: data.len(),
-    })
+    Ok(ParetoNbd::unfitted(r, alpha, s, beta).with_fit(
+        log_likelihood(&histories, r, alpha, s, beta),
+        &best,
+        data.len(),
+    ))
 }
 
 /// `ln Γ(r+x) − ln Γ(r) + r ln α + s ln β`, and the two log terms of the
@@ -180,17 +163,7 @@ impl ParetoNbd {
     /// A model with given parameters (for instance from a stored fit).
     pub fn new(r: f64, alpha: f64, s: f64, beta: f64) -> Result<Self, RepeatModelError> {
         check_model_params(NAME, [("r", r), ("alpha", alpha), ("s", s), ("beta", beta)])?;
-        Ok(ParetoNbd {
-            r,
-            alpha,
-            s,
-            beta,
-            log_likelihood: f64::NAN,
-            iterations: 0,
-            converged: false,
-            collapsed: false,
-            n_customers: 0,
-        })
+        Ok(ParetoNbd::unfitted(r, alpha, s, beta))
     }
 
     /// Total log-likelihood of `data` under this model.

@@ -6,47 +6,243 @@
 //! their four parameters by Nelder–Mead ([`crate::math::optim`]), restarted until
 //! it stops improving, optionally from several random starts.
 
-use crate::math::optim::{NelderMeadOptions, NelderMeadResult, OptimError, minimize_nelder_mead};
+use crate::math::optim::OptimError;
 use crate::math::special::SpecialError;
-use rand::{Rng, SeedableRng};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-/// Settings of a four-parameter repeat-buying fit (Pareto/NBD, MBG/NBD).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FitParams {
-    /// L2 penalty on the four parameters added to the mean negative
-    /// log-likelihood (0 = plain maximum likelihood).
-    pub penalizer: f64,
-    /// Nelder–Mead iterations per start.
-    pub max_iter: usize,
-    /// Relative tolerance on the objective (the mean negative log-likelihood).
-    pub tol: f64,
-    /// The first starting point, in the model's parameter order.
-    pub initial: [f64; 4],
-    /// Number of starts: the first from `initial`, the others from random
-    /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
-    pub starts: usize,
-    /// Seed of the extra starting points.
-    pub seed: u64,
+/// Defines the settings struct of a four-parameter repeat-buying fit:
+/// [`FitParams`] (Pareto/NBD, MBG/NBD) and [`super::bgnbd::BgNbdParams`],
+/// the same fields and defaults under two names, since BG/NBD's settings
+/// have a `fit` method of their own.
+macro_rules! fit_settings {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(default)]
+        pub struct $name {
+            /// L2 penalty on the four parameters added to the mean negative
+            /// log-likelihood (0 = plain maximum likelihood).
+            pub penalizer: f64,
+            /// Nelder–Mead iterations per start.
+            pub max_iter: usize,
+            /// Relative tolerance on the objective (the mean negative log-likelihood).
+            pub tol: f64,
+            /// The first starting point, in the model's parameter order.
+            pub initial: [f64; 4],
+            /// Number of starts: the first from `initial`, the others from random
+            /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
+            pub starts: usize,
+            /// Seed of the extra starting points.
+            pub seed: u64,
+        }
+
+        impl Default for $name {
+            /// No penalty, 3,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
+            /// one start, seed 42.
+            fn default() -> Self {
+                $name {
+                    penalizer: 0.0,
+                    // BG/NBD fits that converge take about 500 (CDNOW: 529); one
+                    // far out on the ridge a -> 0, b -> infinity (nobody "dies")
+                    // ends when its simplex collapses (`BgNbd::collapsed`).
+                    max_iter: 3_000,
+                    tol: 1e-12,
+                    initial: [1.0; 4],
+                    starts: 1,
+                    seed: 42,
+                }
+            }
+        }
+
+        impl $name {
+            /// The first setting out of range.
+            pub(crate) fn check_settings(
+                &self,
+            ) -> Result<(), $crate::customer::repeat::InvalidSetting> {
+                $crate::customer::repeat::check_fit_settings(
+                    self.penalizer,
+                    self.max_iter,
+                    self.tol,
+                    &self.initial,
+                )?;
+                if self.starts == 0 {
+                    return Err($crate::customer::repeat::InvalidSetting::new(
+                        "starts",
+                        "0".into(),
+                        "must be at least 1",
+                    ));
+                }
+                Ok(())
+            }
+
+            /// [`crate::math::optim::minimize_log_params`] with these settings:
+            /// the winning run and its four parameters.
+            pub(crate) fn minimize(
+                &self,
+                n: usize,
+                log_likelihood: impl Fn([f64; 4]) -> f64,
+            ) -> Result<
+                ($crate::math::optim::NelderMeadResult, [f64; 4]),
+                $crate::math::optim::OptimError,
+            > {
+                $crate::math::optim::minimize_log_params(
+                    &$crate::math::optim::fit_options(self.max_iter, self.tol),
+                    self.penalizer,
+                    &self.initial,
+                    (self.starts, self.seed),
+                    n,
+                    log_likelihood,
+                )
+            }
+        }
+    };
+}
+pub(crate) use fit_settings;
+
+fit_settings!(
+    /// Settings of a four-parameter repeat-buying fit (Pareto/NBD, MBG/NBD).
+    FitParams
+);
+
+/// Defines a fitted (or given) customer model: its parameters, then what the
+/// fit reports, with `unfitted` (the model with given parameters and no fit)
+/// and `with_fit` (what a Nelder–Mead run reported).
+macro_rules! fitted_model {
+    (
+        $(#[$attr:meta])*
+        $name:ident { $($(#[$param_doc:meta])* $param:ident),+ $(,)? }
+        $(#[$n_doc:meta])*
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        pub struct $name {
+            $($(#[$param_doc])* pub $param: f64,)+
+            /// Total log-likelihood of the fitting data (unpenalised); NaN for a
+            /// model built with `new`.
+            pub log_likelihood: f64,
+            /// Nelder–Mead iterations of the winning start.
+            pub iterations: usize,
+            /// Whether the winning start met the tolerance.
+            pub converged: bool,
+            /// Whether the winning start ended with its parameters known to the
+            /// optimiser's tolerance but the likelihood's values there spreading
+            /// wider than `tol`: the likelihood's own rounding, typically far out
+            /// on a ridge of the likelihood ([`crate::math::optim`]). The fit is
+            /// then as good as the arithmetic allows.
+            #[serde(default)]
+            pub collapsed: bool,
+            $(#[$n_doc])*
+            pub n_customers: usize,
+        }
+
+        impl $name {
+            /// The model with these parameters, fitted on nothing.
+            fn unfitted($($param: f64),+) -> Self {
+                $name {
+                    $($param,)+
+                    log_likelihood: f64::NAN,
+                    iterations: 0,
+                    converged: false,
+                    collapsed: false,
+                    n_customers: 0,
+                }
+            }
+
+            /// This model as fitted by `run` on `n_customers` customers, with
+            /// `log_likelihood` at its parameters.
+            fn with_fit(
+                self,
+                log_likelihood: f64,
+                run: &$crate::math::optim::NelderMeadResult,
+                n_customers: usize,
+            ) -> Self {
+                $name {
+                    log_likelihood,
+                    iterations: run.iterations,
+                    converged: run.converged,
+                    collapsed: run.collapsed,
+                    n_customers,
+                    ..self
+                }
+            }
+        }
+    };
+}
+pub(crate) use fitted_model;
+
+/// A fit setting or model parameter out of range: what
+/// [`RepeatModelError::InvalidParam`] and its BG/NBD and Gamma-Gamma
+/// counterparts say, without the model's name.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InvalidSetting {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: &'static str,
 }
 
-impl Default for FitParams {
-    /// No penalty, 3,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
-    /// one start, seed 42 (the BG/NBD defaults).
-    fn default() -> Self {
-        FitParams {
-            penalizer: 0.0,
-            max_iter: 3_000,
-            tol: 1e-12,
-            initial: [1.0; 4],
-            starts: 1,
-            seed: 42,
+impl InvalidSetting {
+    pub(crate) fn new(name: &'static str, value: String, reason: &'static str) -> Self {
+        InvalidSetting {
+            name,
+            value,
+            reason,
+        }
+    }
+
+    /// The error of the repeat-buying model `model`.
+    pub(crate) fn in_model(self, model: &'static str) -> RepeatModelError {
+        RepeatModelError::InvalidParam {
+            model,
+            name: self.name,
+            value: self.value,
+            reason: self.reason,
         }
     }
 }
+
+/// A customer's impossible `(x, t_x, T)`: what [`RepeatModelError::InvalidCustomer`]
+/// and its BG/NBD counterpart say.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct InvalidHistory {
+    pub index: usize,
+    pub x: f64,
+    pub t_x: f64,
+    pub t: f64,
+    pub reason: &'static str,
+}
+
+/// `From` [`InvalidSetting`] (and, with `history`, [`InvalidHistory`]) for
+/// a model error enum whose `InvalidParam` and `InvalidCustomer` variants
+/// have the same fields.
+macro_rules! invalid_input_from {
+    ($error:ty) => {
+        impl From<$crate::customer::repeat::InvalidSetting> for $error {
+            fn from(e: $crate::customer::repeat::InvalidSetting) -> Self {
+                Self::InvalidParam {
+                    name: e.name,
+                    value: e.value,
+                    reason: e.reason,
+                }
+            }
+        }
+    };
+    ($error:ty, history) => {
+        $crate::customer::repeat::invalid_input_from!($error);
+
+        impl From<$crate::customer::repeat::InvalidHistory> for $error {
+            fn from(e: $crate::customer::repeat::InvalidHistory) -> Self {
+                Self::InvalidCustomer {
+                    index: e.index,
+                    x: e.x,
+                    t_x: e.t_x,
+                    t: e.t,
+                    reason: e.reason,
+                }
+            }
+        }
+    };
+}
+pub(crate) use invalid_input_from;
 
 /// Why a Pareto/NBD or MBG/NBD model could not be fitted or evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -84,15 +280,22 @@ pub enum RepeatModelError {
 
 crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(super::bgnbd::BgNbdError) });
 
+impl From<InvalidHistory> for RepeatModelError {
+    fn from(e: InvalidHistory) -> Self {
+        RepeatModelError::InvalidCustomer {
+            index: e.index,
+            x: e.x,
+            t_x: e.t_x,
+            t: e.t,
+            reason: e.reason,
+        }
+    }
+}
+
 /// Checks one customer's `(x, t_x, T)`.
-pub(crate) fn check_customer(
-    index: usize,
-    x: f64,
-    t_x: f64,
-    t: f64,
-) -> Result<(), RepeatModelError> {
+pub(crate) fn check_history(index: usize, x: f64, t_x: f64, t: f64) -> Result<(), InvalidHistory> {
     let bad = |reason| {
-        Err(RepeatModelError::InvalidCustomer {
+        Err(InvalidHistory {
             index,
             x,
             t_x,
@@ -112,17 +315,43 @@ pub(crate) fn check_customer(
     Ok(())
 }
 
+/// Checks one customer's `(x, t_x, T)`.
+pub(crate) fn check_customer(
+    index: usize,
+    x: f64,
+    t_x: f64,
+    t: f64,
+) -> Result<(), RepeatModelError> {
+    Ok(check_history(index, x, t_x, t)?)
+}
+
 /// Checks a horizon (finite, non-negative).
-pub(crate) fn check_horizon(model: &'static str, t: f64) -> Result<(), RepeatModelError> {
+pub(crate) fn horizon(t: f64) -> Result<(), InvalidSetting> {
     if t.is_finite() && t >= 0.0 {
         Ok(())
     } else {
-        Err(RepeatModelError::InvalidParam {
-            model,
-            name: "t",
-            value: t.to_string(),
-            reason: "the horizon must be finite and non-negative",
-        })
+        Err(InvalidSetting::new(
+            "t",
+            t.to_string(),
+            "the horizon must be finite and non-negative",
+        ))
+    }
+}
+
+/// Checks a horizon (finite, non-negative).
+pub(crate) fn check_horizon(model: &'static str, t: f64) -> Result<(), RepeatModelError> {
+    horizon(t).map_err(|e| e.in_model(model))
+}
+
+/// Checks model parameters (finite and positive).
+pub(crate) fn positive_params(named: &[(&'static str, f64)]) -> Result<(), InvalidSetting> {
+    match named.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
+        Some(&(name, v)) => Err(InvalidSetting::new(
+            name,
+            v.to_string(),
+            "must be finite and positive",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -131,15 +360,37 @@ pub(crate) fn check_model_params(
     model: &'static str,
     named: [(&'static str, f64); 4],
 ) -> Result<(), RepeatModelError> {
-    for (name, v) in named {
-        if !(v.is_finite() && v > 0.0) {
-            return Err(RepeatModelError::InvalidParam {
-                model,
-                name,
-                value: v.to_string(),
-                reason: "must be finite and positive",
-            });
-        }
+    positive_params(&named).map_err(|e| e.in_model(model))
+}
+
+/// Checks the settings every Nelder–Mead fit of the customer models has:
+/// the penalty, the iterations, the tolerance and the starting point.
+pub(crate) fn check_fit_settings(
+    penalizer: f64,
+    max_iter: usize,
+    tol: f64,
+    initial: &[f64],
+) -> Result<(), InvalidSetting> {
+    let bad = |name, value: String, reason| Err(InvalidSetting::new(name, value, reason));
+    if !(penalizer.is_finite() && penalizer >= 0.0) {
+        return bad(
+            "penalizer",
+            penalizer.to_string(),
+            "must be a finite non-negative number",
+        );
+    }
+    if max_iter == 0 {
+        return bad("max_iter", "0".into(), "must be at least 1");
+    }
+    if !(tol.is_finite() && tol > 0.0) {
+        return bad("tol", tol.to_string(), "must be a finite positive number");
+    }
+    if initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return bad(
+            "initial",
+            format!("{initial:?}"),
+            "every value must be finite and positive",
+        );
     }
     Ok(())
 }
@@ -147,93 +398,44 @@ pub(crate) fn check_model_params(
 impl FitParams {
     /// Checks every setting; `model` names the model in the error.
     pub fn check(&self, model: &'static str) -> Result<(), RepeatModelError> {
-        let bad = |name, value: String, reason| {
-            Err(RepeatModelError::InvalidParam {
-                model,
-                name,
-                value,
-                reason,
-            })
-        };
-        if !(self.penalizer.is_finite() && self.penalizer >= 0.0) {
-            return bad(
-                "penalizer",
-                self.penalizer.to_string(),
-                "must be a finite non-negative number",
-            );
-        }
-        if self.max_iter == 0 {
-            return bad("max_iter", "0".into(), "must be at least 1");
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return bad(
-                "tol",
-                self.tol.to_string(),
-                "must be a finite positive number",
-            );
-        }
-        if self.initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-            return bad(
-                "initial",
-                format!("{:?}", self.initial),
-                "every value must be finite and positive",
-            );
-        }
-        if self.starts == 0 {
-            return bad("starts", "0".into(), "must be at least 1");
-        }
-        Ok(())
+        self.check_settings().map_err(|e| e.in_model(model))
     }
+}
 
-    /// Minimises `−(1/n) Σ ln Lᵢ + penalizer · |θ|²` over `ln θ`, where
-    /// `log_likelihood(θ)` is the total log-likelihood of `n` customers.
-    /// Returns the winning run and its `θ`.
-    pub(crate) fn minimize(
-        &self,
-        n: usize,
-        log_likelihood: impl Fn([f64; 4]) -> f64,
-    ) -> Result<(NelderMeadResult, [f64; 4]), RepeatModelError> {
-        let n = n as f64;
-        let penalizer = self.penalizer;
-        let objective = |phi: &[f64]| {
-            let theta = [phi[0].exp(), phi[1].exp(), phi[2].exp(), phi[3].exp()];
-            -log_likelihood(theta) / n + penalizer * theta.iter().map(|v| v * v).sum::<f64>()
-        };
-        let opts = NelderMeadOptions {
-            initial_step: 0.5,
-            max_iter: self.max_iter,
-            ftol_abs: self.tol * 1e-3,
-            ftol_rel: self.tol,
-            xtol: 1e-9,
-            max_restarts: 5,
-            adaptive: true,
-        };
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let mut best: Option<NelderMeadResult> = None;
-        for start in 0..self.starts {
-            let x0: Vec<f64> = if start == 0 {
-                self.initial.iter().map(|v| v.ln()).collect()
-            } else {
-                (0..4).map(|_| rng.gen_range(-2.0..2.0)).collect()
-            };
-            let res = match minimize_nelder_mead(objective, &x0, &opts) {
-                Ok(res) => res,
-                Err(OptimError::NonFiniteStart { .. }) if start > 0 => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if best.as_ref().is_none_or(|b| res.fx < b.fx) {
-                best = Some(res);
-            }
-        }
-        let best = best.expect("the first start always yields a result");
-        let theta = [
-            best.x[0].exp(),
-            best.x[1].exp(),
-            best.x[2].exp(),
-            best.x[3].exp(),
-        ];
-        Ok((best, theta))
+/// The horizon `u ≤ max_horizon` at which `expected(u)`, a customer's
+/// expected purchases in `(T, T + u]`, reaches 1, to a relative precision
+/// of `10⁻⁶`; `None` if it stays below 1 up to `max_horizon`.
+pub(crate) fn time_to_one_purchase<E>(
+    max_horizon: f64,
+    expected: impl Fn(f64) -> Result<f64, E>,
+) -> Result<Option<f64>, E> {
+    if expected(max_horizon)? < 1.0 {
+        return Ok(None);
     }
+    let (mut lo, mut hi) = (0.0_f64, max_horizon);
+    while hi - lo > 1e-6 * hi.max(1e-9) {
+        let mid = 0.5 * (lo + hi);
+        if expected(mid)? >= 1.0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(Some(hi))
+}
+
+/// `reference + u` in seconds, for `time_to(x, t_x, T)` the time `u` (in
+/// `summary`'s unit) to the next expected purchase of `summary`'s customer.
+pub(crate) fn next_purchase_date<E>(
+    summary: &super::summary::CustomerSummary,
+    reference: i64,
+    time_to: impl FnOnce(f64, f64, f64) -> Result<Option<f64>, E>,
+) -> Result<Option<i64>, E> {
+    let s = summary.repeat_summary();
+    let u = time_to(s.x, s.t_x, s.t)?;
+    Ok(u.map(|u| {
+        reference + (u * summary.unit.days() * super::summary::DAY_SECS as f64).round() as i64
+    }))
 }
 
 /// Customers grouped by distinct `(x, t_x, T)`, with their counts: the

@@ -54,7 +54,10 @@
 use super::bgnbd::{BgNbd, BgNbdParams};
 use super::mbg_nbd::{self, MbgNbd};
 use super::pareto_nbd::{self, ParetoNbd};
-use super::repeat::{FitParams, RepeatModelError, check_customer, check_horizon};
+use super::repeat::{
+    FitParams, RepeatModelError, check_customer, check_horizon, next_purchase_date,
+    time_to_one_purchase,
+};
 use super::summary::{CustomerSummary, DAY_SECS, SummaryParams, summarize};
 use encore_data::PurchaseLog;
 use rayon::prelude::*;
@@ -236,19 +239,7 @@ impl RepeatModel {
         max_horizon: f64,
     ) -> Result<Option<f64>, RepeatModelError> {
         check_horizon(self.kind().name(), max_horizon)?;
-        if self.expected_purchases(max_horizon, x, t_x, big_t)? < 1.0 {
-            return Ok(None);
-        }
-        let (mut lo, mut hi) = (0.0_f64, max_horizon);
-        while hi - lo > 1e-6 * hi.max(1e-9) {
-            let mid = 0.5 * (lo + hi);
-            if self.expected_purchases(mid, x, t_x, big_t)? >= 1.0 {
-                hi = mid;
-            } else {
-                lo = mid;
-            }
-        }
-        Ok(Some(hi))
+        time_to_one_purchase(max_horizon, |u| self.expected_purchases(u, x, t_x, big_t))
     }
 
     /// [`RepeatModel::expected_time_to_next_purchase`] for a summary, as a
@@ -259,9 +250,9 @@ impl RepeatModel {
         reference: i64,
         max_horizon: f64,
     ) -> Result<Option<i64>, RepeatModelError> {
-        let s = summary.repeat_summary();
-        let u = self.expected_time_to_next_purchase(s.x, s.t_x, s.t, max_horizon)?;
-        Ok(u.map(|u| reference + (u * summary.unit.days() * DAY_SECS as f64).round() as i64))
+        next_purchase_date(summary, reference, |x, t_x, t| {
+            self.expected_time_to_next_purchase(x, t_x, t, max_horizon)
+        })
     }
 }
 

@@ -296,6 +296,64 @@ where
     })
 }
 
+/// The Nelder–Mead options the customer models are fitted with: step 0.5,
+/// `max_iter` iterations, relative value tolerance `tol` (absolute
+/// `tol · 10⁻³`), `xtol = 10⁻⁹`, 5 restarts, adaptive coefficients.
+pub(crate) fn fit_options(max_iter: usize, tol: f64) -> NelderMeadOptions {
+    NelderMeadOptions {
+        initial_step: 0.5,
+        max_iter,
+        ftol_abs: tol * 1e-3,
+        ftol_rel: tol,
+        xtol: 1e-9,
+        max_restarts: 5,
+        adaptive: true,
+    }
+}
+
+/// Penalised maximum likelihood over the logarithms of `D` positive
+/// parameters `θ`: minimises `−ℓ(θ)/n + penalizer · |θ|²` over `ln θ`, where
+/// `log_likelihood(θ)` is the total log-likelihood `ℓ` of `n` observations.
+///
+/// `starts = (count, seed)`: the first start is `initial`, the others random
+/// log-parameters in `[−2, 2]ᴰ` drawn with `seed` (a random start where the
+/// objective is not finite is skipped). Returns the best run and its `θ`.
+pub(crate) fn minimize_log_params<const D: usize>(
+    opts: &NelderMeadOptions,
+    penalizer: f64,
+    initial: &[f64; D],
+    (starts, seed): (usize, u64),
+    n: usize,
+    log_likelihood: impl Fn([f64; D]) -> f64,
+) -> Result<(NelderMeadResult, [f64; D]), OptimError> {
+    use rand::{Rng, SeedableRng};
+    let n = n as f64;
+    let objective = |phi: &[f64]| {
+        let theta: [f64; D] = std::array::from_fn(|i| phi[i].exp());
+        -log_likelihood(theta) / n + penalizer * theta.iter().map(|v| v * v).sum::<f64>()
+    };
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut best: Option<NelderMeadResult> = None;
+    for start in 0..starts {
+        let x0: Vec<f64> = if start == 0 {
+            initial.iter().map(|v| v.ln()).collect()
+        } else {
+            (0..D).map(|_| rng.gen_range(-2.0..2.0)).collect()
+        };
+        let res = match minimize_nelder_mead(objective, &x0, opts) {
+            Ok(res) => res,
+            Err(OptimError::NonFiniteStart { .. }) if start > 0 => continue,
+            Err(e) => return Err(e),
+        };
+        if best.as_ref().is_none_or(|b| res.fx < b.fx) {
+            best = Some(res);
+        }
+    }
+    let best = best.expect("the first start always yields a result");
+    let theta = std::array::from_fn(|i| best.x[i].exp());
+    Ok((best, theta))
+}
+
 /// `base + coef · (base − from)`.
 fn trial(base: &[f64], from: &[f64], coef: f64) -> Vec<f64> {
     base.iter()

@@ -14,7 +14,7 @@
 //! Only `k` is accepted: a category filter would make a graph search widen
 //! towards the whole catalog for a rare category.
 
-use super::{ScoredItem, check_id, model_response, parse_k, scored_items, snapshot};
+use super::{ScoredItem, id_k_snapshot, model_response, scored_items};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
@@ -43,9 +43,7 @@ pub(crate) async fn similar(
     item_id: web::Path<String>,
     query: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    check_id(&item_id)?;
-    let k = parse_k(query.k.as_deref())?;
-    let engine = snapshot(&state)?;
+    let (k, engine) = id_k_snapshot(&state, &item_id, query.k.as_deref())?;
     let filter = ListFilter::default();
     let ranked = match find_item(&engine, &item_id) {
         Ok(item) => match engine.similar_cached(item, k, &filter) {
@@ -66,9 +64,7 @@ pub(crate) async fn bought_together(
     item_id: web::Path<String>,
     query: web::Query<ItemQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    check_id(&item_id)?;
-    let k = parse_k(query.k.as_deref())?;
-    let engine = snapshot(&state)?;
+    let (k, engine) = id_k_snapshot(&state, &item_id, query.k.as_deref())?;
     let ranked = find_item(&engine, &item_id)
         .map(|item| engine.bought_together(item, k, &ListFilter::default()));
     answer(&engine, &item_id, ranked)

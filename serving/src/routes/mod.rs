@@ -138,6 +138,18 @@ pub(crate) fn snapshot(state: &AppState) -> Result<Arc<Engine>, ApiError> {
     })
 }
 
+/// Checks the id and `k` of a `GET …/{id}?k=N` request, in that order, and
+/// takes the model to answer from: `k` and the model.
+pub(crate) fn id_k_snapshot(
+    state: &AppState,
+    id: &str,
+    k: Option<&str>,
+) -> Result<(usize, Arc<Engine>), ApiError> {
+    check_id(id)?;
+    let k = parse_k(k)?;
+    Ok((k, snapshot(state)?))
+}
+
 /// The `x-encore-model-version` header of `version`, if it is a valid header value.
 fn version_header(version: &str) -> Option<(HeaderName, HeaderValue)> {
     let value = HeaderValue::from_str(version).ok()?;

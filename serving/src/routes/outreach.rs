@@ -13,7 +13,7 @@
 //! skips customers who bought since (they are no longer lapsing). Profiles,
 //! stages and the other figures wait for the next training run.
 
-use super::{check_id, model_response, parse_k, snapshot};
+use super::{check_id, id_k_snapshot, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
 use crate::events::apply_recent_to_due;
@@ -184,9 +184,7 @@ pub(crate) async fn next_purchase(
     query: web::Query<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = customer_id.into_inner();
-    check_id(&id)?;
-    let k = parse_k(query.k.as_deref())?;
-    let engine = snapshot(&state)?;
+    let (k, engine) = id_k_snapshot(&state, &id, query.k.as_deref())?;
     let c = match profile_of(&engine, &id) {
         Ok((c, _)) => c,
         Err(e) => return model_response::<Value>(&engine, Err(e)),
@@ -257,9 +255,7 @@ pub(crate) async fn buy_again(
     query: web::Query<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = customer_id.into_inner();
-    check_id(&id)?;
-    let k = parse_k(query.k.as_deref())?;
-    let engine = snapshot(&state)?;
+    let (k, engine) = id_k_snapshot(&state, &id, query.k.as_deref())?;
     let recent = state.recent_purchases().items_of(&engine, &id);
     let result = profile_of(&engine, &id).map(|(c, _)| {
         let due = engine.buy_again(c, k + recent.len(), &ListFilter::default());
