@@ -1347,6 +1347,55 @@ mod tests {
         ));
     }
 
+    /// A configured experiment whose control arm logged nothing (a variant
+    /// rolled out to everyone by mistake, say) still gets a report: the
+    /// sample-ratio test flags the mismatch and the differences are empty.
+    #[test]
+    fn a_configured_control_without_exposures_is_reported_as_a_mismatch() {
+        let config = crate::experiment::ExperimentsConfig::from_toml_str(
+            r#"
+[[experiment]]
+name = "home"
+salt = "s"
+control = "control"
+[[experiment.variant]]
+name = "control"
+share = 0.5
+strategy = { list = "als", k = 4 }
+[[experiment.variant]]
+name = "treatment"
+share = 0.5
+strategy = { list = "for_you", k = 4 }
+"#,
+        )
+        .unwrap();
+        let events: Vec<Event> = (0..40)
+            .map(|i| Event {
+                id: format!("e{i}"),
+                time: 1_000 + i,
+                received_at: None,
+                kind: EventKind::Exposure {
+                    customer: format!("c{i}"),
+                    list: "for_you".into(),
+                    items: vec!["a".into()],
+                    experiment: Some("home".into()),
+                    variant: Some("treatment".into()),
+                    request_id: None,
+                },
+            })
+            .collect();
+        let report = experiment_report(
+            &events,
+            &ReportOptions {
+                config: Some(config.get("home").unwrap().clone()),
+                ..ReportOptions::new("home")
+            },
+        )
+        .unwrap();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["sample_ratio"]["mismatch"], true, "{json}");
+    }
+
     #[test]
     fn sample_ratio_by_hand() {
         // 520 vs 480 at 50/50: chi-square = 2 * 20^2 / 500 = 1.6.
