@@ -181,6 +181,9 @@ pub struct EngineParts {
     /// Precomputed head of every customer's ALS list of items never bought
     /// (customer x item scores), if built: see [`Engine::recommend`].
     pub new_items: Option<Csr>,
+    /// Every item's similar-items list of [`SIMILAR_CACHE_LEN`] (item x item
+    /// scores), if built: see [`Engine::with_similar_lists`].
+    pub similar_lists: Option<Csr>,
 }
 
 /// A trained engine, ready to answer queries. Cheap to share behind an `Arc`.
@@ -199,6 +202,7 @@ pub struct Engine {
     replenishment: Replenishment,
     for_you: Option<Csr>,
     new_items: Option<Csr>,
+    similar_lists: Option<Csr>,
     /// Per item: whether anyone bought it (net) in the training period.
     bought_by_anyone: Vec<bool>,
     /// The ALS interaction value of one unit bought, under the trained scaling.
@@ -263,6 +267,14 @@ impl Engine {
         if let Some(f) = &p.new_items {
             check(f.n_rows() == nc && f.n_cols() == ni, "new-item lists")?;
         }
+        if let Some(f) = &p.similar_lists {
+            check(
+                f.n_rows() == ni
+                    && f.n_cols() == ni
+                    && f.indices().iter().all(|&i| (i as usize) < ni),
+                "similar-items lists",
+            )?;
+        }
         let mut bought_by_anyone = vec![false; ni];
         for &i in p.history.indices() {
             bought_by_anyone[i as usize] = true;
@@ -290,6 +302,7 @@ impl Engine {
             replenishment: p.replenishment,
             for_you: p.for_you,
             new_items: p.new_items,
+            similar_lists: p.similar_lists,
         })
     }
 
@@ -366,6 +379,30 @@ impl Engine {
     /// The precomputed heads of the ALS new-item lists, if the model has them.
     pub fn new_item_lists(&self) -> Option<&Csr> {
         self.new_items.as_ref()
+    }
+
+    /// Every item's kept similar-items list, if the model has them.
+    pub fn similar_lists(&self) -> Option<&Csr> {
+        self.similar_lists.as_ref()
+    }
+
+    /// Searches the index once for every item and keeps each item's
+    /// unfiltered list of [`SIMILAR_CACHE_LEN`] (what the first request for
+    /// the item would otherwise search and keep, identical), so that a
+    /// freshly loaded model answers [`Engine::similar`] without a search.
+    /// Worth it where a search scans the catalog (the exact index): after
+    /// a reload, the first request for each item would pay that scan.
+    pub fn with_similar_lists(mut self) -> Engine {
+        let items = all_customers(self.items.len());
+        let filter = ListFilter::default();
+        let [lists] = build_lists(
+            &items,
+            self.items.len(),
+            || (),
+            |_, i| [self.similar_search(i, SIMILAR_CACHE_LEN, &filter)],
+        );
+        self.similar_lists = Some(lists);
+        self
     }
 
     /// Precomputes the first `top_n` entries of every customer's ALS list
@@ -552,6 +589,14 @@ impl Engine {
     pub fn similar_cached(&self, item: u32, k: usize, filter: &ListFilter) -> Option<Ranked> {
         if !Self::cacheable(k, filter) {
             return None;
+        }
+        if let Some(kept) = &self.similar_lists {
+            // Stored by item index; the search ranked them by `rank_order`.
+            let (cols, vals) = kept.row(item as usize);
+            let mut list: Ranked = cols.iter().copied().zip(vals.iter().copied()).collect();
+            list.sort_unstable_by(rank_order);
+            list.truncate(k);
+            return Some(list);
         }
         let list = self.similar_cache.get(item as usize)?.get()?;
         Some(list.iter().take(k).copied().collect())
@@ -853,7 +898,10 @@ mod tests {
 
     #[test]
     fn kept_similar_lists_are_prefixes_of_one_search_and_filters_bypass_them() {
-        let engine = engine();
+        let mut engine = engine();
+        // The lists kept at the fit, dropped: each item's is searched on
+        // its first request.
+        engine.similar_lists = None;
         let none = ListFilter::default();
         for item in [0u32, 7, 42] {
             assert!(engine.similar_cached(item, 10, &none).is_none());
@@ -882,5 +930,38 @@ mod tests {
         let filtered = engine.similar(0, 3, &filter);
         assert_eq!(filtered.len(), 3);
         assert!(!filtered.iter().any(|&(i, _)| i == first));
+    }
+
+    /// A fit whose index is the exact scan keeps every item's list: each
+    /// answer is what the search gives, with no search at request time;
+    /// unavailable items stay out of them.
+    #[test]
+    fn a_fit_searched_exactly_keeps_every_items_similar_list() {
+        let (log, meta) = small_catalog();
+        let mut config = EngineConfig::default();
+        config.als.factors = 8;
+        config.als.iterations = 3;
+        config.for_you.max_customers = Some(0);
+        let engine =
+            train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap();
+        assert_eq!(engine.similar_index().kind(), "exact");
+        let kept = engine
+            .similar_lists()
+            .expect("lists kept for an exact index");
+        assert_eq!((kept.n_rows(), kept.n_cols()), (150, 150));
+        let none = ListFilter::default();
+        for item in 0..150u32 {
+            let searched = engine.similar_search(item, SIMILAR_CACHE_LEN, &none);
+            assert_eq!(searched.len(), SIMILAR_CACHE_LEN);
+            assert!(searched.iter().all(|&(i, _)| i % 7 != 0 && i != item));
+            for k in [1, 10, SIMILAR_CACHE_LEN] {
+                assert_eq!(
+                    engine.similar_cached(item, k, &none).unwrap(),
+                    searched[..k]
+                );
+            }
+            // Nothing went through the per-item cache.
+            assert!(engine.similar_cache[item as usize].get().is_none());
+        }
     }
 }

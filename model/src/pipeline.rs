@@ -400,6 +400,9 @@ pub enum Stage {
     CoPurchase,
     Popularity,
     Index,
+    /// Every item's similar-items list, kept when the index is the exact
+    /// scan ([`Engine::with_similar_lists`]).
+    SimilarLists,
     /// The re-ranker's learner, trained on inner splits of the history
     /// (before the other models: its inner fits are a fit's largest memory,
     /// and this way they do not sit beside the final models).
@@ -649,8 +652,17 @@ fn fit_shared(
         replenishment,
         for_you: None,
         new_items: None,
+        similar_lists: None,
     })
     .map_err(|e| TrainError::Ann(e.to_string()))?;
+    // An exact index scans the catalog for every search: search once per
+    // item here rather than on each item's first request after every load.
+    let engine = if engine.similar_index().as_hnsw().is_none() {
+        progress(Stage::SimilarLists);
+        engine.with_similar_lists()
+    } else {
+        engine
+    };
     Ok(SharedFit { engine, plan })
 }
 

@@ -69,6 +69,7 @@ impl StageProgress {
             Stage::CoPurchase => self.enter("co-purchase", None),
             Stage::Popularity => self.enter("popularity", None),
             Stage::Index => self.enter("similar-items index", None),
+            Stage::SimilarLists => self.enter("similar-items lists", None),
             Stage::Ranker => self.enter("re-ranker", None),
             Stage::Customers => self.enter("customer models", None),
             Stage::ForYou => self.enter("for-you and new-item lists", None),

@@ -24,6 +24,8 @@
 //!                        state (the per-customer arrays mapped)
 //!   for_you.csr          precomputed repeat-aware "for you" scores (optional, mapped)
 //!   new_items.csr        precomputed heads of the ALS new-item lists (optional, mapped)
+//!   similar_lists.csr    every item's similar-items list (optional: catalogs searched
+//!                        exactly), mapped
 //! ```
 //!
 //! # Implementation notes
@@ -66,6 +68,7 @@ use std::sync::Arc;
 const MANIFEST: &str = "manifest.json";
 const PROFILES: &str = "customer_profiles.bin";
 const ORDERS: &str = "customer_orders.bin";
+const SIMILAR_LISTS: &str = "similar_lists.csr";
 const HNSW_BASENAME: &str = "similar";
 
 /// Why an artifact could not be written or loaded.
@@ -189,6 +192,12 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
         files.insert(
             "new_items.csr".to_string(),
             io::write_with(&dir, "new_items.csr", |w| io::write_csr(w, lists))?,
+        );
+    }
+    if let Some(lists) = engine.similar_lists() {
+        files.insert(
+            SIMILAR_LISTS.to_string(),
+            io::write_with(&dir, SIMILAR_LISTS, |w| io::write_csr(w, lists))?,
         );
     }
     // An exact index is rebuilt from the item factors at load: no files.
@@ -400,6 +409,13 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
     } else {
         None
     };
+    // Optional: kept for catalogs searched exactly (`Engine::with_similar_lists`);
+    // without them each item's list is searched on its first request.
+    let similar_lists = if manifest.files.contains_key(SIMILAR_LISTS) {
+        Some(mapped_csr(SIMILAR_LISTS)?)
+    } else {
+        None
+    };
     let (p, map, streamed) = mapped("replenishment.bin")?;
     let replenishment = Replenishment::check_trailing_crc(streamed.body_crc, streamed.tail)
         .and_then(|()| Replenishment::from_mapped(&map))
@@ -443,6 +459,7 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
         replenishment,
         for_you,
         new_items,
+        similar_lists,
     })
     .map_err(|e| ArtifactError::Corrupt {
         path: dir.to_path_buf(),
@@ -507,14 +524,19 @@ mod tests {
                 assert_eq!(manifest.files.contains_key(name), kind == "hnsw", "{name}");
                 assert_eq!(at.join(name).exists(), kind == "hnsw", "{name}");
             }
+            // The exact scan's lists are searched at the fit and kept.
+            assert_eq!(manifest.files.contains_key(SIMILAR_LISTS), kind == "exact");
             let loaded = load(&at).unwrap();
             assert_eq!(loaded.similar_index().kind(), kind);
+            assert_eq!(loaded.similar_lists().is_some(), kind == "exact");
             let none = ListFilter::default();
             for item in 0..120 {
-                assert_eq!(
-                    loaded.similar(item, 10, &none),
-                    fitted.similar(item, 10, &none)
-                );
+                for k in [10, 60] {
+                    assert_eq!(
+                        loaded.similar(item, k, &none),
+                        fitted.similar(item, k, &none)
+                    );
+                }
             }
         }
     }
