@@ -577,6 +577,48 @@ async fn an_experiment_without_exposures_or_without_a_log_has_no_report() {
     }
 }
 
+/// Exposures under the treatment variant only (the control arm logged
+/// nothing): the report still answers, with the sample-ratio mismatch
+/// flagged, not an internal error.
+#[actix_web::test]
+async fn a_report_whose_control_logged_nothing_flags_the_sample_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("model");
+    artifact::save(&trained_engine(), &model_dir).unwrap();
+    let file = dir.path().join("experiments.toml");
+    std::fs::write(&file, HOME).unwrap();
+    let state = web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_event_log(&dir.path().join("events"), Default::default())
+            .unwrap()
+            .with_experiments_file(&file)
+            .unwrap(),
+    );
+    let engine = state.engine().unwrap();
+    let exposures: Vec<Value> = (0..60)
+        .map(|c| {
+            json!({"id": format!("x-{c}"), "type": "exposure", "time": 1_764_500_000 + c,
+                   "customer": engine.customers().id(c as u32), "list": "for_you",
+                   "items": [engine.items().id(0)], "experiment": "home",
+                   "variant": "repeat_aware"})
+        })
+        .collect();
+    let app = test::init_service(create_app(state.clone())).await;
+    let r = send(
+        &app,
+        post_json("/v1/events", json!({ "events": exposures })).to_request(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    state.flush_events().unwrap();
+    let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["sample_ratio"]["mismatch"], true, "{}", r.body);
+    assert_eq!(r.body["variants"][0]["name"], "control", "{}", r.body);
+    assert_eq!(r.body["variants"][0]["customers"], 0, "{}", r.body);
+}
+
 #[actix_web::test]
 async fn a_log_the_report_cannot_read_answers_event_log_unreadable() {
     let dir = tempfile::tempdir().unwrap();
