@@ -4,10 +4,11 @@
 //! exact scan of the catalog, or an HNSW graph for a large one), which costs
 //! as much as scoring the whole catalog for one customer or more. It
 //! therefore runs on the
-//! blocking pool ([`AppState::score`]) like personal recommendations, once
-//! per item: the engine keeps each item's list (up to
-//! [`encore_model::engine::SIMILAR_CACHE_LEN`]) and later requests for the item
-//! take a prefix of it inline.
+//! blocking pool ([`AppState::score`]) like personal recommendations, at
+//! most once per item: a model searched exactly carries every item's list
+//! (up to [`encore_model::engine::SIMILAR_CACHE_LEN`]) from its fit, a
+//! graph-searched one keeps each item's list after its first request, and
+//! requests for a kept list take a prefix of it inline.
 //! Bought-together reads one precomputed row of at most `copurchase.neighbours`
 //! entries (under a microsecond) and is answered inline.
 //!
