@@ -22,68 +22,17 @@
 //! The datasets are read from `../shared/datasets` beside the checkout
 //! (Online Retail from the bundled sample); a missing one is skipped.
 
-use encore_data::PurchaseLog;
-use encore_data::ingest::IngestOptions;
-use encore_data::input::read_purchases;
+#[path = "../tests/it/support/histories.rs"]
+mod histories;
+
 use encore_data::timestamp::parse_timestamp;
 use encore_model::customer::propensity::{PropensityParams, buyers, roc_auc};
 use encore_model::customer::summary::{SummaryParams, TimeUnit, summarize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 const DAY: i64 = 86_400;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn online_retail() -> Option<PurchaseLog> {
-    let path = root().join("data/sample/online_retail.csv.gz");
-    let opts = IngestOptions {
-        columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .parse()
-            .ok()?,
-        ..Default::default()
-    };
-    Some(read_purchases(&path, &opts).ok()?.0)
-}
-
-/// CDNOW master file: one order per row, the row's dollar amount as the
-/// price of one unit (unknown when 0).
-fn cdnow() -> Option<PurchaseLog> {
-    let path = root().join("../shared/datasets/cdnow/CDNOW_master.txt");
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut log = PurchaseLog::default();
-    for (i, line) in text.lines().skip(1).enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() != 4 {
-            continue;
-        }
-        let time = parse_timestamp(f[1])?;
-        let dollars: f32 = f[3].parse().ok()?;
-        let price = if dollars > 0.0 { dollars } else { f32::NAN };
-        log.push(&format!("r{i}"), f[0], "cd", time, 1.0, price);
-    }
-    Some(log)
-}
-
-/// The grocery event log: one order per (customer, date) row, no item, no price.
-fn grocery() -> Option<PurchaseLog> {
-    let path = root().join("../shared/datasets/grocery_elog/groceryElog.csv");
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut log = PurchaseLog::default();
-    for (i, line) in text.lines().skip(1).enumerate() {
-        let f: Vec<&str> = line.trim().split(',').collect();
-        if f.len() != 2 {
-            continue;
-        }
-        let cust = f[0].trim_matches('"');
-        let time = parse_timestamp(f[1].trim_matches('"'))?;
-        log.push(&format!("g{i}"), cust, "g", time, 1.0, f32::NAN);
-    }
-    Some(log)
-}
 
 struct Args {
     shift_days: i64,
@@ -117,12 +66,7 @@ fn args() -> Result<Args, String> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args()?;
-    type Loader = fn() -> Option<PurchaseLog>;
-    let histories: [(&str, &str, Loader); 3] = [
-        ("online_retail", "2011-10-01", online_retail),
-        ("cdnow", "1997-10-01", cdnow),
-        ("grocery", "2007-07-01", grocery),
-    ];
+    let histories = histories::EVALUATION_HISTORIES;
     let h = a.params.horizon_days;
     println!(
         "history        cutoff      customers  buyers  encore  days_since_last  orders  margin_over_counting  fit_s"

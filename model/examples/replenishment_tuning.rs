@@ -8,6 +8,8 @@
 //! cargo run --release -p encore-model --example replenishment_tuning
 //! ```
 
+#[path = "../tests/it/support/histories.rs"]
+mod histories;
 #[path = "../tests/it/support/buy_again.rs"]
 mod support;
 

@@ -36,6 +36,16 @@
 //!   formulas in [`encore_model::metrics`]. The coverage catalog is the set of
 //!   available items with a net purchase in the training part.
 //!
+//! # Customer models
+//! With the time split, the customer book and the replenishment model of
+//! the configuration (`[customers]`) are fitted on the training part with
+//! the cutoff as their reference and checked against the target period
+//! ([`encore_model::customer::holdout`]): the buying probability's ROC AUC
+//! against simple rankings, its Brier score and reliability, and the errors
+//! of the predicted next purchase and replenishment due dates against "own
+//! median gap" baselines ([`EvalReport::customers`]). The next-basket split
+//! has no common cutoff: the section is skipped and says so.
+//!
 //! # Models ([`Registry`])
 //! A registry maps names to builders that turn the trained split
 //! ([`Trained`]) into a [`Recommender`]. [`Registry::baselines`] holds the
@@ -47,6 +57,7 @@ use anyhow::{Result, bail};
 use encore_data::timestamp::format_timestamp;
 use encore_data::{Csr, InteractionMatrix, PurchaseLog, Weighting};
 use encore_model::cf::ranker::{RankerError, Signals};
+use encore_model::customer::holdout::{CustomerHoldout, evaluate_customers};
 use encore_model::engine::{Engine, ItemMeta, ListFilter};
 use encore_model::manifest::DataSummary;
 use encore_model::metrics::{
@@ -1063,11 +1074,21 @@ pub struct EvalReport {
     pub seed: u64,
     pub models: Vec<ModelScores>,
     pub train_seconds: f64,
+    /// The customer models fitted before the time split's cutoff and checked
+    /// against the target period ([`encore_model::customer::holdout`]);
+    /// `None` when skipped (see `customers_skipped`).
+    pub customers: Option<CustomerHoldout>,
+    /// Why there is no customer section (the next-basket split).
+    pub customers_skipped: Option<String>,
 }
 
 /// Trains on the purchases before `cutoff` and scores the baselines after it
 /// (the time split with the default validation window), and the "for you"
 /// model the configuration serves ([`Registry::for_fit`]).
+///
+/// The lists only: the customer section is left out (`customers_skipped`
+/// says so), so that the holdout evaluation of `fit` costs no second
+/// customer fit.
 pub fn evaluate(
     log: &PurchaseLog,
     item_meta: &[ItemMeta],
@@ -1083,7 +1104,7 @@ pub fn evaluate(
         ks: ks.to_vec(),
         score_validation: false,
     };
-    evaluate_with(
+    let mut r = evaluate_lists(
         log,
         item_meta,
         config,
@@ -1091,12 +1112,32 @@ pub fn evaluate(
         &options,
         &Registry::for_fit(config, log.customers.len())?,
         progress,
-    )
+    )?;
+    r.customers_skipped = Some(CUSTOMERS_SKIPPED_FIT.to_string());
+    Ok(r)
 }
 
-/// Scores every model of `registry` on the test split of `options` and
-/// describes (optionally scores) its validation split.
+/// Scores every model of `registry` on the test split of `options`,
+/// describes (optionally scores) its validation split, and with the time
+/// split checks the customer models at its cutoff (module docs).
 pub fn evaluate_with(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    data: &DataSummary,
+    options: &EvalOptions,
+    registry: &Registry,
+    progress: Option<&mut StageProgress>,
+) -> Result<EvalReport> {
+    let mut r = evaluate_lists(log, item_meta, config, data, options, registry, progress)?;
+    let (customers, skipped) = customer_section(log, item_meta, config, &options.split)?;
+    r.customers = customers;
+    r.customers_skipped = skipped;
+    Ok(r)
+}
+
+/// [`evaluate_with`] without the customer section.
+fn evaluate_lists(
     log: &PurchaseLog,
     item_meta: &[ItemMeta],
     config: &EngineConfig,
@@ -1159,7 +1200,37 @@ pub fn evaluate_with(
         seed: config.als.seed,
         models: test.models,
         train_seconds: test.train_seconds,
+        customers: None,
+        customers_skipped: None,
     })
+}
+
+/// Why the holdout evaluation of `fit` has no customer section.
+pub const CUSTOMERS_SKIPPED_FIT: &str = "the holdout evaluation of fit scores the lists only; encore-train evaluate adds the customer models";
+
+/// Why the next-basket split has no customer section.
+pub const CUSTOMERS_SKIPPED_NEXT_BASKET: &str = "the next-basket split has no common cutoff to fit the customer models at; \
+     run evaluate with --split time --holdout-from T for the customer section";
+
+/// The customer section of a report: the customer models of `config`
+/// fitted before a time split's cutoff (the catalog's categories for the
+/// replenishment cycles) and checked against the split's target period;
+/// skipped, with the reason, for next basket.
+fn customer_section(
+    log: &PurchaseLog,
+    item_meta: &[ItemMeta],
+    config: &EngineConfig,
+    split: &Split,
+) -> Result<(Option<CustomerHoldout>, Option<String>)> {
+    let Split::Time { cutoff, end } = *split else {
+        return Ok((None, Some(CUSTOMERS_SKIPPED_NEXT_BASKET.to_string())));
+    };
+    let categories: Vec<Option<String>> = (0..log.items.len())
+        .map(|i| item_meta.get(i).and_then(|m| m.category.clone()))
+        .collect();
+    let h = evaluate_customers(log, cutoff, end, &config.customers, &categories)
+        .map_err(|e| anyhow::anyhow!("the customer models: {e}"))?;
+    Ok((Some(h), None))
 }
 
 /// Column headers of the table and the metric each shows, per cut-off.
@@ -1219,6 +1290,16 @@ impl EvalReport {
         out.push_str(
             "R recall, HR hit rate, Rrep/Rnew recall of repeat/new items, Cov catalog coverage\n",
         );
+        match (&self.customers, &self.customers_skipped) {
+            (Some(h), _) => {
+                for line in h.describe() {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            (None, Some(why)) => out.push_str(&format!("customer models: skipped, {why}\n")),
+            (None, None) => {}
+        }
         out
     }
 }

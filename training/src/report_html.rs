@@ -2,11 +2,13 @@
 //!
 //! No script, stylesheet, font or image is fetched: the style is inline and
 //! the plots are SVG drawn here (recall and NDCG against K per model, repeat
-//! against new recall, catalog coverage). The page states what is needed to
+//! against new recall, catalog coverage; the reliability of the buying
+//! probability in the customer section). The page states what is needed to
 //! reproduce the figures: data fingerprint, split, cutoffs, counts,
 //! configuration and seed.
 
 use crate::evaluate::{EvalReport, METRICS, ModelScores, SplitSummary, VIEWS};
+use encore_model::customer::holdout::{DateErrors, NEXT_PURCHASE_BASELINE, REPLENISHMENT_BASELINE};
 use std::fmt::Write as _;
 
 /// Series colours (colour-blind friendly, Okabe-Ito), reused cyclically.
@@ -329,6 +331,134 @@ fn gains_table(out: &mut String, models: &[ModelScores], ks: &[usize]) {
     out.push_str("</tbody></table>\n");
 }
 
+/// A figure with `digits` decimals, `-` when missing.
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// One date-error table: counts, then a row per set of dates.
+fn date_table(out: &mut String, title: &str, baseline: &str, t: &DateErrors) {
+    let _ = write!(
+        out,
+        "<h3>{}</h3><p>{} bought after the cutoff, {} measured; left out of both: {} with a \
+         single occasion before the cutoff, {} without an Encore date.</p>\
+         <table class=\"m\"><thead><tr><th>dates</th><th>mean |error|, days</th>\
+         <th>median |error|, days</th><th>Encore / baseline (means)</th></tr></thead><tbody>",
+        escape(title),
+        t.bought_after,
+        t.measured,
+        t.single_occasion,
+        t.no_encore_date
+    );
+    for (name, s, ratio) in t.rows(baseline) {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(name),
+            cell(s.mean_days, 1),
+            cell(s.median_days, 1),
+            cell(ratio, 3)
+        );
+    }
+    out.push_str("</tbody></table>");
+}
+
+/// The customer models at the cutoff: rankings, Brier score, reliability
+/// chart and the date-error tables (or why they are skipped).
+fn customer_section(out: &mut String, r: &EvalReport) {
+    out.push_str("<h2>Customer models</h2>");
+    let Some(h) = &r.customers else {
+        let _ = writeln!(
+            out,
+            "<p>Skipped: {}.</p>",
+            escape(r.customers_skipped.as_deref().unwrap_or("not computed"))
+        );
+        return;
+    };
+    let date = encore_data::timestamp::format_date;
+    let b = &h.buying;
+    let _ = write!(
+        out,
+        "<p>Fitted on the purchases before {} ({} customers profiled, repeat-buying model {}) \
+         and compared with the purchases from then to {} (the last one {}); \
+         definitions in <code>encore_model::customer::holdout</code>.</p>\
+         <h3>Who buys within {} days</h3><p>{} customers ranked, {} bought.{}</p>\
+         <table class=\"m\"><thead><tr><th>ranking</th><th>ROC AUC</th></tr></thead><tbody>",
+        date(h.cutoff),
+        h.customers,
+        escape(h.selected_model.as_deref().unwrap_or("none")),
+        h.end.map_or_else(|| "the end of the log".into(), date),
+        h.last_target.map_or_else(|| "-".into(), date),
+        b.horizon_days,
+        b.customers,
+        b.buyers,
+        b.propensity_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(
+                " No buying probability: {}.",
+                escape(e)
+            )),
+    );
+    for rank in &b.rankings {
+        let _ = write!(
+            out,
+            "<tr><th>{}</th><td>{}</td></tr>",
+            escape(&rank.score),
+            cell(rank.auc, 4)
+        );
+    }
+    let _ = write!(
+        out,
+        "</tbody></table><p>Brier score {} (the calibration window's buying rate for everyone: {}).</p>",
+        cell(b.brier, 4),
+        cell(b.brier_base_rate, 4)
+    );
+    if !b.reliability.is_empty() {
+        let groups: Vec<String> = b
+            .reliability
+            .iter()
+            .map(|x| format!("{:.1}-{:.1}", x.lower, x.upper))
+            .collect();
+        let values: Vec<Vec<Option<f64>>> = b
+            .reliability
+            .iter()
+            .map(|x| vec![Some(x.mean_predicted), Some(x.observed)])
+            .collect();
+        out.push_str("<div class=\"plots\">");
+        out.push_str(&bar_chart(
+            "Reliability of the buying probability",
+            &groups,
+            &["mean predicted".to_string(), "share who bought".to_string()],
+            &values,
+        ));
+        out.push_str(
+            "</div><table class=\"m\"><thead><tr><th>predicted</th><th>customers</th>\
+             <th>mean predicted</th><th>share who bought</th></tr></thead><tbody>",
+        );
+        for (g, x) in groups.iter().zip(&b.reliability) {
+            let _ = write!(
+                out,
+                "<tr><th>{g}</th><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+                x.customers, x.mean_predicted, x.observed
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    date_table(
+        out,
+        "Next purchase date (customers)",
+        NEXT_PURCHASE_BASELINE,
+        &h.next_purchase,
+    );
+    date_table(
+        out,
+        "Replenishment due date ((customer, item) pairs)",
+        REPLENISHMENT_BASELINE,
+        &h.replenishment,
+    );
+    out.push('\n');
+}
+
 /// The whole page.
 pub fn render(r: &EvalReport) -> String {
     let mut out = String::new();
@@ -481,6 +611,8 @@ pub fn render(r: &EvalReport) -> String {
         .collect();
     out.push_str(&bar_chart("Catalog coverage", &groups, &cov_bars, &cov));
     out.push_str("</div>\n");
+
+    customer_section(&mut out, r);
 
     if let Some(vm) = &r.validation.models {
         out.push_str("<h2>Scores on the validation split</h2>");

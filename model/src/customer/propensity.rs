@@ -513,46 +513,19 @@ pub struct CalibrationReport {
 
 impl CalibrationReport {
     fn new(time: i64, margins: &[f64], labels: &[bool], platt: &Platt) -> Self {
-        let n = labels.len().max(1) as f64;
-        let y = |l: bool| f64::from(u8::from(l));
         let positives = labels.iter().filter(|&&l| l).count();
-        let rate = positives as f64 / n;
+        let rate = positives as f64 / labels.len().max(1) as f64;
         let p: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
-        let brier = |q: &dyn Fn(usize) -> f64| {
-            labels
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (q(i) - y(l)).powi(2))
-                .sum::<f64>()
-                / n
-        };
-        let mut bins = vec![(0usize, 0.0, 0.0); 10];
-        for (&q, &l) in p.iter().zip(labels) {
-            let b = ((q * 10.0) as usize).min(9);
-            bins[b].0 += 1;
-            bins[b].1 += q;
-            bins[b].2 += y(l);
-        }
+        let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
         CalibrationReport {
             time,
             customers: labels.len(),
             positives,
             auc: roc_auc(margins, labels),
-            brier_uncalibrated: brier(&|i| sigmoid(margins[i])),
-            brier: brier(&|i| p[i]),
-            brier_base_rate: brier(&|_| rate),
-            reliability: bins
-                .into_iter()
-                .enumerate()
-                .filter(|(_, b)| b.0 > 0)
-                .map(|(i, (c, sp, sy))| ReliabilityBin {
-                    lower: i as f64 / 10.0,
-                    upper: (i + 1) as f64 / 10.0,
-                    customers: c,
-                    mean_predicted: sp / c as f64,
-                    observed: sy / c as f64,
-                })
-                .collect(),
+            brier_uncalibrated: brier_score(&raw, labels),
+            brier: brier_score(&p, labels),
+            brier_base_rate: brier_score(&vec![rate; labels.len()], labels),
+            reliability: reliability_bins(&p, labels),
         }
     }
 
@@ -567,13 +540,7 @@ impl CalibrationReport {
             self.brier_uncalibrated,
             self.brier_base_rate
         )];
-        out.push("  predicted     customers  mean predicted  observed".into());
-        for b in &self.reliability {
-            out.push(format!(
-                "  [{:.1}, {:.1})  {:>9}  {:>14.3}  {:>8.3}",
-                b.lower, b.upper, b.customers, b.mean_predicted, b.observed
-            ));
-        }
+        out.extend(reliability_lines(&self.reliability));
         out
     }
 }
@@ -1019,6 +986,60 @@ pub fn buyers(log: &PurchaseLog, start: i64, end: i64) -> Vec<bool> {
         if p.quantity > 0.0 && (start..end).contains(&{ p.time }) {
             out[p.customer.idx()] = true;
         }
+    }
+    out
+}
+
+/// Brier score: the mean of `(p_i − y_i)²` over the customers, `y_i` 1 for a
+/// buyer (0 for no customer).
+///
+/// # Panics
+/// If the slices have different lengths.
+pub fn brier_score(p: &[f64], labels: &[bool]) -> f64 {
+    assert_eq!(p.len(), labels.len(), "one label per probability");
+    let n = labels.len().max(1) as f64;
+    p.iter()
+        .zip(labels)
+        .map(|(&q, &l)| (q - f64::from(u8::from(l))).powi(2))
+        .sum::<f64>()
+        / n
+}
+
+/// The reliability table of probabilities `p` against `labels`: ten bins of
+/// width 0.1 (`[0.9, 1.0]` closed), empty ones left out.
+///
+/// # Panics
+/// If the slices have different lengths.
+pub fn reliability_bins(p: &[f64], labels: &[bool]) -> Vec<ReliabilityBin> {
+    assert_eq!(p.len(), labels.len(), "one label per probability");
+    let mut bins = vec![(0usize, 0.0, 0.0); 10];
+    for (&q, &l) in p.iter().zip(labels) {
+        let b = ((q * 10.0) as usize).min(9);
+        bins[b].0 += 1;
+        bins[b].1 += q;
+        bins[b].2 += f64::from(u8::from(l));
+    }
+    bins.into_iter()
+        .enumerate()
+        .filter(|(_, b)| b.0 > 0)
+        .map(|(i, (c, sp, sy))| ReliabilityBin {
+            lower: i as f64 / 10.0,
+            upper: (i + 1) as f64 / 10.0,
+            customers: c,
+            mean_predicted: sp / c as f64,
+            observed: sy / c as f64,
+        })
+        .collect()
+}
+
+/// A reliability table as lines of text: a header, then one line a bin.
+pub fn reliability_lines(bins: &[ReliabilityBin]) -> Vec<String> {
+    let mut out = vec!["  predicted     customers  mean predicted  observed".to_string()];
+    for b in bins {
+        out.push(format!(
+            "  [{:.1}, {:.1})  {:>9}  {:>14.3}  {:>8.3}",
+            b.lower, b.upper, b.customers, b.mean_predicted, b.observed
+        ));
     }
     out
 }

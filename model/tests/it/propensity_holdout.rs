@@ -19,8 +19,7 @@
 //!
 //! Run with `--nocapture` to see the figures.
 
-use encore_data::ingest::IngestOptions;
-use encore_data::input::read_purchases;
+use crate::histories::{cdnow, online_retail};
 use encore_data::timestamp::parse_timestamp;
 use encore_data::{CustomerIdx, PurchaseLog};
 use encore_model::customer::propensity::{
@@ -28,7 +27,6 @@ use encore_model::customer::propensity::{
 };
 use encore_model::customer::segments::SegmentParams;
 use encore_model::customer::summary::{SummaryParams, summarize};
-use std::path::Path;
 
 const DAY: i64 = 86_400;
 const HORIZON_DAYS: i64 = 30;
@@ -127,19 +125,6 @@ fn evaluate(name: &str, log: &PurchaseLog, cutoff: i64) -> Figures {
     f
 }
 
-fn online_retail() -> PurchaseLog {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/online_retail.csv.gz");
-    let opts = IngestOptions {
-        columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .parse()
-            .unwrap(),
-        ..Default::default()
-    };
-    read_purchases(&path, &opts)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .0
-}
-
 #[test]
 fn propensity_beats_p_alive_on_online_retail() {
     let log = online_retail();
@@ -178,27 +163,6 @@ fn propensity_beats_p_alive_on_online_retail() {
         SegmentParams::default().fit(&summaries, cutoff).unwrap(),
         segments
     );
-}
-
-/// CDNOW master file as a purchase log: one order per row, the row's dollar
-/// amount as the price of one unit (unknown when 0).
-fn cdnow() -> Option<PurchaseLog> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/cdnow/CDNOW_master.txt");
-    let text = std::fs::read_to_string(&path).ok()?;
-    let mut log = PurchaseLog::default();
-    for (i, line) in text.lines().skip(1).enumerate() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.is_empty() {
-            continue;
-        }
-        assert_eq!(f.len(), 4, "line {}: {line:?}", i + 2);
-        let time = parse_timestamp(f[1]).unwrap_or_else(|| panic!("bad date {:?}", f[1]));
-        let dollars: f32 = f[3].parse().unwrap();
-        let price = if dollars > 0.0 { dollars } else { f32::NAN };
-        log.push(&format!("r{i}"), f[0], "cd", time, 1.0, price);
-    }
-    Some(log)
 }
 
 #[test]

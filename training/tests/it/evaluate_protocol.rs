@@ -141,8 +141,20 @@ fn check_html(r: &EvalReport, path: &std::path::Path) {
     for banned in ["<script", "src=", "href=", "<link", "@import"] {
         assert!(!page.contains(banned), "the page holds {banned}");
     }
-    assert_eq!(page.matches("<svg").count(), 4);
-    assert_eq!(page.matches("</svg>").count(), 4);
+    // Four plots, and the reliability chart of the customer section.
+    let plots = 4 + usize::from(
+        r.customers
+            .as_ref()
+            .is_some_and(|h| !h.buying.reliability.is_empty()),
+    );
+    assert_eq!(page.matches("<svg").count(), plots);
+    assert_eq!(page.matches("</svg>").count(), plots);
+    assert!(page.contains("<h2>Customer models</h2>"));
+    if r.customers.is_some() {
+        assert!(page.contains("Replenishment due date"));
+    } else {
+        assert!(page.contains("Skipped: the next-basket split"));
+    }
     for needle in [
         "sha256:synthetic",
         "Recall@K",
@@ -217,6 +229,41 @@ fn time_split_report() {
     assert!(r.validation.models.is_none());
     assert!(v.targets_to.as_deref().unwrap() < r.cutoff.as_str());
 
+    // The customer models at the cutoff: every profiled customer (a
+    // purchase before the cutoff) is ranked, and every buyer after it
+    // who was profiled is a date case.
+    let h = r
+        .customers
+        .as_ref()
+        .expect("a customer section with the time split");
+    assert!(r.customers_skipped.is_none());
+    assert_eq!(h.cutoff, cutoff);
+    let profiled: HashSet<u32> = log
+        .purchases
+        .iter()
+        .filter(|p| p.time < cutoff && p.quantity > 0.0)
+        .map(|p| p.customer.0)
+        .collect();
+    assert_eq!(h.customers, profiled.len());
+    let after: HashSet<u32> = log
+        .purchases
+        .iter()
+        .filter(|p| p.time >= cutoff && p.quantity > 0.0)
+        .map(|p| p.customer.0)
+        .collect();
+    let t = &h.next_purchase;
+    assert_eq!(t.bought_after, profiled.intersection(&after).count());
+    assert_eq!(
+        t.single_occasion + t.no_encore_date + t.measured,
+        t.bought_after
+    );
+    assert!(r.table().contains("next purchase date (customers)"));
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(
+        json["customers"]["next_purchase"]["bought_after"],
+        t.bought_after
+    );
+
     check_models(&r);
     check_json(&r);
     let dir = tempfile::tempdir().unwrap();
@@ -286,6 +333,14 @@ fn next_basket_report() {
             .count()
     );
     assert_eq!(r.validation.days, None);
+    assert!(r.customers.is_none());
+    assert!(
+        r.customers_skipped
+            .as_deref()
+            .unwrap()
+            .contains("next-basket")
+    );
+    assert!(r.table().contains("customer models: skipped"));
     let vm = r.validation.models.as_ref().expect("validation scored");
     assert_eq!(vm.len(), 6);
 

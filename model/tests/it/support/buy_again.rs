@@ -1,12 +1,12 @@
 //! Shared by the buy-again holdout test and the tuning example: loading
 //! Online Retail, the evaluation protocol (see `replenishment_holdout.rs`).
 
+use crate::histories::{online_retail, online_retail_catalog};
+use encore_data::PurchaseLog;
 use encore_data::timestamp::parse_timestamp;
-use encore_data::{IngestOptions, PurchaseLog, read_catalog, read_purchases};
 use encore_model::customer::replenishment::{Replenishment, ReplenishmentParams};
 use encore_model::metrics::{ndcg_at_k, recall_at_k, recall_at_k_capped};
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
 pub const K: usize = 10;
 
@@ -17,25 +17,8 @@ pub struct Data {
 }
 
 pub fn load() -> Data {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample");
-    let opts = IngestOptions {
-        columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .parse()
-            .unwrap(),
-        ..Default::default()
-    };
-    let (log, _) = read_purchases(&dir.join("online_retail.csv.gz"), &opts).unwrap();
-    let catalog = read_catalog(&dir.join("online_retail_catalog.csv")).unwrap();
-    let categories = log
-        .items
-        .ids()
-        .map(|id| catalog.get(id).and_then(|e| e.category.clone()))
-        .collect();
-    let unavailable: Vec<bool> = log
-        .items
-        .ids()
-        .map(|id| catalog.get(id).is_some_and(|e| !e.available))
-        .collect();
+    let log = online_retail();
+    let (categories, unavailable) = online_retail_catalog(&log);
     // Eleven catalog codes are fees and postage; not all of them appear in
     // lines with a customer id.
     let n_unavailable = unavailable.iter().filter(|&&u| u).count();
