@@ -66,41 +66,32 @@ pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, ArtifactError> {
     })
 }
 
-/// Reads `dir/name` and checks it against its manifest entry.
-pub(crate) fn verify_file(
-    dir: &Path,
-    name: &str,
-    entry: &FileEntry,
-) -> Result<Vec<u8>, ArtifactError> {
+/// Opens `dir/name` and checks its size on disk against its manifest entry
+/// before anything is read or allocated from it: a damaged or hostile
+/// manifest cannot ask for more memory than the file holds.
+fn open_sized(dir: &Path, name: &str, entry: &FileEntry) -> Result<(PathBuf, File), ArtifactError> {
     let path = dir.join(name);
-    let mut file = File::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
-    // The manifest's size is checked against the file's before anything is
-    // allocated from it: a damaged or hostile manifest cannot ask for more
-    // memory than the file holds.
+    let file = File::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
     let on_disk = file
         .metadata()
         .map_err(|e| ArtifactError::io(&path, e))?
         .len();
     if on_disk != entry.bytes {
-        return Err(ArtifactError::Corrupt {
-            path,
-            reason: format!("size is {on_disk} bytes, the manifest says {}", entry.bytes),
-        });
+        return Err(size_mismatch(path, on_disk, entry));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(on_disk).unwrap_or(0));
-    file.read_to_end(&mut bytes)
-        .map_err(|e| ArtifactError::io(&path, e))?;
-    if bytes.len() as u64 != entry.bytes {
-        return Err(ArtifactError::Corrupt {
-            path,
-            reason: format!(
-                "size is {} bytes, the manifest says {}",
-                bytes.len(),
-                entry.bytes
-            ),
-        });
+    Ok((path, file))
+}
+
+/// The error of a file of `size` bytes whose manifest entry says otherwise.
+fn size_mismatch(path: PathBuf, size: u64, entry: &FileEntry) -> ArtifactError {
+    ArtifactError::Corrupt {
+        path,
+        reason: format!("size is {size} bytes, the manifest says {}", entry.bytes),
     }
-    let crc = crc32fast::hash(&bytes);
+}
+
+/// Checks a file's CRC-32 `crc` against its manifest entry.
+fn check_crc(path: PathBuf, crc: u32, entry: &FileEntry) -> Result<(), ArtifactError> {
     if crc != entry.crc32 {
         return Err(ArtifactError::Corrupt {
             path,
@@ -110,6 +101,23 @@ pub(crate) fn verify_file(
             ),
         });
     }
+    Ok(())
+}
+
+/// Reads `dir/name` and checks it against its manifest entry.
+pub(crate) fn verify_file(
+    dir: &Path,
+    name: &str,
+    entry: &FileEntry,
+) -> Result<Vec<u8>, ArtifactError> {
+    let (path, mut file) = open_sized(dir, name, entry)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(entry.bytes).unwrap_or(0));
+    file.read_to_end(&mut bytes)
+        .map_err(|e| ArtifactError::io(&path, e))?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(size_mismatch(path, bytes.len() as u64, entry));
+    }
+    check_crc(path, crc32fast::hash(&bytes), entry)?;
     Ok(bytes)
 }
 
@@ -129,19 +137,7 @@ pub(crate) fn verify_streaming(
     name: &str,
     entry: &FileEntry,
 ) -> Result<Streamed, ArtifactError> {
-    let path = dir.join(name);
-    let mut file = File::open(&path).map_err(|e| ArtifactError::io(&path, e))?;
-    let on_disk = file
-        .metadata()
-        .map_err(|e| ArtifactError::io(&path, e))?
-        .len();
-    let size_error = |size: u64| ArtifactError::Corrupt {
-        path: path.clone(),
-        reason: format!("size is {size} bytes, the manifest says {}", entry.bytes),
-    };
-    if on_disk != entry.bytes {
-        return Err(size_error(on_disk));
-    }
+    let (path, mut file) = open_sized(dir, name, entry)?;
     let mut whole = crc32fast::Hasher::new();
     let mut body = crc32fast::Hasher::new();
     // The last four bytes seen, held back from `body` until more arrive.
@@ -171,18 +167,9 @@ pub(crate) fn verify_streaming(
         }
     }
     if read != entry.bytes {
-        return Err(size_error(read));
+        return Err(size_mismatch(path, read, entry));
     }
-    let crc = whole.finalize();
-    if crc != entry.crc32 {
-        return Err(ArtifactError::Corrupt {
-            path,
-            reason: format!(
-                "checksum {crc:08x} does not match the manifest's {:08x}",
-                entry.crc32
-            ),
-        });
-    }
+    check_crc(path, whole.finalize(), entry)?;
     let mut last = [0u8; 4];
     last[4 - tail.len()..].copy_from_slice(&tail);
     Ok(Streamed {

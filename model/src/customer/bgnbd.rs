@@ -33,20 +33,20 @@
 //!
 //!   Both expectations have a removable singularity at `a = 1`; there they
 //!   are the mean of the values at `a = 1 ± 10⁻⁵`.
-//! * [`BgNbd::expected_time_to_next_purchase`]: the horizon `u` at which the
+//! * [`RepeatModel::expected_time_to_next_purchase`] (of any of the three
+//!   models): the horizon `u` at which the
 //!   conditional expected number of purchases `E[Y(u) | x, t_x, T]` reaches
 //!   one. It is *not* a median waiting time: it answers "by when do we expect
 //!   one more purchase?". Because a dead customer never buys again,
 //!   `E[Y(u)]` grows ever more slowly for customers who are probably dead
 //!   and may never reach 1 (it is bounded when `a > 1`); the method returns
 //!   `None` when 1 is not reached within the caller's `max_horizon`.
+//!
+//! [`RepeatModel::expected_time_to_next_purchase`]: super::select::RepeatModel::expected_time_to_next_purchase
 
-use super::repeat::{
-    check_history, horizon, next_purchase_date, positive_params, time_to_one_purchase,
-};
-use super::summary::CustomerSummary;
+use super::repeat::{check_history, horizon, positive_params};
 use crate::math::optim::OptimError;
-use crate::math::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp};
+use crate::math::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 use rayon::prelude::*;
 
 super::repeat::fit_settings!(
@@ -252,12 +252,7 @@ impl BgNbd {
     /// Probability that the customer is still alive at `T` (module docs, eq. 11).
     pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         let z = self.ln_death_odds(x, t_x, t);
-        if z > 0.0 {
-            let e = (-z).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + z.exp())
-        }
+        logistic(-z)
     }
 
     /// Expected purchases of a newly acquired customer in `(0, t]` (eq. 9).
@@ -302,35 +297,6 @@ impl BgNbd {
         let numerator = around_a_one(self.a, eval)?;
         Ok(numerator * self.p_alive(x, t_x, big_t))
     }
-
-    /// The horizon `u ≤ max_horizon` (in the model's time unit) at which
-    /// `E[Y(u) | x, t_x, T]` reaches 1, to a relative precision of `10⁻⁶`;
-    /// `None` if it stays below 1 up to `max_horizon` (see the module docs).
-    pub fn expected_time_to_next_purchase(
-        &self,
-        x: f64,
-        t_x: f64,
-        big_t: f64,
-        max_horizon: f64,
-    ) -> Result<Option<f64>, BgNbdError> {
-        check_horizon(max_horizon)?;
-        time_to_one_purchase(max_horizon, |u| self.expected_purchases(u, x, t_x, big_t))
-    }
-
-    /// [`BgNbd::expected_time_to_next_purchase`] for a summary, as a date:
-    /// `reference + u` (seconds since the epoch), with `u` and `max_horizon`
-    /// in the summary's unit, which must be the unit the model was fitted in.
-    /// `reference` should be the time the summary was computed at.
-    pub fn expected_next_purchase_date(
-        &self,
-        summary: &CustomerSummary,
-        reference: i64,
-        max_horizon: f64,
-    ) -> Result<Option<i64>, BgNbdError> {
-        next_purchase_date(summary, reference, |x, t_x, t| {
-            self.expected_time_to_next_purchase(x, t_x, t, max_horizon)
-        })
-    }
 }
 
 fn check_horizon(t: f64) -> Result<(), BgNbdError> {
@@ -349,6 +315,7 @@ fn around_a_one(a: f64, eval: impl Fn(f64) -> Result<f64, BgNbdError>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::customer::select::RepeatModel;
     use crate::customer::summary::DAY_SECS;
     use rand::{Rng, SeedableRng};
     use rand_xoshiro::Xoshiro256PlusPlus;
@@ -587,7 +554,7 @@ mod tests {
 
     #[test]
     fn time_to_next_purchase() {
-        let m = cdnow();
+        let m = RepeatModel::BgNbd(cdnow());
         let u = m
             .expected_time_to_next_purchase(10.0, 38.0, 38.86, 520.0)
             .unwrap()
@@ -624,7 +591,7 @@ mod tests {
             ..Default::default()
         };
         let summaries = summarize(&log, reference, &params);
-        let m = cdnow();
+        let m = RepeatModel::BgNbd(cdnow());
         let date = m
             .expected_next_purchase_date(&summaries[0], reference, 104.0)
             .unwrap()

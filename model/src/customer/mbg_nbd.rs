@@ -27,7 +27,7 @@
 use super::repeat::{
     FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
 };
-use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp};
+use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 
 const NAME: &str = "MBG/NBD";
 
@@ -102,12 +102,7 @@ impl MbgNbd {
     /// Probability that the customer is still alive at `T` (module docs).
     pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         let z = ln_death_odds(self.r, self.alpha, self.a, self.b, x, t_x, t);
-        if z > 0.0 {
-            let e = (-z).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + z.exp())
-        }
+        logistic(-z)
     }
 
     /// Expected purchases of a newly acquired customer in `(0, t]`.

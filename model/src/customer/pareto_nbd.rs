@@ -62,7 +62,7 @@ use super::repeat::{
     FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
 };
 use crate::math::optim::NelderMeadResult;
-use crate::math::special::{ln_gamma, ln_hyp2f1, log_add_exp};
+use crate::math::special::{ln_gamma, ln_hyp2f1, log_add_exp, logistic};
 
 const NAME: &str = "Pareto/NBD";
 
@@ -179,14 +179,8 @@ impl ParetoNbd {
         if second == f64::NEG_INFINITY {
             return 1.0;
         }
-        // 1 / (1 + e^(second − first)), without overflow.
-        let z = second - first;
-        if z > 0.0 {
-            let e = (-z).exp();
-            e / (1.0 + e)
-        } else {
-            1.0 / (1.0 + z.exp())
-        }
+        // 1 / (1 + e^(second − first)).
+        logistic(first - second)
     }
 
     /// `[1 − q^(s−1)] / (s−1)` for `ln q = ln_q ≤ 0` (module docs).

@@ -76,6 +76,7 @@ use super::bgnbd::{BgNbd, BgNbdParams};
 use super::pareto_nbd::{self, ParetoNbd, ParetoNbdParams};
 use super::summary::DAY_SECS;
 use crate::learn::boosting::{Boosted, BoostingParams};
+use crate::math::special::logistic;
 use encore_data::{CustomerIdx, PurchaseLog};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -442,7 +443,7 @@ impl Platt {
         for _ in 0..50 {
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
             for (&m, &y) in margins.iter().zip(labels) {
-                let p = sigmoid(a * m + b);
+                let p = logistic(a * m + b);
                 let r = p - f64::from(u8::from(y));
                 let w = (p * (1.0 - p)).max(1e-12);
                 ga += r * m;
@@ -475,7 +476,7 @@ impl Platt {
 
     /// The calibrated probability of a margin.
     pub fn apply(&self, margin: f64) -> f64 {
-        sigmoid(self.a * margin + self.b)
+        logistic(self.a * margin + self.b)
     }
 }
 
@@ -516,7 +517,7 @@ impl CalibrationReport {
         let positives = labels.iter().filter(|&&l| l).count();
         let rate = positives as f64 / labels.len().max(1) as f64;
         let p: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
-        let raw: Vec<f64> = margins.iter().map(|&m| sigmoid(m)).collect();
+        let raw: Vec<f64> = margins.iter().map(|&m| logistic(m)).collect();
         CalibrationReport {
             time,
             customers: labels.len(),
@@ -625,15 +626,6 @@ impl PropensityModel {
             .collect();
         out.push(format!("most used features (splits): {}", top.join(", ")));
         out
-    }
-}
-
-fn sigmoid(eta: f64) -> f64 {
-    if eta >= 0.0 {
-        1.0 / (1.0 + (-eta).exp())
-    } else {
-        let e = eta.exp();
-        e / (1.0 + e)
     }
 }
 
@@ -1190,7 +1182,7 @@ mod tests {
         // True probability σ(0.5 m − 1): the fit recovers it.
         let labels: Vec<bool> = margins
             .iter()
-            .map(|&m| rng.gen_bool(sigmoid(0.5 * m - 1.0)))
+            .map(|&m| rng.gen_bool(logistic(0.5 * m - 1.0)))
             .collect();
         let p = Platt::fit(&margins, &labels);
         assert!((p.a - 0.5).abs() < 0.1 && (p.b + 1.0).abs() < 0.3, "{p:?}");

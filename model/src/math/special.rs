@@ -425,9 +425,32 @@ pub(crate) fn log_add_exp(x: f64, y: f64) -> f64 {
     hi + (lo - hi).exp().ln_1p()
 }
 
+/// The logistic function `1 / (1 + e⁻ˣ)`, without overflow for any `x`.
+pub(crate) fn logistic(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logistic_is_bounded_symmetric_and_finite_at_the_extremes() {
+        assert_eq!(logistic(0.0), 0.5);
+        assert!((logistic(2.0) - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-15);
+        for x in [0.3, 4.0, 30.0] {
+            assert!((logistic(x) + logistic(-x) - 1.0).abs() < 1e-15, "{x}");
+        }
+        assert_eq!(logistic(1000.0), 1.0);
+        assert_eq!(logistic(-1000.0), 0.0);
+        assert!(logistic(-700.0) > 0.0);
+        assert!(logistic(f64::NAN).is_nan());
+    }
     use proptest::prelude::*;
 
     fn close(got: f64, want: f64, rel: f64) {
