@@ -45,8 +45,7 @@
 //! [`RepeatModel::expected_time_to_next_purchase`]: super::select::RepeatModel::expected_time_to_next_purchase
 
 use super::repeat::{check_history, horizon, positive_params};
-use crate::math::optim::OptimError;
-use crate::math::special::{SpecialError, hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
+use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 use rayon::prelude::*;
 
 super::repeat::fit_settings!(
@@ -54,38 +53,7 @@ super::repeat::fit_settings!(
     BgNbdParams
 );
 
-/// Why the BG/NBD model could not be fitted or evaluated.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BgNbdError {
-    /// A setting or model parameter is out of range.
-    #[error("invalid BG/NBD parameter {name} = {value}: {reason}")]
-    InvalidParam {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    /// No customer to fit on.
-    #[error("no customers to fit the BG/NBD model on")]
-    NoData,
-    /// A customer's `(x, t_x, T)` is impossible.
-    #[error("customer #{index} has (x, t_x, T) = ({x}, {t_x}, {t}): {reason}")]
-    InvalidCustomer {
-        index: usize,
-        x: f64,
-        t_x: f64,
-        t: f64,
-        reason: &'static str,
-    },
-    /// The optimiser refused to start.
-    #[error("optimiser: {0}")]
-    Optim(OptimError),
-    /// A special function failed.
-    #[error("special function: {0}")]
-    Special(SpecialError),
-}
-
-crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
-super::repeat::invalid_input_from!(BgNbdError, history);
+pub use super::repeat::BgNbdError;
 
 super::repeat::fitted_model!(
     /// A fitted (or given) BG/NBD model.

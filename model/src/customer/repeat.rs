@@ -275,10 +275,44 @@ pub enum RepeatModelError {
     Special(SpecialError),
     /// The BG/NBD model failed (when used through [`super::select::RepeatModel`]).
     #[error("BG/NBD: {0}")]
-    BgNbd(super::bgnbd::BgNbdError),
+    BgNbd(BgNbdError),
 }
 
-crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(super::bgnbd::BgNbdError) });
+crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(BgNbdError) });
+
+/// Why the BG/NBD model could not be fitted or evaluated (defined here, beside
+/// [`RepeatModelError`] which wraps it, and re-exported by `bgnbd`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BgNbdError {
+    /// A setting or model parameter is out of range.
+    #[error("invalid BG/NBD parameter {name} = {value}: {reason}")]
+    InvalidParam {
+        name: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// No customer to fit on.
+    #[error("no customers to fit the BG/NBD model on")]
+    NoData,
+    /// A customer's `(x, t_x, T)` is impossible.
+    #[error("customer #{index} has (x, t_x, T) = ({x}, {t_x}, {t}): {reason}")]
+    InvalidCustomer {
+        index: usize,
+        x: f64,
+        t_x: f64,
+        t: f64,
+        reason: &'static str,
+    },
+    /// The optimiser refused to start.
+    #[error("optimiser: {0}")]
+    Optim(OptimError),
+    /// A special function failed.
+    #[error("special function: {0}")]
+    Special(SpecialError),
+}
+
+crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
+invalid_input_from!(BgNbdError, history);
 
 impl From<InvalidHistory> for RepeatModelError {
     fn from(e: InvalidHistory) -> Self {
