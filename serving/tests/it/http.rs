@@ -551,12 +551,14 @@ async fn a_full_scoring_queue_answers_503_with_retry_after() {
     send(&app, req.to_request())
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
-    send(&app, get("/v1/items/i1/similar").to_request())
+    // Longer than the similar-items list the model keeps per item (50):
+    // the index is searched.
+    send(&app, get("/v1/items/i1/similar?k=60").to_request())
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
-    // Lists that need no scoring are still answered: i0's similar list was
-    // searched by the load check and is kept.
-    let r = send(&app, get("/v1/items/i0/similar").to_request()).await;
+    // Lists that need no scoring are still answered: the fit kept every
+    // item's similar list (the index is the exact scan at this size).
+    let r = send(&app, get("/v1/items/i1/similar").to_request()).await;
     assert_eq!(r.status, StatusCode::OK);
     // A short list is the head of c0's precomputed new-item list.
     let r = send(
