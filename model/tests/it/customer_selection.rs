@@ -6,8 +6,6 @@
 //! is a failure, not a skip.
 
 use encore_data::PurchaseLog;
-use encore_data::ingest::IngestOptions;
-use encore_data::input::read_purchases;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::customer::bgnbd::BgNbdParams;
 use encore_model::customer::book::CustomerConfig;
@@ -117,16 +115,7 @@ fn selection_on_the_grocery_history() {
 }
 
 fn online_retail() -> PurchaseLog {
-    let path = shared("online_retail/online_retail.csv.gz");
-    let opts = IngestOptions {
-        columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
-            .parse()
-            .unwrap(),
-        ..Default::default()
-    };
-    read_purchases(&path, &opts)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .0
+    crate::histories::online_retail_at(&shared("online_retail/online_retail.csv.gz"))
 }
 
 /// Online Retail at 2011-10-01: BG/NBD degenerates there (`a → 0`, P(alive)

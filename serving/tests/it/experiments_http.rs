@@ -59,6 +59,23 @@ fn trained_engine() -> Engine {
     train_engine(&log, vec![], &config, DataSummary::default(), &mut |_| {}).unwrap()
 }
 
+/// A server on a freshly trained model with an (empty) event log in `dir`
+/// and the `HOME` experiment running.
+fn logged_state(dir: &std::path::Path) -> web::Data<AppState> {
+    let model_dir = dir.join("model");
+    artifact::save(&trained_engine(), &model_dir).unwrap();
+    let file = dir.join("experiments.toml");
+    std::fs::write(&file, HOME).unwrap();
+    web::Data::new(
+        AppState::load(&model_dir)
+            .unwrap()
+            .with_event_log(&dir.join("events"), Default::default())
+            .unwrap()
+            .with_experiments_file(&file)
+            .unwrap(),
+    )
+}
+
 fn put(body: Value) -> actix_web::test::TestRequest {
     test::TestRequest::put()
         .uri("/v1/admin/experiments")
@@ -583,18 +600,7 @@ async fn an_experiment_without_exposures_or_without_a_log_has_no_report() {
 #[actix_web::test]
 async fn a_report_whose_control_logged_nothing_flags_the_sample_ratio() {
     let dir = tempfile::tempdir().unwrap();
-    let model_dir = dir.path().join("model");
-    artifact::save(&trained_engine(), &model_dir).unwrap();
-    let file = dir.path().join("experiments.toml");
-    std::fs::write(&file, HOME).unwrap();
-    let state = web::Data::new(
-        AppState::load(&model_dir)
-            .unwrap()
-            .with_event_log(&dir.path().join("events"), Default::default())
-            .unwrap()
-            .with_experiments_file(&file)
-            .unwrap(),
-    );
+    let state = logged_state(dir.path());
     let engine = state.engine().unwrap();
     let exposures: Vec<Value> = (0..60)
         .map(|c| {
@@ -622,19 +628,8 @@ async fn a_report_whose_control_logged_nothing_flags_the_sample_ratio() {
 #[actix_web::test]
 async fn a_log_the_report_cannot_read_answers_event_log_unreadable() {
     let dir = tempfile::tempdir().unwrap();
-    let model_dir = dir.path().join("model");
-    artifact::save(&trained_engine(), &model_dir).unwrap();
-    let file = dir.path().join("experiments.toml");
-    std::fs::write(&file, HOME).unwrap();
     let events = dir.path().join("events");
-    let state = web::Data::new(
-        AppState::load(&model_dir)
-            .unwrap()
-            .with_event_log(&events, Default::default())
-            .unwrap()
-            .with_experiments_file(&file)
-            .unwrap(),
-    );
+    let state = logged_state(dir.path());
     let app = test::init_service(create_app(state)).await;
     // Readable, but no exposure yet.
     let r = send(&app, get("/v1/admin/experiments/home/report").to_request()).await;

@@ -21,14 +21,20 @@ pub fn shared(path: &str) -> PathBuf {
 
 /// The bundled UCI Online Retail sample (lines with a customer id).
 pub fn online_retail() -> PurchaseLog {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/online_retail.csv.gz");
+    online_retail_at(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sample/online_retail.csv.gz"),
+    )
+}
+
+/// A UCI Online Retail file at `path` (the sample or the whole history).
+pub fn online_retail_at(path: &Path) -> PurchaseLog {
     let opts = IngestOptions {
         columns: "order_id=InvoiceNo,customer_id=CustomerID,item_id=StockCode,timestamp=InvoiceDate,quantity=Quantity,price=UnitPrice"
             .parse()
             .unwrap(),
         ..Default::default()
     };
-    read_purchases(&path, &opts)
+    read_purchases(path, &opts)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
         .0
 }
