@@ -616,11 +616,12 @@ fn codes_for(name: &str, schema: &Value, raw: &[u8]) -> Vec<&'static str> {
             }
         }
         ("segment", _) => {
-            // Empty entries are skipped; every other one must be a segment
-            // of the model's (default) RFM map.
+            // Entries are trimmed and empty ones skipped; every other one
+            // must be a segment of the model's (default) RFM map.
             let known = encore_model::customer::rfm::RfmParams::default().segment_names();
             bad(
                 v.split(',')
+                    .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .all(|s| known.iter().any(|k| k == s)),
                 "invalid_query",
