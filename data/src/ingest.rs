@@ -822,14 +822,7 @@ impl<'o> RowSink<'o> {
         // `IdMap::get_or_insert` looks the id up first: known ids allocate nothing.
         let customer = log.customers.get_or_insert(row.customer);
         let item = log.items.get_or_insert(row.item);
-        let order = match row.order {
-            Some(o) => log.orders.get_or_insert(o),
-            None => {
-                self.order_key.clear();
-                let _ = write!(self.order_key, "{}@{}", row.customer, row.time);
-                log.orders.get_or_insert(&self.order_key)
-            }
-        };
+        let order = log.orders.get_or_insert(row.order_id(&mut self.order_key));
         if row.quantity < 0.0 {
             self.returns += 1;
         }
@@ -1060,6 +1053,21 @@ pub(crate) struct Row<'a> {
     pub(crate) time: i64,
     pub(crate) quantity: f32,
     pub(crate) price: f32,
+}
+
+impl Row<'_> {
+    /// The order id, or the one synthesized for a row without one
+    /// (`customer@time`, written to `scratch`).
+    pub(crate) fn order_id<'s>(&'s self, scratch: &'s mut String) -> &'s str {
+        match self.order {
+            Some(o) => o,
+            None => {
+                scratch.clear();
+                let _ = write!(scratch, "{}@{}", self.customer, self.time);
+                scratch
+            }
+        }
+    }
 }
 
 /// Why one row is unusable, with the field (`None`: the whole row) and

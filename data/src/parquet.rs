@@ -466,7 +466,9 @@ fn read_file(path: &Path, opts: &IngestOptions, sink: &mut RowSink<'_>) -> Resul
 /// message. With no file bytes to hash, the report's fingerprint is the
 /// SHA-256 of the accepted rows (order, customer and item ids, time,
 /// quantity and price, one line each, in order): the same rows give the
-/// same fingerprint, a changed row another.
+/// same fingerprint, a changed row another. As a file's bytes are, the rows
+/// are hashed on a second thread while they are read: each batch is handed
+/// to it, and it takes the rows the checks accept.
 pub fn read_record_batches<I>(
     source: &Path,
     schema: &arrow_schema::Schema,
@@ -477,6 +479,33 @@ where
     I: IntoIterator<Item = Result<RecordBatch, String>>,
 {
     let layout = resolve(source, schema, &opts.columns)?;
+    let (to_hash, hash_queue) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| hash_accepted_rows(hash_queue, &layout));
+        // Dropping the sender when reading ends (or fails) ends the hashing.
+        let read = read_batches(source, batches, &layout, opts, to_hash);
+        let fingerprint = hashing.join().map_err(|_| IngestError::Io {
+            path: source.to_path_buf(),
+            cause: std::io::Error::other("the fingerprint thread failed"),
+        });
+        let (log, mut report) = read?;
+        report.fingerprint = fingerprint?;
+        Ok((log, report))
+    })
+}
+
+/// The reading half of [`read_record_batches`]: every batch goes through
+/// the row checks into the log, and to `to_hash`.
+fn read_batches<I>(
+    source: &Path,
+    batches: I,
+    layout: &Layout,
+    opts: &IngestOptions,
+    to_hash: std::sync::mpsc::Sender<RecordBatch>,
+) -> Result<(PurchaseLog, IngestReport), IngestError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, String>>,
+{
     let mut sink = RowSink::new(source, opts);
     let mut bufs = Buffers::default();
     let mut row0 = 0;
@@ -495,28 +524,46 @@ where
                 column: None,
                 message: e.to_string(),
             })?;
-        accept_batch(&batch, &layout, opts, source, 0, row0, &mut sink, &mut bufs)?;
+        accept_batch(&batch, layout, opts, source, 0, row0, &mut sink, &mut bufs)?;
         row0 += batch.num_rows();
+        // A failed send means the hashing thread is gone; joining it says so.
+        let _ = to_hash.send(batch);
     }
-    let (log, mut report) = sink.finish()?;
+    sink.finish()
+}
+
+/// The fingerprint of the in-memory input (see [`read_record_batches`]):
+/// the SHA-256 of one line per accepted row of the batches received, in
+/// order, with the values the log stores. A batch whose columns cannot be
+/// read ends it (the reading side reports that error).
+fn hash_accepted_rows(batches: std::sync::mpsc::Receiver<RecordBatch>, layout: &Layout) -> String {
     let mut hasher = Sha256::new();
+    let mut bufs = Buffers::default();
     let mut line = String::new();
-    for p in &log.purchases {
-        line.clear();
-        let _ = writeln!(
-            line,
-            "{}\t{}\t{}\t{}\t{}\t{}",
-            log.orders.id(p.order.0),
-            log.customers.id(p.customer.0),
-            log.items.id(p.item.0),
-            { p.time },
-            p.quantity,
-            p.price
-        );
-        hasher.update(line.as_bytes());
+    let mut order = String::new();
+    for batch in batches {
+        let Ok(cols) = BatchColumns::new(&batch, layout) else {
+            break;
+        };
+        for i in 0..batch.num_rows() {
+            let Ok(row) = cols.row(i, &mut bufs) else {
+                continue;
+            };
+            line.clear();
+            let _ = writeln!(
+                line,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                row.order_id(&mut order),
+                row.customer,
+                row.item,
+                row.time,
+                row.quantity,
+                row.price
+            );
+            hasher.update(line.as_bytes());
+        }
     }
-    report.fingerprint = sha256_hex(hasher);
-    Ok((log, report))
+    sha256_hex(hasher)
 }
 
 /// Scratch text for ids written from integers and decimals converted via text.

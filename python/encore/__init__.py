@@ -58,7 +58,22 @@ class _Stream:
 
 
 def _frame(capsule: Any) -> pd.DataFrame:
-    return pa.table(_Stream(capsule)).to_pandas()
+    table = pa.table(_Stream(capsule))
+    coded = [f for f in table.schema if pa.types.is_dictionary(f.type)]
+    if table.num_rows == 0:
+        # Nothing to share: decoded, the columns get the plain dtypes.
+        for f in coded:
+            i = table.schema.get_field_index(f.name)
+            table = table.set_column(i, f.name, table[f.name].cast(f.type.value_type))
+        return table.to_pandas()
+    frame = table.to_pandas()
+    # Dictionary-encoded id columns arrive as Categoricals: turned back into
+    # plain string columns by indexing the distinct ids with the codes, which
+    # shares one string object per id instead of making one per row.
+    for f in coded:
+        column = frame[f.name]
+        frame[f.name] = column.cat.categories.take(column.cat.codes.to_numpy())
+    return frame
 
 
 def _columns_spec(columns: Columns) -> Optional[str]:

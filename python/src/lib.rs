@@ -13,15 +13,18 @@
 //!   PyCapsule interface); the stream is read batch by batch by
 //!   [`encore_data::parquet::read_record_batches`], the same row checks as a
 //!   Parquet file, never row by row through Python objects.
-//! - Answers leave as an `ArrowArrayStream` capsule holding one record batch.
+//! - Answers leave as an `ArrowArrayStream` capsule holding one record batch;
+//!   the id columns of ranked lists are dictionary-encoded (each distinct id
+//!   once), and the Python side hands them out as plain string columns.
 //! - Every query and every fit runs with the GIL released
 //!   ([`Python::detach`]), in parallel on rayon's pool where the Rust
 //!   function is parallel.
 
 use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    ArrayRef, Float32Array, Float64Array, Int64Array, RecordBatch, RecordBatchIterator,
-    RecordBatchReader, StringArray, TimestampSecondArray, UInt32Array,
+    ArrayRef, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch,
+    RecordBatchIterator, RecordBatchReader, StringArray, TimestampSecondArray, UInt32Array,
 };
 use encore_data::ingest::{ColumnMap, IngestOptions};
 use encore_data::parquet::read_record_batches;
@@ -44,6 +47,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCapsule};
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -358,7 +362,20 @@ fn reason_name(r: Reason) -> &'static str {
     }
 }
 
-/// Ranked lists as rows `key_name, rank, item_name, score`.
+/// A string column stored as a dictionary: row `r` holds `values[keys[r]]`
+/// (`values` distinct). Long answers repeat few ids (a customer on each of
+/// its k rows, the same items across lists): the Python side then makes one
+/// string object per distinct id rather than one per row.
+fn coded(values: Vec<&str>, keys: Vec<i32>) -> ArrayRef {
+    let values: ArrayRef = Arc::new(StringArray::from_iter_values(values));
+    Arc::new(
+        DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values)
+            .expect("every key indexes a value"),
+    )
+}
+
+/// Ranked lists as rows `key_name, rank, item_name, score`, the two id
+/// columns [`coded`].
 fn list_rows(
     engine: &Engine,
     keys: &[String],
@@ -371,18 +388,35 @@ fn list_rows(
     let mut rank = Vec::with_capacity(n);
     let mut item = Vec::with_capacity(n);
     let mut score = Vec::with_capacity(n);
+    // The code of each distinct key and item, given at its first row.
+    let mut key_codes: HashMap<&str, i32> = HashMap::with_capacity(keys.len());
+    let mut key_values = Vec::new();
+    let mut item_codes = vec![-1i32; engine.items().len()];
+    let mut item_values = Vec::new();
     for (key, list) in keys.iter().zip(lists) {
+        if list.is_empty() {
+            continue;
+        }
+        let code = *key_codes.entry(key.as_str()).or_insert_with(|| {
+            key_values.push(key.as_str());
+            key_values.len() as i32 - 1
+        });
         for (r, &(i, s)) in list.iter().enumerate() {
-            key_col.push(key.as_str());
+            let item_code = &mut item_codes[i as usize];
+            if *item_code < 0 {
+                *item_code = item_values.len() as i32;
+                item_values.push(engine.items().id(i));
+            }
+            key_col.push(code);
             rank.push(r as i64 + 1);
-            item.push(engine.items().id(i));
+            item.push(*item_code);
             score.push(s);
         }
     }
     batch(vec![
-        (key_name, strings(key_col)),
+        (key_name, coded(key_values, key_col)),
         ("rank", Arc::new(Int64Array::from(rank))),
-        (item_name, strings(item)),
+        (item_name, coded(item_values, item)),
         ("score", Arc::new(Float32Array::from(score))),
     ])
 }

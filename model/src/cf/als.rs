@@ -51,7 +51,11 @@
 //! - **Serving.** [`Als::recommend_batch`] scores blocks of users against tiles
 //!   of items with a GEMM (`ndarray`/`matrixmultiply`), keeping the score tile
 //!   in cache, and selects the top `k` with a threshold test that rejects most
-//!   items with one comparison per 16 scores.
+//!   items with one comparison per 16 scores. For a batch of at least one
+//!   block of users the items are taken by decreasing norm: once every user
+//!   of a block has `k` items scoring more than `|x|` times a tile's largest
+//!   item norm (Cauchy–Schwarz, with room for rounding), that tile's product
+//!   is skipped. The lists are the same either way.
 
 use crate::topk::rank_order;
 use encore_data::Csr;
@@ -1090,29 +1094,39 @@ impl Als {
         if k == 0 {
             return vec![Vec::new(); users.len()];
         }
-        let n_items = self.items.nrows();
+        // Ordering the items costs a copy of their factors: worth it once a
+        // whole block of users shares it.
+        let tiles = ItemTiles::new(self.items.view(), users.len() >= REC_USER_BLOCK);
         users
             .par_chunks(REC_USER_BLOCK)
             .flat_map_iter(|block| {
                 let idx: Vec<usize> = block.iter().map(|&u| u as usize).collect();
                 let u = self.users.select(Axis(0), &idx);
+                let norms: Vec<f64> = u.rows().into_iter().map(|r| norm(&r)).collect();
                 let mut tops: Vec<TopList> = block.iter().map(|_| TopList::new(k)).collect();
-                let mut scores = Array2::<f32>::zeros((block.len(), REC_ITEM_TILE.min(n_items)));
-                let mut t0 = 0;
-                while t0 < n_items {
-                    let t1 = (t0 + REC_ITEM_TILE).min(n_items);
-                    let tile = self.items.slice(s![t0..t1, ..]);
-                    let mut out = scores.slice_mut(s![.., ..t1 - t0]);
-                    general_mat_mul(1.0, &u, &tile.t(), 0.0, &mut out);
+                let width = REC_ITEM_TILE.min(tiles.order.len());
+                let mut scores = Array2::<f32>::zeros((block.len(), width));
+                for (items, factors, max_norm) in tiles.iter() {
+                    // By Cauchy–Schwarz no user of the block scores an item
+                    // of this tile above its k-th best: skip the product.
+                    let bound = max_norm * ROUNDING_ROOM;
+                    if tops
+                        .iter()
+                        .zip(&norms)
+                        .all(|(top, &n)| top.beats_all_below(n * bound))
+                    {
+                        continue;
+                    }
+                    let mut out = scores.slice_mut(s![.., ..items.len()]);
+                    general_mat_mul(1.0, &u, &factors.t(), 0.0, &mut out);
                     for ((top, row), &user) in tops.iter_mut().zip(out.rows()).zip(block) {
                         let skip: &[u32] = exclude.map_or(&[], |m| m.row(user as usize).0);
                         top.scan(
                             row.as_slice().expect("rows of a standard-layout slice"),
-                            t0 as u32,
+                            items,
                             skip,
                         );
                     }
-                    t0 = t1;
                 }
                 tops.into_iter().map(TopList::into_sorted)
             })
@@ -1166,8 +1180,72 @@ impl Als {
 const REC_USER_BLOCK: usize = 256;
 /// Items per score tile: `REC_USER_BLOCK × REC_ITEM_TILE` floats (1 MiB) stay in cache.
 const REC_ITEM_TILE: usize = 1024;
+/// How much a computed score may exceed `|x|·|y|` through rounding, as a
+/// factor: an `f32` dot product of `f` terms errs by at most about
+/// `f · 2⁻²⁴` of `Σ|x_k y_k|`, far below this for any factor count in use.
+const ROUNDING_ROOM: f64 = 1.0 + 1e-3;
 
-/// The best `k` entries of one user's scores, fed in increasing item order.
+/// The Euclidean norm of a factor vector, in `f64`.
+fn norm(v: &ndarray::ArrayView1<'_, f32>) -> f64 {
+    v.iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// The item factors in the order [`Als::recommend_batch`] scores them, in
+/// tiles of [`REC_ITEM_TILE`] items, each with its largest norm. Sorted by
+/// decreasing norm, the first tiles hold the items that can score highest, so
+/// the lists fill with high scores early and the last tiles, whose items
+/// cannot reach them, are skipped.
+struct ItemTiles<'a> {
+    /// The item at each position.
+    order: Vec<u32>,
+    /// Their factors, one row per position.
+    factors: ndarray::CowArray<'a, f32, ndarray::Ix2>,
+    /// The largest norm in each tile.
+    max_norms: Vec<f64>,
+}
+
+impl<'a> ItemTiles<'a> {
+    /// The items by decreasing norm (ties by index) when `sorted`, else in
+    /// index order.
+    fn new(items: ArrayView2<'a, f32>, sorted: bool) -> Self {
+        let norms: Vec<f64> = items.rows().into_iter().map(|r| norm(&r)).collect();
+        let mut order: Vec<u32> = (0..items.nrows() as u32).collect();
+        let factors = if sorted {
+            order.sort_by(|&a, &b| norms[b as usize].total_cmp(&norms[a as usize]));
+            let rows: Vec<usize> = order.iter().map(|&i| i as usize).collect();
+            items.select(Axis(0), &rows).into()
+        } else {
+            items.into()
+        };
+        let max_norms = order
+            .chunks(REC_ITEM_TILE)
+            .map(|tile| tile.iter().map(|&i| norms[i as usize]).fold(0.0, f64::max))
+            .collect();
+        ItemTiles {
+            order,
+            factors,
+            max_norms,
+        }
+    }
+
+    /// Each tile: its items, their factors and its largest norm.
+    fn iter(&self) -> impl Iterator<Item = (&[u32], ArrayView2<'_, f32>, f64)> {
+        self.order
+            .chunks(REC_ITEM_TILE)
+            .zip(&self.max_norms)
+            .enumerate()
+            .map(|(t, (items, &max_norm))| {
+                let t0 = t * REC_ITEM_TILE;
+                let rows = self.factors.slice(s![t0..t0 + items.len(), ..]);
+                (items, rows, max_norm)
+            })
+    }
+}
+
+/// The best `k` entries of one user's scores, offered in any item order.
 struct TopList {
     k: usize,
     /// Unsorted while filling; sorted best first once it holds `k` entries.
@@ -1182,17 +1260,20 @@ impl TopList {
         }
     }
 
-    /// Offers `scores[j]` for item `first + j`, skipping items in `skip` (sorted).
-    ///
-    /// Items arrive in increasing order, so an entry that ties the current
-    /// worst ranks after it (higher index) and a full list only admits
-    /// strictly greater scores.
+    /// Whether the list is full and its worst score is above `bound`: no
+    /// score up to `bound` can enter it.
+    fn beats_all_below(&self, bound: f64) -> bool {
+        self.list.len() == self.k && bound < f64::from(self.list[self.k - 1].1)
+    }
+
+    /// Offers `scores[j]` for item `items[j]`, skipping items in `skip` (sorted).
     #[inline]
-    fn scan(&mut self, scores: &[f32], first: u32, skip: &[u32]) {
+    fn scan(&mut self, scores: &[f32], items: &[u32], skip: &[u32]) {
+        debug_assert_eq!(scores.len(), items.len());
         let mut j = 0;
         // Fill phase: take anything that is not NaN or excluded.
         while self.list.len() < self.k && j < scores.len() {
-            let (item, s) = (first + j as u32, scores[j]);
+            let (item, s) = (items[j], scores[j]);
             if !s.is_nan() && skip.binary_search(&item).is_err() {
                 self.list.push((item, s));
                 if self.list.len() == self.k {
@@ -1205,36 +1286,38 @@ impl TopList {
             return;
         }
         let mut worst = self.list[self.k - 1].1;
-        let rest = &scores[j..];
-        let base = first + j as u32;
-        // Most chunks hold nothing above the threshold: one vector test each.
-        let (chunks, tail) = rest.as_chunks::<LANES>();
+        // Most chunks hold nothing reaching the threshold: one vector test
+        // each (a score equal to it may still win on a lower index).
+        let (chunks, tail) = scores[j..].as_chunks::<LANES>();
         for (c, chunk) in chunks.iter().enumerate() {
             let mut any = false;
             for &s in chunk {
-                any |= s > worst;
+                any |= s >= worst;
             }
             if any {
-                worst = self.offer(chunk, base + (c * LANES) as u32, skip, worst);
+                let at = j + c * LANES;
+                worst = self.offer(chunk, &items[at..at + LANES], skip, worst);
             }
         }
-        self.offer(tail, base + (chunks.len() * LANES) as u32, skip, worst);
+        let at = j + chunks.len() * LANES;
+        self.offer(tail, &items[at..], skip, worst);
     }
 
-    /// Offers `scores[j]` for item `first + j` to a full list whose worst
+    /// Offers `scores[j]` for item `items[j]` to a full list whose worst
     /// score is `worst`; returns the new worst score.
     #[inline]
-    fn offer(&mut self, scores: &[f32], first: u32, skip: &[u32], mut worst: f32) -> f32 {
-        for (o, &s) in scores.iter().enumerate() {
-            if s > worst {
-                let item = first + o as u32;
-                if skip.binary_search(&item).is_ok() {
+    fn offer(&mut self, scores: &[f32], items: &[u32], skip: &[u32], mut worst: f32) -> f32 {
+        for (&s, &item) in scores.iter().zip(items) {
+            if s >= worst {
+                let entry = (item, s);
+                if rank_order(&entry, &self.list[self.k - 1]).is_ge()
+                    || skip.binary_search(&item).is_ok()
+                {
                     continue;
                 }
-                // Insert after every entry scoring at least `s` (they have lower indices).
-                let at = self.list.partition_point(|e| e.1 >= s);
+                let at = self.list.partition_point(|e| rank_order(e, &entry).is_lt());
                 self.list.pop();
-                self.list.insert(at, (item, s));
+                self.list.insert(at, entry);
                 worst = self.list[self.k - 1].1;
             }
         }
@@ -1653,17 +1736,60 @@ mod tests {
         }
     }
 
+    /// A batch of more than a block of users scores the items by decreasing
+    /// norm and skips the tiles of small items that cannot enter the lists;
+    /// the lists are still the reference's, ties broken by index. One user
+    /// has bought all but a few large items, so its list needs the small
+    /// ones and its block may skip nothing. Integer factors: exact scores.
+    #[test]
+    fn batch_over_items_ordered_by_norm_equals_reference() {
+        let n_items = REC_ITEM_TILE * 3 + 11;
+        let large = |i: usize| i % 3 == 0;
+        let items = Array2::from_shape_fn((n_items, 2), |(i, c)| match (large(i), c) {
+            (true, 0) => (5 + (i * 7) % 4) as f32,
+            (true, _) => (5 + (i * 5) % 3) as f32,
+            (false, 0) => (i % 2) as f32,
+            (false, _) => ((i / 2) % 2) as f32,
+        });
+        let n_users = REC_USER_BLOCK + 40;
+        let users = Array2::from_shape_fn((n_users, 2), |(u, c)| (1 + (u + c) % 3) as f32);
+        let als = Als::from_factors(AlsParams::new(2), users, items).unwrap();
+        let bought = (0..n_items)
+            .filter(|&i| large(i) && i > 30)
+            .map(|i| (7, i as u32, 1.0));
+        let exclude = Csr::from_triplets(n_users, n_items, bought);
+        let users: Vec<u32> = (0..n_users as u32).rev().collect();
+        for k in [25, 40] {
+            let got = als.recommend_batch(&users, k, Some(&exclude));
+            let mut scores = vec![0f32; n_items];
+            for (&u, got) in users.iter().zip(&got) {
+                als.score_user(u as usize, &mut scores);
+                let skip = exclude.row(u as usize).0;
+                let want = top_k_dense(&scores, k, |i| skip.binary_search(&i).is_ok());
+                assert_eq!(got, &want, "user {u}, k {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn top_list_breaks_ties_by_index_in_any_order() {
+        let mut t = TopList::new(2);
+        t.scan(&[1.0, 1.0, 1.0, 2.0], &[9, 8, 3, 7], &[]);
+        t.scan(&[1.0, 1.0], &[5, 1], &[1]);
+        assert_eq!(t.into_sorted(), vec![(7, 2.0), (3, 1.0)]);
+    }
+
     #[test]
     fn top_list_skips_nan_and_takes_infinities() {
         let mut t = TopList::new(3);
-        t.scan(&[f32::NAN, 1.0, f32::NEG_INFINITY], 0, &[]);
-        t.scan(&[f32::NAN, 1.0, f32::INFINITY, 0.5], 3, &[6]);
+        t.scan(&[f32::NAN, 1.0, f32::NEG_INFINITY], &[0, 1, 2], &[]);
+        t.scan(&[f32::NAN, 1.0, f32::INFINITY, 0.5], &[3, 4, 5, 6], &[6]);
         assert_eq!(
             t.into_sorted(),
             vec![(5, f32::INFINITY), (1, 1.0), (4, 1.0)]
         );
         let mut t = TopList::new(4);
-        t.scan(&[f32::NAN, 2.0], 0, &[]);
+        t.scan(&[f32::NAN, 2.0], &[0, 1], &[]);
         assert_eq!(t.into_sorted(), vec![(1, 2.0)]);
     }
 
