@@ -1744,7 +1744,7 @@ mod tests {
     #[test]
     fn batch_over_items_ordered_by_norm_equals_reference() {
         let n_items = REC_ITEM_TILE * 3 + 11;
-        let large = |i: usize| i % 3 == 0;
+        let large = |i: usize| i.is_multiple_of(3);
         let items = Array2::from_shape_fn((n_items, 2), |(i, c)| match (large(i), c) {
             (true, 0) => (5 + (i * 7) % 4) as f32,
             (true, _) => (5 + (i * 5) % 3) as f32,
