@@ -28,6 +28,7 @@ use encore_data::parquet::read_record_batches;
 use encore_data::timestamp::{format_date, parse_timestamp};
 use encore_model::artifact;
 use encore_model::customer::lifecycle::parse_stages;
+use encore_model::customer::replenishment::DueItem;
 use encore_model::engine::{Engine, ListFilter};
 use encore_model::outreach::{AudienceQuery, Reason, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
@@ -430,6 +431,27 @@ impl Model {
         let lists = who.par_iter().map(|&(_, c)| list(c)).collect();
         (who, lists)
     }
+
+    /// A list of at most `k` (checked: 1 to 100) for each profiled customer of
+    /// `customer_ids` (every customer when `None`), computed off the GIL by
+    /// `list(engine, customer)`, then `rows(engine, customers, lists)`.
+    fn customer_lists<'py, T: Send>(
+        &self,
+        py: Python<'py>,
+        customer_ids: Option<Vec<String>>,
+        k: usize,
+        list: impl Fn(&Engine, u32) -> Vec<T> + Sync,
+        rows: impl FnOnce(&Engine, &[(String, u32)], &[Vec<T>]) -> RecordBatch + Send,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        check_k(k, 100)?;
+        let ids = self.customer_ids(customer_ids);
+        let engine = &*self.engine;
+        let rows = py.detach(|| {
+            let (who, lists) = self.profiled_lists(&ids, |c| list(engine, c));
+            rows(engine, &who, &lists)
+        });
+        to_capsule(py, rows)
+    }
 }
 
 fn check_k(k: usize, max: usize) -> PyResult<()> {
@@ -661,16 +683,15 @@ impl Model {
         customer_ids: Option<Vec<String>>,
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 100)?;
-        let ids = self.customer_ids(customer_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let (who, lists) = self.profiled_lists(&ids, |c| {
-                engine.next_purchase_items(c, k, &ListFilter::default())
-            });
-            suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), &lists, None)
-        });
-        to_capsule(py, rows)
+        self.customer_lists(
+            py,
+            customer_ids,
+            k,
+            |engine, c| engine.next_purchase_items(c, k, &ListFilter::default()),
+            |engine, who, lists| {
+                suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
+            },
+        )
     }
 
     /// Per customer the previously bought items, most due first (`GET
@@ -682,50 +703,13 @@ impl Model {
         customer_ids: Option<Vec<String>>,
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 100)?;
-        let ids = self.customer_ids(customer_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let (who, lists) =
-                self.profiled_lists(&ids, |c| engine.buy_again(c, k, &ListFilter::default()));
-            let n: usize = lists.iter().map(Vec::len).sum();
-            let mut cols = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for ((id, _), list) in who.iter().zip(&lists) {
-                for (r, d) in list.iter().enumerate() {
-                    cols.0.push(id.as_str());
-                    cols.1.push(r as i64 + 1);
-                    cols.2.push(engine.items().id(d.item));
-                    cols.3.push(d.due_score);
-                    cols.4.push(Some(d.due_date));
-                    cols.5.push(Some(d.last_purchase));
-                    cols.6.push(d.interval_days);
-                    cols.7.push(d.repeat_probability);
-                    cols.8.push(d.purchases);
-                }
-            }
-            batch(vec![
-                ("customer_id", strings(cols.0)),
-                ("rank", Arc::new(Int64Array::from(cols.1))),
-                ("item_id", strings(cols.2)),
-                ("score", Arc::new(Float32Array::from(cols.3))),
-                ("due_date", dates(cols.4)),
-                ("last_purchase", dates(cols.5)),
-                ("interval_days", Arc::new(Float32Array::from(cols.6))),
-                ("repeat_probability", Arc::new(Float32Array::from(cols.7))),
-                ("purchases", Arc::new(UInt32Array::from(cols.8))),
-            ])
-        });
-        to_capsule(py, rows)
+        self.customer_lists(
+            py,
+            customer_ids,
+            k,
+            |engine, c| engine.buy_again(c, k, &ListFilter::default()),
+            buy_again_rows,
+        )
     }
 
     /// A reactivation audience (`encore-train audience`, `GET
@@ -920,6 +904,47 @@ impl Model {
         });
         to_capsule(py, rows)
     }
+}
+
+/// Buy-again lists as rows `customer_id, rank, item_id, score, due_date,
+/// last_purchase, interval_days, repeat_probability, purchases`.
+fn buy_again_rows(engine: &Engine, who: &[(String, u32)], lists: &[Vec<DueItem>]) -> RecordBatch {
+    let n: usize = lists.iter().map(Vec::len).sum();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((id, _), list) in who.iter().zip(lists) {
+        for (r, d) in list.iter().enumerate() {
+            cols.0.push(id.as_str());
+            cols.1.push(r as i64 + 1);
+            cols.2.push(engine.items().id(d.item));
+            cols.3.push(d.due_score);
+            cols.4.push(Some(d.due_date));
+            cols.5.push(Some(d.last_purchase));
+            cols.6.push(d.interval_days);
+            cols.7.push(d.repeat_probability);
+            cols.8.push(d.purchases);
+        }
+    }
+    batch(vec![
+        ("customer_id", strings(cols.0)),
+        ("rank", Arc::new(Int64Array::from(cols.1))),
+        ("item_id", strings(cols.2)),
+        ("score", Arc::new(Float32Array::from(cols.3))),
+        ("due_date", dates(cols.4)),
+        ("last_purchase", dates(cols.5)),
+        ("interval_days", Arc::new(Float32Array::from(cols.6))),
+        ("repeat_probability", Arc::new(Float32Array::from(cols.7))),
+        ("purchases", Arc::new(UInt32Array::from(cols.8))),
+    ])
 }
 
 /// Suggestions as rows `customer_id, [send_date,] rank, item_id, reason, score, due_date`.
