@@ -25,12 +25,12 @@ use arrow_array::{
 };
 use encore_data::ingest::{ColumnMap, IngestOptions};
 use encore_data::parquet::read_record_batches;
-use encore_data::timestamp::{format_date, parse_timestamp};
+use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
 use encore_model::customer::lifecycle::parse_stages;
 use encore_model::customer::replenishment::DueItem;
 use encore_model::engine::{Engine, ListFilter};
-use encore_model::outreach::{AudienceQuery, Reason, Suggestion};
+use encore_model::outreach::{AudienceQuery, Reason, SettingProblem, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::batch::{ListKind, lists_for};
 use encore_training::config::{load_config, parse_config};
@@ -732,26 +732,6 @@ impl Model {
         check_k(k, 200)?;
         let stages =
             parse_stages(&stages).map_err(|e| ConfigError::new_err(format!("stages: {e}")))?;
-        if stages.is_empty() {
-            return Err(ConfigError::new_err("stages must name at least one stage"));
-        }
-        if let Some(p) = min_p_alive
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(ConfigError::new_err(format!(
-                "min_p_alive must be within [0, 1], not {p}"
-            )));
-        }
-        if let Some(p) = max_churn_risk
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(ConfigError::new_err(format!(
-                "max_churn_risk must be within [0, 1], not {p}"
-            )));
-        }
-        if limit == Some(0) {
-            return Err(ConfigError::new_err("limit must be at least 1"));
-        }
         let as_of = as_of
             .map(|s| {
                 parse_timestamp(&s).ok_or_else(|| {
@@ -770,6 +750,9 @@ impl Model {
             as_of,
             ..AudienceQuery::default()
         };
+        if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
+            return Err(ConfigError::new_err(format!("{setting} {problem}")));
+        }
         let engine = &*self.engine;
         if let Some(why) = engine.audience_problem(&query) {
             return Err(ConfigError::new_err(why));
@@ -793,28 +776,10 @@ impl Model {
     }
 
     /// Repurchase KPIs, stage and segment counts and the customer model fits
-    /// as JSON: the body of `GET /v1/kpis`.
+    /// as JSON: the body of `GET /v1/kpis` without its `segment_spend` and
+    /// `clv_distribution`.
     fn kpis_json(&self) -> String {
-        let m = self.engine.customer_book().models();
-        serde_json::json!({
-            "as_of": format_date(m.reference),
-            "customers": m.customers,
-            "overall": m.kpis.overall,
-            "monthly": m.kpis.monthly,
-            "cohorts": m.kpis.cohorts,
-            "stage_counts": m.stage_counts,
-            "segment_counts": m.segment_counts,
-            "behaviour_segments": m.segments.as_ref().map(|s| serde_json::json!({
-                "labels": s.labels, "sizes": s.sizes,
-            })),
-            "models": {
-                "bgnbd": m.bgnbd, "bgnbd_error": m.bgnbd_error,
-                "gamma_gamma": m.gamma_gamma, "gamma_gamma_error": m.gamma_gamma_error,
-                "propensity_training_auc": m.propensity.as_ref().and_then(|p| p.training_auc),
-                "propensity_error": m.propensity_error,
-            },
-        })
-        .to_string()
+        self.engine.customer_book().models().kpis_json().to_string()
     }
 
     /// The ALS factors as little-endian `f32` bytes, row-major: (customer

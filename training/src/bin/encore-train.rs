@@ -9,7 +9,7 @@ use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
 use encore_model::artifact::store::Store;
 use encore_model::customer::lifecycle::parse_stages;
-use encore_model::outreach::AudienceQuery;
+use encore_model::outreach::{AudienceQuery, SettingProblem};
 use encore_model::shard::check_shard;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
@@ -861,27 +861,6 @@ fn run() -> Result<()> {
             format,
         } => {
             let stages = parse_stages(&stage).map_err(|e| anyhow::anyhow!("--stage: {e}"))?;
-            if stages.is_empty() {
-                bail!("--stage must name at least one stage");
-            }
-            if let Some(p) = min_p_alive
-                && !(0.0..=1.0).contains(&p)
-            {
-                bail!("--min-p-alive must be within [0, 1], not {p}");
-            }
-            if let Some(p) = max_churn_risk
-                && !(0.0..=1.0).contains(&p)
-            {
-                bail!("--max-churn-risk must be within [0, 1], not {p}");
-            }
-            if let Some(v) = min_clv
-                && !v.is_finite()
-            {
-                bail!("--min-clv must be a finite number, not {v}");
-            }
-            if limit == Some(0) {
-                bail!("--limit must be at least 1");
-            }
             let as_of = as_of
                 .map(|s| {
                     parse_timestamp(&s)
@@ -906,6 +885,13 @@ fn run() -> Result<()> {
                 as_of,
                 ..AudienceQuery::default()
             };
+            if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
+                let flag = match setting {
+                    "stages" => "stage".to_owned(),
+                    other => other.replace('_', "-"),
+                };
+                bail!("--{flag} {problem}");
+            }
             let engine = load_model(&model)?;
             if let Some(why) = engine.audience_problem(&query) {
                 bail!("--min-p-alive: {why}");
