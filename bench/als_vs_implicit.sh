@@ -18,21 +18,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-USERS="${USERS:-100000}"
-ITEMS="${ITEMS:-20000}"
-NNZ="${NNZ:-5000000}"
-FACTORS="${FACTORS:-64}"
-REG="${REG:-0.01}"
-ITERATIONS="${ITERATIONS:-15}"
-CG_STEPS="${CG_STEPS:-3}"
-THREADS="${THREADS:-2}"
-K="${K:-10}"
+source "$ROOT/bench/common.sh"
+set_defaults USERS=100000 ITEMS=20000 NNZ=5000000 FACTORS=64 REG=0.01 ITERATIONS=15 \
+    CG_STEPS=3 THREADS=2 K=10 VENV=/tmp/encore-bench-venv
 RUNS="${1:-${RUNS:-3}}"
 DATA="${DATA:-/tmp/encore-als-bench/${USERS}x${ITEMS}x${NNZ}}"
-VENV="${VENV:-/tmp/encore-bench-venv}"
 LOG="$(mktemp -d /tmp/encore-als-bench-log.XXXXXX)"
 
-source "$ROOT/bench/common.sh"
 ensure_gnu_time
 ensure_implicit_venv "$VENV"
 

@@ -1,9 +1,23 @@
-# Shared by the bench scripts (sourced, not run): installing wrk, GNU time
-# and the peers' Python environment, building the binaries, the 100k
-# customers x 20k items model that load.sh and reload_memory.sh serve, the
-# sample's model that events_load.sh and events_start.sh serve, the id lists
-# bench/load.lua requests, and the seeded exposure log of events_start.sh and
-# experiment_report.sh.
+# Shared by the bench scripts (sourced, not run): their settings' defaults,
+# installing wrk, GNU time and the peers' Python environment, building the
+# binaries, the 100k customers x 20k items model that load.sh and
+# reload_memory.sh serve, the sample's model that events_load.sh and
+# events_start.sh serve, the id lists bench/load.lua requests, and the seeded
+# exposure log of events_start.sh and experiment_report.sh.
+
+# set_defaults NAME=VALUE...: sets each NAME that is unset or empty to VALUE,
+# so that a value from the environment wins (the Environment lines at the top
+# of each script list them). Not exported: a script exports what its children
+# read.
+set_defaults() {
+    local setting name
+    for setting in "$@"; do
+        name="${setting%%=*}"
+        if [[ -z "${!name:-}" ]]; then
+            printf -v "$name" '%s' "${setting#*=}"
+        fi
+    done
+}
 
 # Installs wrk from the Debian packages if it is missing.
 ensure_wrk() {
@@ -43,6 +57,15 @@ ensure_bin() {
         (cd "$1" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
         BIN="${CARGO_TARGET_DIR:-$1/target}/release"
     fi
+}
+
+# load_settings CONNECTIONS: what run_load needs besides ROOT, PORT and
+# DURATION: CONNECTIONS (default as given), WRK_THREADS [1], SIMILAR_SHARE
+# [0.5] (exported: bench/load.lua reads it) and wrk.
+load_settings() {
+    set_defaults CONNECTIONS="$1" WRK_THREADS=1 SIMILAR_SHARE=0.5
+    export SIMILAR_SHARE
+    ensure_wrk
 }
 
 # run_load [SECONDS]: wrk with bench/load.lua against the server on PORT for

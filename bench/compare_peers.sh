@@ -29,11 +29,10 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/common.sh"
 WHICH="${1:-all}"
-VENV="${VENV:-/tmp/encore-bench-venv}"
-WORK="${WORK:-/tmp/encore-peers}"
-THREADS="${THREADS:-2}"
-INSTACART="${INSTACART:-$ROOT/../shared/datasets/instacart_sample/instacart_df_sample.csv.gz}"
+set_defaults VENV=/tmp/encore-bench-venv WORK=/tmp/encore-peers THREADS=2 \
+    INSTACART="$ROOT/../shared/datasets/instacart_sample/instacart_df_sample.csv.gz"
 
 case "$WHICH" in
 online_retail | instacart | all) ;;
@@ -43,7 +42,6 @@ online_retail | instacart | all) ;;
     ;;
 esac
 
-source "$ROOT/bench/common.sh"
 ensure_implicit_venv "$VENV"
 
 echo "== building encore-train (release)"

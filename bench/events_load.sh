@@ -15,13 +15,10 @@
 # speed decides the figures.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DURATION="${1:-10}"
-WORK="${WORK:-/tmp/encore-events-load}"
-export BATCH="${BATCH:-10}"
-PORT="${PORT:-18195}"
-SERVER_WORKERS="${SERVER_WORKERS:-2}"
-
 source "$ROOT/bench/common.sh"
+DURATION="${1:-10}"
+set_defaults WORK=/tmp/encore-events-load BATCH=10 PORT=18195 SERVER_WORKERS=2
+export BATCH
 ensure_wrk
 ensure_bin "$ROOT"
 ensure_sample_model "$BIN" "$ROOT" "$WORK"

@@ -13,12 +13,9 @@
 # once into WORK/model). Each start gets a fresh copy of the log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-EVENTS="${1:-1000000}"
-WORK="${WORK:-/tmp/encore-events-start}"
-RUNS="${RUNS:-3}"
-PORT="${PORT:-18196}"
-
 source "$ROOT/bench/common.sh"
+EVENTS="${1:-1000000}"
+set_defaults WORK=/tmp/encore-events-start RUNS=3 PORT=18196
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
 BIN="$ROOT/target/release"

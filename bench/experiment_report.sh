@@ -14,12 +14,10 @@
 # e.g. a build of an earlier commit (alternate the two by hand).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/common.sh"
 EXPOSURES="${1:-1000000}"
 PURCHASES="${2:-200000}"
-WORK="${WORK:-/tmp/encore-experiment-report}"
-RUNS="${RUNS:-3}"
-
-source "$ROOT/bench/common.sh"
+set_defaults WORK=/tmp/encore-experiment-report RUNS=3
 
 if [[ -z "${REPORT_BIN:-}" ]]; then
     echo "== building (release)"

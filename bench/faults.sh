@@ -18,10 +18,9 @@
 # the binaries already in CARGO_TARGET_DIR (or target/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-WORK="${WORK:-/tmp/encore-faults}"
-PORT="${PORT:-18291}"
-BASE="http://127.0.0.1:$PORT"
 source "$ROOT/bench/common.sh"
+set_defaults WORK=/tmp/encore-faults PORT=18291
+BASE="http://127.0.0.1:$PORT"
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     echo "== building (release)"

@@ -24,16 +24,10 @@
 # WORK/model). wrk, the server and the hostile clients share the cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DURATION="${1:-20}"
-WORK="${WORK:-/tmp/encore-hostile}"
-CONNECTIONS="${CONNECTIONS:-8}"
-WRK_THREADS="${WRK_THREADS:-1}"
-SERVER_WORKERS="${SERVER_WORKERS:-2}"
-PORT="${PORT:-18191}"
-export SIMILAR_SHARE="${SIMILAR_SHARE:-0.5}"
-
 source "$ROOT/bench/common.sh"
-ensure_wrk
+DURATION="${1:-20}"
+set_defaults WORK=/tmp/encore-hostile SERVER_WORKERS=2 PORT=18191
+load_settings 8
 ensure_bin "$ROOT"
 ensure_sample_model "$BIN" "$ROOT" "$WORK"
 write_id_lists "$WORK/model" "$WORK"

@@ -24,16 +24,10 @@
 # wrk, the server and the trainer share the machine's cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-DURATION="${1:-20}"
-WORK="${WORK:-/tmp/encore-load}"
-CONNECTIONS="${CONNECTIONS:-32}"
-WRK_THREADS="${WRK_THREADS:-1}"
-SERVER_WORKERS="${SERVER_WORKERS:-2}"
-PORT="${PORT:-18181}"
-export SIMILAR_SHARE="${SIMILAR_SHARE:-0.5}"
-
 source "$ROOT/bench/common.sh"
-ensure_wrk
+DURATION="${1:-20}"
+set_defaults WORK=/tmp/encore-load SERVER_WORKERS=2 PORT=18181
+load_settings 32
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
 BIN="$ROOT/target/release"

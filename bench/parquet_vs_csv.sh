@@ -21,19 +21,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/common.sh"
 LINES="${1:-${LINES:-5000000}}"
-CUSTOMERS="${CUSTOMERS:-$((LINES / 50 > 0 ? LINES / 50 : 1))}"
-ITEMS="${ITEMS:-20000}"
-SEED="${SEED:-42}"
-RUNS="${RUNS:-3}"
-COMPRESSION="${COMPRESSION:-snappy}"
-PARTS="${PARTS:-1}"
-DATA="${DATA:-/tmp/encore-parquet-bench/$LINES}"
+set_defaults CUSTOMERS="$((LINES / 50 > 0 ? LINES / 50 : 1))" ITEMS=20000 SEED=42 RUNS=3 \
+    COMPRESSION=snappy PARTS=1 DATA="/tmp/encore-parquet-bench/$LINES"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET/release/examples"
 LOG="$(mktemp -d /tmp/encore-parquet-bench-log.XXXXXX)"
 
-source "$ROOT/bench/common.sh"
 ensure_gnu_time
 
 echo "== building the examples (release)"

@@ -15,19 +15,15 @@
 # NO_BUILD=1 uses the binaries already in CARGO_TARGET_DIR (or target/).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/common.sh"
 RUNS="${1:-3}"
-WORK="${WORK:-/tmp/encore-load}"
-PORT="${PORT:-18191}"
-SERVER_WORKERS="${SERVER_WORKERS:-2}"
-RELOADS="${RELOADS:-1,5,10,20,30}"
-TRAFFIC="${TRAFFIC:-1}"
+set_defaults WORK=/tmp/encore-load PORT=18191 SERVER_WORKERS=2 RELOADS=1,5,10,20,30 TRAFFIC=1
 
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     echo "== building (release)"
     (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
 fi
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-source "$ROOT/bench/common.sh"
 ensure_load_model "$BIN" "$WORK"
 MEM="$WORK/reload-memory"
 STORE="$MEM/store"

@@ -26,16 +26,11 @@
 # the figures: wrk, the server and anything else running share the cores.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$ROOT/bench/common.sh"
 MODEL="${1:?usage: bench/serve_scale.sh MODEL_DIR [RUNS]}"
 RUNS="${2:-3}"
-BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
-WORK="${WORK:-/tmp/encore-serve-scale}"
-PORT="${PORT:-18201}"
-SERVER_WORKERS="${SERVER_WORKERS:-2}"
-CONNECTIONS="${CONNECTIONS:-32}"
-DURATION="${DURATION:-15}"
-SWAPS="${SWAPS:-6}"
-source "$ROOT/bench/common.sh"
+set_defaults BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release" WORK=/tmp/encore-serve-scale PORT=18201 \
+    SERVER_WORKERS=2 CONNECTIONS=32 DURATION=15 SWAPS=6
 ensure_wrk
 STORE="$WORK/store"
 mkdir -p "$WORK"

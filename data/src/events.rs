@@ -389,27 +389,17 @@ pub fn event_to_value(event: &Event) -> Value {
     if let Some(t) = event.received_at {
         obj.insert("received_at".into(), format_timestamp(t).into());
     }
-    fn opt(obj: &mut Map<String, Value>, key: &str, v: &Option<String>) {
-        if let Some(v) = v {
-            obj.insert(key.to_string(), v.clone().into());
-        }
-    }
-    match &event.kind {
+    let fields = match &event.kind {
         EventKind::Purchase {
             order_id,
             customer,
             item,
             quantity,
             price,
-        } => {
-            obj.insert("order_id".into(), order_id.clone().into());
-            obj.insert("customer".into(), customer.clone().into());
-            obj.insert("item".into(), item.clone().into());
-            obj.insert("quantity".into(), (*quantity).into());
-            if let Some(p) = price {
-                obj.insert("price".into(), (*p).into());
-            }
-        }
+        } => serde_json::json!({
+            "order_id": order_id, "customer": customer, "item": item,
+            "quantity": quantity, "price": price,
+        }),
         EventKind::Exposure {
             customer,
             list,
@@ -417,25 +407,22 @@ pub fn event_to_value(event: &Event) -> Value {
             experiment,
             variant,
             request_id,
-        } => {
-            obj.insert("customer".into(), customer.clone().into());
-            obj.insert("list".into(), list.clone().into());
-            obj.insert("items".into(), items.clone().into());
-            opt(&mut obj, "experiment", experiment);
-            opt(&mut obj, "variant", variant);
-            opt(&mut obj, "request_id", request_id);
-        }
+        } => serde_json::json!({
+            "customer": customer, "list": list, "items": items,
+            "experiment": experiment, "variant": variant, "request_id": request_id,
+        }),
         EventKind::Click {
             customer,
             item,
             list,
             request_id,
-        } => {
-            obj.insert("customer".into(), customer.clone().into());
-            obj.insert("item".into(), item.clone().into());
-            opt(&mut obj, "list", list);
-            opt(&mut obj, "request_id", request_id);
-        }
+        } => serde_json::json!({
+            "customer": customer, "item": item, "list": list, "request_id": request_id,
+        }),
+    };
+    // The optional fields (`None`, hence null) are left out.
+    if let Value::Object(fields) = fields {
+        obj.extend(fields.into_iter().filter(|(_, v)| !v.is_null()));
     }
     Value::Object(obj)
 }

@@ -26,7 +26,7 @@ mod histories;
 use encore_data::PurchaseLog;
 use encore_data::timestamp::{format_date, parse_timestamp};
 use encore_model::customer::book::CustomerConfig;
-use encore_model::customer::holdout::{CustomerHoldout, evaluate_customers};
+use encore_model::customer::holdout::{DateErrors, evaluate_customers};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -69,6 +69,20 @@ fn quantile_day(log: &PurchaseLog, share: f64) -> i64 {
 
 fn f(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// One table's columns of the summary: cases measured (right-aligned in
+/// `width`), then MAE, ratio and median of Encore and of the baseline.
+fn columns(t: &DateErrors, width: usize) -> String {
+    format!(
+        "{:>width$}  {:>7}  {:>8}  {:>5}  {:>8}  {:>8}",
+        t.measured,
+        f(t.encore.mean_days, 1),
+        f(t.baseline.mean_days, 1),
+        f(t.ratio(false), 3),
+        f(t.encore.median_days, 1),
+        f(t.baseline.median_days, 1),
+    )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -120,26 +134,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "history        cutoff      customers  MAE enc  MAE base  ratio   med enc  med base | pairs   MAE enc  MAE base  ratio   med enc  med base"
     );
     for (name, h) in &rows {
-        let CustomerHoldout {
-            next_purchase: c,
-            replenishment: r,
-            ..
-        } = h;
         println!(
-            "{name:<14} {:<11} {:>9}  {:>7}  {:>8}  {:>5}  {:>8}  {:>8} | {:>6}  {:>7}  {:>8}  {:>5}  {:>8}  {:>8}",
+            "{name:<14} {:<11} {} | {}",
             format_date(h.cutoff),
-            c.measured,
-            f(c.encore.mean_days, 1),
-            f(c.baseline.mean_days, 1),
-            f(c.ratio(false), 3),
-            f(c.encore.median_days, 1),
-            f(c.baseline.median_days, 1),
-            r.measured,
-            f(r.encore.mean_days, 1),
-            f(r.baseline.mean_days, 1),
-            f(r.ratio(false), 3),
-            f(r.encore.median_days, 1),
-            f(r.baseline.median_days, 1),
+            columns(&h.next_purchase, 9),
+            columns(&h.replenishment, 6),
         );
     }
     Ok(())

@@ -91,6 +91,48 @@ pub struct AudienceQuery {
     pub due_within_days: f64,
 }
 
+/// A setting of an [`AudienceQuery`] outside what it accepts
+/// ([`AudienceQuery::setting_problem`]); each interface names the setting its
+/// own way (`--min-p-alive`, `min_p_alive`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingProblem {
+    /// The field: `stages`, `min_p_alive`, `max_churn_risk`, `min_clv` or `limit`.
+    pub setting: &'static str,
+    /// What is wrong, to follow the setting's name: "must be at least 1".
+    pub problem: String,
+}
+
+impl AudienceQuery {
+    /// The first setting out of its range, if any: no stage, a P(alive) or
+    /// churn-risk bound outside [0, 1], a CLV bound that is not a finite
+    /// number, a limit of 0.
+    pub fn setting_problem(&self) -> Option<SettingProblem> {
+        let found = |setting, problem| Some(SettingProblem { setting, problem });
+        if self.stages.is_empty() {
+            return found("stages", "must name at least one stage".to_owned());
+        }
+        for (setting, bound) in [
+            ("min_p_alive", self.min_p_alive),
+            ("max_churn_risk", self.max_churn_risk),
+        ] {
+            if let Some(p) = bound
+                && !(0.0..=1.0).contains(&p)
+            {
+                return found(setting, format!("must be within [0, 1], not {p}"));
+            }
+        }
+        if let Some(v) = self.min_clv
+            && !v.is_finite()
+        {
+            return found("min_clv", format!("must be a finite number, not {v}"));
+        }
+        if self.limit == Some(0) {
+            return found("limit", "must be at least 1".to_owned());
+        }
+        None
+    }
+}
+
 impl Default for AudienceQuery {
     fn default() -> Self {
         AudienceQuery {
@@ -621,5 +663,64 @@ mod tests {
         assert_eq!(ids.len(), long.len());
         assert_eq!(long.len(), n);
         assert!(long.windows(2).all(|w| w[0].1 >= w[1].1), "{long:?}");
+    }
+
+    #[test]
+    fn out_of_range_settings_are_named() {
+        assert_eq!(AudienceQuery::default().setting_problem(), None);
+        let cases = [
+            (
+                AudienceQuery {
+                    stages: Vec::new(),
+                    ..AudienceQuery::default()
+                },
+                "stages",
+                "must name at least one stage",
+            ),
+            (
+                AudienceQuery {
+                    min_p_alive: Some(1.5),
+                    ..AudienceQuery::default()
+                },
+                "min_p_alive",
+                "must be within [0, 1], not 1.5",
+            ),
+            (
+                AudienceQuery {
+                    max_churn_risk: Some(f64::NAN),
+                    ..AudienceQuery::default()
+                },
+                "max_churn_risk",
+                "must be within [0, 1], not NaN",
+            ),
+            (
+                AudienceQuery {
+                    min_clv: Some(f64::INFINITY),
+                    ..AudienceQuery::default()
+                },
+                "min_clv",
+                "must be a finite number, not inf",
+            ),
+            (
+                AudienceQuery {
+                    limit: Some(0),
+                    ..AudienceQuery::default()
+                },
+                "limit",
+                "must be at least 1",
+            ),
+        ];
+        for (query, setting, problem) in cases {
+            let found = query.setting_problem().expect("a problem");
+            assert_eq!((found.setting, found.problem.as_str()), (setting, problem));
+        }
+        let bounds_kept = AudienceQuery {
+            min_p_alive: Some(0.0),
+            max_churn_risk: Some(1.0),
+            min_clv: Some(-5.0),
+            limit: Some(1),
+            ..AudienceQuery::default()
+        };
+        assert_eq!(bounds_kept.setting_problem(), None);
     }
 }

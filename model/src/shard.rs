@@ -203,14 +203,10 @@ pub fn save_shared(fit: &SharedFit, target: &Path) -> Result<String, ShardError>
 /// Reads the shared part at `dir`, checking its model whole.
 pub fn load_shared(dir: &Path) -> Result<SharedPart, ShardError> {
     let path = dir.join(SHARED_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ShardError::NotShared {
-                path: dir.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(ArtifactError::io(&path, e).into()),
+    let Some(bytes) = io::read_existing(&path)? else {
+        return Err(ShardError::NotShared {
+            path: dir.to_path_buf(),
+        });
     };
     let damaged = |path: &Path, reason: String| ShardError::SharedDamaged {
         path: path.to_path_buf(),
@@ -252,15 +248,12 @@ pub fn save_part(
 ) -> Result<(), ShardError> {
     check_shard(shard, of)?;
     let stage = StagingDir::marked(target, PART_FILE, "a shard part of a sharded fit")?;
-    let mut files = BTreeMap::new();
+    let mut out = io::FileTable::new(&stage.path);
     let mut customers = None;
     for (name, m) in [(FOR_YOU, &lists.for_you), (NEW_ITEMS, &lists.new_items)] {
         if let Some(m) = m {
             customers = Some(m.n_rows());
-            files.insert(
-                name.to_string(),
-                io::write_with(&stage.path, name, |w| io::write_csr(w, m))?,
-            );
+            out.csr(name, m)?;
         }
     }
     let record = PartRecord {
@@ -270,7 +263,7 @@ pub fn save_part(
         of,
         customers: customers
             .unwrap_or_else(|| shard_customers(shared.engine.customers(), shard, of).len()),
-        files,
+        files: out.files,
     };
     let bytes = serde_json::to_vec_pretty(&record).expect("part record serialises");
     io::write_file(&stage.path, PART_FILE, &bytes)?;
@@ -281,14 +274,10 @@ pub fn save_part(
 /// A part's record, read and checked against `shared`.
 fn read_part(dir: &Path, shared: &SharedPart) -> Result<PartRecord, ShardError> {
     let path = dir.join(PART_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ShardError::PartMissing {
-                dir: dir.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(ArtifactError::io(&path, e).into()),
+    let Some(bytes) = io::read_existing(&path)? else {
+        return Err(ShardError::PartMissing {
+            dir: dir.to_path_buf(),
+        });
     };
     let record: PartRecord =
         serde_json::from_slice(&bytes).map_err(|e| ShardError::PartUnreadable {

@@ -28,11 +28,12 @@ use arrow_array::{
 };
 use encore_data::ingest::{ColumnMap, IngestOptions};
 use encore_data::parquet::read_record_batches;
-use encore_data::timestamp::{format_date, parse_timestamp};
+use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
 use encore_model::customer::lifecycle::parse_stages;
+use encore_model::customer::replenishment::DueItem;
 use encore_model::engine::{Engine, ListFilter};
-use encore_model::outreach::{AudienceQuery, Reason, Suggestion};
+use encore_model::outreach::{AudienceQuery, Reason, SettingProblem, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::batch::{ListKind, lists_for};
 use encore_training::config::{load_config, parse_config};
@@ -464,6 +465,27 @@ impl Model {
         let lists = who.par_iter().map(|&(_, c)| list(c)).collect();
         (who, lists)
     }
+
+    /// A list of at most `k` (checked: 1 to 100) for each profiled customer of
+    /// `customer_ids` (every customer when `None`), computed off the GIL by
+    /// `list(engine, customer)`, then `rows(engine, customers, lists)`.
+    fn customer_lists<'py, T: Send>(
+        &self,
+        py: Python<'py>,
+        customer_ids: Option<Vec<String>>,
+        k: usize,
+        list: impl Fn(&Engine, u32) -> Vec<T> + Sync,
+        rows: impl FnOnce(&Engine, &[(String, u32)], &[Vec<T>]) -> RecordBatch + Send,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        check_k(k, 100)?;
+        let ids = self.customer_ids(customer_ids);
+        let engine = &*self.engine;
+        let rows = py.detach(|| {
+            let (who, lists) = self.profiled_lists(&ids, |c| list(engine, c));
+            rows(engine, &who, &lists)
+        });
+        to_capsule(py, rows)
+    }
 }
 
 fn check_k(k: usize, max: usize) -> PyResult<()> {
@@ -695,16 +717,15 @@ impl Model {
         customer_ids: Option<Vec<String>>,
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 100)?;
-        let ids = self.customer_ids(customer_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let (who, lists) = self.profiled_lists(&ids, |c| {
-                engine.next_purchase_items(c, k, &ListFilter::default())
-            });
-            suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), &lists, None)
-        });
-        to_capsule(py, rows)
+        self.customer_lists(
+            py,
+            customer_ids,
+            k,
+            |engine, c| engine.next_purchase_items(c, k, &ListFilter::default()),
+            |engine, who, lists| {
+                suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
+            },
+        )
     }
 
     /// Per customer the previously bought items, most due first (`GET
@@ -716,50 +737,13 @@ impl Model {
         customer_ids: Option<Vec<String>>,
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 100)?;
-        let ids = self.customer_ids(customer_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let (who, lists) =
-                self.profiled_lists(&ids, |c| engine.buy_again(c, k, &ListFilter::default()));
-            let n: usize = lists.iter().map(Vec::len).sum();
-            let mut cols = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for ((id, _), list) in who.iter().zip(&lists) {
-                for (r, d) in list.iter().enumerate() {
-                    cols.0.push(id.as_str());
-                    cols.1.push(r as i64 + 1);
-                    cols.2.push(engine.items().id(d.item));
-                    cols.3.push(d.due_score);
-                    cols.4.push(Some(d.due_date));
-                    cols.5.push(Some(d.last_purchase));
-                    cols.6.push(d.interval_days);
-                    cols.7.push(d.repeat_probability);
-                    cols.8.push(d.purchases);
-                }
-            }
-            batch(vec![
-                ("customer_id", strings(cols.0)),
-                ("rank", Arc::new(Int64Array::from(cols.1))),
-                ("item_id", strings(cols.2)),
-                ("score", Arc::new(Float32Array::from(cols.3))),
-                ("due_date", dates(cols.4)),
-                ("last_purchase", dates(cols.5)),
-                ("interval_days", Arc::new(Float32Array::from(cols.6))),
-                ("repeat_probability", Arc::new(Float32Array::from(cols.7))),
-                ("purchases", Arc::new(UInt32Array::from(cols.8))),
-            ])
-        });
-        to_capsule(py, rows)
+        self.customer_lists(
+            py,
+            customer_ids,
+            k,
+            |engine, c| engine.buy_again(c, k, &ListFilter::default()),
+            buy_again_rows,
+        )
     }
 
     /// A reactivation audience (`encore-train audience`, `GET
@@ -782,26 +766,6 @@ impl Model {
         check_k(k, 200)?;
         let stages =
             parse_stages(&stages).map_err(|e| ConfigError::new_err(format!("stages: {e}")))?;
-        if stages.is_empty() {
-            return Err(ConfigError::new_err("stages must name at least one stage"));
-        }
-        if let Some(p) = min_p_alive
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(ConfigError::new_err(format!(
-                "min_p_alive must be within [0, 1], not {p}"
-            )));
-        }
-        if let Some(p) = max_churn_risk
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(ConfigError::new_err(format!(
-                "max_churn_risk must be within [0, 1], not {p}"
-            )));
-        }
-        if limit == Some(0) {
-            return Err(ConfigError::new_err("limit must be at least 1"));
-        }
         let as_of = as_of
             .map(|s| {
                 parse_timestamp(&s).ok_or_else(|| {
@@ -820,6 +784,9 @@ impl Model {
             as_of,
             ..AudienceQuery::default()
         };
+        if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
+            return Err(ConfigError::new_err(format!("{setting} {problem}")));
+        }
         let engine = &*self.engine;
         if let Some(why) = engine.audience_problem(&query) {
             return Err(ConfigError::new_err(why));
@@ -843,28 +810,10 @@ impl Model {
     }
 
     /// Repurchase KPIs, stage and segment counts and the customer model fits
-    /// as JSON: the body of `GET /v1/kpis`.
+    /// as JSON: the body of `GET /v1/kpis` without its `segment_spend` and
+    /// `clv_distribution`.
     fn kpis_json(&self) -> String {
-        let m = self.engine.customer_book().models();
-        serde_json::json!({
-            "as_of": format_date(m.reference),
-            "customers": m.customers,
-            "overall": m.kpis.overall,
-            "monthly": m.kpis.monthly,
-            "cohorts": m.kpis.cohorts,
-            "stage_counts": m.stage_counts,
-            "segment_counts": m.segment_counts,
-            "behaviour_segments": m.segments.as_ref().map(|s| serde_json::json!({
-                "labels": s.labels, "sizes": s.sizes,
-            })),
-            "models": {
-                "bgnbd": m.bgnbd, "bgnbd_error": m.bgnbd_error,
-                "gamma_gamma": m.gamma_gamma, "gamma_gamma_error": m.gamma_gamma_error,
-                "propensity_training_auc": m.propensity.as_ref().and_then(|p| p.training_auc),
-                "propensity_error": m.propensity_error,
-            },
-        })
-        .to_string()
+        self.engine.customer_book().models().kpis_json().to_string()
     }
 
     /// The ALS factors as little-endian `f32` bytes, row-major: (customer
@@ -954,6 +903,47 @@ impl Model {
         });
         to_capsule(py, rows)
     }
+}
+
+/// Buy-again lists as rows `customer_id, rank, item_id, score, due_date,
+/// last_purchase, interval_days, repeat_probability, purchases`.
+fn buy_again_rows(engine: &Engine, who: &[(String, u32)], lists: &[Vec<DueItem>]) -> RecordBatch {
+    let n: usize = lists.iter().map(Vec::len).sum();
+    let mut cols = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((id, _), list) in who.iter().zip(lists) {
+        for (r, d) in list.iter().enumerate() {
+            cols.0.push(id.as_str());
+            cols.1.push(r as i64 + 1);
+            cols.2.push(engine.items().id(d.item));
+            cols.3.push(d.due_score);
+            cols.4.push(Some(d.due_date));
+            cols.5.push(Some(d.last_purchase));
+            cols.6.push(d.interval_days);
+            cols.7.push(d.repeat_probability);
+            cols.8.push(d.purchases);
+        }
+    }
+    batch(vec![
+        ("customer_id", strings(cols.0)),
+        ("rank", Arc::new(Int64Array::from(cols.1))),
+        ("item_id", strings(cols.2)),
+        ("score", Arc::new(Float32Array::from(cols.3))),
+        ("due_date", dates(cols.4)),
+        ("last_purchase", dates(cols.5)),
+        ("interval_days", Arc::new(Float32Array::from(cols.6))),
+        ("repeat_probability", Arc::new(Float32Array::from(cols.7))),
+        ("purchases", Arc::new(UInt32Array::from(cols.8))),
+    ])
 }
 
 /// Suggestions as rows `customer_id, [send_date,] rank, item_id, reason, score, due_date`.

@@ -408,6 +408,11 @@ fn fit_status(converged: bool, collapsed: bool) -> &'static str {
     }
 }
 
+/// The line of a customer model that could not be fitted, and why.
+fn not_fitted(s: &mut String, model: &str, error: Option<&str>) {
+    let _ = writeln!(s, "  {model:<11} not fitted: {}", error.unwrap_or("-"));
+}
+
 /// The customer part of the fit summary: model fits with their diagnostics,
 /// stage and segment counts, repurchase KPIs.
 pub fn customer_report(m: &CustomerModels) -> String {
@@ -431,13 +436,7 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 fit_status(b.converged, b.collapsed)
             );
         }
-        (None, e) => {
-            let _ = writeln!(
-                s,
-                "  bg/nbd      not fitted: {}",
-                e.as_deref().unwrap_or("-")
-            );
-        }
+        (None, e) => not_fitted(&mut s, "bg/nbd", e.as_deref()),
     }
     if let Some(sel) = &m.selection {
         let how = match &sel.criterion {
@@ -470,13 +469,7 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 fit_status(g.converged, g.collapsed)
             );
         }
-        (None, e) => {
-            let _ = writeln!(
-                s,
-                "  gamma-gamma not fitted: {}",
-                e.as_deref().unwrap_or("-")
-            );
-        }
+        (None, e) => not_fitted(&mut s, "gamma-gamma", e.as_deref()),
     }
     let _ = writeln!(
         s,
@@ -496,16 +489,10 @@ pub fn customer_report(m: &CustomerModels) -> String {
                 let _ = writeln!(s, "{head}{line}");
             }
         }
-        (None, e) => {
-            let _ = writeln!(
-                s,
-                "  propensity  not fitted: {}",
-                e.as_deref().unwrap_or("-")
-            );
-        }
+        (None, e) => not_fitted(&mut s, "propensity", e.as_deref()),
     }
     if let Some(e) = &m.segments_error {
-        let _ = writeln!(s, "  segments    not fitted: {e}");
+        not_fitted(&mut s, "segments", Some(e));
     }
     if m.numeric_failures > 0 {
         let _ = writeln!(
@@ -553,4 +540,20 @@ pub fn customer_report(m: &CustomerModels) -> String {
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_not_fitted_is_said_in_the_report_column() {
+        let mut s = String::new();
+        not_fitted(&mut s, "bg/nbd", Some("no repeat customers"));
+        not_fitted(&mut s, "gamma-gamma", None);
+        assert_eq!(
+            s,
+            "  bg/nbd      not fitted: no repeat customers\n  gamma-gamma not fitted: -\n"
+        );
+    }
 }

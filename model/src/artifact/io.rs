@@ -21,6 +21,8 @@ use crate::manifest::FileEntry;
 use encore_data::Csr;
 use encore_data::mapped::{Buf, Mapping};
 use ndarray::Array2;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +30,15 @@ use std::sync::Arc;
 
 const MAGIC_F32: &[u8; 8] = b"ENCF32\0\x01";
 const MAGIC_CSR: &[u8; 8] = b"ENCCSR\0\x01";
+
+/// The bytes of `path`, or `None` if there is no such file.
+pub(crate) fn read_existing(path: &Path) -> Result<Option<Vec<u8>>, ArtifactError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ArtifactError::io(path, e)),
+    }
+}
 
 /// Writes `bytes` to `dir/name`, fsyncs it and returns its manifest entry.
 pub(crate) fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<FileEntry, ArtifactError> {
@@ -52,6 +63,48 @@ pub(crate) fn write_with(
         bytes: checked.bytes,
         crc32: checked.crc.finalize(),
     })
+}
+
+/// The files written into one directory and their manifest entries, by name.
+pub(crate) struct FileTable<'a> {
+    dir: &'a Path,
+    pub(crate) files: BTreeMap<String, FileEntry>,
+}
+
+impl<'a> FileTable<'a> {
+    pub(crate) fn new(dir: &'a Path) -> Self {
+        FileTable {
+            dir,
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// [`write_with`] `name`, its entry recorded.
+    pub(crate) fn write(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&mut BufWriter<Crc32Writer<File>>) -> std::io::Result<()>,
+    ) -> Result<(), ArtifactError> {
+        let entry = write_with(self.dir, name, write)?;
+        self.files.insert(name.to_string(), entry);
+        Ok(())
+    }
+
+    /// `m` as the CSR file `name` ([`write_csr`]).
+    pub(crate) fn csr(&mut self, name: &str, m: &Csr) -> Result<(), ArtifactError> {
+        self.write(name, |w| write_csr(w, m))
+    }
+
+    /// `value` streamed as JSON into `name`.
+    pub(crate) fn json<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ArtifactError> {
+        self.write(name, |w| {
+            serde_json::to_writer(w, value).map_err(std::io::Error::other)
+        })
+    }
 }
 
 /// Computes the entry of a file written by someone else (e.g. the HNSW dump), fsyncing it.

@@ -61,7 +61,6 @@ use crate::manifest::{FORMAT_VERSION, FileEntry, Manifest};
 use encore_data::mapped::Mapping;
 use encore_data::{Csr, IdMap};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -116,12 +115,9 @@ struct ItemRecord {
 pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
     let stage = io::StagingDir::new(target)?;
     let dir = stage.path.clone();
-    let mut files = BTreeMap::new();
+    let mut out = io::FileTable::new(&dir);
 
-    files.insert(
-        "customers.json".to_string(),
-        write_json(&dir, "customers.json", engine.customers())?,
-    );
+    out.json("customers.json", engine.customers())?;
     let items: Vec<ItemRecord> = engine
         .items()
         .ids()
@@ -131,75 +127,33 @@ pub fn save(engine: &Engine, target: &Path) -> Result<Manifest, ArtifactError> {
             meta: meta.clone(),
         })
         .collect();
-    files.insert(
-        "items.json".to_string(),
-        write_json(&dir, "items.json", &items)?,
-    );
-    files.insert(
-        "history.csr".to_string(),
-        io::write_with(&dir, "history.csr", |w| io::write_csr(w, engine.history()))?,
-    );
-    files.insert(
-        "als_users.f32".to_string(),
-        io::write_with(&dir, "als_users.f32", |w| {
-            io::write_f32(w, engine.als().user_factors())
-        })?,
-    );
-    files.insert(
-        "als_items.f32".to_string(),
-        io::write_with(&dir, "als_items.f32", |w| {
-            io::write_f32(w, engine.als().item_factors())
-        })?,
-    );
-    files.insert(
-        "copurchase.csr".to_string(),
-        io::write_with(&dir, "copurchase.csr", |w| {
-            io::write_csr(w, engine.copurchase().as_csr())
-        })?,
-    );
-    files.insert(
-        "popularity.json".to_string(),
-        write_json(&dir, "popularity.json", &engine.popularity().ranked())?,
-    );
+    out.json("items.json", &items)?;
+    out.csr("history.csr", engine.history())?;
+    out.write("als_users.f32", |w| {
+        io::write_f32(w, engine.als().user_factors())
+    })?;
+    out.write("als_items.f32", |w| {
+        io::write_f32(w, engine.als().item_factors())
+    })?;
+    out.csr("copurchase.csr", engine.copurchase().as_csr())?;
+    out.json("popularity.json", &engine.popularity().ranked())?;
     let book = engine.customer_book();
-    files.insert(
-        "customer_models.json".to_string(),
-        write_json(&dir, "customer_models.json", book.models())?,
-    );
-    files.insert(
-        PROFILES.to_string(),
-        io::write_with(&dir, PROFILES, |w| {
-            profiles::write_profiles(w, book.len(), |f| book.visit_profiles(f))
-        })?,
-    );
-    files.insert(
-        ORDERS.to_string(),
-        io::write_with(&dir, ORDERS, |w| engine.customer_orders().write_to(w))?,
-    );
-    files.insert(
-        "replenishment.bin".to_string(),
-        io::write_with(&dir, "replenishment.bin", |w| {
-            engine.replenishment().encode_to(w)
-        })?,
-    );
-    if let Some(lists) = engine.for_you_lists() {
-        files.insert(
-            "for_you.csr".to_string(),
-            io::write_with(&dir, "for_you.csr", |w| io::write_csr(w, lists))?,
-        );
+    out.json("customer_models.json", book.models())?;
+    out.write(PROFILES, |w| {
+        profiles::write_profiles(w, book.len(), |f| book.visit_profiles(f))
+    })?;
+    out.write(ORDERS, |w| engine.customer_orders().write_to(w))?;
+    out.write("replenishment.bin", |w| engine.replenishment().encode_to(w))?;
+    for (name, lists) in [
+        ("for_you.csr", engine.for_you_lists()),
+        ("new_items.csr", engine.new_item_lists()),
+        (SIMILAR_LISTS, engine.similar_lists()),
+    ] {
+        if let Some(lists) = lists {
+            out.csr(name, lists)?;
+        }
     }
-    if let Some(lists) = engine.new_item_lists() {
-        files.insert(
-            "new_items.csr".to_string(),
-            io::write_with(&dir, "new_items.csr", |w| io::write_csr(w, lists))?,
-        );
-    }
-    if let Some(lists) = engine.similar_lists() {
-        files.insert(
-            SIMILAR_LISTS.to_string(),
-            io::write_with(&dir, SIMILAR_LISTS, |w| io::write_csr(w, lists))?,
-        );
-    }
+    let mut files = out.files;
     // An exact index is rebuilt from the item factors at load: no files.
     if let Some(graph) = engine.similar_index().as_hnsw() {
         let dumped = graph
@@ -256,14 +210,10 @@ pub fn read_manifest_expecting(
     sha256: Option<&str>,
 ) -> Result<Manifest, ArtifactError> {
     let path = dir.join(MANIFEST);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ArtifactError::NotAnArtifact {
-                path: dir.to_path_buf(),
-            });
-        }
-        Err(e) => return Err(ArtifactError::io(&path, e)),
+    let Some(bytes) = io::read_existing(&path)? else {
+        return Err(ArtifactError::NotAnArtifact {
+            path: dir.to_path_buf(),
+        });
     };
     if let Some(expected) = sha256 {
         let found = sha256_hex(&bytes);
@@ -309,15 +259,17 @@ pub fn load(dir: &Path) -> Result<Engine, ArtifactError> {
 /// recorded for it ([`read_manifest_expecting`]).
 pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engine, ArtifactError> {
     let manifest = read_manifest_expecting(dir, manifest_sha256)?;
-    let file = |name: &str| -> Result<(PathBuf, Vec<u8>), ArtifactError> {
-        let entry = manifest
+    let entry = |name: &str| -> Result<&FileEntry, ArtifactError> {
+        manifest
             .files
             .get(name)
             .ok_or_else(|| ArtifactError::Corrupt {
                 path: dir.join(MANIFEST),
                 reason: format!("the manifest lists no file {name}"),
-            })?;
-        Ok((dir.join(name), io::verify_file(dir, name, entry)?))
+            })
+    };
+    let file = |name: &str| -> Result<(PathBuf, Vec<u8>), ArtifactError> {
+        Ok((dir.join(name), io::verify_file(dir, name, entry(name)?)?))
     };
     let parse_json = |name: &str| -> Result<serde_json::Value, ArtifactError> {
         let (path, bytes) = file(name)?;
@@ -357,14 +309,7 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
     let item_meta = records.into_iter().map(|r| r.meta).collect();
     // The per-customer files: checked by streaming, then mapped.
     let mapped = |name: &str| -> Result<(PathBuf, Arc<Mapping>, io::Streamed), ArtifactError> {
-        let entry = manifest
-            .files
-            .get(name)
-            .ok_or_else(|| ArtifactError::Corrupt {
-                path: dir.join(MANIFEST),
-                reason: format!("the manifest lists no file {name}"),
-            })?;
-        let (map, streamed) = io::map_verified(dir, name, entry)?;
+        let (map, streamed) = io::map_verified(dir, name, entry(name)?)?;
         Ok((dir.join(name), map, streamed))
     };
     let mapped_csr = |name: &str| -> Result<Csr, ArtifactError> {
@@ -464,17 +409,6 @@ pub fn load_expecting(dir: &Path, manifest_sha256: Option<&str>) -> Result<Engin
     .map_err(|e| ArtifactError::Corrupt {
         path: dir.to_path_buf(),
         reason: e.to_string(),
-    })
-}
-
-/// Streams `value` as JSON into `dir/name` ([`io::write_with`]).
-fn write_json<T: Serialize + ?Sized>(
-    dir: &Path,
-    name: &str,
-    value: &T,
-) -> Result<FileEntry, ArtifactError> {
-    io::write_with(dir, name, |w| {
-        serde_json::to_writer(w, value).map_err(std::io::Error::other)
     })
 }
 

@@ -189,6 +189,32 @@ pub struct CustomerModels {
     pub segments_error: Option<String>,
 }
 
+impl CustomerModels {
+    /// The repurchase KPIs, stage and segment counts and model fits as JSON,
+    /// as `GET /v1/kpis` and the Python `Model.kpis` give them (the server
+    /// adds its spend and CLV summaries).
+    pub fn kpis_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "as_of": encore_data::timestamp::format_date(self.reference),
+            "customers": self.customers,
+            "overall": self.kpis.overall,
+            "monthly": self.kpis.monthly,
+            "cohorts": self.kpis.cohorts,
+            "stage_counts": self.stage_counts,
+            "segment_counts": self.segment_counts,
+            "behaviour_segments": self.segments.as_ref().map(|s| serde_json::json!({
+                "labels": s.labels, "sizes": s.sizes,
+            })),
+            "models": {
+                "bgnbd": self.bgnbd, "bgnbd_error": self.bgnbd_error,
+                "gamma_gamma": self.gamma_gamma, "gamma_gamma_error": self.gamma_gamma_error,
+                "propensity_training_auc": self.propensity.as_ref().and_then(|p| p.training_auc),
+                "propensity_error": self.propensity_error,
+            },
+        })
+    }
+}
+
 /// Everything [`CustomerConfig::build`] produces.
 #[derive(Debug, Clone)]
 pub struct CustomerBook {

@@ -26,7 +26,7 @@ use encore_data::timestamp::{format_date, format_timestamp, parse_timestamp};
 use encore_model::customer::book::CustomerProfile;
 use encore_model::customer::lifecycle::parse_stages;
 use encore_model::engine::{Engine, ListFilter};
-use encore_model::outreach::AudienceQuery;
+use encore_model::outreach::{AudienceQuery, SettingProblem};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -275,27 +275,9 @@ pub(crate) async fn kpis(
     _query: web::Query<NoQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let engine = snapshot(&state)?;
-    let m = engine.customer_book().models();
-    let body = json!({
-        "as_of": as_of(&engine),
-        "customers": m.customers,
-        "overall": m.kpis.overall,
-        "monthly": m.kpis.monthly,
-        "cohorts": m.kpis.cohorts,
-        "stage_counts": m.stage_counts,
-        "segment_counts": m.segment_counts,
-        "behaviour_segments": m.segments.as_ref().map(|s| json!({
-            "labels": s.labels, "sizes": s.sizes,
-        })),
-        "segment_spend": segment_spend(&engine),
-        "clv_distribution": clv_distribution(&engine),
-        "models": {
-            "bgnbd": m.bgnbd, "bgnbd_error": m.bgnbd_error,
-            "gamma_gamma": m.gamma_gamma, "gamma_gamma_error": m.gamma_gamma_error,
-            "propensity_training_auc": m.propensity.as_ref().and_then(|p| p.training_auc),
-            "propensity_error": m.propensity_error,
-        },
-    });
+    let mut body = engine.customer_book().models().kpis_json();
+    body["segment_spend"] = segment_spend(&engine).into();
+    body["clv_distribution"] = clv_distribution(&engine);
     model_response(&engine, Ok(body))
 }
 
@@ -452,9 +434,6 @@ fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> 
     let mut q = AudienceQuery::default();
     if let Some(raw) = &p.stage {
         q.stages = parse_stages(&list_param("stage", raw)?.join(",")).map_err(bad)?;
-        if q.stages.is_empty() {
-            return Err(bad("stage must name at least one stage".into()));
-        }
     }
     if let Some(raw) = &p.segment {
         q.segments = list_param("segment", raw)?
@@ -462,42 +441,28 @@ fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> 
             .map(str::to_owned)
             .collect();
     }
-    if let Some(v) = p.min_p_alive {
-        if !(0.0..=1.0).contains(&v) {
-            return Err(bad(format!("min_p_alive must be within [0, 1], not {v}")));
-        }
-        q.min_p_alive = Some(v);
-    }
-    if let Some(v) = p.max_churn_risk {
-        if !(0.0..=1.0).contains(&v) {
-            return Err(bad(format!(
-                "max_churn_risk must be within [0, 1], not {v}"
-            )));
-        }
-        q.max_churn_risk = Some(v);
-    }
-    if let Some(v) = p.min_clv {
-        if !v.is_finite() {
-            return Err(bad(format!("min_clv must be a finite number, not {v}")));
-        }
-        q.min_clv = Some(v);
-    }
+    q.min_p_alive = p.min_p_alive;
+    q.max_churn_risk = p.max_churn_risk;
+    q.min_clv = p.min_clv;
     q.k = match p.k.as_deref() {
         None => q.k,
         some => parse_k(some)?,
     };
     debug_assert!(q.k <= MAX_K);
-    if let Some(limit) = p.limit {
-        if limit == 0 {
-            return Err(bad("limit must be at least 1".into()));
-        }
-        q.limit = Some(limit);
-    }
+    q.limit = p.limit;
     if let Some(raw) = &p.as_of {
         q.as_of = Some(
             parse_timestamp(raw)
                 .ok_or_else(|| bad(format!("as_of '{raw}' is not a date (YYYY-MM-DD)")))?,
         );
+    }
+    if let Some(SettingProblem { setting, problem }) = q.setting_problem() {
+        let name = if setting == "stages" {
+            "stage"
+        } else {
+            setting
+        };
+        return Err(bad(format!("{name} {problem}")));
     }
     let csv = match p.format.as_deref() {
         None | Some("ndjson") => false,

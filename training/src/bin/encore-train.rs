@@ -9,7 +9,7 @@ use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
 use encore_model::artifact::store::Store;
 use encore_model::customer::lifecycle::parse_stages;
-use encore_model::outreach::AudienceQuery;
+use encore_model::outreach::{AudienceQuery, SettingProblem};
 use encore_model::shard::check_shard;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
@@ -132,6 +132,107 @@ impl Input {
     }
 }
 
+/// The held-out split of `evaluate` (`tune` searches on its validation split).
+#[derive(Args)]
+struct Holdout {
+    /// How to hold out: `time` (train before --holdout-from, score after it) or
+    /// `next-basket` (score each customer's last order, train on the earlier ones).
+    #[arg(long, value_enum, default_value = "time")]
+    split: SplitKind,
+    /// Test cutoff of the time split (RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or
+    /// YYYYMMDD). Required by `--split time`, ignored by `next-basket`.
+    #[arg(long, required_if_eq("split", "time"))]
+    holdout_from: Option<String>,
+    /// Length of the validation window of the time split, in days: the validation
+    /// split trains before `cutoff - D days` and scores up to the cutoff. (The
+    /// next-basket validation split scores each customer's second-to-last order.)
+    #[arg(long, default_value_t = DEFAULT_VALIDATION_DAYS)]
+    validation_days: f64,
+}
+
+impl Holdout {
+    /// The split; with `note_ignored`, a --holdout-from that `next-basket`
+    /// ignores is said on stderr.
+    fn split(&self, note_ignored: bool) -> Result<Split> {
+        Ok(match (self.split, &self.holdout_from) {
+            (SplitKind::Time, Some(s)) => Split::Time {
+                cutoff: parse_cutoff(s)?,
+                end: None,
+            },
+            (SplitKind::Time, None) => bail!("--split time needs --holdout-from"),
+            (SplitKind::NextBasket, cutoff) => {
+                if note_ignored && cutoff.is_some() {
+                    eprintln!(
+                        "note: --holdout-from is ignored by --split next-basket (each customer's last order is the target)"
+                    );
+                }
+                Split::NextBasket { skip_last: 0 }
+            }
+        })
+    }
+}
+
+/// Where `fit` and `assemble` publish the model, and the promotion gate.
+#[derive(Args)]
+struct PublishArgs {
+    /// Artifact directory to write (replaced atomically if it exists).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Model store: the model becomes a new version there, and the store's
+    /// CURRENT moves to it if the promotion gate passes (for `assemble`, the
+    /// gate needs --input).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// The serving model the candidate must not be worse than [default:
+    /// the store's current version; with --out, no gate unless given].
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// How much worse (absolute Recall@10 on the gate's holdout, on each
+    /// of its two lists: new items, and with bought items) the candidate
+    /// may be and still be promoted.
+    #[arg(long, default_value_t = 0.0)]
+    gate_margin: f64,
+    /// Versions the store keeps after the run, promoted or refused (the
+    /// current one and the rollback target always stay).
+    #[arg(long, default_value_t = 5)]
+    keep: usize,
+}
+
+impl PublishArgs {
+    /// Refuses a --keep of 0 and a --gate-margin that is negative or not a number.
+    fn check(&self) -> Result<()> {
+        if self.keep == 0 {
+            bail!("--keep must be at least 1");
+        }
+        if !(self.gate_margin.is_finite() && self.gate_margin >= 0.0) {
+            bail!(
+                "--gate-margin must be a non-negative number, not {}",
+                self.gate_margin
+            );
+        }
+        Ok(())
+    }
+
+    /// The checked flags, with the store opened (created if missing).
+    fn open(self) -> Result<Publish> {
+        self.check()?;
+        let target = match (self.out, self.store) {
+            (Some(out), None) => Target::Dir(out),
+            (None, Some(store)) => Target::Store(
+                Store::open(&store)
+                    .with_context(|| format!("cannot open the store {}", store.display()))?,
+            ),
+            _ => bail!("give exactly one of --out and --store"),
+        };
+        Ok(Publish {
+            target,
+            previous: self.previous,
+            margin: self.gate_margin,
+            keep: self.keep,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train every model on a purchase history and write a versioned artifact.
@@ -142,26 +243,8 @@ enum Command {
     Fit {
         #[command(flatten)]
         input: Input,
-        /// Artifact directory to write (replaced atomically if it exists).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Model store: the model becomes a new version there, and the store's
-        /// CURRENT moves to it if the promotion gate passes.
-        #[arg(long)]
-        store: Option<PathBuf>,
-        /// The serving model the candidate must not be worse than [default:
-        /// the store's current version; with --out, no gate unless given].
-        #[arg(long)]
-        previous: Option<PathBuf>,
-        /// How much worse (absolute Recall@10 on the gate's holdout, on each
-        /// of its two lists: new items, and with bought items) the candidate
-        /// may be and still be promoted.
-        #[arg(long, default_value_t = 0.0)]
-        gate_margin: f64,
-        /// Versions the store keeps after the run, promoted or refused (the
-        /// current one and the rollback target always stay).
-        #[arg(long, default_value_t = 5)]
-        keep: usize,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// Evaluate on the purchases from this time on (trained on those before)
         /// and record the metrics in the manifest [default: the last 30 days].
         #[arg(long, conflicts_with = "no_eval")]
@@ -212,23 +295,8 @@ enum Command {
         /// The shard parts written by `shard`, one directory for each shard.
         #[arg(long, num_args = 1.., required = true)]
         parts: Vec<PathBuf>,
-        /// Artifact directory to write (replaced atomically if it exists).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Model store: the model becomes a new version there, and the store's
-        /// CURRENT moves to it if the promotion gate passes (which needs --input).
-        #[arg(long)]
-        store: Option<PathBuf>,
-        /// The serving model the candidate must not be worse than [default:
-        /// the store's current version; with --out, no gate unless given].
-        #[arg(long)]
-        previous: Option<PathBuf>,
-        /// As for `fit`.
-        #[arg(long, default_value_t = 0.0)]
-        gate_margin: f64,
-        /// As for `fit`.
-        #[arg(long, default_value_t = 5)]
-        keep: usize,
+        #[command(flatten)]
+        publish: PublishArgs,
         /// The history of the shared part, for the promotion gate (read only
         /// when there is a serving model to compare with).
         #[arg(long)]
@@ -305,15 +373,8 @@ enum Command {
     Tune {
         #[command(flatten)]
         input: Input,
-        /// Which split's validation split to tune on.
-        #[arg(long, value_enum, default_value = "time")]
-        split: SplitKind,
-        /// Test cutoff of the time split; tuning uses the window before it.
-        #[arg(long, required_if_eq("split", "time"))]
-        holdout_from: Option<String>,
-        /// Length of the validation window of the time split, in days.
-        #[arg(long, default_value_t = DEFAULT_VALIDATION_DAYS)]
-        validation_days: f64,
+        #[command(flatten)]
+        holdout: Holdout,
         /// The cut-off of the objective, Recall@K + NDCG@K.
         #[arg(long, default_value_t = 10)]
         k: usize,
@@ -344,19 +405,8 @@ enum Command {
     Evaluate {
         #[command(flatten)]
         input: Input,
-        /// How to hold out: `time` (train before --holdout-from, score after it) or
-        /// `next-basket` (score each customer's last order, train on the earlier ones).
-        #[arg(long, value_enum, default_value = "time")]
-        split: SplitKind,
-        /// Test cutoff of the time split (RFC 3339, YYYY-MM-DD HH:MM:SS, YYYY-MM-DD or
-        /// YYYYMMDD). Required by `--split time`, ignored by `next-basket`.
-        #[arg(long, required_if_eq("split", "time"))]
-        holdout_from: Option<String>,
-        /// Length of the validation window of the time split, in days: the validation
-        /// split trains before `cutoff - D days` and scores up to the cutoff. (The
-        /// next-basket validation split scores each customer's second-to-last order.)
-        #[arg(long, default_value_t = DEFAULT_VALIDATION_DAYS)]
-        validation_days: f64,
+        #[command(flatten)]
+        holdout: Holdout,
         /// Also train and score every model on the validation split.
         #[arg(long)]
         score_validation: bool,
@@ -660,35 +710,19 @@ fn run() -> Result<()> {
     match cli.command {
         Command::Fit {
             input,
-            out,
-            store,
-            previous,
-            gate_margin,
-            keep,
+            publish,
             holdout_from,
             no_eval,
             events,
             shared_only,
         } => {
             // Flags are checked before anything is read, trained or created.
-            if keep == 0 {
-                bail!("--keep must be at least 1");
-            }
-            if !(gate_margin.is_finite() && gate_margin >= 0.0) {
-                bail!("--gate-margin must be a non-negative number, not {gate_margin}");
-            }
+            publish.check()?;
             let config = load_config(input.config.as_deref())?;
-            let target = match (out, store) {
-                (Some(out), None) => Target::Dir(out),
-                (None, Some(store)) => Target::Store(
-                    Store::open(&store)
-                        .with_context(|| format!("cannot open the store {}", store.display()))?,
-                ),
-                _ => bail!("give exactly one of --out and --store"),
-            };
+            let publish = publish.open()?;
             let mut args = input.args();
             // Rejected rows go next to the model unless told otherwise.
-            let beside = match &target {
+            let beside = match &publish.target {
                 Target::Dir(out) => PathBuf::from(format!("{}.rejects.csv", out.display())),
                 Target::Store(s) => s.root().join("rejects.csv"),
             };
@@ -715,7 +749,7 @@ fn run() -> Result<()> {
                 (false, Some(s)) => FitEvaluation::Cutoff(parse_cutoff(&s)?),
                 (false, None) => FitEvaluation::LastDays(30.0),
             };
-            if let (true, Target::Dir(out)) = (shared_only, &target) {
+            if let (true, Target::Dir(out)) = (shared_only, &publish.target) {
                 let outcome =
                     fit_shared(&loaded, &config, evaluation, &[10, 20], out, show_progress)?;
                 say!(
@@ -728,12 +762,6 @@ fn run() -> Result<()> {
                 );
                 return Ok(());
             }
-            let publish = Publish {
-                target,
-                previous,
-                margin: gate_margin,
-                keep,
-            };
             let outcome = fit_and_publish(
                 &loaded,
                 &config,
@@ -775,38 +803,15 @@ fn run() -> Result<()> {
         Command::Assemble {
             shared,
             parts,
-            out,
-            store,
-            previous,
-            gate_margin,
-            keep,
+            publish,
             input,
             columns,
             events,
         } => {
-            if keep == 0 {
-                bail!("--keep must be at least 1");
-            }
-            if !(gate_margin.is_finite() && gate_margin >= 0.0) {
-                bail!("--gate-margin must be a non-negative number, not {gate_margin}");
-            }
-            let target = match (out, store) {
-                (Some(out), None) => Target::Dir(out),
-                (None, Some(store)) => Target::Store(
-                    Store::open(&store)
-                        .with_context(|| format!("cannot open the store {}", store.display()))?,
-                ),
-                _ => bail!("give exactly one of --out and --store"),
-            };
+            let publish = publish.open()?;
             let loaded = match &input {
                 Some(path) => Some(load_history(path, columns, false, None, events.as_deref())?),
                 None => None,
-            };
-            let publish = Publish {
-                target,
-                previous,
-                margin: gate_margin,
-                keep,
             };
             let outcome =
                 assemble_and_publish(&shared, &parts, loaded.as_ref(), &publish, show_progress)?;
@@ -861,27 +866,6 @@ fn run() -> Result<()> {
             format,
         } => {
             let stages = parse_stages(&stage).map_err(|e| anyhow::anyhow!("--stage: {e}"))?;
-            if stages.is_empty() {
-                bail!("--stage must name at least one stage");
-            }
-            if let Some(p) = min_p_alive
-                && !(0.0..=1.0).contains(&p)
-            {
-                bail!("--min-p-alive must be within [0, 1], not {p}");
-            }
-            if let Some(p) = max_churn_risk
-                && !(0.0..=1.0).contains(&p)
-            {
-                bail!("--max-churn-risk must be within [0, 1], not {p}");
-            }
-            if let Some(v) = min_clv
-                && !v.is_finite()
-            {
-                bail!("--min-clv must be a finite number, not {v}");
-            }
-            if limit == Some(0) {
-                bail!("--limit must be at least 1");
-            }
             let as_of = as_of
                 .map(|s| {
                     parse_timestamp(&s)
@@ -906,6 +890,13 @@ fn run() -> Result<()> {
                 as_of,
                 ..AudienceQuery::default()
             };
+            if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
+                let flag = match setting {
+                    "stages" => "stage".to_owned(),
+                    other => other.replace('_', "-"),
+                };
+                bail!("--{flag} {problem}");
+            }
             let engine = load_model(&model)?;
             if let Some(why) = engine.audience_problem(&query) {
                 bail!("--min-p-alive: {why}");
@@ -961,9 +952,7 @@ fn run() -> Result<()> {
         }
         Command::Tune {
             input,
-            split,
-            holdout_from,
-            validation_days,
+            holdout,
             k,
             budget_secs,
             trials,
@@ -976,20 +965,13 @@ fn run() -> Result<()> {
             if !(budget_secs.is_finite() && budget_secs > 0.0) {
                 bail!("--budget-secs must be a positive number, not {budget_secs}");
             }
-            let split = match (split, holdout_from) {
-                (SplitKind::Time, Some(s)) => Split::Time {
-                    cutoff: parse_cutoff(&s)?,
-                    end: None,
-                },
-                (SplitKind::Time, None) => bail!("--split time needs --holdout-from"),
-                (SplitKind::NextBasket, _) => Split::NextBasket { skip_last: 0 },
-            };
+            let split = holdout.split(false)?;
             let base = load_config(input.config.as_deref())?;
             let loaded = load_input(&input.args())?;
             say!("{}", loaded.report.summary());
             let budget = std::time::Duration::from_secs_f64(budget_secs);
             let options = encore_training::tune::TuneOptions {
-                validation_days,
+                validation_days: holdout.validation_days,
                 k,
                 budget,
                 max_trials: trials,
@@ -1038,9 +1020,7 @@ fn run() -> Result<()> {
         }
         Command::Evaluate {
             input,
-            split,
-            holdout_from,
-            validation_days,
+            holdout,
             score_validation,
             k,
             models,
@@ -1048,21 +1028,7 @@ fn run() -> Result<()> {
             html,
             export_split,
         } => {
-            let split = match (split, holdout_from) {
-                (SplitKind::Time, Some(s)) => Split::Time {
-                    cutoff: parse_cutoff(&s)?,
-                    end: None,
-                },
-                (SplitKind::Time, None) => bail!("--split time needs --holdout-from"),
-                (SplitKind::NextBasket, cutoff) => {
-                    if cutoff.is_some() {
-                        eprintln!(
-                            "note: --holdout-from is ignored by --split next-basket (each customer's last order is the target)"
-                        );
-                    }
-                    Split::NextBasket { skip_last: 0 }
-                }
-            };
+            let split = holdout.split(true)?;
             let registry = if models.is_empty() {
                 Registry::standard()
             } else {
@@ -1081,7 +1047,7 @@ fn run() -> Result<()> {
             let mut progress = StageProgress::new(show_progress);
             let options = EvalOptions {
                 split,
-                validation_days,
+                validation_days: holdout.validation_days,
                 ks: k,
                 score_validation,
             };

@@ -1,7 +1,7 @@
 //! `encore-train fit` as a shell runs it: flags are checked before any work
-//! or any directory is created, a directory holding something else is not
-//! made a store, and a reader closing stdout early (`| head`) does not stop
-//! or fail the fit.
+//! or any directory is created (and `audience`'s before the model is read),
+//! a directory holding something else is not made a store, and a reader
+//! closing stdout early (`| head`) does not stop or fail the fit.
 
 use encore_data::synth::{SynthParams, generate, write_csv};
 use std::path::{Path, PathBuf};
@@ -64,6 +64,39 @@ fn bad_flags_fail_before_anything_is_created() {
         ]);
         failed_with(&out, message);
         assert!(!store.exists(), "{flag} {value}: the store was created");
+    }
+}
+
+#[test]
+fn bad_audience_settings_are_named_as_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    // Checked before the model is read: this one does not exist.
+    let model = dir.path().join("no-model");
+    for (flag, value, message) in [
+        ("--stage", ",", "--stage must name at least one stage"),
+        (
+            "--min-p-alive",
+            "1.5",
+            "--min-p-alive must be within [0, 1], not 1.5",
+        ),
+        (
+            "--max-churn-risk",
+            "NaN",
+            "--max-churn-risk must be within [0, 1], not NaN",
+        ),
+        (
+            "--min-clv",
+            "inf",
+            "--min-clv must be a finite number, not inf",
+        ),
+        ("--limit", "0", "--limit must be at least 1"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_encore-train"))
+            .args(["audience", "--model", model.to_str().unwrap()])
+            .arg(format!("{flag}={value}"))
+            .output()
+            .expect("runs encore-train");
+        failed_with(&out, message);
     }
 }
 
