@@ -18,7 +18,7 @@ use encore_training::evaluate::{
     DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, SplitKind, VALIDATION_EXPORT_DIR,
     evaluate_with, export_splits,
 };
-use encore_training::fit::{FitEvaluation, Publish, Target, fit_and_publish, summary};
+use encore_training::fit::{FitEvaluation, FitOutcome, Publish, Target, fit_and_publish, summary};
 use encore_training::input::{InputArgs, data_summary, events_line, load_input, merge_events};
 use encore_training::progress::StageProgress;
 use encore_training::shard::{assemble_and_publish, fit_shared, run_shard};
@@ -661,6 +661,15 @@ macro_rules! say {
     }};
 }
 
+/// Prints a published fit's summary; a model the gate refused ends the
+/// process with [`EXIT_NOT_PROMOTED`].
+fn finish_publish(outcome: &FitOutcome) {
+    say!("{}", summary(outcome));
+    if !outcome.promoted {
+        std::process::exit(EXIT_NOT_PROMOTED);
+    }
+}
+
 /// Runs `write` on a buffered stdout; a reader that went away (e.g. `| head`)
 /// is not an error of ours and ends quietly with `None`.
 fn to_stdout<T>(write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<Option<T>> {
@@ -770,10 +779,7 @@ fn run() -> Result<()> {
                 &publish,
                 show_progress,
             )?;
-            say!("{}", summary(&outcome));
-            if !outcome.promoted {
-                std::process::exit(EXIT_NOT_PROMOTED);
-            }
+            finish_publish(&outcome);
         }
         Command::Shard {
             history,
@@ -815,10 +821,7 @@ fn run() -> Result<()> {
             };
             let outcome =
                 assemble_and_publish(&shared, &parts, loaded.as_ref(), &publish, show_progress)?;
-            say!("{}", summary(&outcome));
-            if !outcome.promoted {
-                std::process::exit(EXIT_NOT_PROMOTED);
-            }
+            finish_publish(&outcome);
         }
         Command::Recommend {
             model,
