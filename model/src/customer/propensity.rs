@@ -40,6 +40,7 @@
 //! | `distinct_items` | item breadth |
 //! | `repeat_line_share` | share of lines whose item the customer bought in an earlier order |
 //! | `return_lines` | lines with a negative quantity |
+//! | `days_since_first_return` | days from the first return line to `t` (missing without one) |
 //! | `bgnbd_p_alive`, `bgnbd_expected` | BG/NBD P(alive) and expected purchases in the next `H` days |
 //! | `pnbd_p_alive`, `pnbd_expected` | the same under Pareto/NBD |
 //!
@@ -59,14 +60,19 @@
 //!
 //! The training rows of all windows are stacked and boosted trees
 //! ([`crate::learn::boosting`]) fitted on them. The trees' log-odds on the
-//! calibration window are then mapped to probabilities by Platt scaling
-//! (`p = σ(a·m + b)`, `a ≥ 0`, fitted by Newton's method): monotone, so it
-//! never changes the ranking, and the Brier score and reliability table of
-//! the calibrated probabilities on that window are kept in
+//! calibration window are then, with `blend_btyd` (the default), blended
+//! with a BTYD model's expected purchases in the horizon ([`Blend`]: the
+//! score `m + w·ln E`, with `E` BG/NBD's or Pareto/NBD's `*_expected`
+//! feature and `w ≥ 0` among a few weights, the pair with the highest ROC
+//! AUC on that window; `w = 0`, the trees alone, when nothing beats them).
+//! The score is mapped to probabilities by Platt scaling (`p = σ(a·s + b)`,
+//! `a ≥ 0`, fitted by Newton's method): monotone, so it never changes the
+//! ranking, and the Brier score and reliability table of the calibrated
+//! probabilities on that window are kept in
 //! [`PropensityModel::calibration`]. With `refit` (the default) the trees are
 //! then fitted again on windows shifted by `H` (the calibration window
 //! becomes the newest training window, the oldest is dropped) and keep the
-//! same calibration: the most recent month is usually the most informative.
+//! same blend and calibration: the most recent month is usually the most informative.
 //! Training customers are a seeded sample of at most
 //! `max_training_customers` (the same customers in every window), which
 //! bounds the cost at any scale. [`PropensityModel::predict`] scores every
@@ -136,6 +142,10 @@ pub struct PropensityParams {
     pub max_btyd_customers: usize,
     /// Seed of the training sample.
     pub seed: u64,
+    /// Blend the trees' log-odds with the log of a BTYD model's expected
+    /// purchases in the horizon, weight chosen on the calibration window
+    /// (module docs; default true).
+    pub blend_btyd: bool,
     /// The boosted trees.
     pub boosting: BoostingParams,
     /// The BG/NBD fits behind the `bgnbd_*` features.
@@ -156,6 +166,7 @@ impl Default for PropensityParams {
             max_training_customers: 20_000,
             max_btyd_customers: 20_000,
             seed: 42,
+            blend_btyd: true,
             boosting: BoostingParams {
                 trees: 150,
                 depth: 3,
@@ -296,14 +307,29 @@ impl PropensityParams {
             });
         }
         let trees = self.fit_trees(&first_fit)?;
-        let margins: Vec<f64> = calibration_window
+        let tree_margins: Vec<f64> = calibration_window
             .rows
             .iter()
             .map(|r| trees.margin(r))
             .collect();
+        let blend = if self.blend_btyd {
+            Blend::choose(&tree_margins, calibration_window)
+        } else {
+            Blend::NONE
+        };
+        let margins: Vec<f64> = tree_margins
+            .iter()
+            .zip(&calibration_window.rows)
+            .map(|(&m, r)| blend.score(m, r))
+            .collect();
         let platt = Platt::fit(&margins, &calibration_window.labels);
-        let calibration =
-            CalibrationReport::new(t_cal, &margins, &calibration_window.labels, &platt);
+        let calibration = CalibrationReport::new(
+            t_cal,
+            &tree_margins,
+            &margins,
+            &calibration_window.labels,
+            &platt,
+        );
 
         let (trees, used) = if self.refit {
             let shifted: Vec<&Window> = windows[..self.training_windows]
@@ -347,6 +373,7 @@ impl PropensityParams {
             training_auc,
             calibration,
             platt,
+            blend,
             feature_splits,
             max_btyd_customers: self.max_btyd_customers,
             bgnbd: self.bgnbd.clone(),
@@ -436,11 +463,25 @@ pub struct Platt {
 
 impl Platt {
     /// Minimises the log-loss of `σ(a·m + b)` against `labels` by Newton's
-    /// method from `(1, 0)` (a tiny ridge keeps the step defined); `a` is
+    /// method from `(1, 0)` (a tiny ridge keeps the step defined), each step
+    /// halved until the log-loss does not grow (a full Newton step can
+    /// overshoot when the margins spread far, as blended ones can); `a` is
     /// kept at or above 0 so the map never reverses the ranking.
     pub fn fit(margins: &[f64], labels: &[bool]) -> Platt {
+        let loss = |a: f64, b: f64| -> f64 {
+            margins
+                .iter()
+                .zip(labels)
+                .map(|(&m, &y)| {
+                    let z = a * m + b;
+                    // ln(1 + e^z) − y·z, without overflow.
+                    z.max(0.0) + (-z.abs()).exp().ln_1p() - if y { z } else { 0.0 }
+                })
+                .sum()
+        };
         let (mut a, mut b) = (1.0, 0.0);
-        for _ in 0..50 {
+        let mut current = loss(a, b);
+        for _ in 0..100 {
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
             for (&m, &y) in margins.iter().zip(labels) {
                 let p = logistic(a * m + b);
@@ -458,9 +499,19 @@ impl Platt {
             }
             let da = (hbb * ga - hab * gb) / det;
             let db = (haa * gb - hab * ga) / det;
-            a = (a - da).max(0.0);
-            b -= db;
-            if da.abs() < 1e-10 && db.abs() < 1e-10 {
+            let mut step = 1.0;
+            let mut moved = false;
+            for _ in 0..40 {
+                let (na, nb) = ((a - step * da).max(0.0), b - step * db);
+                let l = loss(na, nb);
+                if l <= current {
+                    (a, b, current) = (na, nb, l);
+                    moved = true;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !moved || (step * da).abs() < 1e-10 && (step * db).abs() < 1e-10 {
                 break;
             }
         }
@@ -477,6 +528,77 @@ impl Platt {
     /// The calibrated probability of a margin.
     pub fn apply(&self, margin: f64) -> f64 {
         logistic(self.a * margin + self.b)
+    }
+}
+
+/// The blend of the trees' log-odds `m` with a BTYD model's expected
+/// purchases `E` in the horizon (a column of the feature row): the score is
+/// `m + w·ln E` (`E` floored at 1e-9), or `m` alone when `w` is 0 or the
+/// row's `E` is missing. Both parts rank customers the same way the more
+/// they are expected to buy, so `w ≥ 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Blend {
+    /// Column of the expected purchases in the feature row.
+    pub column: usize,
+    pub weight: f64,
+}
+
+impl Default for Blend {
+    fn default() -> Self {
+        Blend::NONE
+    }
+}
+
+/// Weights tried by [`Blend::choose`].
+const BLEND_WEIGHTS: [f64; 12] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
+
+impl Blend {
+    /// No blend: the trees alone.
+    pub const NONE: Blend = Blend {
+        column: 0,
+        weight: 0.0,
+    };
+
+    /// The score of a row with the trees' log-odds `margin`.
+    pub fn score(&self, margin: f64, row: &[f64]) -> f64 {
+        if self.weight == 0.0 {
+            return margin;
+        }
+        match row.get(self.column) {
+            Some(&e) if e.is_finite() => margin + self.weight * e.max(1e-9).ln(),
+            _ => margin,
+        }
+    }
+
+    /// The blend with the highest ROC AUC on the calibration window (the
+    /// first trees never trained on it), over the BG/NBD and the Pareto/NBD
+    /// expected purchases and the weights of [`BLEND_WEIGHTS`]; a model
+    /// whose expected purchases are missing for a customer of the window is
+    /// not tried. Ties keep the smaller weight (0 first: the trees alone).
+    fn choose(margins: &[f64], window: &Window) -> Blend {
+        let mut best = (roc_auc(margins, &window.labels).unwrap_or(0.0), Blend::NONE);
+        for name in ["bgnbd_expected", "pnbd_expected"] {
+            let column = FEATURE_NAMES
+                .iter()
+                .position(|n| *n == name)
+                .expect("a feature column");
+            if window.rows.iter().any(|r| !r[column].is_finite()) {
+                continue;
+            }
+            for &weight in &BLEND_WEIGHTS[1..] {
+                let blend = Blend { column, weight };
+                let scores: Vec<f64> = margins
+                    .iter()
+                    .zip(&window.rows)
+                    .map(|(&m, r)| blend.score(m, r))
+                    .collect();
+                let auc = roc_auc(&scores, &window.labels).unwrap_or(0.0);
+                if auc > best.0 {
+                    best = (auc, blend);
+                }
+            }
+        }
+        best.1
     }
 }
 
@@ -501,7 +623,8 @@ pub struct CalibrationReport {
     pub time: i64,
     pub customers: usize,
     pub positives: usize,
-    /// ROC AUC of the first trees (fitted without this window) on it.
+    /// ROC AUC on it of the first trees (fitted without this window),
+    /// blended ([`Blend`]; the blend's weight was chosen on this window).
     pub auc: Option<f64>,
     /// Brier score of the trees' own probabilities, of the calibrated ones,
     /// and of the base rate for everyone.
@@ -513,11 +636,17 @@ pub struct CalibrationReport {
 }
 
 impl CalibrationReport {
-    fn new(time: i64, margins: &[f64], labels: &[bool], platt: &Platt) -> Self {
+    fn new(
+        time: i64,
+        tree_margins: &[f64],
+        margins: &[f64],
+        labels: &[bool],
+        platt: &Platt,
+    ) -> Self {
         let positives = labels.iter().filter(|&&l| l).count();
         let rate = positives as f64 / labels.len().max(1) as f64;
         let p: Vec<f64> = margins.iter().map(|&m| platt.apply(m)).collect();
-        let raw: Vec<f64> = margins.iter().map(|&m| logistic(m)).collect();
+        let raw: Vec<f64> = tree_margins.iter().map(|&m| logistic(m)).collect();
         CalibrationReport {
             time,
             customers: labels.len(),
@@ -568,6 +697,10 @@ pub struct PropensityModel {
     pub calibration: CalibrationReport,
     /// The calibration map.
     pub platt: Platt,
+    /// The BTYD blend applied before it (models stored before the blend
+    /// existed have none).
+    #[serde(default)]
+    pub blend: Blend,
     /// Splits per feature in the final trees, most first.
     pub feature_splits: Vec<(String, usize)>,
     /// Settings of the BTYD feature fits at prediction time.
@@ -602,7 +735,8 @@ impl PropensityModel {
 
     /// The calibrated probability for one row of [`features`].
     pub fn probability(&self, row: &[f64]) -> f64 {
-        self.platt.apply(self.trees.margin(row))
+        self.platt
+            .apply(self.blend.score(self.trees.margin(row), row))
     }
 
     /// A few lines for the fit summary: the windows, the calibration report
@@ -618,6 +752,13 @@ impl PropensityModel {
                 .map_or_else(|| "-".into(), |a| format!("{a:.3}"))
         )];
         out.extend(self.calibration.describe());
+        if self.blend.weight > 0.0 {
+            out.push(format!(
+                "blended with {} x ln({})",
+                self.blend.weight,
+                FEATURE_NAMES.get(self.blend.column).unwrap_or(&"?")
+            ));
+        }
         let top: Vec<String> = self
             .feature_splits
             .iter()
@@ -1199,6 +1340,39 @@ mod tests {
     }
 
     #[test]
+    fn platt_converges_on_widely_spread_margins() {
+        // Blended scores: most margins near -3, a tail far below (a BTYD
+        // expectation near 0, times a large weight).
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(4);
+        let margins: Vec<f64> = (0..5_000)
+            .map(|_| {
+                if rng.gen_bool(0.2) {
+                    rng.gen_range(-110.0..-60.0)
+                } else {
+                    rng.gen_range(-6.0..1.0)
+                }
+            })
+            .collect();
+        let labels: Vec<bool> = margins
+            .iter()
+            .map(|&m| rng.gen_bool(logistic(0.4 * m - 0.5)))
+            .collect();
+        let p = Platt::fit(&margins, &labels);
+        let probs: Vec<f64> = margins.iter().map(|&m| p.apply(m)).collect();
+        let rate = labels.iter().filter(|&&y| y).count() as f64 / labels.len() as f64;
+        assert!(
+            brier_score(&probs, &labels) < brier_score(&vec![rate; labels.len()], &labels),
+            "{p:?}"
+        );
+        assert!((p.a - 0.4).abs() < 0.1 && (p.b + 0.5).abs() < 0.3, "{p:?}");
+        assert_eq!(
+            roc_auc(&probs, &labels),
+            roc_auc(&margins, &labels),
+            "the ranking is kept"
+        );
+    }
+
+    #[test]
     fn calibration_report_adds_up() {
         let log = rhythm_log(400, 5);
         let model = quick().fit(&log, 450 * DAY).unwrap();
@@ -1236,6 +1410,69 @@ mod tests {
         .unwrap();
         assert_eq!(no_refit.windows[0].time, 390 * DAY);
         assert_eq!(no_refit.calibration, model.calibration);
+    }
+
+    #[test]
+    fn blend_scores_chooses_on_the_calibration_window_and_old_models_load() {
+        let col = |n: &str| FEATURE_NAMES.iter().position(|f| *f == n).unwrap();
+        let (bg, pn) = (col("bgnbd_expected"), col("pnbd_expected"));
+        let b = Blend {
+            column: pn,
+            weight: 2.0,
+        };
+        let mut row = vec![0.0; FEATURE_NAMES.len()];
+        row[pn] = 0.5;
+        assert!((b.score(1.0, &row) - (1.0 + 2.0 * 0.5f64.ln())).abs() < 1e-12);
+        row[pn] = 0.0;
+        assert!((b.score(1.0, &row) - (1.0 + 2.0 * 1e-9f64.ln())).abs() < 1e-9);
+        row[pn] = f64::NAN;
+        assert_eq!(b.score(1.0, &row), 1.0, "missing: the trees alone");
+        assert_eq!(Blend::NONE.score(1.0, &row), 1.0);
+
+        // Trees that rank by noise, Pareto/NBD's expectation by the label,
+        // BG/NBD's against it: the blend takes Pareto/NBD, with a weight.
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        let labels: Vec<bool> = (0..400).map(|_| rng.gen_bool(0.3)).collect();
+        let rows: Vec<Vec<f64>> = labels
+            .iter()
+            .map(|&y| {
+                let mut r = vec![0.0; FEATURE_NAMES.len()];
+                let e = if y { 0.8 } else { 0.1 } * rng.gen_range(0.5..1.5);
+                r[pn] = e;
+                r[bg] = 1.0 / e;
+                r
+            })
+            .collect();
+        let positives = labels.iter().filter(|&&y| y).count();
+        let window = Window {
+            time: 0,
+            rows,
+            labels,
+            positives,
+        };
+        let noise: Vec<f64> = (0..400).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let chosen = Blend::choose(&noise, &window);
+        assert_eq!(chosen.column, pn);
+        assert!(chosen.weight > 0.0);
+        // Trees that rank perfectly: nothing to add, the trees alone.
+        let perfect: Vec<f64> = window
+            .labels
+            .iter()
+            .map(|&y| f64::from(u8::from(y)))
+            .collect();
+        assert_eq!(Blend::choose(&perfect, &window), Blend::NONE);
+        // A model missing for one customer is not tried.
+        let mut gap = window;
+        gap.rows[0][pn] = f64::NAN;
+        assert_ne!(Blend::choose(&noise, &gap).column, pn);
+
+        // A model stored before the blend existed loads with none.
+        let log = rhythm_log(300, 11);
+        let model = quick().fit(&log, 450 * DAY).unwrap();
+        let mut json = serde_json::to_value(&model).unwrap();
+        json.as_object_mut().unwrap().remove("blend");
+        let old: PropensityModel = serde_json::from_value(json).unwrap();
+        assert_eq!(old.blend, Blend::NONE);
     }
 
     #[test]

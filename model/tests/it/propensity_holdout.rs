@@ -122,6 +122,15 @@ fn evaluate(name: &str, log: &PurchaseLog, cutoff: i64) -> Figures {
     for line in f.model.describe() {
         println!("  {line}");
     }
+    // The calibration map fits its own window better than the base rate
+    // (a diverged fit did not, and tied every customer).
+    let c = &f.model.calibration;
+    assert!(
+        c.brier < c.brier_base_rate,
+        "{name}: calibrated Brier {} against the base rate's {}",
+        c.brier,
+        c.brier_base_rate
+    );
     f
 }
 
