@@ -963,5 +963,16 @@ mod tests {
             // Nothing went through the per-item cache.
             assert!(engine.similar_cache[item as usize].get().is_none());
         }
+        // `[hnsw] keep_lists = false`: none kept, the same answers.
+        let (log, meta) = small_catalog();
+        config.hnsw.keep_lists = false;
+        let lazy = train_engine(&log, meta, &config, DataSummary::default(), &mut |_| {}).unwrap();
+        assert!(lazy.similar_lists().is_none());
+        for item in [0u32, 1, 149] {
+            assert_eq!(
+                lazy.similar(item, 10, &none),
+                engine.similar(item, 10, &none)
+            );
+        }
     }
 }

@@ -105,6 +105,12 @@ pub struct HnswConfig {
     /// Catalogs of fewer items are searched by an exact scan of every item
     /// (faster there, nothing to build or store); `0`: always the graph.
     pub min_items: usize,
+    /// With the exact scan, search once per item during the fit and keep
+    /// each item's list in the model, so that a freshly loaded model
+    /// answers without scanning the catalog (see
+    /// [`Engine::with_similar_lists`]); `false` leaves it to the first
+    /// request for each item.
+    pub keep_lists: bool,
 }
 
 impl Default for HnswConfig {
@@ -116,6 +122,7 @@ impl Default for HnswConfig {
             ef_search: d.ef_search,
             deterministic: true,
             min_items: DEFAULT_HNSW_MIN_ITEMS,
+            keep_lists: true,
         }
     }
 }
@@ -657,7 +664,7 @@ fn fit_shared(
     .map_err(|e| TrainError::Ann(e.to_string()))?;
     // An exact index scans the catalog for every search: search once per
     // item here rather than on each item's first request after every load.
-    let engine = if engine.similar_index().as_hnsw().is_none() {
+    let engine = if config.hnsw.keep_lists && engine.similar_index().as_hnsw().is_none() {
         progress(Stage::SimilarLists);
         engine.with_similar_lists()
     } else {

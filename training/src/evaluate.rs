@@ -814,10 +814,12 @@ pub fn evaluate_split(
     let mut silent = |_| {};
     // No model here needs the engine's precomputed lists (the repeat-aware
     // models fit their own below; ALS lists are scored for the target
-    // customers only), so they are not built.
+    // customers only; no evaluated model reads the kept similar-items
+    // lists), so they are not built.
     let mut engine_config = config.clone();
     engine_config.for_you.repeat_aware = false;
     engine_config.for_you.new_items_top_n = 0;
+    engine_config.hnsw.keep_lists = false;
     let engine = match progress {
         Some(p) => train_engine(
             &prepared.train,
