@@ -454,21 +454,10 @@ impl Model {
             .collect()
     }
 
-    /// The [`Model::profiled`] customers of `ids` and, computed in parallel,
-    /// `list(customer)` for each.
-    fn profiled_lists<T: Send>(
-        &self,
-        ids: &[String],
-        list: impl Fn(u32) -> Vec<T> + Sync,
-    ) -> (Vec<(String, u32)>, Vec<Vec<T>>) {
-        let who = self.profiled(ids);
-        let lists = who.par_iter().map(|&(_, c)| list(c)).collect();
-        (who, lists)
-    }
-
-    /// A list of at most `k` (checked: 1 to 100) for each profiled customer of
-    /// `customer_ids` (every customer when `None`), computed off the GIL by
-    /// `list(engine, customer)`, then `rows(engine, customers, lists)`.
+    /// A list of at most `k` (checked: 1 to 100) for each
+    /// [`Model::profiled`] customer of `customer_ids` (every customer when
+    /// `None`), computed off the GIL and in parallel by `list(engine,
+    /// customer)`, then `rows(engine, customers, lists)`.
     fn customer_lists<'py, T: Send>(
         &self,
         py: Python<'py>,
@@ -481,7 +470,8 @@ impl Model {
         let ids = self.customer_ids(customer_ids);
         let engine = &*self.engine;
         let rows = py.detach(|| {
-            let (who, lists) = self.profiled_lists(&ids, |c| list(engine, c));
+            let who = self.profiled(&ids);
+            let lists: Vec<Vec<T>> = who.par_iter().map(|&(_, c)| list(engine, c)).collect();
             rows(engine, &who, &lists)
         });
         to_capsule(py, rows)

@@ -188,10 +188,14 @@ pub fn gate(
         .iter()
         .map(|&i| item_meta.get(i as usize).cloned().unwrap_or_default())
         .collect();
+    // The gate scores "for you" lists only: the kept similar-items lists
+    // would be built for nothing.
+    let mut candidate_config = config.clone();
+    candidate_config.hnsw.keep_lists = false;
     let candidate_engine = train_engine(
         &past,
         past_meta,
-        config,
+        &candidate_config,
         DataSummary::default(),
         &mut |_| {},
     )?;
