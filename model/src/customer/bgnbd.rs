@@ -19,7 +19,7 @@
 //! evaluated with log-sum-exp from `ln A₁` and `ln A₂`.
 //!
 //! # Fitting
-//! [`BgNbdParams::fit`] minimises `−(1/n) Σ ln Lᵢ + penalizer · (r² + α² + a² + b²)`
+//! [`fit`] minimises `−(1/n) Σ ln Lᵢ + penalizer · (r² + α² + a² + b²)`
 //! over `(ln r, ln α, ln a, ln b)` with Nelder–Mead (restarted until it stops
 //! improving; optionally from several random starts). `lnΓ` of `r+x`, `b+x`
 //! and `a+b+x` is computed once per distinct `x` per evaluation.
@@ -44,16 +44,14 @@
 //!
 //! [`RepeatModel::expected_time_to_next_purchase`]: super::select::RepeatModel::expected_time_to_next_purchase
 
-use super::repeat::{check_history, horizon, positive_params};
+use super::repeat::{FitParams, RepeatModelError, around_a_one, check_customer, check_horizon};
 use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 use rayon::prelude::*;
 
-super::repeat::fit_settings!(
-    /// Settings of the BG/NBD fit; `initial` is `(r, α, a, b)`.
-    BgNbdParams
-);
+const NAME: &str = "BG/NBD";
 
-pub use super::repeat::BgNbdError;
+/// Settings of the BG/NBD fit; `initial` is `(r, α, a, b)`.
+pub type BgNbdParams = FitParams;
 
 super::repeat::fitted_model!(
     /// A fitted (or given) BG/NBD model.
@@ -70,36 +68,12 @@ super::repeat::fitted_model!(
     /// Customers fitted on.
 );
 
-fn check_customer(index: usize, x: f64, t_x: f64, t: f64) -> Result<(), BgNbdError> {
-    Ok(check_history(index, x, t_x, t)?)
-}
-
-impl BgNbdParams {
-    /// Checks every setting.
-    pub fn check(&self) -> Result<(), BgNbdError> {
-        Ok(self.check_settings()?)
-    }
-
-    /// Fits the model to one `(x, t_x, T)` per customer by (penalised)
-    /// maximum likelihood; see the module docs.
-    pub fn fit(&self, data: &[(f64, f64, f64)]) -> Result<BgNbd, BgNbdError> {
-        self.check()?;
-        if data.is_empty() {
-            return Err(BgNbdError::NoData);
-        }
-        for (i, &(x, t_x, t)) in data.iter().enumerate() {
-            check_customer(i, x, t_x, t)?;
-        }
-        let prepared = Prepared::new(data);
-        let ll = |[r, alpha, a, b]: [f64; 4]| prepared.log_likelihood(r, alpha, a, b);
-        let (best, [r, alpha, a, b]) = self.minimize(data.len(), ll)?;
-        Ok(BgNbd::unfitted(r, alpha, a, b).with_fit(
-            prepared.log_likelihood(r, alpha, a, b),
-            &best,
-            data.len(),
-        ))
-    }
-}
+super::repeat::repeat_model!(
+    BgNbd(r, alpha, a, b),
+    NAME,
+    Prepared::new,
+    Prepared::log_likelihood
+);
 
 /// Fitting data grouped by distinct `x`, `t_x` and `T`, so that each
 /// evaluation computes the `x`-dependent log-gammas once per distinct `x`
@@ -124,7 +98,11 @@ fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
 }
 
 impl Prepared {
-    fn new(data: &[(f64, f64, f64)]) -> Self {
+    /// Groups `data` after checking every customer.
+    fn new(data: &[(f64, f64, f64)]) -> Result<Self, RepeatModelError> {
+        for (i, &(x, t_x, t)) in data.iter().enumerate() {
+            check_customer(i, x, t_x, t)?;
+        }
         let xs = distinct(data.iter().map(|d| d.0));
         let times = distinct(data.iter().flat_map(|d| [d.1, d.2]));
         let at =
@@ -133,7 +111,7 @@ impl Prepared {
             .iter()
             .map(|&(x, t_x, t)| (at(&xs, x), at(&times, t_x), at(&times, t)))
             .collect();
-        Prepared { xs, times, rows }
+        Ok(Prepared { xs, times, rows })
     }
 
     /// `Σ ln Lᵢ` (module docs); `−∞`/NaN where the parameters are degenerate.
@@ -189,24 +167,7 @@ impl Prepared {
 /// Rows per parallel chunk of the log-likelihood.
 const LL_CHUNK: usize = 16_384;
 
-/// Half-width of the evaluation around the removable singularity at `a = 1`.
-const A_ONE_EPS: f64 = 1e-5;
-
 impl BgNbd {
-    /// A model with given parameters (for instance from a stored fit).
-    pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, BgNbdError> {
-        positive_params(&[("r", r), ("alpha", alpha), ("a", a), ("b", b)])?;
-        Ok(BgNbd::unfitted(r, alpha, a, b))
-    }
-
-    /// Total log-likelihood of `data` under this model.
-    pub fn log_likelihood_of(&self, data: &[(f64, f64, f64)]) -> Result<f64, BgNbdError> {
-        for (i, &(x, t_x, t)) in data.iter().enumerate() {
-            check_customer(i, x, t_x, t)?;
-        }
-        Ok(Prepared::new(data).log_likelihood(self.r, self.alpha, self.a, self.b))
-    }
-
     /// `ln` of the odds of being dead, `a/(b+x−1) · ((α+T)/(α+t_x))^(r+x)`,
     /// or `−∞` when `x = 0` (a customer without repeat purchase is alive).
     fn ln_death_odds(&self, x: f64, t_x: f64, t: f64) -> f64 {
@@ -224,12 +185,12 @@ impl BgNbd {
     }
 
     /// Expected purchases of a newly acquired customer in `(0, t]` (eq. 9).
-    pub fn expected_purchases_unconditional(&self, t: f64) -> Result<f64, BgNbdError> {
-        check_horizon(t)?;
+    pub fn expected_purchases_unconditional(&self, t: f64) -> Result<f64, RepeatModelError> {
+        check_horizon(NAME, t)?;
         if t == 0.0 {
             return Ok(0.0);
         }
-        let eval = |a: f64| -> Result<f64, BgNbdError> {
+        let eval = |a: f64| -> Result<f64, RepeatModelError> {
             let (r, alpha, b) = (self.r, self.alpha, self.b);
             let z = t / (alpha + t);
             let (m, s) = hyp2f1_scaled(r, b, a + b - 1.0, z)?;
@@ -239,44 +200,19 @@ impl BgNbd {
         around_a_one(self.a, eval)
     }
 
-    /// Expected purchases in `(T, T + t]` of a customer with history
-    /// `(x, t_x, T)` (eq. 10).
-    pub fn expected_purchases(
-        &self,
-        t: f64,
-        x: f64,
-        t_x: f64,
-        big_t: f64,
-    ) -> Result<f64, BgNbdError> {
-        check_customer(0, x, t_x, big_t)?;
-        check_horizon(t)?;
-        if t == 0.0 {
-            return Ok(0.0);
-        }
+    /// [`BgNbd::expected_purchases`] for checked arguments and `t > 0` (eq. 10).
+    fn conditional(&self, t: f64, x: f64, t_x: f64, big_t: f64) -> Result<f64, RepeatModelError> {
         let (r, alpha, b) = (self.r, self.alpha, self.b);
         let rx = r + x;
         let z = t / (alpha + big_t + t);
         let ln_ratio = ((alpha + big_t) / (alpha + big_t + t)).ln();
-        let eval = |a: f64| -> Result<f64, BgNbdError> {
+        let eval = |a: f64| -> Result<f64, RepeatModelError> {
             let (m, s) = hyp2f1_scaled(rx, b + x, a + b + x - 1.0, z)?;
             let h = m * (s + rx * ln_ratio).exp();
             Ok((a + b + x - 1.0) / (a - 1.0) * (1.0 - h))
         };
         let numerator = around_a_one(self.a, eval)?;
         Ok(numerator * self.p_alive(x, t_x, big_t))
-    }
-}
-
-fn check_horizon(t: f64) -> Result<(), BgNbdError> {
-    Ok(horizon(t)?)
-}
-
-/// `eval(a)`, or the mean of `eval(1 ± ε)` when `a` is within `ε` of 1.
-fn around_a_one(a: f64, eval: impl Fn(f64) -> Result<f64, BgNbdError>) -> Result<f64, BgNbdError> {
-    if (a - 1.0).abs() < A_ONE_EPS {
-        Ok(0.5 * (eval(1.0 - A_ONE_EPS)? + eval(1.0 + A_ONE_EPS)?))
-    } else {
-        eval(a)
     }
 }
 
@@ -353,7 +289,7 @@ mod tests {
                 (x, if x > 0.0 { t * 0.5 } else { 0.0 }, t)
             })
             .collect();
-        let prepared = Prepared::new(&data);
+        let prepared = Prepared::new(&data).unwrap();
         let many = prepared.log_likelihood(0.3, 4.0, 0.8, 2.4);
         let one = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
@@ -368,7 +304,7 @@ mod tests {
     fn recovers_simulated_parameters() {
         let truth = BgNbd::new(0.5, 5.0, 0.8, 2.5).unwrap();
         let data = simulate(&truth, 20_000, 52.0, 7);
-        let fit = BgNbdParams::default().fit(&data).unwrap();
+        let fit = super::fit(&BgNbdParams::default(), &data).unwrap();
         assert!(fit.converged);
         for (got, want) in [(fit.r, 0.5), (fit.alpha, 5.0), (fit.a, 0.8), (fit.b, 2.5)] {
             assert!((got / want - 1.0).abs() < 0.2, "{fit:?}");
@@ -379,9 +315,8 @@ mod tests {
         let multi = BgNbdParams {
             starts: 3,
             ..Default::default()
-        }
-        .fit(&data)
-        .unwrap();
+        };
+        let multi = super::fit(&multi, &data).unwrap();
         assert!((multi.log_likelihood - fit.log_likelihood).abs() < 1e-3);
     }
 
@@ -394,7 +329,7 @@ mod tests {
         let truth = BgNbd::new(0.5, 5.0, 1e-9, 100.0).unwrap();
         let data = simulate(&truth, 20_000, 52.0, 11);
         let params = BgNbdParams::default();
-        let fit = params.fit(&data).unwrap();
+        let fit = super::fit(&params, &data).unwrap();
         assert!(fit.converged || fit.collapsed, "{fit:?}");
         assert!(fit.iterations < params.max_iter / 2, "{fit:?}");
         assert!(fit.a / (fit.a + fit.b) < 1e-3, "{fit:?}");
@@ -452,7 +387,7 @@ mod tests {
             (together - one_by_one).abs() <= 1e-12 * one_by_one.abs(),
             "{together} vs {one_by_one}"
         );
-        let p = Prepared::new(&data);
+        let p = Prepared::new(&data).unwrap();
         assert!(
             p.times.len() < 2 * data.len() / 3,
             "{} times",
@@ -488,7 +423,7 @@ mod tests {
         assert!(m.expected_purchases(-1.0, 0.0, 0.0, 1.0).is_err());
         assert!(matches!(
             m.expected_purchases(1.0, 2.0, 5.0, 4.0),
-            Err(BgNbdError::InvalidCustomer { .. })
+            Err(RepeatModelError::InvalidCustomer { .. })
         ));
     }
 
@@ -592,12 +527,12 @@ mod tests {
     #[test]
     fn invalid_input() {
         let p = BgNbdParams::default();
-        assert!(matches!(p.fit(&[]), Err(BgNbdError::NoData)));
-        let e = p.fit(&[(1.0, 2.0, 1.0)]).unwrap_err();
+        assert!(matches!(fit(&p, &[]), Err(RepeatModelError::NoData { .. })));
+        let e = fit(&p, &[(1.0, 2.0, 1.0)]).unwrap_err();
         assert!(e.to_string().contains("customer #0"), "{e}");
-        assert!(p.fit(&[(f64::NAN, 0.0, 1.0)]).is_err());
-        assert!(p.fit(&[(-1.0, 0.0, 1.0)]).is_err());
-        assert!(p.fit(&[(0.5, 0.0, 1.0)]).is_err());
+        assert!(fit(&p, &[(f64::NAN, 0.0, 1.0)]).is_err());
+        assert!(fit(&p, &[(-1.0, 0.0, 1.0)]).is_err());
+        assert!(fit(&p, &[(0.5, 0.0, 1.0)]).is_err());
         for bad in [
             BgNbdParams {
                 penalizer: -1.0,
@@ -621,8 +556,8 @@ mod tests {
             },
         ] {
             assert!(matches!(
-                bad.fit(&[(0.0, 0.0, 1.0)]),
-                Err(BgNbdError::InvalidParam { .. })
+                fit(&bad, &[(0.0, 0.0, 1.0)]),
+                Err(RepeatModelError::InvalidParam { .. })
             ));
         }
         assert!(BgNbd::new(0.0, 1.0, 1.0, 1.0).is_err());
@@ -635,13 +570,12 @@ mod tests {
     fn penalizer_shrinks_parameters() {
         let truth = BgNbd::new(0.5, 5.0, 0.8, 2.5).unwrap();
         let data = simulate(&truth, 2_000, 52.0, 3);
-        let plain = BgNbdParams::default().fit(&data).unwrap();
+        let plain = fit(&BgNbdParams::default(), &data).unwrap();
         let pen = BgNbdParams {
             penalizer: 0.01,
             ..Default::default()
-        }
-        .fit(&data)
-        .unwrap();
+        };
+        let pen = fit(&pen, &data).unwrap();
         let norm = |m: &BgNbd| m.r * m.r + m.alpha * m.alpha + m.a * m.a + m.b * m.b;
         assert!(norm(&pen) < norm(&plain));
         assert!(pen.log_likelihood <= plain.log_likelihood + 1e-9);

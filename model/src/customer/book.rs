@@ -251,7 +251,7 @@ impl CustomerConfig {
             .into());
         }
         self.bgnbd
-            .check()
+            .check("BG/NBD")
             .map_err(|e| CustomerConfigError::Invalid {
                 key: "bgnbd",
                 reason: e.to_string(),

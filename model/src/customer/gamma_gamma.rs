@@ -33,7 +33,7 @@
 //! are discounted by `(1 + d)^(−m/12)` for an annual rate `d`:
 //! `CLV = Σ_m margin · E[M] · (E[Y(mL)] − E[Y((m−1)L)]) / (1+d)^(m/12)`.
 
-use super::bgnbd::{BgNbd, BgNbdError};
+use super::bgnbd::BgNbd;
 use super::repeat::{check_fit_settings, positive_params};
 use super::summary::TimeUnit;
 use crate::math::optim::{OptimError, fit_options, minimize_log_params};
@@ -93,15 +93,12 @@ pub enum GammaGammaError {
     /// The optimiser refused to start.
     #[error("optimiser: {0}")]
     Optim(OptimError),
-    /// The BG/NBD part of a CLV failed.
-    #[error("BG/NBD: {0}")]
-    BgNbd(BgNbdError),
-    /// The repeat-buying model failed.
+    /// The repeat-buying model (the BG/NBD part of a CLV) failed.
     #[error("repeat-buying model: {0}")]
     Repeat(super::repeat::RepeatModelError),
 }
 
-crate::error_from!(GammaGammaError { Optim(OptimError), BgNbd(BgNbdError), Repeat(super::repeat::RepeatModelError) });
+crate::error_from!(GammaGammaError { Optim(OptimError), Repeat(super::repeat::RepeatModelError) });
 super::repeat::invalid_input_from!(GammaGammaError);
 
 super::repeat::fitted_model!(

@@ -24,15 +24,10 @@
 //!   Both have a removable singularity at `a = 1`; there they are the mean
 //!   of the values at `a = 1 ± 10⁻⁵` (as in [`super::bgnbd`]).
 
-use super::repeat::{
-    FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
-};
+use super::repeat::{FitParams, Histories, RepeatModelError, around_a_one};
 use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 
 const NAME: &str = "MBG/NBD";
-
-/// Half-width of the evaluation around the removable singularity at `a = 1`.
-const A_ONE_EPS: f64 = 1e-5;
 
 /// Settings of the MBG/NBD fit; `initial` is `(r, α, a, b)`.
 pub type MbgNbdParams = FitParams;
@@ -52,22 +47,7 @@ super::repeat::fitted_model!(
     /// Customers fitted on.
 );
 
-/// Fits the MBG/NBD model to one `(x, t_x, T)` per customer by (penalised)
-/// maximum likelihood over `(ln r, ln α, ln a, ln b)`.
-pub fn fit(params: &MbgNbdParams, data: &[(f64, f64, f64)]) -> Result<MbgNbd, RepeatModelError> {
-    params.check(NAME)?;
-    if data.is_empty() {
-        return Err(RepeatModelError::NoData { model: NAME });
-    }
-    let histories = Histories::new(data)?;
-    let ll = |[r, alpha, a, b]: [f64; 4]| log_likelihood(&histories, r, alpha, a, b);
-    let (best, [r, alpha, a, b]) = params.minimize(data.len(), ll)?;
-    Ok(MbgNbd::unfitted(r, alpha, a, b).with_fit(
-        log_likelihood(&histories, r, alpha, a, b),
-        &best,
-        data.len(),
-    ))
-}
+super::repeat::repeat_model!(MbgNbd(r, alpha, a, b), NAME, Histories::new, log_likelihood);
 
 /// `ln D`, the log death odds (module docs).
 fn ln_death_odds(r: f64, alpha: f64, a: f64, b: f64, x: f64, t_x: f64, t: f64) -> f64 {
@@ -87,18 +67,6 @@ fn log_likelihood(h: &Histories, r: f64, alpha: f64, a: f64, b: f64) -> f64 {
 }
 
 impl MbgNbd {
-    /// A model with given parameters (for instance from a stored fit).
-    pub fn new(r: f64, alpha: f64, a: f64, b: f64) -> Result<Self, RepeatModelError> {
-        check_model_params(NAME, [("r", r), ("alpha", alpha), ("a", a), ("b", b)])?;
-        Ok(MbgNbd::unfitted(r, alpha, a, b))
-    }
-
-    /// Total log-likelihood of `data` under this model.
-    pub fn log_likelihood_of(&self, data: &[(f64, f64, f64)]) -> Result<f64, RepeatModelError> {
-        let h = Histories::new(data)?;
-        Ok(log_likelihood(&h, self.r, self.alpha, self.a, self.b))
-    }
-
     /// Probability that the customer is still alive at `T` (module docs).
     pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
         let z = ln_death_odds(self.r, self.alpha, self.a, self.b, x, t_x, t);
@@ -107,7 +75,7 @@ impl MbgNbd {
 
     /// Expected purchases of a newly acquired customer in `(0, t]`.
     pub fn expected_purchases_unconditional(&self, t: f64) -> Result<f64, RepeatModelError> {
-        check_horizon(NAME, t)?;
+        super::repeat::check_horizon(NAME, t)?;
         if t == 0.0 {
             return Ok(0.0);
         }
@@ -120,20 +88,8 @@ impl MbgNbd {
         around_a_one(self.a, eval)
     }
 
-    /// Expected purchases in `(T, T + t]` of a customer with history
-    /// `(x, t_x, T)` (module docs).
-    pub fn expected_purchases(
-        &self,
-        t: f64,
-        x: f64,
-        t_x: f64,
-        big_t: f64,
-    ) -> Result<f64, RepeatModelError> {
-        check_customer(0, x, t_x, big_t)?;
-        check_horizon(NAME, t)?;
-        if t == 0.0 {
-            return Ok(0.0);
-        }
+    /// [`MbgNbd::expected_purchases`] for checked arguments and `t > 0`.
+    fn conditional(&self, t: f64, x: f64, t_x: f64, big_t: f64) -> Result<f64, RepeatModelError> {
         let (r, alpha, b) = (self.r, self.alpha, self.b);
         let rx = r + x;
         let z = t / (alpha + big_t + t);
@@ -144,18 +100,6 @@ impl MbgNbd {
             Ok((a + b + x) / (a - 1.0) * (1.0 - h))
         };
         Ok(around_a_one(self.a, eval)? * self.p_alive(x, t_x, big_t))
-    }
-}
-
-/// `eval(a)`, or the mean of `eval(1 ± ε)` when `a` is within `ε` of 1.
-fn around_a_one(
-    a: f64,
-    eval: impl Fn(f64) -> Result<f64, RepeatModelError>,
-) -> Result<f64, RepeatModelError> {
-    if (a - 1.0).abs() < A_ONE_EPS {
-        Ok(0.5 * (eval(1.0 - A_ONE_EPS)? + eval(1.0 + A_ONE_EPS)?))
-    } else {
-        eval(a)
     }
 }
 

@@ -58,10 +58,7 @@
 //!   The factor `[1 − q^(s−1)]/(s−1)` is computed as `−expm1((s−1) ln q)/(s−1)`,
 //!   and as its limit `−ln q` at `s = 1`: no removable singularity to step around.
 
-use super::repeat::{
-    FitParams, Histories, RepeatModelError, check_customer, check_horizon, check_model_params,
-};
-use crate::math::optim::NelderMeadResult;
+use super::repeat::{FitParams, Histories, RepeatModelError, check_horizon};
 use crate::math::special::{ln_gamma, ln_hyp2f1, log_add_exp, logistic};
 
 const NAME: &str = "Pareto/NBD";
@@ -87,25 +84,12 @@ super::repeat::fitted_model!(
     /// Customers fitted on.
 );
 
-/// Fits the Pareto/NBD model to one `(x, t_x, T)` per customer by
-/// (penalised) maximum likelihood over `(ln r, ln α, ln s, ln β)`.
-pub fn fit(
-    params: &ParetoNbdParams,
-    data: &[(f64, f64, f64)],
-) -> Result<ParetoNbd, RepeatModelError> {
-    params.check(NAME)?;
-    if data.is_empty() {
-        return Err(RepeatModelError::NoData { model: NAME });
-    }
-    let histories = Histories::new(data)?;
-    let ll = |[r, alpha, s, beta]: [f64; 4]| log_likelihood(&histories, r, alpha, s, beta);
-    let (best, [r, alpha, s, beta]): (NelderMeadResult, _) = params.minimize(data.len(), ll)?;
-    Ok(ParetoNbd::unfitted(r, alpha, s, beta).with_fit(
-        log_likelihood(&histories, r, alpha, s, beta),
-        &best,
-        data.len(),
-    ))
-}
+super::repeat::repeat_model!(
+    ParetoNbd(r, alpha, s, beta),
+    NAME,
+    Histories::new,
+    log_likelihood
+);
 
 /// `ln Γ(r+x) − ln Γ(r) + r ln α + s ln β`, and the two log terms of the
 /// bracket (module docs): `(ln first, ln(s/(r+s+x) · A₀))`. NaN or `−∞`
@@ -160,18 +144,6 @@ fn log_likelihood(h: &Histories, r: f64, alpha: f64, s: f64, beta: f64) -> f64 {
 }
 
 impl ParetoNbd {
-    /// A model with given parameters (for instance from a stored fit).
-    pub fn new(r: f64, alpha: f64, s: f64, beta: f64) -> Result<Self, RepeatModelError> {
-        check_model_params(NAME, [("r", r), ("alpha", alpha), ("s", s), ("beta", beta)])?;
-        Ok(ParetoNbd::unfitted(r, alpha, s, beta))
-    }
-
-    /// Total log-likelihood of `data` under this model.
-    pub fn log_likelihood_of(&self, data: &[(f64, f64, f64)]) -> Result<f64, RepeatModelError> {
-        let h = Histories::new(data)?;
-        Ok(log_likelihood(&h, self.r, self.alpha, self.s, self.beta))
-    }
-
     /// Probability that the customer is still alive at `T` (module docs);
     /// NaN if `₂F₁` cannot be evaluated.
     pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
@@ -200,20 +172,8 @@ impl ParetoNbd {
         Ok(self.r * self.beta / self.alpha * self.survival_factor(ln_q))
     }
 
-    /// Expected purchases in `(T, T + t]` of a customer with history
-    /// `(x, t_x, T)` (module docs).
-    pub fn expected_purchases(
-        &self,
-        t: f64,
-        x: f64,
-        t_x: f64,
-        big_t: f64,
-    ) -> Result<f64, RepeatModelError> {
-        check_customer(0, x, t_x, big_t)?;
-        check_horizon(NAME, t)?;
-        if t == 0.0 {
-            return Ok(0.0);
-        }
+    /// [`ParetoNbd::expected_purchases`] for checked arguments and `t > 0`.
+    fn conditional(&self, t: f64, x: f64, t_x: f64, big_t: f64) -> Result<f64, RepeatModelError> {
         let ln_q = ((self.beta + big_t) / (self.beta + big_t + t)).ln();
         let rate = (self.r + x) * (self.beta + big_t) / (self.alpha + big_t);
         Ok(rate * self.survival_factor(ln_q) * self.p_alive(x, t_x, big_t))

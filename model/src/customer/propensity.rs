@@ -78,7 +78,7 @@
 //! bounds the cost at any scale. [`PropensityModel::predict`] scores every
 //! customer at `reference`, i.e. it predicts the `H` days after it.
 
-use super::bgnbd::{BgNbd, BgNbdParams};
+use super::bgnbd::{self, BgNbd, BgNbdParams};
 use super::pareto_nbd::{self, ParetoNbd, ParetoNbdParams};
 use super::summary::DAY_SECS;
 use crate::learn::boosting::{Boosted, BoostingParams};
@@ -248,7 +248,7 @@ impl PropensityParams {
         if let Err((name, value, reason)) = self.boosting.check() {
             return bad(name, value, reason);
         }
-        if let Err(e) = self.bgnbd.check() {
+        if let Err(e) = self.bgnbd.check("BG/NBD") {
             return Err(PropensityError::InvalidParam {
                 name: "bgnbd",
                 value: e.to_string(),
@@ -925,7 +925,7 @@ impl Btyd {
             (None, None)
         } else {
             rayon::join(
-                || bgnbd.fit(&sample).ok(),
+                || bgnbd::fit(bgnbd, &sample).ok(),
                 || pareto_nbd::fit(pnbd, &sample).ok(),
             )
         };

@@ -1,108 +1,90 @@
-//! What the repeat-buying models beside BG/NBD share: fit settings, errors,
-//! the grouping of customers by their `(x, t_x, T)` and the fit loop.
+//! What the repeat-buying models share: fit settings, errors, checks, the
+//! grouping of customers by their `(x, t_x, T)` and the fit loop.
 //!
-//! [`super::pareto_nbd`] and [`super::mbg_nbd`] are fitted exactly like
-//! [`super::bgnbd`]: penalised maximum likelihood over the logarithms of
+//! [`super::bgnbd`], [`super::pareto_nbd`] and [`super::mbg_nbd`] are fitted
+//! alike: penalised maximum likelihood over the logarithms of
 //! their four parameters by Nelder–Mead ([`crate::math::optim`]), restarted until
 //! it stops improving, optionally from several random starts.
 
-use crate::math::optim::OptimError;
+use crate::math::optim::{NelderMeadResult, OptimError};
 use crate::math::special::SpecialError;
 use rayon::prelude::*;
 
-/// Defines the settings struct of a four-parameter repeat-buying fit:
-/// [`FitParams`] (Pareto/NBD, MBG/NBD) and [`super::bgnbd::BgNbdParams`],
-/// the same fields and defaults under two names, since BG/NBD's settings
-/// have a `fit` method of their own.
-macro_rules! fit_settings {
-    ($(#[$attr:meta])* $name:ident) => {
-        $(#[$attr])*
-        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-        #[serde(default)]
-        pub struct $name {
-            /// L2 penalty on the four parameters added to the mean negative
-            /// log-likelihood (0 = plain maximum likelihood).
-            pub penalizer: f64,
-            /// Nelder–Mead iterations per start.
-            pub max_iter: usize,
-            /// Relative tolerance on the objective (the mean negative log-likelihood).
-            pub tol: f64,
-            /// The first starting point, in the model's parameter order.
-            pub initial: [f64; 4],
-            /// Number of starts: the first from `initial`, the others from random
-            /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
-            pub starts: usize,
-            /// Seed of the extra starting points.
-            pub seed: u64,
-        }
-
-        impl Default for $name {
-            /// No penalty, 3,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
-            /// one start, seed 42.
-            fn default() -> Self {
-                $name {
-                    penalizer: 0.0,
-                    // BG/NBD fits that converge take about 500 (CDNOW: 529); one
-                    // far out on the ridge a -> 0, b -> infinity (nobody "dies")
-                    // ends when its simplex collapses (`BgNbd::collapsed`).
-                    max_iter: 3_000,
-                    tol: 1e-12,
-                    initial: [1.0; 4],
-                    starts: 1,
-                    seed: 42,
-                }
-            }
-        }
-
-        impl $name {
-            /// The first setting out of range.
-            pub(crate) fn check_settings(
-                &self,
-            ) -> Result<(), $crate::customer::repeat::InvalidSetting> {
-                $crate::customer::repeat::check_fit_settings(
-                    self.penalizer,
-                    self.max_iter,
-                    self.tol,
-                    &self.initial,
-                )?;
-                if self.starts == 0 {
-                    return Err($crate::customer::repeat::InvalidSetting::new(
-                        "starts",
-                        "0".into(),
-                        "must be at least 1",
-                    ));
-                }
-                Ok(())
-            }
-
-            /// [`crate::math::optim::minimize_log_params`] with these settings:
-            /// the winning run and its four parameters.
-            pub(crate) fn minimize(
-                &self,
-                n: usize,
-                log_likelihood: impl Fn([f64; 4]) -> f64,
-            ) -> Result<
-                ($crate::math::optim::NelderMeadResult, [f64; 4]),
-                $crate::math::optim::OptimError,
-            > {
-                $crate::math::optim::minimize_log_params(
-                    &$crate::math::optim::fit_options(self.max_iter, self.tol),
-                    self.penalizer,
-                    &self.initial,
-                    (self.starts, self.seed),
-                    n,
-                    log_likelihood,
-                )
-            }
-        }
-    };
+/// Settings of a four-parameter repeat-buying fit (BG/NBD, Pareto/NBD,
+/// MBG/NBD).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FitParams {
+    /// L2 penalty on the four parameters added to the mean negative
+    /// log-likelihood (0 = plain maximum likelihood).
+    pub penalizer: f64,
+    /// Nelder–Mead iterations per start.
+    pub max_iter: usize,
+    /// Relative tolerance on the objective (the mean negative log-likelihood).
+    pub tol: f64,
+    /// The first starting point, in the model's parameter order.
+    pub initial: [f64; 4],
+    /// Number of starts: the first from `initial`, the others from random
+    /// log-parameters in `[−2, 2]⁴` drawn with `seed`. The best fit wins.
+    pub starts: usize,
+    /// Seed of the extra starting points.
+    pub seed: u64,
 }
-pub(crate) use fit_settings;
 
-fit_settings!(
-    /// Settings of a four-parameter repeat-buying fit (Pareto/NBD, MBG/NBD).
-    FitParams
-);
+impl Default for FitParams {
+    /// No penalty, 3,000 iterations, `tol = 1e-12`, start at `(1, 1, 1, 1)`,
+    /// one start, seed 42.
+    fn default() -> Self {
+        FitParams {
+            penalizer: 0.0,
+            // BG/NBD fits that converge take about 500 (CDNOW: 529); one
+            // far out on the ridge a -> 0, b -> infinity (nobody "dies")
+            // ends when its simplex collapses (`BgNbd::collapsed`).
+            max_iter: 3_000,
+            tol: 1e-12,
+            initial: [1.0; 4],
+            starts: 1,
+            seed: 42,
+        }
+    }
+}
+
+impl FitParams {
+    /// Checks every setting; `model` names the model in the error.
+    pub fn check(&self, model: &'static str) -> Result<(), RepeatModelError> {
+        self.check_settings().map_err(|e| e.in_model(model))
+    }
+
+    /// The first setting out of range.
+    fn check_settings(&self) -> Result<(), InvalidSetting> {
+        check_fit_settings(self.penalizer, self.max_iter, self.tol, &self.initial)?;
+        if self.starts == 0 {
+            return Err(InvalidSetting::new(
+                "starts",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`crate::math::optim::minimize_log_params`] with these settings:
+    /// the winning run and its four parameters.
+    pub(crate) fn minimize(
+        &self,
+        n: usize,
+        log_likelihood: impl Fn([f64; 4]) -> f64,
+    ) -> Result<(NelderMeadResult, [f64; 4]), OptimError> {
+        crate::math::optim::minimize_log_params(
+            &crate::math::optim::fit_options(self.max_iter, self.tol),
+            self.penalizer,
+            &self.initial,
+            (self.starts, self.seed),
+            n,
+            log_likelihood,
+        )
+    }
+}
 
 /// Defines a fitted (or given) customer model: its parameters, then what the
 /// fit reports, with `unfitted` (the model with given parameters and no fit)
@@ -170,6 +152,78 @@ macro_rules! fitted_model {
 }
 pub(crate) use fitted_model;
 
+/// What BG/NBD, Pareto/NBD and MBG/NBD (`$model`, named `$name` in errors,
+/// with parameters `$param`) share around their likelihood and their
+/// conditional expectation: the free function `fit`, and the methods `new`,
+/// `log_likelihood_of` and `expected_purchases`. The module provides
+/// `$prepare(data) -> Result<D, RepeatModelError>` (the data checked and
+/// grouped for the likelihood), `$ll(&D, params…) -> f64` (`Σ ln Lᵢ`) and the
+/// method `conditional(t, x, t_x, T)`, the expected purchases called for
+/// checked arguments and `t > 0`.
+macro_rules! repeat_model {
+    ($model:ident($($param:ident),+), $name:expr, $prepare:path, $ll:path) => {
+        /// Fits the model to one `(x, t_x, T)` per customer by (penalised)
+        /// maximum likelihood over the logarithms of its four parameters
+        /// ([`super::repeat`]).
+        pub fn fit(
+            params: &$crate::customer::repeat::FitParams,
+            data: &[(f64, f64, f64)],
+        ) -> Result<$model, $crate::customer::repeat::RepeatModelError> {
+            params.check($name)?;
+            if data.is_empty() {
+                return Err($crate::customer::repeat::RepeatModelError::NoData { model: $name });
+            }
+            let prepared = $prepare(data)?;
+            let ll = |[$($param),+]: [f64; 4]| $ll(&prepared, $($param),+);
+            let (best, [$($param),+]) = params.minimize(data.len(), ll)?;
+            Ok($model::unfitted($($param),+).with_fit(
+                $ll(&prepared, $($param),+),
+                &best,
+                data.len(),
+            ))
+        }
+
+        impl $model {
+            /// A model with given parameters (for instance from a stored fit).
+            pub fn new(
+                $($param: f64),+
+            ) -> Result<Self, $crate::customer::repeat::RepeatModelError> {
+                $crate::customer::repeat::check_model_params(
+                    $name,
+                    [$((stringify!($param), $param)),+],
+                )?;
+                Ok($model::unfitted($($param),+))
+            }
+
+            /// Total log-likelihood of `data` under this model.
+            pub fn log_likelihood_of(
+                &self,
+                data: &[(f64, f64, f64)],
+            ) -> Result<f64, $crate::customer::repeat::RepeatModelError> {
+                Ok($ll(&$prepare(data)?, $(self.$param),+))
+            }
+
+            /// Expected purchases in `(T, T + t]` of a customer with history
+            /// `(x, t_x, T)` (module docs).
+            pub fn expected_purchases(
+                &self,
+                t: f64,
+                x: f64,
+                t_x: f64,
+                big_t: f64,
+            ) -> Result<f64, $crate::customer::repeat::RepeatModelError> {
+                $crate::customer::repeat::check_customer(0, x, t_x, big_t)?;
+                $crate::customer::repeat::check_horizon($name, t)?;
+                if t == 0.0 {
+                    return Ok(0.0);
+                }
+                self.conditional(t, x, t_x, big_t)
+            }
+        }
+    };
+}
+pub(crate) use repeat_model;
+
 /// A fit setting or model parameter out of range: what
 /// [`RepeatModelError::InvalidParam`] and its BG/NBD and Gamma-Gamma
 /// counterparts say, without the model's name.
@@ -200,20 +254,8 @@ impl InvalidSetting {
     }
 }
 
-/// A customer's impossible `(x, t_x, T)`: what [`RepeatModelError::InvalidCustomer`]
-/// and its BG/NBD counterpart say.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct InvalidHistory {
-    pub index: usize,
-    pub x: f64,
-    pub t_x: f64,
-    pub t: f64,
-    pub reason: &'static str,
-}
-
-/// `From` [`InvalidSetting`] (and, with `history`, [`InvalidHistory`]) for
-/// a model error enum whose `InvalidParam` and `InvalidCustomer` variants
-/// have the same fields.
+/// `From` [`InvalidSetting`] for a model error enum whose `InvalidParam`
+/// variant has the same fields.
 macro_rules! invalid_input_from {
     ($error:ty) => {
         impl From<$crate::customer::repeat::InvalidSetting> for $error {
@@ -226,25 +268,10 @@ macro_rules! invalid_input_from {
             }
         }
     };
-    ($error:ty, history) => {
-        $crate::customer::repeat::invalid_input_from!($error);
-
-        impl From<$crate::customer::repeat::InvalidHistory> for $error {
-            fn from(e: $crate::customer::repeat::InvalidHistory) -> Self {
-                Self::InvalidCustomer {
-                    index: e.index,
-                    x: e.x,
-                    t_x: e.t_x,
-                    t: e.t,
-                    reason: e.reason,
-                }
-            }
-        }
-    };
 }
 pub(crate) use invalid_input_from;
 
-/// Why a Pareto/NBD or MBG/NBD model could not be fitted or evaluated.
+/// Why a BG/NBD, Pareto/NBD or MBG/NBD model could not be fitted or evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RepeatModelError {
     /// A setting or model parameter is out of range.
@@ -273,63 +300,19 @@ pub enum RepeatModelError {
     /// A special function failed.
     #[error("special function: {0}")]
     Special(SpecialError),
-    /// The BG/NBD model failed (when used through [`super::select::RepeatModel`]).
-    #[error("BG/NBD: {0}")]
-    BgNbd(BgNbdError),
 }
 
-crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError), BgNbd(BgNbdError) });
-
-/// Why the BG/NBD model could not be fitted or evaluated (defined here, beside
-/// [`RepeatModelError`] which wraps it, and re-exported by `bgnbd`).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BgNbdError {
-    /// A setting or model parameter is out of range.
-    #[error("invalid BG/NBD parameter {name} = {value}: {reason}")]
-    InvalidParam {
-        name: &'static str,
-        value: String,
-        reason: &'static str,
-    },
-    /// No customer to fit on.
-    #[error("no customers to fit the BG/NBD model on")]
-    NoData,
-    /// A customer's `(x, t_x, T)` is impossible.
-    #[error("customer #{index} has (x, t_x, T) = ({x}, {t_x}, {t}): {reason}")]
-    InvalidCustomer {
-        index: usize,
-        x: f64,
-        t_x: f64,
-        t: f64,
-        reason: &'static str,
-    },
-    /// The optimiser refused to start.
-    #[error("optimiser: {0}")]
-    Optim(OptimError),
-    /// A special function failed.
-    #[error("special function: {0}")]
-    Special(SpecialError),
-}
-
-crate::error_from!(BgNbdError { Optim(OptimError), Special(SpecialError) });
-invalid_input_from!(BgNbdError, history);
-
-impl From<InvalidHistory> for RepeatModelError {
-    fn from(e: InvalidHistory) -> Self {
-        RepeatModelError::InvalidCustomer {
-            index: e.index,
-            x: e.x,
-            t_x: e.t_x,
-            t: e.t,
-            reason: e.reason,
-        }
-    }
-}
+crate::error_from!(RepeatModelError { Optim(OptimError), Special(SpecialError) });
 
 /// Checks one customer's `(x, t_x, T)`.
-pub(crate) fn check_history(index: usize, x: f64, t_x: f64, t: f64) -> Result<(), InvalidHistory> {
+pub(crate) fn check_customer(
+    index: usize,
+    x: f64,
+    t_x: f64,
+    t: f64,
+) -> Result<(), RepeatModelError> {
     let bad = |reason| {
-        Err(InvalidHistory {
+        Err(RepeatModelError::InvalidCustomer {
             index,
             x,
             t_x,
@@ -349,18 +332,8 @@ pub(crate) fn check_history(index: usize, x: f64, t_x: f64, t: f64) -> Result<()
     Ok(())
 }
 
-/// Checks one customer's `(x, t_x, T)`.
-pub(crate) fn check_customer(
-    index: usize,
-    x: f64,
-    t_x: f64,
-    t: f64,
-) -> Result<(), RepeatModelError> {
-    Ok(check_history(index, x, t_x, t)?)
-}
-
 /// Checks a horizon (finite, non-negative).
-pub(crate) fn horizon(t: f64) -> Result<(), InvalidSetting> {
+pub(crate) fn check_horizon(model: &'static str, t: f64) -> Result<(), RepeatModelError> {
     if t.is_finite() && t >= 0.0 {
         Ok(())
     } else {
@@ -368,13 +341,25 @@ pub(crate) fn horizon(t: f64) -> Result<(), InvalidSetting> {
             "t",
             t.to_string(),
             "the horizon must be finite and non-negative",
-        ))
+        )
+        .in_model(model))
     }
 }
 
-/// Checks a horizon (finite, non-negative).
-pub(crate) fn check_horizon(model: &'static str, t: f64) -> Result<(), RepeatModelError> {
-    horizon(t).map_err(|e| e.in_model(model))
+/// Half-width of the evaluation around the removable singularity at `a = 1`
+/// of the BG/NBD and MBG/NBD expectations.
+const A_ONE_EPS: f64 = 1e-5;
+
+/// `eval(a)`, or the mean of `eval(1 ± ε)` when `a` is within `ε` of 1.
+pub(crate) fn around_a_one(
+    a: f64,
+    eval: impl Fn(f64) -> Result<f64, RepeatModelError>,
+) -> Result<f64, RepeatModelError> {
+    if (a - 1.0).abs() < A_ONE_EPS {
+        Ok(0.5 * (eval(1.0 - A_ONE_EPS)? + eval(1.0 + A_ONE_EPS)?))
+    } else {
+        eval(a)
+    }
 }
 
 /// Checks model parameters (finite and positive).
@@ -427,13 +412,6 @@ pub(crate) fn check_fit_settings(
         );
     }
     Ok(())
-}
-
-impl FitParams {
-    /// Checks every setting; `model` names the model in the error.
-    pub fn check(&self, model: &'static str) -> Result<(), RepeatModelError> {
-        self.check_settings().map_err(|e| e.in_model(model))
-    }
 }
 
 /// The horizon `u ≤ max_horizon` at which `expected(u)`, a customer's

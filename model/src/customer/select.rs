@@ -51,7 +51,7 @@
 //! degenerate fits too (it then reflects the customer's estimated purchase
 //! rate only).
 
-use super::bgnbd::{BgNbd, BgNbdParams};
+use super::bgnbd::{self, BgNbd, BgNbdParams};
 use super::mbg_nbd::{self, MbgNbd};
 use super::pareto_nbd::{self, ParetoNbd};
 use super::repeat::{
@@ -121,7 +121,7 @@ impl RepeatModel {
         data: &[History],
     ) -> Result<Self, RepeatModelError> {
         Ok(match kind {
-            ModelKind::BgNbd => RepeatModel::BgNbd(bgnbd.fit(data)?),
+            ModelKind::BgNbd => RepeatModel::BgNbd(bgnbd::fit(bgnbd, data)?),
             ModelKind::ParetoNbd => {
                 RepeatModel::ParetoNbd(pareto_nbd::fit(&params.pareto_nbd, data)?)
             }

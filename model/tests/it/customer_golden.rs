@@ -3,7 +3,7 @@
 //! The data sit beside the checkout in `../shared/datasets/cdnow/`; a missing
 //! file is a failure, not a skip.
 
-use encore_model::customer::bgnbd::{BgNbd, BgNbdParams};
+use encore_model::customer::bgnbd::{self, BgNbd, BgNbdParams};
 use encore_model::customer::gamma_gamma::GammaGammaParams;
 use encore_model::customer::mbg_nbd::{self, MbgNbdParams};
 use encore_model::customer::pareto_nbd::{self, ParetoNbdParams};
@@ -61,7 +61,7 @@ fn customer_bgnbd_reproduces_the_published_cdnow_fit() {
     assert_eq!(header, ["ID", "frequency", "recency", "T"]);
     assert_eq!(rows.len(), 2357, "the CDNOW sample has 2,357 customers");
     let data: Vec<(f64, f64, f64)> = rows.iter().map(|r| (r[1], r[2], r[3])).collect();
-    let fit = BgNbdParams::default().fit(&data).unwrap();
+    let fit = bgnbd::fit(&BgNbdParams::default(), &data).unwrap();
     println!(
         "BG/NBD on CDNOW: r = {:.4} (0.2426), alpha = {:.4} (4.4135), a = {:.4} (0.7929), \
          b = {:.4} (2.4258), LL = {:.2} (-9582.43), {} iterations, converged {}",

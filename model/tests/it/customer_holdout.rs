@@ -24,7 +24,7 @@
 
 use encore_data::PurchaseLog;
 use encore_data::timestamp::parse_timestamp;
-use encore_model::customer::bgnbd::BgNbdParams;
+use encore_model::customer::bgnbd::{self, BgNbdParams};
 use encore_model::customer::summary::{SummaryParams, TimeUnit, summarize, summarize_day_events};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -109,7 +109,7 @@ fn customer_bgnbd_predicts_the_cdnow_holdout() {
 
     let data: Vec<(f64, f64, f64)> = calibration.iter().map(|(_, s)| s.tuple()).collect();
     let started = std::time::Instant::now();
-    let fit = BgNbdParams::default().fit(&data).unwrap();
+    let fit = bgnbd::fit(&BgNbdParams::default(), &data).unwrap();
     let fit_secs = started.elapsed().as_secs_f64();
     assert!(fit.converged);
 
