@@ -18,7 +18,7 @@
 //! After the fsync, and before any batch of that commit is answered, the
 //! accepted purchases later than the serving model's data end go into
 //! [`RecentPurchases`], the overlay the customer routes read (see
-//! [`apply_recent_to_due`] and the route modules): a just-bought item leaves
+//! [`due_with_recent`] and the route modules): a just-bought item leaves
 //! the customer's "for you" list (where bought items are excluded) and drops
 //! to the end of buy-again, with its clock restarted. The overlay lives in
 //! the application state, not in the engine, so it survives model swaps; a
@@ -36,5 +36,5 @@
 mod overlay;
 mod writer;
 
-pub(crate) use overlay::{RecentPurchases, apply_recent_to_due, data_end, is_recent_purchase};
+pub(crate) use overlay::{RecentPurchases, data_end, due_with_recent, is_recent_purchase};
 pub(crate) use writer::EventSink;

@@ -3,7 +3,7 @@
 
 use encore_data::events::{Event, EventKind};
 use encore_model::customer::replenishment::DueItem;
-use encore_model::engine::Engine;
+use encore_model::engine::{Engine, ListFilter};
 use std::collections::{HashMap, HashSet};
 use std::sync::{PoisonError, RwLock};
 
@@ -173,19 +173,22 @@ pub(crate) fn data_end(engine: &Engine) -> i64 {
         .unwrap_or_else(|| engine.replenishment().reference())
 }
 
-/// Applies the customer's purchases since the model's data end to a
-/// buy-again list fetched with at least `k + recent.len()` entries: an item
-/// bought since is not due, so it goes after every other item, with score 0
-/// and its clock restarted: `last_purchase` is the event's time, the
-/// interval is the item's cycle for the quantity bought (`days_per_unit ·
-/// quantity^e_q`, clamped like the model's), `due_date` follows from them,
-/// and `purchases` counts one more. Truncated to `k`.
-pub(crate) fn apply_recent_to_due(
+/// Customer `c`'s buy-again list of `k` items under `filter`, with her
+/// purchases since the model's data end (`recent`) applied: the list is
+/// fetched with `k + recent.len()` entries, and an item bought since is not
+/// due, so it goes after every other item, with score 0 and its clock
+/// restarted: `last_purchase` is the event's time, the interval is the
+/// item's cycle for the quantity bought (`days_per_unit · quantity^e_q`,
+/// clamped like the model's), `due_date` follows from them, and `purchases`
+/// counts one more. Truncated to `k`.
+pub(crate) fn due_with_recent(
     engine: &Engine,
-    due: Vec<DueItem>,
-    recent: &[(u32, Recent)],
+    c: u32,
     k: usize,
+    filter: &ListFilter,
+    recent: &[(u32, Recent)],
 ) -> Vec<DueItem> {
+    let due = engine.buy_again(c, k + recent.len(), filter);
     if recent.is_empty() {
         let mut due = due;
         due.truncate(k);

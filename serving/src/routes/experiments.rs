@@ -46,7 +46,7 @@
 use super::JsonObject;
 use super::outreach::NoQuery;
 use crate::error::{ApiError, Code};
-use crate::events::apply_recent_to_due;
+use crate::events::due_with_recent;
 use crate::experiments::{Assigned, Running};
 use crate::state::AppState;
 use crate::trace::RequestId;
@@ -108,8 +108,7 @@ pub(crate) async fn serve(
         }
         Strategy::BuyAgain { .. } => match customer {
             Some(c) => {
-                let due = engine.buy_again(c, k + recent.len(), &filter);
-                let due = apply_recent_to_due(engine, due, &recent, k);
+                let due = due_with_recent(engine, c, k, &filter, &recent);
                 Ok((
                     Source::Model,
                     due.iter().map(|d| (d.item, d.due_score)).collect(),
@@ -136,8 +135,7 @@ pub(crate) async fn serve(
                     include_purchased: true,
                     ..filter.clone()
                 };
-                let due = engine.buy_again(c, slots + recent.len(), &due_filter);
-                let due = apply_recent_to_due(engine, due, &recent, slots);
+                let due = due_with_recent(engine, c, slots, &due_filter, &recent);
                 // A just-bought item moved to the end with score 0 is not due.
                 ranked.extend(due.iter().filter(|d| d.due_score > 0.0).map(|d| d.item));
                 if !ranked.is_empty() {

@@ -8,7 +8,7 @@
 //! Purchases logged since then (`POST /v1/events`) apply at once: in
 //! buy-again and next-purchase's `replenishment`, an item bought since goes
 //! to the end of the list with score 0 and its clock restarted at the
-//! purchase ([`crate::events::apply_recent_to_due`]); next-purchase's
+//! purchase ([`crate::events::due_with_recent`]); next-purchase's
 //! `recommended_items` leave such items out; and the reactivation audience
 //! skips customers who bought since (they are no longer lapsing). Profiles,
 //! stages and the other figures wait for the next training run.
@@ -16,7 +16,7 @@
 use super::{check_id, id_k_snapshot, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
-use crate::events::apply_recent_to_due;
+use crate::events::due_with_recent;
 use crate::limits::{DEFAULT_ORDERS, MAX_K, MAX_LIST_VALUES, MAX_ORDERS};
 use crate::state::AppState;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -193,8 +193,7 @@ pub(crate) async fn next_purchase(
     let recent = state.recent_purchases().items_of(&engine, &id);
     let result = state
         .score(move || {
-            let due = scoring.buy_again(c, k + recent.len(), &ListFilter::default());
-            let due = apply_recent_to_due(&scoring, due, &recent, k);
+            let due = due_with_recent(&scoring, c, k, &ListFilter::default(), &recent);
             let filter = ListFilter {
                 exclude: recent.iter().map(|(item, _)| *item).collect(),
                 ..ListFilter::default()
@@ -258,8 +257,7 @@ pub(crate) async fn buy_again(
     let (k, engine) = id_k_snapshot(&state, &id, query.k.as_deref())?;
     let recent = state.recent_purchases().items_of(&engine, &id);
     let result = profile_of(&engine, &id).map(|(c, _)| {
-        let due = engine.buy_again(c, k + recent.len(), &ListFilter::default());
-        let due = apply_recent_to_due(&engine, due, &recent, k);
+        let due = due_with_recent(&engine, c, k, &ListFilter::default(), &recent);
         json!({
             "customer_id": id,
             "as_of": as_of(&engine),
