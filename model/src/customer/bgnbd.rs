@@ -190,30 +190,39 @@ impl BgNbd {
         if t == 0.0 {
             return Ok(0.0);
         }
-        let eval = |a: f64| -> Result<f64, RepeatModelError> {
-            let (r, alpha, b) = (self.r, self.alpha, self.b);
-            let z = t / (alpha + t);
-            let (m, s) = hyp2f1_scaled(r, b, a + b - 1.0, z)?;
-            let h = m * (s + r * (alpha / (alpha + t)).ln()).exp();
-            Ok((a + b - 1.0) / (a - 1.0) * (1.0 - h))
-        };
-        around_a_one(self.a, eval)
+        // Eq. 10 at x = 0, T = 0 (alive for sure).
+        expected_if_alive([self.r, self.alpha, self.a, self.b], 0.0, t, 0.0, 0.0)
     }
 
     /// [`BgNbd::expected_purchases`] for checked arguments and `t > 0` (eq. 10).
     fn conditional(&self, t: f64, x: f64, t_x: f64, big_t: f64) -> Result<f64, RepeatModelError> {
-        let (r, alpha, b) = (self.r, self.alpha, self.b);
-        let rx = r + x;
-        let z = t / (alpha + big_t + t);
-        let ln_ratio = ((alpha + big_t) / (alpha + big_t + t)).ln();
-        let eval = |a: f64| -> Result<f64, RepeatModelError> {
-            let (m, s) = hyp2f1_scaled(rx, b + x, a + b + x - 1.0, z)?;
-            let h = m * (s + rx * ln_ratio).exp();
-            Ok((a + b + x - 1.0) / (a - 1.0) * (1.0 - h))
-        };
-        let numerator = around_a_one(self.a, eval)?;
+        let params = [self.r, self.alpha, self.a, self.b];
+        let numerator = expected_if_alive(params, 0.0, t, x, big_t)?;
         Ok(numerator * self.p_alive(x, t_x, big_t))
     }
+}
+
+/// The numerator of eq. 10, `E[Y(t) | alive, x, T]`:
+/// `c/(a−1) · [1 − ((α+T)/(α+T+t))^(r+x) ₂F₁(r+x, b+x+k; c; t/(α+T+t))]`
+/// with `c = a+b+x+k−1` and `k = 0`. MBG/NBD's is the same with `k = 1`
+/// ([`super::mbg_nbd`]). Evaluated around the removable singularity at `a = 1`.
+pub(super) fn expected_if_alive(
+    [r, alpha, a, b]: [f64; 4],
+    k: f64,
+    t: f64,
+    x: f64,
+    big_t: f64,
+) -> Result<f64, RepeatModelError> {
+    let rx = r + x;
+    let z = t / (alpha + big_t + t);
+    let ln_ratio = ((alpha + big_t) / (alpha + big_t + t)).ln();
+    let eval = |a: f64| -> Result<f64, RepeatModelError> {
+        let c = a + b + x - (1.0 - k);
+        let (m, s) = hyp2f1_scaled(rx, b + x + k, c, z)?;
+        let h = m * (s + rx * ln_ratio).exp();
+        Ok(c / (a - 1.0) * (1.0 - h))
+    };
+    around_a_one(a, eval)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 //!   Both have a removable singularity at `a = 1`; there they are the mean
 //!   of the values at `a = 1 ± 10⁻⁵` (as in [`super::bgnbd`]).
 
+use super::bgnbd::expected_if_alive;
 use super::repeat::{FitParams, Histories, RepeatModelError, around_a_one};
 use crate::math::special::{hyp2f1_scaled, ln_gamma, log_add_exp, logistic};
 
@@ -90,16 +91,9 @@ impl MbgNbd {
 
     /// [`MbgNbd::expected_purchases`] for checked arguments and `t > 0`.
     fn conditional(&self, t: f64, x: f64, t_x: f64, big_t: f64) -> Result<f64, RepeatModelError> {
-        let (r, alpha, b) = (self.r, self.alpha, self.b);
-        let rx = r + x;
-        let z = t / (alpha + big_t + t);
-        let ln_ratio = ((alpha + big_t) / (alpha + big_t + t)).ln();
-        let eval = |a: f64| -> Result<f64, RepeatModelError> {
-            let (m, s) = hyp2f1_scaled(rx, b + x + 1.0, a + b + x, z)?;
-            let h = m * (s + rx * ln_ratio).exp();
-            Ok((a + b + x) / (a - 1.0) * (1.0 - h))
-        };
-        Ok(around_a_one(self.a, eval)? * self.p_alive(x, t_x, big_t))
+        let params = [self.r, self.alpha, self.a, self.b];
+        let if_alive = expected_if_alive(params, 1.0, t, x, big_t)?;
+        Ok(if_alive * self.p_alive(x, t_x, big_t))
     }
 }
 
