@@ -905,6 +905,26 @@ fn p_value(p: f64) -> String {
     }
 }
 
+/// One line of the differences to control in [`ExperimentReport::text`]:
+/// the variant column, the figure, then `d` written by `fmt` with `unit`.
+fn difference_line(
+    variant: &str,
+    what: &str,
+    d: &Difference,
+    fmt: fn(f64) -> String,
+    unit: &str,
+) -> String {
+    format!(
+        "{variant:<16} {what:<16} {}{unit} [{}, {}]{} p = {}{}\n",
+        fmt(d.difference),
+        fmt(d.ci_low),
+        fmt(d.ci_high),
+        rel(d.relative),
+        p_value(d.p_value),
+        if d.significant { " *" } else { "" }
+    )
+}
+
 fn rel(x: f64) -> String {
     if x.is_nan() {
         String::new()
@@ -964,49 +984,12 @@ impl ExperimentReport {
         if !self.comparisons.is_empty() {
             out.push_str("\nDifference to control (variant - control), 95% CI, two-sided p-value; * p < 0.05\n");
             for c in &self.comparisons {
-                let star = |d: &Difference| if d.significant { " *" } else { "" };
-                let d = c.conversion;
-                w(
-                    &mut out,
-                    format!(
-                        "{:<16} conversion       {} pp [{}, {}]{} p = {}{}\n",
-                        c.variant,
-                        pp(d.difference),
-                        pp(d.ci_low),
-                        pp(d.ci_high),
-                        rel(d.relative),
-                        p_value(d.p_value),
-                        star(&d)
-                    ),
-                );
-                let d = c.revenue_per_customer;
-                w(
-                    &mut out,
-                    format!(
-                        "{:<16} revenue/customer {} [{}, {}]{} p = {}{}\n",
-                        "",
-                        signed(d.difference),
-                        signed(d.ci_low),
-                        signed(d.ci_high),
-                        rel(d.relative),
-                        p_value(d.p_value),
-                        star(&d)
-                    ),
-                );
-                let d = c.repurchase_rate;
-                w(
-                    &mut out,
-                    format!(
-                        "{:<16} repurchase rate  {} pp [{}, {}]{} p = {}{}\n",
-                        "",
-                        pp(d.difference),
-                        pp(d.ci_low),
-                        pp(d.ci_high),
-                        rel(d.relative),
-                        p_value(d.p_value),
-                        star(&d)
-                    ),
-                );
+                let d = &c.conversion;
+                out.push_str(&difference_line(&c.variant, "conversion", d, pp, " pp"));
+                let d = &c.revenue_per_customer;
+                out.push_str(&difference_line("", "revenue/customer", d, signed, ""));
+                let d = &c.repurchase_rate;
+                out.push_str(&difference_line("", "repurchase rate", d, pp, " pp"));
             }
         }
         let s = &self.sample_ratio;
