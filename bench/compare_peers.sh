@@ -8,7 +8,8 @@
 # Environment: VENV [/tmp/encore-bench-venv] WORK [/tmp/encore-peers]
 # THREADS [2] INSTACART [../shared/datasets/instacart_sample/instacart_df_sample.csv.gz
 # relative to the repository]; ONLINE_RETAIL_CONFIG, INSTACART_CONFIG [none]: a
-# training config (e.g. one written by `encore-train tune`) for that dataset.
+# training config (e.g. one written by `encore-train tune`) for that dataset;
+# BIN [CARGO_TARGET_DIR/release, or target/release, built]: the binaries' directory.
 #
 # Per dataset: `encore-train evaluate --report WORK/<name>.json --export-split
 # WORK/<name>_split` writes Encore's scores and the split it scored (train.csv,
@@ -44,9 +45,8 @@ esac
 
 ensure_implicit_venv "$VENV"
 
-echo "== building encore-train (release)"
-(cd "$ROOT" && cargo build --release --locked --quiet -p encore-training -p encore-serving --bin encore-train)
-BIN="$ROOT/target/release/encore-train"
+ensure_bin "$ROOT"
+TRAIN="$BIN/encore-train"
 mkdir -p "$WORK"
 
 run() { # name evaluate-args...
@@ -55,7 +55,7 @@ run() { # name evaluate-args...
     local split="$WORK/${name}_split"
     rm -rf "$split"
     echo "== $name: encore-train evaluate"
-    "$BIN" evaluate "$@" --k 10,20 --report "$WORK/$name.json" --export-split "$split" \
+    "$TRAIN" evaluate "$@" --k 10,20 --report "$WORK/$name.json" --export-split "$split" \
         >"$WORK/$name.encore.log" 2>&1 || {
         cat "$WORK/$name.encore.log" >&2
         exit 1

@@ -8,17 +8,16 @@
 #   bench/events_start.sh [EVENTS]      # default 1000000
 #
 # Environment: WORK [/tmp/encore-events-start] RUNS [3] PORT [18196]
-# SERVE_BIN [built from this checkout]: another encore-serve to compare, e.g.
-# a build of an earlier commit. The model is the bundled sample's (trained
+# BIN [CARGO_TARGET_DIR/release, or target/release, built]: the binaries'
+# directory; SERVE_BIN [$BIN/encore-serve]: another encore-serve to compare,
+# e.g. a build of an earlier commit. The model is the bundled sample's (trained
 # once into WORK/model). Each start gets a fresh copy of the log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/bench/common.sh"
 EVENTS="${1:-1000000}"
 set_defaults WORK=/tmp/encore-events-start RUNS=3 PORT=18196
-echo "== building (release)"
-(cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bins)
-BIN="$ROOT/target/release"
+ensure_bin "$ROOT"
 SERVE="${SERVE_BIN:-$BIN/encore-serve}"
 [[ -x "$SERVE" ]] || { echo "$0: SERVE_BIN is not an executable: $SERVE" >&2; exit 2; }
 ensure_sample_model "$BIN" "$ROOT" "$WORK"
