@@ -30,7 +30,7 @@ ensure_implicit_venv "$VENV"
 
 echo "== building the example (release)"
 (cd "$ROOT" && cargo build --release --quiet -p encore-model --example als_bench)
-BIN="$ROOT/target/release/examples/als_bench"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/als_bench"
 
 if [[ ! -f "$DATA/shape.txt" ]]; then
     echo "== generating the matrix into $DATA"

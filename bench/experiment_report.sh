@@ -23,7 +23,7 @@ if [[ -z "${REPORT_BIN:-}" ]]; then
     echo "== building (release)"
     (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving --bin encore-train)
 fi
-REPORT="${REPORT_BIN:-$ROOT/target/release/encore-train}"
+REPORT="${REPORT_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/encore-train}"
 [[ -x "$REPORT" ]] || { echo "$0: REPORT_BIN is not an executable: $REPORT" >&2; exit 2; }
 
 LOG="$WORK/log-$EXPOSURES-$PURCHASES"

@@ -30,7 +30,7 @@ set_defaults WORK=/tmp/encore-load SERVER_WORKERS=2 PORT=18181
 load_settings 32
 echo "== building (release)"
 (cd "$ROOT" && cargo build --release --locked -q -p encore-training -p encore-serving -p encore-data --bins --example synth)
-BIN="$ROOT/target/release"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 ensure_load_model "$BIN" "$WORK"
 STORE="$WORK/store"
 two_version_store "$WORK/model" "$STORE" load-a load-b

@@ -39,7 +39,7 @@ if [[ -n "${ENCORE_TRAIN:-}" ]]; then
     [[ -x "$BIN" ]] || { echo "$0: ENCORE_TRAIN is not an executable: $BIN" >&2; exit 2; }
 else
     (cd "$ROOT" && cargo build --release --locked --quiet -p encore-training -p encore-serving --bin encore-train)
-    BIN="$ROOT/target/release/encore-train"
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/encore-train"
 fi
 
 python3 - "$INPUT" "$WORK" "$FOLDS" <<'PY'
