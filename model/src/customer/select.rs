@@ -230,7 +230,7 @@ impl RepeatModel {
 
     /// The horizon `u ≤ max_horizon` at which the expected purchases reach
     /// 1, to a relative precision of `10⁻⁶`; `None` if they stay below 1
-    /// (see the [`bgnbd`](super::bgnbd) module docs).
+    /// (see the [`bgnbd`] module docs).
     pub fn expected_time_to_next_purchase(
         &self,
         x: f64,
