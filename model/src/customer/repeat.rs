@@ -225,8 +225,8 @@ macro_rules! repeat_model {
 pub(crate) use repeat_model;
 
 /// A fit setting or model parameter out of range: what
-/// [`RepeatModelError::InvalidParam`] and its BG/NBD and Gamma-Gamma
-/// counterparts say, without the model's name.
+/// [`RepeatModelError::InvalidParam`] and its Gamma-Gamma counterpart say,
+/// without the model's name.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct InvalidSetting {
     pub name: &'static str,
