@@ -16,8 +16,8 @@
 
 use super::experiments::{self, EXPERIMENT_HEADER, VARIANT_HEADER};
 use super::{
-    ScoredItem, check_category, check_id, check_ids, known_items, model_response, parse_k,
-    scored_items, snapshot,
+    IdQuery, IdRouteQuery, ScoredItem, check_category, check_ids, known_items, model_response,
+    parse_k, scored_items, snapshot,
 };
 use crate::error::ApiError;
 use crate::experiments::Placement;
@@ -43,6 +43,45 @@ pub(crate) struct RecommendationQuery {
     include_purchased: Option<bool>,
 }
 
+/// [`RecommendationQuery`] checked, defaults applied.
+pub(crate) struct RecommendationParams {
+    k: usize,
+    /// `k` when the request gives one: it caps an experiment's list.
+    requested_k: Option<usize>,
+    exclude: Vec<String>,
+    category: Option<String>,
+    include_purchased: bool,
+}
+
+impl IdRouteQuery for RecommendationQuery {
+    type Checked = RecommendationParams;
+
+    /// Checks `k`, then `category`, then `exclude`.
+    fn check(self) -> Result<RecommendationParams, ApiError> {
+        let k = parse_k(self.k.as_deref())?;
+        let category = check_category(self.category)?;
+        // Empty entries (`exclude=a,,b,`) are skipped; ids containing a comma cannot be excluded here.
+        let exclude: Vec<String> = self
+            .exclude
+            .as_deref()
+            .map(|list| {
+                list.split(',')
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        check_ids("exclude", exclude.iter().map(String::as_str))?;
+        Ok(RecommendationParams {
+            k,
+            requested_k: self.k.is_some().then_some(k),
+            exclude,
+            category,
+            include_purchased: self.include_purchased.unwrap_or(false),
+        })
+    }
+}
+
 /// The answer of the recommendations endpoint.
 #[derive(Debug, Serialize)]
 struct CustomerList<'a> {
@@ -60,30 +99,22 @@ struct CustomerList<'a> {
 /// Recommendations for one customer, or the fallback list for an unknown one.
 pub(crate) async fn recommendations(
     state: web::Data<AppState>,
-    customer_id: web::Path<String>,
-    query: web::Query<RecommendationQuery>,
+    IdQuery(customer_id, params): IdQuery<RecommendationQuery>,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    let customer_id = customer_id.into_inner();
-    let query = query.into_inner();
-    check_id(&customer_id)?;
-    let k = parse_k(query.k.as_deref())?;
-    let category = check_category(query.category)?;
-    // Empty entries (`exclude=a,,b,`) are skipped; ids containing a comma cannot be excluded here.
-    let exclude: Vec<&str> = query
-        .exclude
-        .as_deref()
-        .map(|list| list.split(',').filter(|id| !id.is_empty()).collect())
-        .unwrap_or_default();
-    check_ids("exclude", exclude.iter().copied())?;
-
+    let RecommendationParams {
+        k,
+        requested_k,
+        exclude,
+        category,
+        include_purchased,
+    } = params;
     let engine = snapshot(&state)?;
-    let exclude = known_items(&engine, exclude.into_iter());
+    let exclude = known_items(&engine, exclude.iter().map(String::as_str));
     if let Some(assigned) = state
         .experiments()
         .assign(Placement::Recommendations, &customer_id)
     {
-        let requested_k = query.k.is_some().then_some(k);
         let result = experiments::serve(
             &state,
             &engine,
@@ -119,7 +150,7 @@ pub(crate) async fn recommendations(
     let mut filter = ListFilter {
         exclude,
         category,
-        include_purchased: query.include_purchased.unwrap_or(false),
+        include_purchased,
     };
     if !filter.include_purchased {
         // Items bought since the model's data end (`POST /v1/events`) are

@@ -43,8 +43,7 @@
 //!   control), the JSON of `encore-train experiment-report --format json`;
 //!   it streams the log twice, so it runs on the scoring queue.
 
-use super::JsonObject;
-use super::outreach::NoQuery;
+use super::{IdQuery, IdRouteQuery, JsonObject, NoQuery};
 use crate::error::{ApiError, Code};
 use crate::events::due_with_recent;
 use crate::experiments::{Assigned, Running};
@@ -280,15 +279,21 @@ pub(crate) struct ReportQuery {
     window_days: Option<f64>,
 }
 
+impl IdRouteQuery for ReportQuery {
+    /// The window, [`DEFAULT_WINDOW_DAYS`] when absent; the report checks it.
+    type Checked = f64;
+
+    fn check(self) -> Result<f64, ApiError> {
+        Ok(self.window_days.unwrap_or(DEFAULT_WINDOW_DAYS))
+    }
+}
+
 /// `GET /v1/admin/experiments/{name}/report`: the outcome so far of the
 /// running experiment `name`, from the event log.
 pub(crate) async fn report(
     state: web::Data<AppState>,
-    name: web::Path<String>,
-    query: web::Query<ReportQuery>,
+    IdQuery(name, window_days): IdQuery<ReportQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = name.into_inner();
-    super::check_id(&name)?;
     let experiment = state.experiments().get(&name).ok_or_else(|| {
         ApiError::new(
             Code::ExperimentNotFound,
@@ -303,7 +308,7 @@ pub(crate) async fn report(
     })?;
     let options = ReportOptions {
         experiment: name,
-        window_days: query.window_days.unwrap_or(DEFAULT_WINDOW_DAYS),
+        window_days,
         config: Some(experiment),
         control: None,
     };

@@ -15,21 +15,13 @@
 //! Only `k` is accepted: a category filter would make a graph search widen
 //! towards the whole catalog for a rare category.
 
-use super::{ScoredItem, id_k_snapshot, model_response, scored_items};
+use super::{IdQuery, KQuery, ScoredItem, model_response, scored_items, snapshot};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use encore_model::engine::{Engine, ListFilter, Ranked};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::sync::Arc;
-
-/// Query parameters of the item endpoints.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ItemQuery {
-    /// Kept as text so that a bad value answers `invalid_k`, not `invalid_query`.
-    k: Option<String>,
-}
 
 /// The answer of the item endpoints.
 #[derive(Debug, Serialize)]
@@ -41,10 +33,9 @@ struct ItemList<'a> {
 /// Items closest to the item in the embedding space.
 pub(crate) async fn similar(
     state: web::Data<AppState>,
-    item_id: web::Path<String>,
-    query: web::Query<ItemQuery>,
+    IdQuery(item_id, k): IdQuery<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (k, engine) = id_k_snapshot(&state, &item_id, query.k.as_deref())?;
+    let engine = snapshot(&state)?;
     let filter = ListFilter::default();
     let ranked = match find_item(&engine, &item_id) {
         Ok(item) => match engine.similar_cached(item, k, &filter) {
@@ -62,10 +53,9 @@ pub(crate) async fn similar(
 /// Items most often bought in the same orders as the item.
 pub(crate) async fn bought_together(
     state: web::Data<AppState>,
-    item_id: web::Path<String>,
-    query: web::Query<ItemQuery>,
+    IdQuery(item_id, k): IdQuery<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (k, engine) = id_k_snapshot(&state, &item_id, query.k.as_deref())?;
+    let engine = snapshot(&state)?;
     let ranked = find_item(&engine, &item_id)
         .map(|item| engine.bought_together(item, k, &ListFilter::default()));
     answer(&engine, &item_id, ranked)

@@ -14,12 +14,16 @@ use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
 use crate::limits::{DEFAULT_K, MAX_ID_BYTES, MAX_K, MAX_LIST_IDS};
 use crate::state::AppState;
+use actix_web::dev::Payload;
 use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, web};
 use encore_model::engine::{Engine, Ranked};
-use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Registers every route.
@@ -138,16 +142,73 @@ pub(crate) fn snapshot(state: &AppState) -> Result<Arc<Engine>, ApiError> {
     })
 }
 
-/// Checks the id and `k` of a `GET …/{id}?k=N` request, in that order, and
-/// takes the model to answer from: `k` and the model.
-pub(crate) fn id_k_snapshot(
-    state: &AppState,
-    id: &str,
-    k: Option<&str>,
-) -> Result<(usize, Arc<Engine>), ApiError> {
-    check_id(id)?;
-    let k = parse_k(k)?;
-    Ok((k, snapshot(state)?))
+/// The query of a route with an id in its path: deserialized by `web::Query`
+/// (`invalid_query` for an unknown, repeated or badly typed parameter), then
+/// checked by [`check`](Self::check) once the id is.
+pub(crate) trait IdRouteQuery: DeserializeOwned + 'static {
+    /// What the handler gets: the parameters checked, defaults applied.
+    type Checked;
+
+    /// Checks the parameters' values (`k`, `limit`, …).
+    fn check(self) -> Result<Self::Checked, ApiError>;
+}
+
+/// The checked id and query of a route with one id in its path
+/// (`…/{customer_id}/…`, `…/{item_id}/…`, `…/{name}/…`), taken as an
+/// extractor so that every such route checks the same things in the same
+/// order, and so answers the same error for the same mistakes: the path
+/// (`invalid_id` where it does not decode), the query's shape
+/// (`invalid_query`), the id ([`check_id`]), then the query's values
+/// ([`IdRouteQuery::check`]). The model is taken after all of them.
+///
+/// Handlers take it apart like a `web::Path` tuple:
+/// `IdQuery(customer_id, k): IdQuery<KQuery>`.
+pub(crate) struct IdQuery<Q: IdRouteQuery>(pub String, pub Q::Checked);
+
+impl<Q: IdRouteQuery> FromRequest for IdQuery<Q> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let path = web::Path::<String>::from_request(req, payload);
+        let query = web::Query::<Q>::from_request(req, payload);
+        Box::pin(async move {
+            let id = path.await?.into_inner();
+            let query = query.await?.into_inner();
+            check_id(&id)?;
+            let query = query.check()?;
+            Ok(IdQuery(id, query))
+        })
+    }
+}
+
+/// No query parameter is accepted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoQuery {}
+
+impl IdRouteQuery for NoQuery {
+    type Checked = ();
+
+    fn check(self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// `?k=` only: the length of a list ([`parse_k`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KQuery {
+    /// Kept as text so that a bad value answers `invalid_k`, not `invalid_query`.
+    k: Option<String>,
+}
+
+impl IdRouteQuery for KQuery {
+    type Checked = usize;
+
+    fn check(self) -> Result<usize, ApiError> {
+        parse_k(self.k.as_deref())
+    }
 }
 
 /// The `x-encore-model-version` header of `version`, if it is a valid header value.

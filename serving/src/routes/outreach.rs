@@ -13,7 +13,7 @@
 //! skips customers who bought since (they are no longer lapsing). Profiles,
 //! stages and the other figures wait for the next training run.
 
-use super::{check_id, id_k_snapshot, model_response, parse_k, snapshot};
+use super::{IdQuery, IdRouteQuery, KQuery, NoQuery, model_response, parse_k, snapshot};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
 use crate::events::due_with_recent;
@@ -81,11 +81,8 @@ fn profile_json(engine: &Engine, id: &str, p: &CustomerProfile) -> Value {
 /// `GET /v1/customers/{id}/profile`.
 pub(crate) async fn profile(
     state: web::Data<AppState>,
-    customer_id: web::Path<String>,
-    _query: web::Query<NoQuery>,
+    IdQuery(id, ()): IdQuery<NoQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = customer_id.into_inner();
-    check_id(&id)?;
     let engine = snapshot(&state)?;
     let result = profile_of(&engine, &id).map(|(_, p)| profile_json(&engine, &id, &p));
     model_response(&engine, result)
@@ -98,26 +95,29 @@ pub(crate) struct OrdersQuery {
     limit: Option<usize>,
 }
 
+impl IdRouteQuery for OrdersQuery {
+    /// The limit, [`DEFAULT_ORDERS`] when absent.
+    type Checked = usize;
+
+    fn check(self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(DEFAULT_ORDERS),
+            Some(n) if (1..=MAX_ORDERS).contains(&n) => Ok(n),
+            Some(n) => Err(ApiError::new(
+                Code::InvalidQuery,
+                format!("limit must be an integer from 1 to {MAX_ORDERS}, not {n}"),
+            )),
+        }
+    }
+}
+
 /// `GET /v1/customers/{id}/orders?limit=100`: the customer's orders of the
 /// training data, newest first, at most `limit` of them; `total` counts them
 /// all (the profile's `orders`), `truncated` says whether some were left out.
 pub(crate) async fn orders(
     state: web::Data<AppState>,
-    customer_id: web::Path<String>,
-    query: web::Query<OrdersQuery>,
+    IdQuery(id, limit): IdQuery<OrdersQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = customer_id.into_inner();
-    check_id(&id)?;
-    let limit = match query.limit {
-        None => DEFAULT_ORDERS,
-        Some(n) if (1..=MAX_ORDERS).contains(&n) => n,
-        Some(n) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                format!("limit must be an integer from 1 to {MAX_ORDERS}, not {n}"),
-            ));
-        }
-    };
     let engine = snapshot(&state)?;
     let result = profile_of(&engine, &id).map(|(c, _)| {
         let table = engine.customer_orders();
@@ -165,26 +165,12 @@ struct OrderJson {
     value: Option<f32>,
 }
 
-/// No query parameter is accepted.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NoQuery {}
-
-/// `?k=` only.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KQuery {
-    k: Option<String>,
-}
-
 /// `GET /v1/customers/{id}/next-purchase?k=10`.
 pub(crate) async fn next_purchase(
     state: web::Data<AppState>,
-    customer_id: web::Path<String>,
-    query: web::Query<KQuery>,
+    IdQuery(id, k): IdQuery<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = customer_id.into_inner();
-    let (k, engine) = id_k_snapshot(&state, &id, query.k.as_deref())?;
+    let engine = snapshot(&state)?;
     let c = match profile_of(&engine, &id) {
         Ok((c, _)) => c,
         Err(e) => return model_response::<Value>(&engine, Err(e)),
@@ -250,11 +236,9 @@ fn due_json(engine: &Engine, due: &[encore_model::customer::replenishment::DueIt
 /// `GET /v1/customers/{id}/buy-again?k=10`.
 pub(crate) async fn buy_again(
     state: web::Data<AppState>,
-    customer_id: web::Path<String>,
-    query: web::Query<KQuery>,
+    IdQuery(id, k): IdQuery<KQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = customer_id.into_inner();
-    let (k, engine) = id_k_snapshot(&state, &id, query.k.as_deref())?;
+    let engine = snapshot(&state)?;
     let recent = state.recent_purchases().items_of(&engine, &id);
     let result = profile_of(&engine, &id).map(|(c, _)| {
         let due = due_with_recent(&engine, c, k, &ListFilter::default(), &recent);
