@@ -283,15 +283,25 @@ pub(crate) fn json_k(raw: Option<&serde_json::Value>) -> Result<usize, ApiError>
 }
 
 fn check_k(parsed: Option<u64>, shown: &str) -> Result<usize, ApiError> {
-    parsed
-        .and_then(|k| usize::try_from(k).ok())
-        .filter(|k| (1..=MAX_K).contains(k))
-        .ok_or_else(|| {
-            ApiError::new(
-                Code::InvalidK,
-                format!("k must be an integer from 1 to {MAX_K}, not {shown}"),
-            )
-        })
+    let k = parsed.and_then(|k| usize::try_from(k).ok());
+    check_count("k", Code::InvalidK, MAX_K, k, shown)
+}
+
+/// A count parameter (`k`, `limit`): `n` if it is 1 to `max`, else `code`
+/// saying so, with the value as the client gave it (`shown`).
+pub(crate) fn check_count(
+    name: &str,
+    code: Code,
+    max: usize,
+    n: Option<usize>,
+    shown: impl std::fmt::Display,
+) -> Result<usize, ApiError> {
+    n.filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+        ApiError::new(
+            code,
+            format!("{name} must be an integer from 1 to {max}, not {shown}"),
+        )
+    })
 }
 
 /// Checks an item or customer id: 1 to [`MAX_ID_BYTES`] bytes.

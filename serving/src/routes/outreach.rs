@@ -13,7 +13,9 @@
 //! skips customers who bought since (they are no longer lapsing). Profiles,
 //! stages and the other figures wait for the next training run.
 
-use super::{IdQuery, IdRouteQuery, KQuery, NoQuery, model_response, parse_k, snapshot};
+use super::{
+    IdQuery, IdRouteQuery, KQuery, NoQuery, check_count, model_response, parse_k, snapshot,
+};
 use crate::MODEL_VERSION_HEADER;
 use crate::error::{ApiError, Code};
 use crate::events::due_with_recent;
@@ -102,11 +104,7 @@ impl IdRouteQuery for OrdersQuery {
     fn check(self) -> Result<usize, ApiError> {
         match self.limit {
             None => Ok(DEFAULT_ORDERS),
-            Some(n) if (1..=MAX_ORDERS).contains(&n) => Ok(n),
-            Some(n) => Err(ApiError::new(
-                Code::InvalidQuery,
-                format!("limit must be an integer from 1 to {MAX_ORDERS}, not {n}"),
-            )),
+            Some(n) => check_count("limit", Code::InvalidQuery, MAX_ORDERS, Some(n), n),
         }
     }
 }
