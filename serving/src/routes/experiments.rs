@@ -5,8 +5,8 @@
 //! [`crate::experiments`]'.
 //!
 //! * **Serving a variant.** The customer id is assigned with
-//!   [`Experiment::assign`] (unknown customers too: the hash needs only the
-//!   id) and the variant's strategy is served as the plain route would serve
+//!   [`Experiment::assign`](encore_model::experiment::Experiment::assign)
+//!   (unknown customers too: the hash needs only the id) and the variant's strategy is served as the plain route would serve
 //!   its list: `als` is the ALS list ([`Engine::recommend`]; purchased items
 //!   left out unless `include_purchased`), `for_you` the list of
 //!   `include_purchased=true` ([`Engine::for_you`]), `popular` the
