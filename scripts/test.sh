@@ -47,8 +47,8 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo doc -D warnings (broken intra-doc links)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+step "cargo doc -D warnings, private items too (broken intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --document-private-items
 
 step "cargo test"
 # The full-disk test mounts a tmpfs (root only): it is the next step, named.

@@ -284,7 +284,7 @@ pub(crate) fn map_csr(map: &Arc<Mapping>, path: &Path) -> Result<Csr, ArtifactEr
     Csr::from_parts(rows, cols, indptr, indices, values).map_err(|reason| corrupt(path, reason))
 }
 
-/// Serialises a dense `f32` matrix.
+/// [`write_f32`] into memory.
 #[cfg(test)]
 pub(crate) fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
     let mut out = Vec::with_capacity(24 + a.len() * 4);
@@ -292,7 +292,8 @@ pub(crate) fn encode_f32(a: &Array2<f32>) -> Vec<u8> {
     out
 }
 
-/// Streams the encoding of [`encode_f32`] into `w`.
+/// Writes a dense `f32` matrix into `w`: magic, rows and columns (`u64`),
+/// then the values row by row (little-endian), as [`decode_f32`] reads it.
 pub(crate) fn write_f32(w: &mut impl Write, a: &Array2<f32>) -> std::io::Result<()> {
     w.write_all(MAGIC_F32)?;
     w.write_all(&(a.nrows() as u64).to_le_bytes())?;
@@ -374,7 +375,7 @@ pub(crate) fn decode_f32(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Artif
     Array2::from_shape_vec((rows, cols), data).map_err(|e| corrupt(path, e.to_string()))
 }
 
-/// Serialises a CSR matrix.
+/// [`write_csr`] into memory.
 #[cfg(test)]
 pub(crate) fn encode_csr(m: &Csr) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + m.indptr().len() * 8 + m.nnz() * 8);
@@ -382,7 +383,8 @@ pub(crate) fn encode_csr(m: &Csr) -> Vec<u8> {
     out
 }
 
-/// Streams the encoding of [`encode_csr`] into `w`.
+/// Writes a CSR matrix into `w`: magic, rows, columns and non-zeros (`u64`),
+/// then `indptr` (`u64`), `indices` (`u32`) and `values` (`f32`), little-endian.
 pub(crate) fn write_csr(w: &mut impl Write, m: &Csr) -> std::io::Result<()> {
     w.write_all(MAGIC_CSR)?;
     w.write_all(&(m.n_rows() as u64).to_le_bytes())?;

@@ -422,7 +422,7 @@ fn hsum(v: [f32; LANES]) -> f32 {
 }
 
 /// `Σ a_i b_i` over the common length, with `LANES` independent accumulators
-/// (the serving and loss paths; training uses [`dot_n`] and [`dot_c`]).
+/// (the serving and loss paths; training uses [`dot_n`]).
 #[inline(always)]
 fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
