@@ -32,5 +32,6 @@ pub mod metrics;
 pub mod outreach;
 pub mod pipeline;
 pub mod serde_f32;
+mod setting;
 pub mod shard;
 pub mod topk;

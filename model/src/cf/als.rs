@@ -57,6 +57,7 @@
 //!   item norm (Cauchy–Schwarz, with room for rounding), that tile's product
 //!   is skipped. The lists are the same either way.
 
+use crate::setting::{InvalidSetting, at_least_one, non_negative};
 use crate::topk::rank_order;
 use encore_data::Csr;
 use ndarray::linalg::general_mat_mul;
@@ -122,6 +123,8 @@ pub enum AlsError {
     ShapeMismatch { what: String },
 }
 
+crate::setting::invalid_setting_from!(AlsError);
+
 impl AlsParams {
     /// Defaults: regularization 0.01, alpha 1, 15 iterations, 3 CG steps, seed 42.
     pub fn new(factors: usize) -> Self {
@@ -167,40 +170,15 @@ impl AlsParams {
 
     /// Checks every parameter.
     pub fn check(&self) -> Result<(), AlsError> {
-        let bad = |name, value: String, reason| {
-            Err(AlsError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        if self.factors == 0 || self.factors > 4096 {
-            return bad(
-                "factors",
-                self.factors.to_string(),
-                "must be between 1 and 4096",
-            );
+        if !(1..=4096).contains(&self.factors) {
+            let e = InvalidSetting::new("factors", self.factors, "must be between 1 and 4096");
+            return Err(e.into());
         }
-        if !(self.regularization.is_finite() && self.regularization >= 0.0) {
-            return bad(
-                "regularization",
-                self.regularization.to_string(),
-                "must be a finite non-negative number",
-            );
-        }
-        if !(self.alpha.is_finite() && self.alpha >= 0.0) {
-            return bad(
-                "alpha",
-                self.alpha.to_string(),
-                "must be a finite non-negative number",
-            );
-        }
-        if self.iterations == 0 {
-            return bad("iterations", "0".into(), "must be at least 1");
-        }
-        if self.cg_steps == 0 {
-            return bad("cg_steps", "0".into(), "must be at least 1");
-        }
+        non_negative(&[
+            ("regularization", self.regularization),
+            ("alpha", self.alpha),
+        ])?;
+        at_least_one(&[("iterations", self.iterations), ("cg_steps", self.cg_steps)])?;
         Ok(())
     }
 

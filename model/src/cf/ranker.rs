@@ -80,6 +80,7 @@ use crate::cf::item_knn::CoPurchase;
 use crate::cf::tifu::TifuKnn;
 use crate::learn::boosting::{Boosted, BoostingParams};
 use crate::learn::logistic::{column_stats, fit_logistic, standardise};
+use crate::setting::{InvalidSetting, at_least_one};
 use crate::topk::{rank_order, top_k, top_k_dense};
 use encore_data::{ByCustomer, PurchaseLog};
 use ndarray::{Array1, Array2};
@@ -219,6 +220,8 @@ pub enum RankerError {
     Boosting(String),
 }
 
+crate::setting::invalid_setting_from!(RankerError);
+
 /// The base models the features are computed from, fitted on one log.
 pub struct BaseModels {
     pub tifu: TifuKnn,
@@ -228,13 +231,8 @@ pub struct BaseModels {
 
 impl RankerParams {
     pub fn check(&self) -> Result<(), RankerError> {
-        let bad = |name, value: String, reason| {
-            Err(RankerError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
+        let bad =
+            |name, value: String, reason| Err(InvalidSetting::new(name, value, reason).into());
         if self.candidates_repeat + self.candidates_new + self.candidates_popular == 0 {
             return bad("candidates_repeat", "0".into(), "no candidate source left");
         }
@@ -255,18 +253,10 @@ impl RankerParams {
         if !(self.l2 > 0.0 && self.l2.is_finite()) {
             return bad("l2", self.l2.to_string(), "must be finite and > 0");
         }
-        if self.label_cuts == 0 {
-            return bad("label_cuts", "0".into(), "must be at least 1");
-        }
-        if let Err((name, value, reason)) = self.boosting.check() {
-            return bad(name, value, reason);
-        }
-        if self.max_iterations == 0 {
-            return bad("max_iterations", "0".into(), "must be at least 1");
-        }
-        if self.max_training_customers == 0 {
-            return bad("max_training_customers", "0".into(), "must be at least 1");
-        }
+        at_least_one(&[("label_cuts", self.label_cuts)])?;
+        self.boosting.check()?;
+        at_least_one(&[("max_iterations", self.max_iterations)])?;
+        at_least_one(&[("max_training_customers", self.max_training_customers)])?;
         Ok(())
     }
 

@@ -38,6 +38,7 @@ use super::repeat::{check_fit_settings, positive_params};
 use super::summary::TimeUnit;
 use crate::math::optim::{OptimError, fit_options, minimize_log_params};
 use crate::math::special::ln_gamma;
+use crate::setting::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 /// Settings of the Gamma-Gamma fit.
@@ -99,7 +100,7 @@ pub enum GammaGammaError {
 }
 
 crate::error_from!(GammaGammaError { Optim(OptimError), Repeat(super::repeat::RepeatModelError) });
-super::repeat::invalid_input_from!(GammaGammaError);
+crate::setting::invalid_setting_from!(GammaGammaError);
 
 super::repeat::fitted_model!(
     /// A fitted (or given) Gamma-Gamma model.
@@ -146,13 +147,7 @@ impl Default for ClvParams {
 impl ClvParams {
     /// Checks every setting.
     pub fn check(&self) -> Result<(), GammaGammaError> {
-        let bad = |name, value: f64, reason| {
-            Err(GammaGammaError::InvalidParam {
-                name,
-                value: value.to_string(),
-                reason,
-            })
-        };
+        let bad = |name, value: f64, reason| Err(InvalidSetting::new(name, value, reason).into());
         if !(self.discount_rate_annual.is_finite() && self.discount_rate_annual > -1.0) {
             return bad(
                 "discount_rate_annual",
@@ -160,13 +155,7 @@ impl ClvParams {
                 "must be finite and above -1",
             );
         }
-        if !(self.days_per_month.is_finite() && self.days_per_month > 0.0) {
-            return bad(
-                "days_per_month",
-                self.days_per_month,
-                "must be finite and positive",
-            );
-        }
+        positive_params(&[("days_per_month", self.days_per_month)])?;
         if !self.margin.is_finite() {
             return bad("margin", self.margin, "must be finite");
         }

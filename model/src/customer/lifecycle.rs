@@ -43,6 +43,7 @@
 
 use super::select::Chosen;
 use super::summary::{CustomerSummary, median};
+use crate::setting::{InvalidSetting, non_negative, positive, unit_interval};
 use encore_data::CustomerIdx;
 use serde::{Deserialize, Serialize};
 
@@ -147,10 +148,12 @@ pub enum LifecycleError {
     #[error("invalid lifecycle parameter {name} = {value}: {reason}")]
     InvalidParam {
         name: &'static str,
-        value: f64,
+        value: String,
         reason: &'static str,
     },
 }
+
+crate::setting::invalid_setting_from!(LifecycleError);
 
 /// One customer's stage and the figures behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,46 +181,28 @@ impl LifecycleParams {
     /// Checks every threshold: non-negative finite values, multipliers in
     /// non-decreasing order, `lost_p_alive` in `[0, 1]`, positive gaps.
     pub fn check(&self) -> Result<(), LifecycleError> {
-        let bad = |name, value, reason| {
-            Err(LifecycleError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        for (name, v) in [
+        let bad = |name, value: f64, reason| Err(InvalidSetting::new(name, value, reason).into());
+        non_negative(&[
             ("new_days", self.new_days),
             ("active_mult", self.active_mult),
             ("dormant_mult", self.dormant_mult),
             ("lost_mult", self.lost_mult),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(name, v, "must be a finite non-negative number");
-            }
-        }
+        ])?;
         if self.dormant_mult < self.active_mult {
             return bad("dormant_mult", self.dormant_mult, "must be >= active_mult");
         }
         if self.lost_mult < self.dormant_mult {
             return bad("lost_mult", self.lost_mult, "must be >= dormant_mult");
         }
-        for (name, v) in [
+        unit_interval(&[
             ("lost_p_alive", self.lost_p_alive),
             ("lost_churn_risk", self.lost_churn_risk),
             ("sure_alive_p_alive", self.sure_alive_p_alive),
-        ] {
-            if !(0.0..=1.0).contains(&v) {
-                return bad(name, v, "must be within [0, 1]");
-            }
-        }
-        for (name, v) in [
+        ])?;
+        positive(&[
             ("default_gap_days", self.default_gap_days),
             ("min_gap_days", self.min_gap_days),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(name, v, "must be a finite positive number");
-            }
-        }
+        ])?;
         Ok(())
     }
 

@@ -83,6 +83,7 @@ use super::pareto_nbd::{self, ParetoNbd, ParetoNbdParams};
 use super::summary::DAY_SECS;
 use crate::learn::boosting::{Boosted, BoostingParams};
 use crate::math::special::logistic;
+use crate::setting::{InvalidSetting, at_least_one};
 use encore_data::{CustomerIdx, PurchaseLog};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -204,16 +205,13 @@ pub enum PropensityError {
     Boosting(String),
 }
 
+crate::setting::invalid_setting_from!(PropensityError);
+
 impl PropensityParams {
     /// Checks every setting.
     pub fn check(&self) -> Result<(), PropensityError> {
-        let bad = |name, value: String, reason| {
-            Err(PropensityError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
+        let bad =
+            |name, value: String, reason| Err(InvalidSetting::new(name, value, reason).into());
         if !(self.horizon_days.is_finite() && self.horizon_days >= 1.0) {
             return bad(
                 "horizon_days",
@@ -221,9 +219,7 @@ impl PropensityParams {
                 "must be a finite number of days, at least 1",
             );
         }
-        if self.training_windows == 0 {
-            return bad("training_windows", "0".into(), "must be at least 1");
-        }
+        at_least_one(&[("training_windows", self.training_windows)])?;
         if !(self.window_stride_days.is_finite() && self.window_stride_days >= 1.0) {
             return bad(
                 "window_stride_days",
@@ -245,9 +241,7 @@ impl PropensityParams {
                 "must be at least 10",
             );
         }
-        if let Err((name, value, reason)) = self.boosting.check() {
-            return bad(name, value, reason);
-        }
+        self.boosting.check()?;
         if let Err(e) = self.bgnbd.check("BG/NBD") {
             return Err(PropensityError::InvalidParam {
                 name: "bgnbd",

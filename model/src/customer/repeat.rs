@@ -8,6 +8,7 @@
 
 use crate::math::optim::{NelderMeadResult, OptimError};
 use crate::math::special::SpecialError;
+use crate::setting::{InvalidSetting, at_least_one, non_negative, positive};
 use rayon::prelude::*;
 
 /// Settings of a four-parameter repeat-buying fit (BG/NBD, Pareto/NBD,
@@ -58,14 +59,7 @@ impl FitParams {
     /// The first setting out of range.
     fn check_settings(&self) -> Result<(), InvalidSetting> {
         check_fit_settings(self.penalizer, self.max_iter, self.tol, &self.initial)?;
-        if self.starts == 0 {
-            return Err(InvalidSetting::new(
-                "starts",
-                "0".into(),
-                "must be at least 1",
-            ));
-        }
-        Ok(())
+        at_least_one(&[("starts", self.starts)])
     }
 
     /// [`crate::math::optim::minimize_log_params`] with these settings:
@@ -224,25 +218,7 @@ macro_rules! repeat_model {
 }
 pub(crate) use repeat_model;
 
-/// A fit setting or model parameter out of range: what
-/// [`RepeatModelError::InvalidParam`] and its Gamma-Gamma counterpart say,
-/// without the model's name.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct InvalidSetting {
-    pub name: &'static str,
-    pub value: String,
-    pub reason: &'static str,
-}
-
 impl InvalidSetting {
-    pub(crate) fn new(name: &'static str, value: String, reason: &'static str) -> Self {
-        InvalidSetting {
-            name,
-            value,
-            reason,
-        }
-    }
-
     /// The error of the repeat-buying model `model`.
     pub(crate) fn in_model(self, model: &'static str) -> RepeatModelError {
         RepeatModelError::InvalidParam {
@@ -253,23 +229,6 @@ impl InvalidSetting {
         }
     }
 }
-
-/// `From` [`InvalidSetting`] for a model error enum whose `InvalidParam`
-/// variant has the same fields.
-macro_rules! invalid_input_from {
-    ($error:ty) => {
-        impl From<$crate::customer::repeat::InvalidSetting> for $error {
-            fn from(e: $crate::customer::repeat::InvalidSetting) -> Self {
-                Self::InvalidParam {
-                    name: e.name,
-                    value: e.value,
-                    reason: e.reason,
-                }
-            }
-        }
-    };
-}
-pub(crate) use invalid_input_from;
 
 /// Why a BG/NBD, Pareto/NBD or MBG/NBD model could not be fitted or evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -337,12 +296,10 @@ pub(crate) fn check_horizon(model: &'static str, t: f64) -> Result<(), RepeatMod
     if t.is_finite() && t >= 0.0 {
         Ok(())
     } else {
-        Err(InvalidSetting::new(
-            "t",
-            t.to_string(),
-            "the horizon must be finite and non-negative",
+        Err(
+            InvalidSetting::new("t", t, "the horizon must be finite and non-negative")
+                .in_model(model),
         )
-        .in_model(model))
     }
 }
 
@@ -365,11 +322,7 @@ pub(crate) fn around_a_one(
 /// Checks model parameters (finite and positive).
 pub(crate) fn positive_params(named: &[(&'static str, f64)]) -> Result<(), InvalidSetting> {
     match named.iter().find(|(_, v)| !(v.is_finite() && *v > 0.0)) {
-        Some(&(name, v)) => Err(InvalidSetting::new(
-            name,
-            v.to_string(),
-            "must be finite and positive",
-        )),
+        Some(&(name, v)) => Err(InvalidSetting::new(name, v, "must be finite and positive")),
         None => Ok(()),
     }
 }
@@ -390,26 +343,15 @@ pub(crate) fn check_fit_settings(
     tol: f64,
     initial: &[f64],
 ) -> Result<(), InvalidSetting> {
-    let bad = |name, value: String, reason| Err(InvalidSetting::new(name, value, reason));
-    if !(penalizer.is_finite() && penalizer >= 0.0) {
-        return bad(
-            "penalizer",
-            penalizer.to_string(),
-            "must be a finite non-negative number",
-        );
-    }
-    if max_iter == 0 {
-        return bad("max_iter", "0".into(), "must be at least 1");
-    }
-    if !(tol.is_finite() && tol > 0.0) {
-        return bad("tol", tol.to_string(), "must be a finite positive number");
-    }
+    non_negative(&[("penalizer", penalizer)])?;
+    at_least_one(&[("max_iter", max_iter)])?;
+    positive(&[("tol", tol)])?;
     if initial.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
-        return bad(
+        return Err(InvalidSetting::new(
             "initial",
             format!("{initial:?}"),
             "every value must be finite and positive",
-        );
+        ));
     }
     Ok(())
 }

@@ -125,6 +125,7 @@
 
 use crate::customer::summary::{DAY_SECS, OccasionRule, median};
 use crate::le::{Crc32Writer, put_le};
+use crate::setting::{InvalidSetting, non_negative, positive};
 use encore_data::PurchaseLog;
 use encore_data::mapped::{Buf, Element, Mapping};
 use rayon::prelude::*;
@@ -208,7 +209,7 @@ pub enum ReplenishmentError {
     #[error("invalid replenishment parameter {name} = {value}: {reason}")]
     InvalidParam {
         name: &'static str,
-        value: f64,
+        value: String,
         reason: &'static str,
     },
     /// The category slice does not match the log's items.
@@ -232,46 +233,34 @@ pub enum ReplenishmentError {
     Corrupt { reason: String },
 }
 
+crate::setting::invalid_setting_from!(ReplenishmentError);
+
 impl ReplenishmentParams {
     /// Checks every setting: finite non-negative strengths and elasticity,
     /// positive bounds with `min_interval_days <= max_interval_days`, positive
     /// spread floor, horizon and default cycle.
     pub fn check(&self) -> Result<(), ReplenishmentError> {
-        let bad = |name, value, reason| {
-            Err(ReplenishmentError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        for (name, v) in [
+        non_negative(&[
             ("cycle_prior_strength", self.cycle_prior_strength),
             ("repeat_prior_strength", self.repeat_prior_strength),
             ("own_gap_strength", self.own_gap_strength),
             ("own_repeat_strength", self.own_repeat_strength),
             ("quantity_elasticity", self.quantity_elasticity),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return bad(name, v, "must be a finite non-negative number");
-            }
-        }
-        for (name, v) in [
+        ])?;
+        positive(&[
             ("min_interval_days", self.min_interval_days),
             ("max_interval_days", self.max_interval_days),
             ("min_spread", self.min_spread),
             ("horizon_days", self.horizon_days),
             ("default_days_per_unit", self.default_days_per_unit),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(name, v, "must be a finite positive number");
-            }
-        }
+        ])?;
         if self.max_interval_days < self.min_interval_days {
-            return bad(
+            return Err(InvalidSetting::new(
                 "max_interval_days",
                 self.max_interval_days,
                 "must be >= min_interval_days",
-            );
+            )
+            .into());
         }
         Ok(())
     }

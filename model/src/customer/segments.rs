@@ -39,6 +39,7 @@
 //!   geometric-mean-like typical values, not arithmetic means.
 
 use super::summary::{CustomerSummary, DAY_SECS};
+use crate::setting::{at_least_one, positive};
 use linfa::DatasetBase;
 use linfa::traits::Fit;
 use linfa_clustering::{KMeans, KMeansInit};
@@ -102,32 +103,15 @@ pub enum SegmentError {
     KMeans(String),
 }
 
+crate::setting::invalid_setting_from!(SegmentError);
+
 impl SegmentParams {
     /// Checks every setting.
     pub fn check(&self) -> Result<(), SegmentError> {
-        let bad = |name, value: String, reason| {
-            Err(SegmentError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        if self.k == 0 {
-            return bad("k", "0".into(), "must be at least 1");
-        }
-        if self.max_iterations == 0 {
-            return bad("max_iterations", "0".into(), "must be at least 1");
-        }
-        if self.runs == 0 {
-            return bad("runs", "0".into(), "must be at least 1");
-        }
-        if !(self.tolerance.is_finite() && self.tolerance > 0.0) {
-            return bad(
-                "tolerance",
-                self.tolerance.to_string(),
-                "must be a finite positive number",
-            );
-        }
+        at_least_one(&[("k", self.k)])?;
+        at_least_one(&[("max_iterations", self.max_iterations)])?;
+        at_least_one(&[("runs", self.runs)])?;
+        positive(&[("tolerance", self.tolerance)])?;
         Ok(())
     }
 

@@ -30,6 +30,7 @@
 //! differ from summing every child only where two gains tie to within
 //! rounding.
 
+use crate::setting::{InvalidSetting, at_least_one};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -64,48 +65,46 @@ impl Default for BoostingParams {
     }
 }
 
-/// A parameter out of range: `(name, value, reason)`.
-pub type InvalidParam = (&'static str, String, &'static str);
-
 impl BoostingParams {
-    pub fn check(&self) -> Result<(), InvalidParam> {
-        if self.trees == 0 {
-            return Err(("boosting.trees", "0".into(), "must be at least 1"));
-        }
+    /// Checks every setting; the names carry the `boosting.` prefix of the
+    /// configuration table.
+    pub(crate) fn check(&self) -> Result<(), InvalidSetting> {
+        let bad = |name, value: String, reason| Err(InvalidSetting::new(name, value, reason));
+        at_least_one(&[("boosting.trees", self.trees)])?;
         if self.depth == 0 || self.depth > 12 {
-            return Err(("boosting.depth", self.depth.to_string(), "must be 1 to 12"));
+            return bad("boosting.depth", self.depth.to_string(), "must be 1 to 12");
         }
         if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
-            return Err((
+            return bad(
                 "boosting.learning_rate",
                 self.learning_rate.to_string(),
                 "must be in (0, 1]",
-            ));
+            );
         }
         if !(2..=256).contains(&self.bins) {
-            return Err(("boosting.bins", self.bins.to_string(), "must be 2 to 256"));
+            return bad("boosting.bins", self.bins.to_string(), "must be 2 to 256");
         }
         if !(self.min_leaf_hessian >= 0.0 && self.min_leaf_hessian.is_finite()) {
-            return Err((
+            return bad(
                 "boosting.min_leaf_hessian",
                 self.min_leaf_hessian.to_string(),
                 "must be finite and >= 0",
-            ));
+            );
         }
         if !(self.l2 >= 0.0 && self.l2.is_finite()) {
-            return Err((
+            return bad(
                 "boosting.l2",
                 self.l2.to_string(),
                 "must be finite and >= 0",
-            ));
+            );
         }
         if self.l2 == 0.0 && self.min_leaf_hessian == 0.0 {
             // A leaf of a few saturated rows would get an unbounded value.
-            return Err((
+            return bad(
                 "boosting.l2",
                 "0".into(),
                 "must be > 0 when min_leaf_hessian is 0",
-            ));
+            );
         }
         Ok(())
     }
@@ -117,8 +116,8 @@ impl BoostingParams {
         rows: &[R],
         labels: &[bool],
     ) -> Result<Boosted, String> {
-        if let Err((name, value, reason)) = self.check() {
-            return Err(format!("{name} = {value}: {reason}"));
+        if let Err(e) = self.check() {
+            return Err(format!("{} = {}: {}", e.name, e.value, e.reason));
         }
         assert_eq!(rows.len(), labels.len(), "one label per row");
         let n = rows.len();
