@@ -30,13 +30,13 @@ use encore_data::ingest::{ColumnMap, IngestOptions};
 use encore_data::parquet::read_record_batches;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
-use encore_model::customer::lifecycle::parse_stages;
 use encore_model::customer::replenishment::DueItem;
 use encore_model::engine::{Engine, ListFilter};
-use encore_model::outreach::{AudienceQuery, Reason, SettingProblem, Suggestion};
+use encore_model::outreach::{Reason, SettingProblem, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::batch::{ListKind, lists_for};
 use encore_training::config::{load_config, parse_config};
+use encore_training::customers::AudienceArgs;
 use encore_training::evaluate::{
     DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, evaluate_with,
 };
@@ -750,36 +750,23 @@ impl Model {
         as_of: Option<String>,
         max_churn_risk: Option<f64>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 200)?;
-        let stages =
-            parse_stages(&stages).map_err(|e| ConfigError::new_err(format!("stages: {e}")))?;
-        let as_of = as_of
-            .map(|s| {
-                parse_timestamp(&s).ok_or_else(|| {
-                    ConfigError::new_err(format!("as_of '{s}' is not a date (YYYY-MM-DD)"))
-                })
-            })
-            .transpose()?;
-        let query = AudienceQuery {
-            stages,
-            segments: segments.unwrap_or_default(),
+        let setting_err = |SettingProblem { setting, problem }| {
+            ConfigError::new_err(format!("{setting} {problem}"))
+        };
+        let settings = AudienceArgs {
+            stage: stages,
+            segment: segments.unwrap_or_default(),
             min_p_alive,
             max_churn_risk,
             min_clv,
             k,
             limit,
             as_of,
-            ..AudienceQuery::default()
         };
-        if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
-            return Err(ConfigError::new_err(format!("{setting} {problem}")));
-        }
+        let query = settings.query().map_err(setting_err)?;
         let engine = &*self.engine;
-        if let Some(why) = engine.audience_problem(&query) {
-            return Err(ConfigError::new_err(why));
-        }
-        if let Some(why) = engine.unknown_segments_message(&query.segments) {
-            return Err(ConfigError::new_err(format!("segments: {why}")));
+        if let Some(problem) = engine.audience_setting_problem(&query) {
+            return Err(setting_err(problem));
         }
         let rows = py.detach(|| {
             let members = engine.audience_members(&query);
