@@ -78,7 +78,7 @@ pub struct AudienceQuery {
     /// Customers whose churn risk (profile `churn_risk`) is at most this.
     pub max_churn_risk: Option<f64>,
     pub min_clv: Option<f64>,
-    /// Items per row.
+    /// Items per row, 1 to [`MAX_AUDIENCE_K`].
     pub k: usize,
     /// At most this many rows.
     pub limit: Option<usize>,
@@ -91,12 +91,17 @@ pub struct AudienceQuery {
     pub due_within_days: f64,
 }
 
+/// The most items an audience row carries.
+pub const MAX_AUDIENCE_K: usize = 200;
+
 /// A setting of an [`AudienceQuery`] outside what it accepts
-/// ([`AudienceQuery::setting_problem`]); each interface names the setting its
-/// own way (`--min-p-alive`, `min_p_alive`).
+/// ([`AudienceQuery::setting_problem`]) or what the model can filter by
+/// ([`Engine::audience_setting_problem`]); each interface names the setting
+/// its own way (`--min-p-alive`, `min_p_alive`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingProblem {
-    /// The field: `stages`, `min_p_alive`, `max_churn_risk`, `min_clv` or `limit`.
+    /// The field: `stages`, `segments`, `min_p_alive`, `max_churn_risk`,
+    /// `min_clv`, `k`, `limit` or `as_of`.
     pub setting: &'static str,
     /// What is wrong, to follow the setting's name: "must be at least 1".
     pub problem: String,
@@ -105,7 +110,7 @@ pub struct SettingProblem {
 impl AudienceQuery {
     /// The first setting out of its range, if any: no stage, a P(alive) or
     /// churn-risk bound outside [0, 1], a CLV bound that is not a finite
-    /// number, a limit of 0.
+    /// number, a `k` outside 1 to [`MAX_AUDIENCE_K`], a limit of 0.
     pub fn setting_problem(&self) -> Option<SettingProblem> {
         let found = |setting, problem| Some(SettingProblem { setting, problem });
         if self.stages.is_empty() {
@@ -125,6 +130,12 @@ impl AudienceQuery {
             && !v.is_finite()
         {
             return found("min_clv", format!("must be a finite number, not {v}"));
+        }
+        if !(1..=MAX_AUDIENCE_K).contains(&self.k) {
+            return found(
+                "k",
+                format!("must be between 1 and {MAX_AUDIENCE_K}, got {}", self.k),
+            );
         }
         if self.limit == Some(0) {
             return found("limit", "must be at least 1".to_owned());
@@ -239,10 +250,31 @@ impl Engine {
     /// filter on a model that reports no P(alive)
     /// ([`crate::customer::book::CustomerBook::p_alive_unavailable`]).
     pub fn audience_problem(&self, query: &AudienceQuery) -> Option<String> {
+        self.p_alive_problem(query)
+            .map(|SettingProblem { setting, problem }| format!("{setting} {problem}"))
+    }
+
+    /// What of `query` this model cannot filter by: `min_p_alive` when it
+    /// reports no P(alive) ([`Engine::audience_problem`]), then `segments`
+    /// naming one that is not in its RFM map
+    /// ([`Engine::unknown_segments_message`]).
+    pub fn audience_setting_problem(&self, query: &AudienceQuery) -> Option<SettingProblem> {
+        self.p_alive_problem(query).or_else(|| {
+            let problem = self.unknown_segments_message(&query.segments)?;
+            Some(SettingProblem {
+                setting: "segments",
+                problem,
+            })
+        })
+    }
+
+    fn p_alive_problem(&self, query: &AudienceQuery) -> Option<SettingProblem> {
         query.min_p_alive?;
-        self.customer_book()
-            .p_alive_unavailable()
-            .map(|why| format!("min_p_alive cannot filter: {why} (max_churn_risk filters by it)"))
+        let why = self.customer_book().p_alive_unavailable()?;
+        Some(SettingProblem {
+            setting: "min_p_alive",
+            problem: format!("cannot filter: {why} (max_churn_risk filters by it)"),
+        })
     }
 
     /// The customers of an audience, in row order (module docs).
@@ -666,6 +698,29 @@ mod tests {
     }
 
     #[test]
+    fn settings_the_model_cannot_filter_by_are_named() {
+        let engine = engine();
+        let all_known = AudienceQuery {
+            segments: engine.customer_book().models().segment_names.clone(),
+            ..AudienceQuery::default()
+        };
+        assert_eq!(engine.audience_setting_problem(&all_known), None);
+        let misspelt = AudienceQuery {
+            segments: vec!["at-risk".into()],
+            ..AudienceQuery::default()
+        };
+        let found = engine
+            .audience_setting_problem(&misspelt)
+            .expect("a problem");
+        assert_eq!(found.setting, "segments");
+        assert!(
+            found.problem.starts_with("'at-risk' is not an RFM segment"),
+            "{}",
+            found.problem
+        );
+    }
+
+    #[test]
     fn out_of_range_settings_are_named() {
         assert_eq!(AudienceQuery::default().setting_problem(), None);
         let cases = [
@@ -703,6 +758,14 @@ mod tests {
             ),
             (
                 AudienceQuery {
+                    k: 0,
+                    ..AudienceQuery::default()
+                },
+                "k",
+                "must be between 1 and 200, got 0",
+            ),
+            (
+                AudienceQuery {
                     limit: Some(0),
                     ..AudienceQuery::default()
                 },
@@ -715,6 +778,7 @@ mod tests {
             assert_eq!((found.setting, found.problem.as_str()), (setting, problem));
         }
         let bounds_kept = AudienceQuery {
+            k: MAX_AUDIENCE_K,
             min_p_alive: Some(0.0),
             max_churn_risk: Some(1.0),
             min_clv: Some(-5.0),

@@ -268,12 +268,12 @@ class Model:
     def similar(self, item_ids: Any = None, k: int = 10) -> pd.DataFrame:
         """Items closest in the embedding space: ``item_id, rank, similar_item_id, score``.
         Unknown items have no rows."""
-        return _frame(self._native.similar(_ids(item_ids), k))
+        return _frame(self._native.lists("similar", _ids(item_ids), k))
 
     def bought_together(self, item_ids: Any = None, k: int = 10) -> pd.DataFrame:
         """Items most often bought in the same orders:
         ``item_id, rank, similar_item_id, score``. Unknown items have no rows."""
-        return _frame(self._native.bought_together(_ids(item_ids), k))
+        return _frame(self._native.lists("bought_together", _ids(item_ids), k))
 
     def basket(
         self,
@@ -302,12 +302,12 @@ class Model:
         then new items (``customer_id, rank, item_id, reason, score, due_date``).
         Customers unknown to the model or without a profile have no rows; the
         forecast figures are in :meth:`customers`."""
-        return _frame(self._native.next_purchase(_ids(customer_ids), k))
+        return _frame(self._native.lists("next_purchase", _ids(customer_ids), k))
 
     def buy_again(self, customer_ids: Any = None, k: int = 10) -> pd.DataFrame:
         """Previously bought items, most due first, with their due dates and cycles.
         Customers unknown to the model or without a profile have no rows."""
-        return _frame(self._native.buy_again(_ids(customer_ids), k))
+        return _frame(self._native.lists("buy_again", _ids(customer_ids), k))
 
     def audience(
         self,

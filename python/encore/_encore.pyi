@@ -5,7 +5,7 @@ are ``arrow_array_stream`` PyCapsules (the Arrow PyCapsule interface).
 """
 
 import os
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, List, Literal, Optional, Tuple, Union
 
 _Path = Union[str, "os.PathLike[str]"]
 _Capsule = Any
@@ -51,7 +51,10 @@ class Purchases:
         """Catalog rows naming items that are not in the history."""
 
 class Model:
-    """A trained engine: every model of one artifact."""
+    """A trained engine: every model of one artifact.
+
+    The wrapper ``encore.Model`` passes every argument: the defaults are its own.
+    """
 
     @property
     def shape(self) -> Tuple[int, int]: ...
@@ -59,34 +62,37 @@ class Model:
     def manifest_json(self) -> str: ...
     def recommend(
         self,
-        customer_ids: Optional[List[str]] = None,
-        k: int = 10,
-        include_purchased: bool = False,
-        exclude: Optional[List[str]] = None,
-        category: Optional[str] = None,
+        customer_ids: Optional[List[str]],
+        k: int,
+        include_purchased: bool,
+        exclude: Optional[List[str]],
+        category: Optional[str],
     ) -> _Capsule: ...
-    def similar(self, item_ids: Optional[List[str]] = None, k: int = 10) -> _Capsule: ...
-    def bought_together(self, item_ids: Optional[List[str]] = None, k: int = 10) -> _Capsule: ...
     def basket(
         self,
         items: List[str],
-        k: int = 10,
-        exclude: Optional[List[str]] = None,
-        category: Optional[str] = None,
+        k: int,
+        exclude: Optional[List[str]],
+        category: Optional[str],
     ) -> Tuple[_Capsule, bool]: ...
     def customers(self) -> _Capsule: ...
-    def next_purchase(self, customer_ids: Optional[List[str]] = None, k: int = 10) -> _Capsule: ...
-    def buy_again(self, customer_ids: Optional[List[str]] = None, k: int = 10) -> _Capsule: ...
+    def lists(
+        self,
+        kind: Literal["similar", "bought_together", "next_purchase", "buy_again"],
+        ids: Optional[List[str]],
+        k: int,
+    ) -> _Capsule:
+        """Per item (similar, bought_together) or per customer (next_purchase, buy_again)."""
     def audience(
         self,
-        stages: str = "dormant,at_risk",
-        segments: Optional[List[str]] = None,
-        min_p_alive: Optional[float] = None,
-        min_clv: Optional[float] = None,
-        k: int = 5,
-        limit: Optional[int] = None,
-        as_of: Optional[str] = None,
-        max_churn_risk: Optional[float] = None,
+        stages: str,
+        segments: Optional[List[str]],
+        min_p_alive: Optional[float],
+        min_clv: Optional[float],
+        k: int,
+        limit: Optional[int],
+        as_of: Optional[str],
+        max_churn_risk: Optional[float],
     ) -> _Capsule: ...
     def kpis_json(self) -> str: ...
     def als_factor_bytes(self) -> Tuple[bytes, bytes, int]: ...

@@ -30,13 +30,13 @@ use encore_data::ingest::{ColumnMap, IngestOptions};
 use encore_data::parquet::read_record_batches;
 use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
-use encore_model::customer::lifecycle::parse_stages;
 use encore_model::customer::replenishment::DueItem;
 use encore_model::engine::{Engine, ListFilter};
-use encore_model::outreach::{AudienceQuery, Reason, SettingProblem, Suggestion};
+use encore_model::outreach::{Reason, SettingProblem, Suggestion};
 use encore_model::pipeline::{EngineConfig, train_engine};
 use encore_training::batch::{ListKind, lists_for};
 use encore_training::config::{load_config, parse_config};
+use encore_training::customers::AudienceArgs;
 use encore_training::evaluate::{
     DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, evaluate_with,
 };
@@ -323,7 +323,8 @@ fn evaluate(
     Ok((report.table(), json))
 }
 
-/// A trained engine: every model of one artifact.
+/// A trained engine: every model of one artifact. Its methods take every
+/// argument: the Python wrapper `encore.Model` gives the defaults.
 #[pyclass(frozen, module = "encore._encore")]
 struct Model {
     engine: Arc<Engine>,
@@ -458,7 +459,7 @@ impl Model {
     /// [`Model::profiled`] customer of `customer_ids` (every customer when
     /// `None`), computed off the GIL and in parallel by `list(engine,
     /// customer)`, then `rows(engine, customers, lists)`.
-    fn customer_lists<'py, T: Send>(
+    fn per_customer<'py, T: Send>(
         &self,
         py: Python<'py>,
         customer_ids: Option<Vec<String>>,
@@ -512,7 +513,7 @@ impl Model {
     /// Per customer the personal list: what `GET
     /// /v1/customers/{id}/recommendations` answers and `encore-train
     /// recommend --list for-you` writes (the tests check they agree).
-    #[pyo3(signature = (customer_ids=None, k=10, include_purchased=false, exclude=None, category=None))]
+    #[pyo3(signature = (customer_ids, k, include_purchased, exclude, category))]
     fn recommend<'py>(
         &self,
         py: Python<'py>,
@@ -555,33 +556,9 @@ impl Model {
         to_capsule(py, rows)
     }
 
-    /// Items closest in the ALS space, per item (`encore-train recommend
-    /// --list similar`); unknown items have no rows.
-    #[pyo3(signature = (item_ids=None, k=10))]
-    fn similar<'py>(
-        &self,
-        py: Python<'py>,
-        item_ids: Option<Vec<String>>,
-        k: usize,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        self.item_lists(py, item_ids, k, ListKind::Similar)
-    }
-
-    /// Items most often bought with each item (`encore-train recommend
-    /// --list bought-together`); unknown items have no rows.
-    #[pyo3(signature = (item_ids=None, k=10))]
-    fn bought_together<'py>(
-        &self,
-        py: Python<'py>,
-        item_ids: Option<Vec<String>>,
-        k: usize,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        self.item_lists(py, item_ids, k, ListKind::BoughtTogether)
-    }
-
     /// A list for an anonymous basket (`POST /v1/recommendations`); returns
     /// the rows and whether the fallback list answered.
-    #[pyo3(signature = (items, k=10, exclude=None, category=None))]
+    #[pyo3(signature = (items, k, exclude, category))]
     fn basket<'py>(
         &self,
         py: Python<'py>,
@@ -697,49 +674,69 @@ impl Model {
         to_capsule(py, rows)
     }
 
-    /// Per customer the items of a next-purchase message (`GET
-    /// /v1/customers/{id}/next-purchase`'s `recommended_items`): due
-    /// replenishments, then new items. Customers without a profile have no rows.
-    #[pyo3(signature = (customer_ids=None, k=10))]
-    fn next_purchase<'py>(
+    /// The lists of `kind` for `ids` (every item or customer of the model
+    /// when `None`). Per item, unknown items without rows: `similar`, the
+    /// items closest in the ALS space (`encore-train recommend --list
+    /// similar`); `bought_together`, the items most often bought with it
+    /// (`--list bought-together`). Per customer, customers without a profile
+    /// without rows: `next_purchase`, the items of a next-purchase message
+    /// (`GET /v1/customers/{id}/next-purchase`'s `recommended_items`), due
+    /// replenishments then new items; `buy_again`, the previously bought
+    /// items, most due first (`GET /v1/customers/{id}/buy-again`).
+    #[pyo3(signature = (kind, ids, k))]
+    fn lists<'py>(
         &self,
         py: Python<'py>,
-        customer_ids: Option<Vec<String>>,
+        kind: &str,
+        ids: Option<Vec<String>>,
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        self.customer_lists(
-            py,
-            customer_ids,
-            k,
-            |engine, c| engine.next_purchase_items(c, k, &ListFilter::default()),
-            |engine, who, lists| {
-                suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
-            },
-        )
-    }
-
-    /// Per customer the previously bought items, most due first (`GET
-    /// /v1/customers/{id}/buy-again`). Customers without a profile have no rows.
-    #[pyo3(signature = (customer_ids=None, k=10))]
-    fn buy_again<'py>(
-        &self,
-        py: Python<'py>,
-        customer_ids: Option<Vec<String>>,
-        k: usize,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        self.customer_lists(
-            py,
-            customer_ids,
-            k,
-            |engine, c| engine.buy_again(c, k, &ListFilter::default()),
-            buy_again_rows,
-        )
+        let all = ListFilter::default();
+        let kind = match kind {
+            "similar" => ListKind::Similar,
+            "bought_together" => ListKind::BoughtTogether,
+            "next_purchase" => {
+                return self.per_customer(
+                    py,
+                    ids,
+                    k,
+                    |engine, c| engine.next_purchase_items(c, k, &all),
+                    |engine, who, lists| {
+                        suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
+                    },
+                );
+            }
+            "buy_again" => {
+                return self.per_customer(
+                    py,
+                    ids,
+                    k,
+                    |engine, c| engine.buy_again(c, k, &all),
+                    buy_again_rows,
+                );
+            }
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown list '{other}' (known: similar, bought_together, next_purchase, buy_again)"
+                )));
+            }
+        };
+        // An item list, computed as `encore-train recommend` computes it.
+        check_k(k, 1000)?;
+        let ids = self.item_ids(ids);
+        let engine = &*self.engine;
+        let rows = py.detach(|| {
+            let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
+            let lists = lists_for(engine, kind, &idx, k, false);
+            list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
+        });
+        to_capsule(py, rows)
     }
 
     /// A reactivation audience (`encore-train audience`, `GET
     /// /v1/audiences/reactivation`): one row per suggested item, customers
     /// highest CLV first, with the customer's send date.
-    #[pyo3(signature = (stages="dormant,at_risk".to_string(), segments=None, min_p_alive=None, min_clv=None, k=5, limit=None, as_of=None, max_churn_risk=None))]
+    #[pyo3(signature = (stages, segments, min_p_alive, min_clv, k, limit, as_of, max_churn_risk))]
     #[allow(clippy::too_many_arguments)]
     fn audience<'py>(
         &self,
@@ -753,36 +750,23 @@ impl Model {
         as_of: Option<String>,
         max_churn_risk: Option<f64>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 200)?;
-        let stages =
-            parse_stages(&stages).map_err(|e| ConfigError::new_err(format!("stages: {e}")))?;
-        let as_of = as_of
-            .map(|s| {
-                parse_timestamp(&s).ok_or_else(|| {
-                    ConfigError::new_err(format!("as_of '{s}' is not a date (YYYY-MM-DD)"))
-                })
-            })
-            .transpose()?;
-        let query = AudienceQuery {
-            stages,
-            segments: segments.unwrap_or_default(),
+        let setting_err = |SettingProblem { setting, problem }| {
+            ConfigError::new_err(format!("{setting} {problem}"))
+        };
+        let settings = AudienceArgs {
+            stage: stages,
+            segment: segments.unwrap_or_default(),
             min_p_alive,
             max_churn_risk,
             min_clv,
             k,
             limit,
             as_of,
-            ..AudienceQuery::default()
         };
-        if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
-            return Err(ConfigError::new_err(format!("{setting} {problem}")));
-        }
+        let query = settings.query().map_err(setting_err)?;
         let engine = &*self.engine;
-        if let Some(why) = engine.audience_problem(&query) {
-            return Err(ConfigError::new_err(why));
-        }
-        if let Some(why) = engine.unknown_segments_message(&query.segments) {
-            return Err(ConfigError::new_err(format!("segments: {why}")));
+        if let Some(problem) = engine.audience_setting_problem(&query) {
+            return Err(setting_err(problem));
         }
         let rows = py.detach(|| {
             let members = engine.audience_members(&query);
@@ -875,64 +859,61 @@ impl Model {
     }
 }
 
-impl Model {
-    fn item_lists<'py>(
-        &self,
-        py: Python<'py>,
-        item_ids: Option<Vec<String>>,
-        k: usize,
-        kind: ListKind,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 1000)?;
-        let ids = self.item_ids(item_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
-            let lists = lists_for(engine, kind, &idx, k, false);
-            list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
-        });
-        to_capsule(py, rows)
-    }
+/// Every entry of `lists`, list by list, with the index of its list and its
+/// rank (from 1): the rows of an answer, from which each column is mapped.
+fn ranked<T>(lists: &[Vec<T>]) -> Vec<(usize, i64, &T)> {
+    lists
+        .iter()
+        .enumerate()
+        .flat_map(|(l, list)| {
+            list.iter()
+                .enumerate()
+                .map(move |(r, entry)| (l, r as i64 + 1, entry))
+        })
+        .collect()
+}
+
+/// The `rank` column of [`ranked`] rows.
+fn ranks<T>(rows: &[(usize, i64, &T)]) -> ArrayRef {
+    Arc::new(rows.iter().map(|&(_, r, _)| r).collect::<Int64Array>())
 }
 
 /// Buy-again lists as rows `customer_id, rank, item_id, score, due_date,
 /// last_purchase, interval_days, repeat_probability, purchases`.
 fn buy_again_rows(engine: &Engine, who: &[(String, u32)], lists: &[Vec<DueItem>]) -> RecordBatch {
-    let n: usize = lists.iter().map(Vec::len).sum();
-    let mut cols = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for ((id, _), list) in who.iter().zip(lists) {
-        for (r, d) in list.iter().enumerate() {
-            cols.0.push(id.as_str());
-            cols.1.push(r as i64 + 1);
-            cols.2.push(engine.items().id(d.item));
-            cols.3.push(d.due_score);
-            cols.4.push(Some(d.due_date));
-            cols.5.push(Some(d.last_purchase));
-            cols.6.push(d.interval_days);
-            cols.7.push(d.repeat_probability);
-            cols.8.push(d.purchases);
-        }
-    }
+    let rows = ranked(lists);
+    let floats = |f: fn(&DueItem) -> f32| -> ArrayRef {
+        Arc::new(rows.iter().map(|&(_, _, d)| f(d)).collect::<Float32Array>())
+    };
     batch(vec![
-        ("customer_id", strings(cols.0)),
-        ("rank", Arc::new(Int64Array::from(cols.1))),
-        ("item_id", strings(cols.2)),
-        ("score", Arc::new(Float32Array::from(cols.3))),
-        ("due_date", dates(cols.4)),
-        ("last_purchase", dates(cols.5)),
-        ("interval_days", Arc::new(Float32Array::from(cols.6))),
-        ("repeat_probability", Arc::new(Float32Array::from(cols.7))),
-        ("purchases", Arc::new(UInt32Array::from(cols.8))),
+        (
+            "customer_id",
+            strings(rows.iter().map(|&(l, _, _)| who[l].0.as_str())),
+        ),
+        ("rank", ranks(&rows)),
+        (
+            "item_id",
+            strings(rows.iter().map(|(_, _, d)| engine.items().id(d.item))),
+        ),
+        ("score", floats(|d| d.due_score)),
+        (
+            "due_date",
+            dates(rows.iter().map(|(_, _, d)| Some(d.due_date))),
+        ),
+        (
+            "last_purchase",
+            dates(rows.iter().map(|(_, _, d)| Some(d.last_purchase))),
+        ),
+        ("interval_days", floats(|d| d.interval_days)),
+        ("repeat_probability", floats(|d| d.repeat_probability)),
+        (
+            "purchases",
+            Arc::new(
+                rows.iter()
+                    .map(|(_, _, d)| d.purchases)
+                    .collect::<UInt32Array>(),
+            ),
+        ),
     ])
 }
 
@@ -943,37 +924,37 @@ fn suggestion_rows<'a>(
     lists: &[Vec<Suggestion>],
     send_dates: Option<&[i64]>,
 ) -> RecordBatch {
-    let n: usize = lists.iter().map(Vec::len).sum();
-    let mut customer = Vec::with_capacity(n);
-    let mut send = Vec::with_capacity(n);
-    let mut rank = Vec::with_capacity(n);
-    let mut item = Vec::with_capacity(n);
-    let mut reason = Vec::with_capacity(n);
-    let mut score = Vec::with_capacity(n);
-    let mut due = Vec::with_capacity(n);
-    for (row, (id, list)) in customers.zip(lists).enumerate() {
-        for (r, s) in list.iter().enumerate() {
-            customer.push(id);
-            if let Some(d) = send_dates {
-                send.push(Some(d[row]));
-            }
-            rank.push(r as i64 + 1);
-            item.push(engine.items().id(s.item));
-            reason.push(reason_name(s.reason));
-            score.push(s.score);
-            due.push(s.due_date);
-        }
-    }
-    let mut columns: Vec<(&str, ArrayRef)> = vec![("customer_id", strings(customer))];
-    if send_dates.is_some() {
-        columns.push(("send_date", dates(send)));
+    let customers: Vec<&str> = customers.collect();
+    let rows = ranked(lists);
+    let mut columns: Vec<(&str, ArrayRef)> = vec![(
+        "customer_id",
+        strings(rows.iter().map(|&(l, _, _)| customers[l])),
+    )];
+    if let Some(send) = send_dates {
+        columns.push((
+            "send_date",
+            dates(rows.iter().map(|&(l, _, _)| Some(send[l]))),
+        ));
     }
     columns.extend([
-        ("rank", Arc::new(Int64Array::from(rank)) as ArrayRef),
-        ("item_id", strings(item)),
-        ("reason", strings(reason)),
-        ("score", Arc::new(Float32Array::from(score))),
-        ("due_date", dates(due)),
+        ("rank", ranks(&rows)),
+        (
+            "item_id",
+            strings(rows.iter().map(|(_, _, s)| engine.items().id(s.item))),
+        ),
+        (
+            "reason",
+            strings(rows.iter().map(|(_, _, s)| reason_name(s.reason))),
+        ),
+        (
+            "score",
+            Arc::new(
+                rows.iter()
+                    .map(|(_, _, s)| s.score)
+                    .collect::<Float32Array>(),
+            ),
+        ),
+        ("due_date", dates(rows.iter().map(|(_, _, s)| s.due_date))),
     ]);
     batch(columns)
 }

@@ -66,6 +66,10 @@ def test_bad_arguments_are_config_errors(model):
         model.audience(stages="asleep")
     with pytest.raises(encore.ConfigError, match="max_churn_risk must be within"):
         model.audience(max_churn_risk=2.0)
+    with pytest.raises(encore.ConfigError, match="k must be between 1 and 200, got 0"):
+        model.audience(k=0)
+    with pytest.raises(encore.ConfigError, match="segments 'nope' is not an RFM segment"):
+        model.audience(segments=["nope"])
 
 
 def test_unloadable_model_is_a_model_error(tmp_path):

@@ -8,12 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use encore_data::timestamp::parse_timestamp;
 use encore_model::artifact;
 use encore_model::artifact::store::Store;
-use encore_model::customer::lifecycle::parse_stages;
-use encore_model::outreach::{AudienceQuery, SettingProblem};
 use encore_model::shard::check_shard;
 use encore_training::batch::{ListKind, read_ids, write_lists};
 use encore_training::config::load_config;
-use encore_training::customers::{AudienceFormat, write_audience, write_customers};
+use encore_training::customers::{
+    AudienceArgs, AudienceFormat, flag_problem, write_audience, write_customers,
+};
 use encore_training::evaluate::{
     DEFAULT_VALIDATION_DAYS, EvalOptions, Registry, Split, SplitKind, VALIDATION_EXPORT_DIR,
     evaluate_with, export_splits,
@@ -334,31 +334,8 @@ enum Command {
         /// Artifact directory written by `fit`.
         #[arg(long)]
         model: PathBuf,
-        /// Lifecycle stages to include, comma separated (new, active, dormant, at_risk, lost).
-        #[arg(long, default_value = "dormant,at_risk")]
-        stage: String,
-        /// RFM segments to include, comma separated [default: all].
-        #[arg(long)]
-        segment: Option<String>,
-        /// Only customers with at least this P(alive) (refused when the
-        /// model reports no P(alive): use --max-churn-risk).
-        #[arg(long)]
-        min_p_alive: Option<f64>,
-        /// Only customers whose churn risk is at most this.
-        #[arg(long)]
-        max_churn_risk: Option<f64>,
-        /// Only customers with at least this CLV.
-        #[arg(long)]
-        min_clv: Option<f64>,
-        /// Items per customer.
-        #[arg(long, default_value_t = 5)]
-        k: usize,
-        /// At most this many customers (highest CLV first).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// First day of the campaign [default: the model's last purchase date].
-        #[arg(long)]
-        as_of: Option<String>,
+        #[command(flatten)]
+        settings: AudienceArgs,
         #[arg(long, value_enum, default_value = "csv")]
         format: AudienceFormat,
     },
@@ -858,52 +835,12 @@ fn run() -> Result<()> {
         }
         Command::Audience {
             model,
-            stage,
-            segment,
-            min_p_alive,
-            max_churn_risk,
-            min_clv,
-            k,
-            limit,
-            as_of,
+            settings,
             format,
         } => {
-            let stages = parse_stages(&stage).map_err(|e| anyhow::anyhow!("--stage: {e}"))?;
-            let as_of = as_of
-                .map(|s| {
-                    parse_timestamp(&s)
-                        .with_context(|| format!("--as-of '{s}' is not a date (YYYY-MM-DD)"))
-                })
-                .transpose()?;
-            let query = AudienceQuery {
-                stages,
-                segments: segment
-                    .map(|s| {
-                        s.split(',')
-                            .filter(|x| !x.is_empty())
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                min_p_alive,
-                max_churn_risk,
-                min_clv,
-                k,
-                limit,
-                as_of,
-                ..AudienceQuery::default()
-            };
-            if let Some(SettingProblem { setting, problem }) = query.setting_problem() {
-                let flag = match setting {
-                    "stages" => "stage".to_owned(),
-                    other => other.replace('_', "-"),
-                };
-                bail!("--{flag} {problem}");
-            }
+            // Checked before the model is read.
+            let query = settings.query().map_err(flag_problem)?;
             let engine = load_model(&model)?;
-            if let Some(why) = engine.audience_problem(&query) {
-                bail!("--min-p-alive: {why}");
-            }
             let started = std::time::Instant::now();
             if let Some(n) = to_stdout(|out| write_audience(&engine, &query, format, out))? {
                 eprintln!(

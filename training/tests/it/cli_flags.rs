@@ -90,6 +90,17 @@ fn bad_audience_settings_are_named_as_flags() {
             "--min-clv must be a finite number, not inf",
         ),
         ("--limit", "0", "--limit must be at least 1"),
+        ("--k", "0", "--k must be between 1 and 200, got 0"),
+        (
+            "--stage",
+            "dormant,zombie",
+            "--stage names an unknown stage 'zombie'",
+        ),
+        (
+            "--as-of",
+            "someday",
+            "--as-of 'someday' is not a date (YYYY-MM-DD)",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_encore-train"))
             .args(["audience", "--model", model.to_str().unwrap()])
