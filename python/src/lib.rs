@@ -455,6 +455,27 @@ impl Model {
             .collect()
     }
 
+    /// The item lists of `kind` for `item_ids` (every item when `None`),
+    /// computed as `encore-train recommend` computes them; unknown items have
+    /// no rows.
+    fn item_lists<'py>(
+        &self,
+        py: Python<'py>,
+        item_ids: Option<Vec<String>>,
+        k: usize,
+        kind: ListKind,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        check_k(k, 1000)?;
+        let ids = self.item_ids(item_ids);
+        let engine = &*self.engine;
+        let rows = py.detach(|| {
+            let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
+            let lists = lists_for(engine, kind, &idx, k, false);
+            list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
+        });
+        to_capsule(py, rows)
+    }
+
     /// A list of at most `k` (checked: 1 to 100) for each
     /// [`Model::profiled`] customer of `customer_ids` (every customer when
     /// `None`), computed off the GIL and in parallel by `list(engine,
@@ -692,45 +713,29 @@ impl Model {
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let all = ListFilter::default();
-        let kind = match kind {
-            "similar" => ListKind::Similar,
-            "bought_together" => ListKind::BoughtTogether,
-            "next_purchase" => {
-                return self.per_customer(
-                    py,
-                    ids,
-                    k,
-                    |engine, c| engine.next_purchase_items(c, k, &all),
-                    |engine, who, lists| {
-                        suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
-                    },
-                );
-            }
-            "buy_again" => {
-                return self.per_customer(
-                    py,
-                    ids,
-                    k,
-                    |engine, c| engine.buy_again(c, k, &all),
-                    buy_again_rows,
-                );
-            }
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "unknown list '{other}' (known: similar, bought_together, next_purchase, buy_again)"
-                )));
-            }
-        };
-        // An item list, computed as `encore-train recommend` computes it.
-        check_k(k, 1000)?;
-        let ids = self.item_ids(ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
-            let lists = lists_for(engine, kind, &idx, k, false);
-            list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
-        });
-        to_capsule(py, rows)
+        match kind {
+            "similar" => self.item_lists(py, ids, k, ListKind::Similar),
+            "bought_together" => self.item_lists(py, ids, k, ListKind::BoughtTogether),
+            "next_purchase" => self.per_customer(
+                py,
+                ids,
+                k,
+                |engine, c| engine.next_purchase_items(c, k, &all),
+                |engine, who, lists| {
+                    suggestion_rows(engine, who.iter().map(|(id, _)| id.as_str()), lists, None)
+                },
+            ),
+            "buy_again" => self.per_customer(
+                py,
+                ids,
+                k,
+                |engine, c| engine.buy_again(c, k, &all),
+                buy_again_rows,
+            ),
+            other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "unknown list '{other}' (known: similar, bought_together, next_purchase, buy_again)"
+            ))),
+        }
     }
 
     /// A reactivation audience (`encore-train audience`, `GET
