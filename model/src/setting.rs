@@ -39,32 +39,27 @@ fn first_refused<T: Copy + Display>(
     }
 }
 
+/// The first of `named` that is not finite or that `ok` refuses.
+fn first_not_finite_and<T: Copy + Display + Into<f64>>(
+    named: &[(&'static str, T)],
+    ok: fn(f64) -> bool,
+    reason: &'static str,
+) -> Result<(), InvalidSetting> {
+    first_refused(named, |v| v.into().is_finite() && ok(v.into()), reason)
+}
+
 /// Each value finite and at least 0.
 pub(crate) fn non_negative<T: Copy + Display + Into<f64>>(
     named: &[(&'static str, T)],
 ) -> Result<(), InvalidSetting> {
-    first_refused(
-        named,
-        |v| {
-            let v = v.into();
-            v.is_finite() && v >= 0.0
-        },
-        "must be a finite non-negative number",
-    )
+    first_not_finite_and(named, |v| v >= 0.0, "must be a finite non-negative number")
 }
 
 /// Each value finite and above 0.
 pub(crate) fn positive<T: Copy + Display + Into<f64>>(
     named: &[(&'static str, T)],
 ) -> Result<(), InvalidSetting> {
-    first_refused(
-        named,
-        |v| {
-            let v = v.into();
-            v.is_finite() && v > 0.0
-        },
-        "must be a finite positive number",
-    )
+    first_not_finite_and(named, |v| v > 0.0, "must be a finite positive number")
 }
 
 /// Each value within `[0, 1]`.

@@ -455,27 +455,6 @@ impl Model {
             .collect()
     }
 
-    /// The item lists of `kind` for `item_ids` (every item when `None`),
-    /// computed as `encore-train recommend` computes them; unknown items have
-    /// no rows.
-    fn item_lists<'py>(
-        &self,
-        py: Python<'py>,
-        item_ids: Option<Vec<String>>,
-        k: usize,
-        kind: ListKind,
-    ) -> PyResult<Bound<'py, PyCapsule>> {
-        check_k(k, 1000)?;
-        let ids = self.item_ids(item_ids);
-        let engine = &*self.engine;
-        let rows = py.detach(|| {
-            let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
-            let lists = lists_for(engine, kind, &idx, k, false);
-            list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
-        });
-        to_capsule(py, rows)
-    }
-
     /// A list of at most `k` (checked: 1 to 100) for each
     /// [`Model::profiled`] customer of `customer_ids` (every customer when
     /// `None`), computed off the GIL and in parallel by `list(engine,
@@ -713,9 +692,21 @@ impl Model {
         k: usize,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let all = ListFilter::default();
+        // An item list, computed as `encore-train recommend` computes it.
+        let item_lists = |kind: ListKind, ids: Option<Vec<String>>| {
+            check_k(k, 1000)?;
+            let ids = self.item_ids(ids);
+            let engine = &*self.engine;
+            let rows = py.detach(|| {
+                let idx: Vec<Option<u32>> = ids.iter().map(|id| engine.items().get(id)).collect();
+                let lists = lists_for(engine, kind, &idx, k, false);
+                list_rows(engine, &ids, &lists, "item_id", "similar_item_id")
+            });
+            to_capsule(py, rows)
+        };
         match kind {
-            "similar" => self.item_lists(py, ids, k, ListKind::Similar),
-            "bought_together" => self.item_lists(py, ids, k, ListKind::BoughtTogether),
+            "similar" => item_lists(ListKind::Similar, ids),
+            "bought_together" => item_lists(ListKind::BoughtTogether, ids),
             "next_purchase" => self.per_customer(
                 py,
                 ids,
