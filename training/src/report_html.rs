@@ -255,6 +255,11 @@ fn split_rows(out: &mut String, s: &SplitSummary) {
             format!("{:.1}%", 100.0 * s.repeat_share),
         ),
     ];
+    header_rows(out, rows);
+}
+
+/// One `<tr><th>name</th><td>value</td></tr>` a pair, both escaped.
+fn header_rows<'a>(out: &mut String, rows: impl IntoIterator<Item = (&'a str, String)>) {
     for (k, v) in rows {
         let _ = write!(
             out,
@@ -507,14 +512,7 @@ pub fn render(r: &EvalReport) -> String {
             ),
         ),
     ];
-    for (k, v) in data_rows {
-        let _ = write!(
-            out,
-            "<tr><th>{}</th><td>{}</td></tr>",
-            escape(k),
-            escape(&v)
-        );
-    }
+    header_rows(&mut out, data_rows);
     out.push_str("</table>\n<h2>Test split</h2><table>");
     split_rows(&mut out, &r.split);
     out.push_str("</table>\n<h2>Validation split (for tuning; the test targets are never used to choose parameters)</h2><table>");
