@@ -6,6 +6,10 @@ pub const DEFAULT_K: usize = 10;
 /// The longest list a request may ask for.
 pub const MAX_K: usize = 200;
 
+// The audience route checks `k` against `MAX_K` (`invalid_k`) before the
+// model's audience checks see it: those must not refuse what `MAX_K` allows.
+const _: () = assert!(MAX_K <= encore_model::outreach::MAX_AUDIENCE_K);
+
 /// The longest item or customer id, in bytes (after percent-decoding).
 pub const MAX_ID_BYTES: usize = 256;
 
