@@ -6,9 +6,10 @@
 //!
 //! * **Serving a variant.** The customer id is assigned with
 //!   [`Experiment::assign`](encore_model::experiment::Experiment::assign)
-//!   (unknown customers too: the hash needs only the id) and the variant's strategy is served as the plain route would serve
-//!   its list: `als` is the ALS list ([`Engine::recommend`]; purchased items
-//!   left out unless `include_purchased`), `for_you` the list of
+//!   (unknown customers too: the hash needs only the id) and the variant's
+//!   strategy is served as the plain route would serve its list: `als` is
+//!   the ALS list ([`Engine::recommend`]; purchased items left out unless
+//!   `include_purchased`), `for_you` the list of
 //!   `include_purchased=true` ([`Engine::for_you`]), `popular` the
 //!   popularity list without the customer's purchased items, `buy_again` the
 //!   list of `GET /v1/customers/{id}/buy-again` (score: the due score),
