@@ -73,7 +73,7 @@ pub struct AudienceQuery {
     /// RFM segments to include; empty for all.
     pub segments: Vec<String>,
     /// Customers whose P(alive) is at least this; refused by
-    /// [`Engine::audience_problem`] when the model reports no P(alive).
+    /// [`Engine::audience_setting_problem`] when the model reports no P(alive).
     pub min_p_alive: Option<f64>,
     /// Customers whose churn risk (profile `churn_risk`) is at most this.
     pub max_churn_risk: Option<f64>,
@@ -246,29 +246,17 @@ impl Engine {
         out
     }
 
-    /// Why `query` cannot be answered as asked, if it cannot: a P(alive)
-    /// filter on a model that reports no P(alive)
+    /// What of `query` this model cannot filter by: `segments` naming one
+    /// that is not in its RFM map ([`Engine::unknown_segments_message`]),
+    /// then `min_p_alive` when it reports no P(alive)
     /// ([`crate::customer::book::CustomerBook::p_alive_unavailable`]).
-    pub fn audience_problem(&self, query: &AudienceQuery) -> Option<String> {
-        self.p_alive_problem(query)
-            .map(|SettingProblem { setting, problem }| format!("{setting} {problem}"))
-    }
-
-    /// What of `query` this model cannot filter by: `min_p_alive` when it
-    /// reports no P(alive) ([`Engine::audience_problem`]), then `segments`
-    /// naming one that is not in its RFM map
-    /// ([`Engine::unknown_segments_message`]).
     pub fn audience_setting_problem(&self, query: &AudienceQuery) -> Option<SettingProblem> {
-        self.p_alive_problem(query).or_else(|| {
-            let problem = self.unknown_segments_message(&query.segments)?;
-            Some(SettingProblem {
+        if let Some(problem) = self.unknown_segments_message(&query.segments) {
+            return Some(SettingProblem {
                 setting: "segments",
                 problem,
-            })
-        })
-    }
-
-    fn p_alive_problem(&self, query: &AudienceQuery) -> Option<SettingProblem> {
+            });
+        }
         query.min_p_alive?;
         let why = self.customer_book().p_alive_unavailable()?;
         Some(SettingProblem {

@@ -409,6 +409,17 @@ fn list_param<'a>(name: &str, raw: &'a str) -> Result<Vec<&'a str>, ApiError> {
     Ok(out)
 }
 
+/// A [`SettingProblem`] of an audience as the API reports it (`invalid_query`),
+/// the setting named by its query parameter (`stage`, `segment`, `k`, ...).
+fn param_problem(SettingProblem { setting, problem }: SettingProblem) -> ApiError {
+    let name = match setting {
+        "stages" => "stage",
+        "segments" => "segment",
+        other => other,
+    };
+    ApiError::new(Code::InvalidQuery, format!("{name} {problem}"))
+}
+
 fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> {
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
     let mut q = AudienceQuery::default();
@@ -436,13 +447,8 @@ fn audience_query(p: AudienceParams) -> Result<(AudienceQuery, bool), ApiError> 
                 .ok_or_else(|| bad(format!("as_of '{raw}' is not a date (YYYY-MM-DD)")))?,
         );
     }
-    if let Some(SettingProblem { setting, problem }) = q.setting_problem() {
-        let name = if setting == "stages" {
-            "stage"
-        } else {
-            setting
-        };
-        return Err(bad(format!("{name} {problem}")));
+    if let Some(problem) = q.setting_problem() {
+        return Err(param_problem(problem));
     }
     let csv = match p.format.as_deref() {
         None | Some("ndjson") => false,
@@ -462,12 +468,8 @@ pub(crate) async fn reactivation(
         Ok(v) => v,
         Err(e) => return model_response::<Value>(&engine, Err(e)),
     };
-    if let Some(why) = engine.unknown_segments_message(&query.segments) {
-        let error = ApiError::new(Code::InvalidQuery, format!("segment {why}"));
-        return model_response::<Value>(&engine, Err(error));
-    }
-    if let Some(why) = engine.audience_problem(&query) {
-        return model_response::<Value>(&engine, Err(ApiError::new(Code::InvalidQuery, why)));
+    if let Some(problem) = engine.audience_setting_problem(&query) {
+        return model_response::<Value>(&engine, Err(param_problem(problem)));
     }
     // The stream holds its place (and the model it started on) until it is
     // dropped; finding the members is scoring work, behind the queue.
